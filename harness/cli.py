@@ -1,0 +1,162 @@
+"""Command line: ``run`` (default), ``validate PATH`` and ``score``. Wiring and messages only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from harness import __version__
+from harness.competition import CompetitionConfig, CompetitionError, rescore, run_competition
+from harness.contract import EpsilonError, parse_epsilon
+from harness.dataset import DatasetError
+from harness.report import leaderboard_tables
+from harness.runner import TimePolicy
+from harness.submission import SubmissionError, suggest
+from harness.validate import validate_submission
+
+COMMANDS = ("run", "validate", "score")
+
+
+def _epsilon(text: str) -> int:
+    try:
+        return parse_epsilon(text)
+    except EpsilonError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def build_parser(root: Path) -> argparse.ArgumentParser:
+    """The argument parser; default folders are relative to ``root``."""
+    parser = argparse.ArgumentParser(
+        prog="run_competition.py",
+        description="Run every attack against every defense (NIPS 2017 / CAAD 2018 format) and score them.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,validate,score}")
+
+    run = commands.add_parser("run", help="run the competition (the default command)")
+    run.add_argument("--input_dir", "--dataset_dir", type=Path, default=root / "sample_data",
+                     help="folder of <ImageId>.png files plus dev_dataset.csv or labels.csv (default: %(default)s)")
+    run.add_argument("--attacks_dir", type=Path, action="append",
+                     help=f"attack submissions; repeatable (default: {root / 'attacks'})")
+    run.add_argument("--targeted_attacks_dir", type=Path, action="append", default=[],
+                     help="more attack folders (NIPS 2017 toolkit compatibility); repeatable")
+    run.add_argument("--defenses_dir", type=Path, action="append",
+                     help=f"defense submissions; repeatable (default: {root / 'defenses'})")
+    run.add_argument("--output_dir", type=Path, default=root / "results",
+                     help="results folder (default: %(default)s)")
+    run.add_argument("--max_epsilon", "--epsilon", type=_epsilon, nargs="+", default=[16],
+                     help="one or more integer ε in 0..255 (default: 16)")
+    run.add_argument("--batch_size", type=_positive_int, default=100, help="images per run (default: 100)")
+    run.add_argument("--jobs", type=_positive_int, default=1, help="runs in parallel (default: 1)")
+    run.add_argument("--seed", type=int, default=0, help="seed of target draws and batching (default: 0)")
+    run.add_argument("--seconds_per_image", type=_positive_float, default=5.0,
+                     help="time limit per image of a run (default: 5, as NIPS 2017's 500 s per 100)")
+    run.add_argument("--min_seconds", type=_positive_float, default=60.0,
+                     help="smallest time limit of a run (default: 60)")
+    run.add_argument("--num_classes", type=_positive_int, default=None,
+                     help="classes to draw missing target classes from (default: largest label + 1)")
+    run.add_argument("--only", nargs="+", default=[], metavar="NAME", help="run only these submissions")
+    run.add_argument("--force", action="store_true", help="discard stored results and recompute everything")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+
+    validate = commands.add_parser("validate", help="check one submission folder on a few sample images")
+    validate.add_argument("path", type=Path, help="the submission folder")
+    validate.add_argument("--input_dir", type=Path, default=root / "sample_data")
+    validate.add_argument("--images", type=_positive_int, default=4, help="images to run on (default: 4)")
+    validate.add_argument("--max_epsilon", type=_epsilon, default=16)
+
+    score = commands.add_parser("score", help="re-score a results folder without running anything")
+    score.add_argument("--output_dir", type=Path, default=root / "results")
+    return parser
+
+
+def _progress(enabled: bool) -> Callable[[str, int], Callable[[], None]] | None:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    def factory(label: str, total: int) -> Callable[[], None]:
+        bar = tqdm(total=total, desc=label, unit="run", leave=True, disable=None if total else True)
+
+        def tick() -> None:
+            bar.update(1)
+            if bar.n >= total:
+                bar.close()
+        return tick
+    return factory
+
+
+def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
+    """Entry point. Returns the process exit status.
+
+    Args:
+        argv: Arguments (default ``sys.argv[1:]``); with no command, ``run`` is assumed.
+        root: Folder that default paths are relative to (default: the current directory).
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    root = Path.cwd() if root is None else root
+    if args_list and not args_list[0].startswith("-") and args_list[0] not in COMMANDS:
+        print(f"error: unknown command {args_list[0]!r}{suggest(args_list[0], COMMANDS)}; "
+              f"commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")):
+        args_list.insert(0, "run")
+    args = build_parser(root).parse_args(args_list)
+    try:
+        if args.command == "validate":
+            report = validate_submission(args.path, input_dir=args.input_dir, images=args.images,
+                                         epsilon=args.max_epsilon)
+            for line in report.lines:
+                print(line)
+            for problem in report.problems:
+                print(f"PROBLEM: {problem}")
+            print("OK: the submission ran cleanly" if report.ok else f"{len(report.problems)} problem(s) to fix")
+            return 0 if report.ok else 1
+        if args.command == "score":
+            scores = rescore(args.output_dir)
+            print(leaderboard_tables(scores))
+            return 0
+        config = CompetitionConfig(
+            input_dir=args.input_dir,
+            attacks_dirs=tuple(args.attacks_dir or [root / "attacks"]) + tuple(args.targeted_attacks_dir),
+            defenses_dirs=tuple(args.defenses_dir or [root / "defenses"]),
+            output_dir=args.output_dir, epsilons=tuple(args.max_epsilon), batch_size=args.batch_size,
+            jobs=args.jobs, seed=args.seed, force=args.force,
+            time_policy=TimePolicy(per_image=args.seconds_per_image, minimum=args.min_seconds),
+            only=tuple(args.only), num_classes=args.num_classes)
+        result = run_competition(config, echo=lambda line: print(line, file=sys.stderr),
+                                 progress=_progress(not args.quiet))
+        if not args.quiet:
+            print(leaderboard_tables(result.scores))
+            executed, reused = result.outcome.executed, result.outcome.reused
+            print(f"\nran {executed['attack']} attack and {executed['defense']} defense batches "
+                  f"(reused {reused['attack']} + {reused['defense']}); results in {args.output_dir}")
+        return 0
+    except (CompetitionError, DatasetError, SubmissionError, EpsilonError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

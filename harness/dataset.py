@@ -1,0 +1,241 @@
+"""The competition dataset: ``<ImageId>.png`` files plus their labels.
+
+Two label files are understood, looked for in this order inside the input folder:
+
+* ``dev_dataset.csv`` — the NIPS 2017 format (columns ImageId, URL, x1, y1, x2, y2, TrueLabel, TargetClass, …;
+  only ImageId, TrueLabel and TargetClass are read, other columns are ignored);
+* ``labels.csv`` — a minimal ``ImageId,TrueLabel[,TargetClass]`` file.
+
+When TargetClass is absent, targets are drawn with a seeded generator, never equal to TrueLabel, and the
+draw is recorded in the dataset (and so in the run's manifest and per-image table).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.contract import ImageError, decode_png, sha256_bytes
+
+#: Label files recognised in an input folder, in order of preference.
+LABEL_FILES = ("dev_dataset.csv", "labels.csv")
+_IMAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class DatasetError(ValueError):
+    """The input folder or its labels break the dataset contract; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One dataset image.
+
+    Attributes:
+        image_id: File stem; the image is ``<image_id>.png``.
+        true_label: Ground-truth class index.
+        target_class: Class targeted attacks aim for (≠ ``true_label``).
+        sha256: Hex digest of the PNG file's bytes.
+        height: Image height in pixels.
+        width: Image width in pixels.
+    """
+
+    image_id: str
+    true_label: int
+    target_class: int
+    sha256: str
+    height: int
+    width: int
+
+    @property
+    def file_name(self) -> str:
+        """``<image_id>.png``."""
+        return f"{self.image_id}.png"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images and labels of one input folder.
+
+    Attributes:
+        root: The input folder.
+        images: Records sorted by image id.
+        label_file: The label file that was read.
+        targets_drawn: True when TargetClass was absent and targets were drawn with ``seed``.
+        num_classes: Number of classes targets were drawn from (labels lie in 0..num_classes−1).
+        seed: Seed of the target draw.
+    """
+
+    root: Path
+    images: tuple[ImageRecord, ...]
+    label_file: str
+    targets_drawn: bool
+    num_classes: int
+    seed: int
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def path(self, record: ImageRecord) -> Path:
+        """Path of a record's PNG file."""
+        return self.root / record.file_name
+
+    def by_id(self) -> dict[str, ImageRecord]:
+        """Records keyed by image id."""
+        return {record.image_id: record for record in self.images}
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 over every image's id, bytes hash, true label and target class."""
+        digest = hashlib.sha256()
+        for record in self.images:
+            digest.update(f"{record.image_id}\t{record.sha256}\t{record.true_label}\t"
+                          f"{record.target_class}\n".encode())
+        return digest.hexdigest()
+
+
+def _read_label_rows(path: Path) -> list[tuple[int, str, str, str | None]]:
+    """Rows of (line number, ImageId, TrueLabel, TargetClass or None) from a label CSV."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read label file ({exc})") from None
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if header is None:
+        raise DatasetError(f"{path}: empty label file; expected a header row ImageId,TrueLabel[,TargetClass]")
+    columns = [name.strip() for name in header]
+    missing = [name for name in ("ImageId", "TrueLabel") if name not in columns]
+    if missing:
+        raise DatasetError(f"{path}: header {','.join(columns)!r} lacks {', '.join(missing)}; "
+                           "expected columns ImageId,TrueLabel[,TargetClass]")
+    id_col, label_col = columns.index("ImageId"), columns.index("TrueLabel")
+    target_col = columns.index("TargetClass") if "TargetClass" in columns else None
+    rows = []
+    for line_no, row in enumerate(reader, start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        needed = max(id_col, label_col, target_col if target_col is not None else 0)
+        if len(row) <= needed:
+            raise DatasetError(f"{path}:{line_no}: {len(row)} columns, expected at least {needed + 1}")
+        target = row[target_col].strip() if target_col is not None else None
+        rows.append((line_no, row[id_col].strip(), row[label_col].strip(), target))
+    return rows
+
+
+def _parse_label(path: Path, line_no: int, column: str, value: str) -> int:
+    try:
+        label = int(value)
+    except ValueError:
+        raise DatasetError(f"{path}:{line_no}: {column} {value!r} is not an integer class index") from None
+    if label < 0:
+        raise DatasetError(f"{path}:{line_no}: {column} {label} is negative")
+    return label
+
+
+def draw_targets(true_labels: list[int], *, num_classes: int, seed: int) -> list[int]:
+    """Draw a target class ≠ true label for every image, reproducibly.
+
+    Args:
+        true_labels: Class indices in 0..num_classes−1.
+        num_classes: Number of classes (≥ 2).
+        seed: Seed of the draw; the same seed and labels always give the same targets.
+
+    Returns:
+        One target per label, uniform over the other ``num_classes − 1`` classes.
+    """
+    if num_classes < 2:
+        raise DatasetError(f"cannot draw target classes with num_classes={num_classes}; need at least 2")
+    rng = np.random.default_rng(seed)
+    offsets = rng.integers(1, num_classes, size=len(true_labels))
+    return [int((label + offset) % num_classes) for label, offset in zip(true_labels, offsets)]
+
+
+def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | None = None) -> Dataset:
+    """Read and validate an input folder.
+
+    Args:
+        input_dir: Folder holding ``<ImageId>.png`` files and a label file (see :data:`LABEL_FILES`).
+        seed: Seed for drawing target classes when the label file has none.
+        num_classes: Classes to draw targets from; default ``max(TrueLabel) + 1`` (at least 2).
+
+    Returns:
+        The :class:`Dataset`, images sorted by id.
+
+    Raises:
+        DatasetError: Missing folder or label file, malformed rows, duplicate ids, images without labels or
+            labels without images (all listed), corrupt or non-RGB images, an empty dataset.
+    """
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise DatasetError(f"input folder {root} does not exist; pass --input_dir with a folder of "
+                           "<ImageId>.png files and a dev_dataset.csv or labels.csv")
+    label_path = next((root / name for name in LABEL_FILES if (root / name).is_file()), None)
+    if label_path is None:
+        raise DatasetError(f"{root}: no label file; add dev_dataset.csv (NIPS 2017 format) or labels.csv "
+                           "with columns ImageId,TrueLabel[,TargetClass]")
+    rows = _read_label_rows(label_path)
+    if not rows:
+        raise DatasetError(f"{label_path}: no images listed; the dataset is empty")
+
+    labels: dict[str, tuple[int, int | None]] = {}
+    for line_no, image_id, true_text, target_text in rows:
+        if not _IMAGE_ID.match(image_id):
+            raise DatasetError(f"{label_path}:{line_no}: ImageId {image_id!r} must be a plain file stem "
+                               "(letters, digits, '_', '-', '.')")
+        if image_id in labels:
+            raise DatasetError(f"{label_path}:{line_no}: ImageId {image_id!r} is listed twice")
+        true_label = _parse_label(label_path, line_no, "TrueLabel", true_text)
+        target = None
+        if target_text not in (None, ""):
+            target = _parse_label(label_path, line_no, "TargetClass", target_text)
+            if target == true_label:
+                raise DatasetError(f"{label_path}:{line_no}: TargetClass equals TrueLabel ({target}); "
+                                   "a target must differ from the true label")
+        labels[image_id] = (true_label, target)
+
+    on_disk = {path.stem for path in root.glob("*.png") if path.is_file()}
+    unlabeled = sorted(on_disk - labels.keys())
+    missing = sorted(labels.keys() - on_disk)
+    if unlabeled or missing:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} labelled image(s) have no PNG in {root}: {_preview(missing)}")
+        if unlabeled:
+            parts.append(f"{len(unlabeled)} PNG file(s) have no row in {label_path.name}: {_preview(unlabeled)}")
+        raise DatasetError("; ".join(parts))
+
+    ids = sorted(labels)
+    true_labels = [labels[i][0] for i in ids]
+    given_targets = [labels[i][1] for i in ids]
+    if num_classes is None:
+        highest = max(true_labels + [t for t in given_targets if t is not None])
+        num_classes = max(2, highest + 1)
+    targets_drawn = any(t is None for t in given_targets)
+    if targets_drawn:
+        drawn = draw_targets(true_labels, num_classes=num_classes, seed=seed)
+        targets = [given if given is not None else new for given, new in zip(given_targets, drawn)]
+    else:
+        targets = [t for t in given_targets if t is not None]
+
+    records = []
+    for image_id, true_label, target in zip(ids, true_labels, targets):
+        path = root / f"{image_id}.png"
+        try:
+            data = path.read_bytes()
+            image = decode_png(data, what=str(path))
+        except (OSError, ImageError) as exc:
+            raise DatasetError(f"{exc}; replace or remove this image (and its label row)") from None
+        records.append(ImageRecord(image_id=image_id, true_label=true_label, target_class=target,
+                                   sha256=sha256_bytes(data), height=image.shape[0], width=image.shape[1]))
+    return Dataset(root=root, images=tuple(records), label_file=label_path.name, targets_drawn=targets_drawn,
+                   num_classes=num_classes, seed=seed)
+
+
+def _preview(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")

@@ -1,0 +1,93 @@
+"""Strict but tolerant parsing of a defense's ``OUTPUT_FILE`` (``<file>.png,<label>`` rows, no header).
+
+Nothing in the file can stop the run: every expected image gets either a label or the reason it has none
+("missing row", "duplicate rows", "non-integer label …"), and rows naming unknown files are counted as notes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Largest prediction file read; a larger one is cut here (its later rows count as missing).
+MAX_CSV_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A defense's answer for one image: a label, or None with the reason."""
+
+    label: int | None
+    problem: str
+
+
+@dataclass(frozen=True)
+class ParsedPredictions:
+    """Every expected file's answer plus notes on rows that were ignored.
+
+    Attributes:
+        answers: File name → :class:`Answer`, one per expected name.
+        notes: Plain-words remarks (unknown names, malformed rows, a missing or oversized file).
+    """
+
+    answers: dict[str, Answer]
+    notes: list[str]
+
+
+def parse_predictions(path: Path, *, expected: set[str]) -> ParsedPredictions:
+    """Parse a defense's output file.
+
+    Args:
+        path: The CSV the defense wrote (may be missing, empty, binary, a symlink …).
+        expected: The file names the defense was given.
+
+    Returns:
+        :class:`ParsedPredictions` with an answer for every name in ``expected``.
+    """
+    notes: list[str] = []
+    if path.is_symlink() or not path.is_file():
+        reason = "output file is a symbolic link" if path.is_symlink() else "no output file"
+        return ParsedPredictions({name: Answer(None, reason) for name in sorted(expected)}, [reason])
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_CSV_BYTES + 1)
+    if len(data) > MAX_CSV_BYTES:
+        notes.append(f"output file larger than {MAX_CSV_BYTES >> 20} MiB; read only its beginning")
+        data = data[:MAX_CSV_BYTES]
+    text = data.decode("utf-8", errors="replace").replace("\0", "")
+    labels: dict[str, list[str]] = {}
+    unknown = malformed = 0
+    for row in csv.reader(io.StringIO(text)):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) < 2:
+            malformed += 1
+            continue
+        name = row[0].strip()
+        if name not in expected:
+            unknown += 1
+            continue
+        labels.setdefault(name, []).append(row[1].strip())
+    if unknown:
+        notes.append(f"{unknown} row(s) name files that were not given")
+    if malformed:
+        notes.append(f"{malformed} row(s) without a label column")
+    answers = {}
+    for name in sorted(expected):
+        values = labels.get(name)
+        if not values:
+            answers[name] = Answer(None, "missing row")
+        elif len(values) > 1:
+            answers[name] = Answer(None, "duplicate rows")
+        else:
+            answers[name] = _label(values[0])
+    return ParsedPredictions(answers, notes)
+
+
+def _label(text: str) -> Answer:
+    try:
+        return Answer(int(text), "")
+    except ValueError:
+        shown = text if len(text) <= 20 else text[:20] + "…"
+        return Answer(None, f"non-integer label {shown!r}")

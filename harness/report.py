@@ -1,0 +1,90 @@
+"""Views of the scores and the per-image table: CSV files and terminal tables. Computes nothing new."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import astuple, fields
+from pathlib import Path
+from typing import Iterable
+
+from tabulate import tabulate
+
+from harness.scoring import TRACKS, Matrix, ScoreRow
+from harness.store import atomic_write_text
+
+LEADERBOARD = "leaderboard.csv"
+PER_IMAGE = "per_image.csv"
+ATTACK_IMAGES = "attack_images.csv"
+RUNS = "runs.csv"
+MANIFEST = "manifest.json"
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def leaderboard_csv(scores: Iterable[ScoreRow]) -> str:
+    """The leaderboard as CSV text (rates with 4 decimals, empty cells for "not applicable")."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([f.name for f in fields(ScoreRow)])
+    for row in scores:
+        values = list(astuple(row))
+        values[-1] = f"{row.seconds:.1f}"
+        writer.writerow([_fmt(v) if not isinstance(v, str) else v for v in values])
+    return buffer.getvalue()
+
+
+def matrix_csv(matrices: Iterable[Matrix]) -> str:
+    """Matrices stacked in one CSV with an ``epsilon`` and a ``defense`` column."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header_written = False
+    for matrix in matrices:
+        if not header_written:
+            writer.writerow(["epsilon", "defense", *matrix.columns])
+            header_written = True
+        for defense, rates in matrix.rows:
+            writer.writerow([matrix.epsilon, defense, *(_fmt(r) for r in rates)])
+    return buffer.getvalue()
+
+
+def write_matrix(path: Path, matrices: list[Matrix]) -> None:
+    """Write stacked matrices atomically (an empty file with no header when there are none)."""
+    atomic_write_text(path, matrix_csv(matrices))
+
+
+def leaderboard_tables(scores: list[ScoreRow]) -> str:
+    """Human-readable leaderboard: one table per (ε, track)."""
+    blocks = []
+    for eps in sorted({s.epsilon for s in scores}):
+        for track in TRACKS:
+            rows = [s for s in scores if s.epsilon == eps and s.track == track]
+            if not rows:
+                continue
+            headers = ["rank", "name", "raw", "normalized", "all-or-nothing"]
+            if track == "defense":
+                headers.append("clean acc.")
+            headers += ["failures", "seconds"]
+            body = []
+            for s in rows:
+                line: list[object] = [s.rank, s.name, s.raw, _fmt(s.normalized), _fmt(s.all_or_nothing)]
+                if track == "defense":
+                    line.append(_fmt(s.clean_accuracy))
+                reasons = s.failures if len(s.failures) <= 60 else s.failures[:57] + "..."
+                line += [reasons, f"{s.seconds:.1f}"]
+                body.append(line)
+            title = f"{track.replace('_', ' ')}s, epsilon = {eps}"
+            blocks.append(f"{title}\n{tabulate(body, headers=headers, tablefmt='github')}")
+    return "\n\n".join(blocks)
+
+
+def matrix_table(matrix: Matrix, title: str) -> str:
+    """A matrix as a terminal table."""
+    body = [[defense, *(_fmt(r) for r in rates)] for defense, rates in matrix.rows]
+    return f"{title}\n{tabulate(body, headers=['defense', *matrix.columns], tablefmt='github')}"

@@ -1,0 +1,267 @@
+"""Scores as pure functions of the per-image table (no files, no clocks, no randomness).
+
+For N images at one ε (NIPS 2017 final-round formulas; CAAD 2018 all-or-nothing):
+
+* defense d: raw = Σ over every attack a (targeted and not) of #correct[d, a];
+  normalized = raw / (N · #attacks); all-or-nothing = fraction of images d classifies correctly under every
+  attack; clean accuracy alongside.
+* non-targeted attack a: raw = Σ over defenses of #misclassified[d, a];
+  normalized = raw / #(defense, image) pairs that have a prediction (= N · #defenses when nothing failed);
+  all-or-nothing = fraction of images that fool every defense that answered (and at least one answered).
+* targeted attack t: raw = Σ_d #hits on TargetClass; normalized and all-or-nothing as for attacks.
+
+"No prediction" counts as wrong for the defense and as neither error nor hit for attacks, so a defense that
+fails entirely leaves every attack's normalized and all-or-nothing scores as if it were absent. An attack whose
+outputs were unusable is scored on the clean images the referee substituted (a well-behaved no-op for the
+defenses).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Iterable
+
+from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
+
+DEFENSE = "defense"
+ATTACK = "attack"
+TARGETED_ATTACK = "targeted_attack"
+TRACKS = (DEFENSE, ATTACK, TARGETED_ATTACK)
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One leaderboard line.
+
+    Attributes:
+        epsilon: ε in 0–255 units.
+        track: "defense", "attack" or "targeted_attack".
+        rank: 1-based rank within (ε, track).
+        name: Submission name.
+        raw: NIPS 2017 raw score (a count).
+        normalized: Raw divided by its maximum (a rate in [0, 1]); None when there is nothing to score against.
+        all_or_nothing: CAAD 2018 criterion in [0, 1]; None when there is nothing to score against.
+        clean_accuracy: Defenses only: accuracy on clean images in [0, 1].
+        images: N, the images per attack.
+        failed_runs: Processes of this submission that did not end cleanly (relevant to this ε).
+        failed_images: Images with no prediction (defense) or with the clean image substituted (attack).
+        failures: Plain-words summary of the reasons ("" when none).
+        seconds: Wall time inside this submission's processes (for defenses: all ε together).
+    """
+
+    epsilon: int
+    track: str
+    rank: int
+    name: str
+    raw: int
+    normalized: float | None
+    all_or_nothing: float | None
+    clean_accuracy: float | None
+    images: int
+    failed_runs: int
+    failed_images: int
+    failures: str
+    seconds: float
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def summarize_problems(run_problems: Iterable[str], image_problems: Iterable[str]) -> str:
+    """'2 runs: exit code 1; 20 images: missing output image' — most frequent first, then alphabetical."""
+    parts = []
+    for unit, counter in (("run", Counter(p for p in run_problems if p)),
+                          ("image", Counter(p for p in image_problems if p))):
+        for problem, count in sorted(counter.items(), key=lambda item: (-item[1], item[0])):
+            parts.append(f"{count} {unit}{'s' if count != 1 else ''}: {problem}")
+    return "; ".join(parts)
+
+
+def _rank(rows: list[ScoreRow]) -> list[ScoreRow]:
+    def order(row: ScoreRow) -> tuple:
+        return (-(row.normalized or 0.0), -(row.all_or_nothing or 0.0), -(row.clean_accuracy or 0.0), row.name)
+
+    ranked = sorted(rows, key=order)
+    return [ScoreRow(**{**row.__dict__, "rank": position}) for position, row in enumerate(ranked, start=1)]
+
+
+def score(predictions: Iterable[PredictionRow], attack_images: Iterable[AttackImageRow],
+          runs: Iterable[RunRow], *, epsilons: Iterable[int] | None = None,
+          defenses: Iterable[str] | None = None, attacks: Iterable[tuple[str, str]] | None = None
+          ) -> list[ScoreRow]:
+    """Compute the leaderboard.
+
+    Args:
+        predictions: Per-image predictions (clean rows have ``attack_type == "clean"``).
+        attack_images: Referee rows.
+        runs: Process rows.
+        epsilons: ε values to score; default every ε in the rows.
+        defenses: Defense names to list even without rows; default those in the rows.
+        attacks: (name, attack_type) pairs to list even without rows; default those in the rows.
+
+    Returns:
+        Rows sorted by ε, track (defense, attack, targeted_attack) and rank.
+    """
+    predictions = list(predictions)
+    attack_images = list(attack_images)
+    runs = list(runs)
+    eps_values = sorted(set(epsilons) if epsilons is not None else
+                        {r.epsilon for r in attack_images} | {r.epsilon for r in predictions
+                                                              if r.epsilon is not None})
+    defense_names = sorted(set(defenses) if defenses is not None else {r.defense for r in predictions})
+    attack_kinds = dict(attacks) if attacks is not None else {}
+    for row in attack_images:
+        attack_kinds.setdefault(row.attack, row.attack_type)
+    for row in predictions:
+        if row.attack_type != CLEAN:
+            attack_kinds.setdefault(row.attack, row.attack_type)
+    attack_names = sorted(attack_kinds)
+
+    image_ids = sorted({r.image_id for r in predictions} | {r.image_id for r in attack_images})
+    n_images = len(image_ids)
+
+    clean: dict[str, list[PredictionRow]] = defaultdict(list)
+    by_eps: dict[int, list[PredictionRow]] = defaultdict(list)
+    for row in predictions:
+        if row.attack_type == CLEAN:
+            clean[row.defense].append(row)
+        elif row.epsilon is not None:
+            by_eps[row.epsilon].append(row)
+    runs_by_name: dict[str, list[RunRow]] = defaultdict(list)
+    for run in runs:
+        runs_by_name[run.name].append(run)
+
+    result: list[ScoreRow] = []
+    for eps in eps_values:
+        rows = by_eps.get(eps, [])
+        # (defense, attack) → rows; image → rows
+        cell: dict[tuple[str, str], list[PredictionRow]] = defaultdict(list)
+        for row in rows:
+            cell[(row.defense, row.attack)].append(row)
+
+        defense_rows = []
+        for defense in defense_names:
+            raw = 0
+            right_everywhere: dict[str, bool] = {image: bool(attack_names) for image in image_ids}
+            missing = []
+            for attack in attack_names:
+                seen = set()
+                for row in cell.get((defense, attack), []):
+                    seen.add(row.image_id)
+                    correct = row.prediction is not None and row.prediction == row.true_label
+                    raw += int(correct)
+                    if not correct:
+                        right_everywhere[row.image_id] = False
+                    if row.prediction is None:
+                        missing.append(row.problem or "no prediction")
+                for image in image_ids:
+                    if image not in seen:  # no row at all: no prediction
+                        right_everywhere[image] = False
+            clean_rows = clean.get(defense, [])
+            clean_correct = sum(1 for r in clean_rows if r.prediction is not None and r.prediction == r.true_label)
+            missing += [r.problem or "no prediction" for r in clean_rows if r.prediction is None]
+            own_runs = runs_by_name.get(defense, [])
+            defense_rows.append(ScoreRow(
+                epsilon=eps, track=DEFENSE, rank=0, name=defense, raw=raw,
+                normalized=_ratio(raw, n_images * len(attack_names)),
+                all_or_nothing=_ratio(sum(right_everywhere.values()), n_images) if attack_names else None,
+                clean_accuracy=_ratio(clean_correct, n_images),
+                images=n_images,
+                failed_runs=sum(1 for r in own_runs if r.problem),
+                failed_images=len(missing),
+                failures=summarize_problems((r.problem for r in own_runs), missing),
+                seconds=round(sum(r.seconds for r in own_runs), 3),
+            ))
+        result += _rank(defense_rows)
+
+        referee_by_attack: dict[str, list[AttackImageRow]] = defaultdict(list)
+        for row in attack_images:
+            if row.epsilon == eps:
+                referee_by_attack[row.attack].append(row)
+        for track in (ATTACK, TARGETED_ATTACK):
+            attack_rows = []
+            for attack in (a for a in attack_names if attack_kinds[a] == track):
+                raw = 0
+                answered = 0
+                success_all: dict[str, bool] = {image: True for image in image_ids}
+                any_answer: dict[str, bool] = {image: False for image in image_ids}
+                for defense in defense_names:
+                    for row in cell.get((defense, attack), []):
+                        if row.prediction is None:
+                            continue
+                        answered += 1
+                        any_answer[row.image_id] = True
+                        if track == ATTACK:
+                            success = row.prediction != row.true_label
+                        else:
+                            success = row.prediction == row.target_class
+                        raw += int(success)
+                        if not success:
+                            success_all[row.image_id] = False
+                aon = sum(1 for image in image_ids if any_answer[image] and success_all[image])
+                own_runs = [r for r in runs_by_name.get(attack, []) if r.epsilon == eps]
+                substituted = [r.problem for r in referee_by_attack.get(attack, []) if r.problem]
+                attack_rows.append(ScoreRow(
+                    epsilon=eps, track=track, rank=0, name=attack, raw=raw,
+                    normalized=_ratio(raw, answered),
+                    all_or_nothing=_ratio(aon, n_images) if defense_names else None,
+                    clean_accuracy=None, images=n_images,
+                    failed_runs=sum(1 for r in own_runs if r.problem),
+                    failed_images=len(substituted),
+                    failures=summarize_problems((r.problem for r in own_runs), substituted),
+                    seconds=round(sum(r.seconds for r in own_runs), 3),
+                ))
+            result += _rank(attack_rows)
+    return result
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """A defense × column table of rates at one ε.
+
+    Attributes:
+        epsilon: ε in 0–255 units.
+        columns: Column names ("clean" first for accuracy matrices, then attacks).
+        rows: (defense, rates) with one rate per column, None where no image was scored.
+    """
+
+    epsilon: int
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[float | None, ...]], ...]
+
+
+def accuracy_matrix(predictions: Iterable[PredictionRow], *, epsilon: int, defenses: list[str],
+                    attacks: list[str]) -> Matrix:
+    """Defense accuracy on clean images and under each attack (targeted included) at ``epsilon``."""
+    correct: Counter[tuple[str, str]] = Counter()
+    total: Counter[tuple[str, str]] = Counter()
+    for row in predictions:
+        if row.attack_type == CLEAN:
+            column = CLEAN
+        elif row.epsilon == epsilon:
+            column = row.attack
+        else:
+            continue
+        total[(row.defense, column)] += 1
+        correct[(row.defense, column)] += int(row.prediction is not None and row.prediction == row.true_label)
+    columns = (CLEAN, *attacks)
+    return Matrix(epsilon=epsilon, columns=columns, rows=tuple(
+        (defense, tuple(_ratio(correct[(defense, c)], total[(defense, c)]) for c in columns))
+        for defense in defenses))
+
+
+def hit_matrix(predictions: Iterable[PredictionRow], *, epsilon: int, defenses: list[str],
+               targeted_attacks: list[str]) -> Matrix:
+    """Rate at which each defense predicts the target class under each targeted attack at ``epsilon``."""
+    hits: Counter[tuple[str, str]] = Counter()
+    total: Counter[tuple[str, str]] = Counter()
+    wanted = set(targeted_attacks)
+    for row in predictions:
+        if row.epsilon == epsilon and row.attack in wanted:
+            total[(row.defense, row.attack)] += 1
+            hits[(row.defense, row.attack)] += int(row.prediction is not None and row.prediction == row.target_class)
+    return Matrix(epsilon=epsilon, columns=tuple(targeted_attacks), rows=tuple(
+        (defense, tuple(_ratio(hits[(defense, a)], total[(defense, a)]) for a in targeted_attacks))
+        for defense in defenses))

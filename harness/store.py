@@ -1,0 +1,110 @@
+"""Completed work on disk: content-hash keys, atomic writes, resume.
+
+Layout below the results folder::
+
+    store/images/ab/<sha256>.png          refereed adversarial images, content-addressed
+    store/attack_runs/<key>.json          one attack batch: run record + referee results per image
+    store/defense_runs/<defense>/<key>.json  one defense batch: run record + prediction per image hash
+
+A record exists only once its work is complete (files are written to a temporary name, flushed and renamed),
+so a killed harness leaves either a whole record or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def key_of(*parts: object) -> str:
+    """A stable 32-hex-digit key from the string forms of ``parts``."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(str(part).encode())
+        digest.update(b"\x1f")
+    return digest.hexdigest()[:32]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """UTF-8 text version of :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as sorted, indented JSON atomically."""
+    atomic_write_text(path, json.dumps(value, indent=1, sort_keys=True) + "\n")
+
+
+class Store:
+    """Content-addressed storage of finished work under ``root``.
+
+    Args:
+        root: The ``store`` folder (created on first write).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- images -------------------------------------------------------------------------------------
+    def image_path(self, sha256: str) -> Path:
+        """Where the image with this content hash lives."""
+        return self.root / "images" / sha256[:2] / f"{sha256}.png"
+
+    def put_image(self, data: bytes, sha256: str) -> Path:
+        """Store PNG bytes under their hash (no-op when present) and return the path."""
+        path = self.image_path(sha256)
+        if not path.exists():
+            atomic_write_bytes(path, data)
+        return path
+
+    # -- records ------------------------------------------------------------------------------------
+    def attack_record_path(self, key: str) -> Path:
+        """Record of one attack batch."""
+        return self.root / "attack_runs" / f"{key}.json"
+
+    def defense_record_path(self, defense_hash: str, key: str) -> Path:
+        """Record of one defense batch."""
+        return self.root / "defense_runs" / defense_hash[:32] / f"{key}.json"
+
+    def defense_records(self, defense_hash: str) -> list[dict[str, Any]]:
+        """Every finished batch record of a defense version (sorted by file name)."""
+        folder = self.root / "defense_runs" / defense_hash[:32]
+        if not folder.is_dir():
+            return []
+        return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+
+    @staticmethod
+    def read(path: Path) -> dict[str, Any] | None:
+        """A record, or None when absent or unreadable (an unreadable record is redone)."""
+        try:
+            value = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    @staticmethod
+    def write(path: Path, record: dict[str, Any]) -> None:
+        """Write a record atomically."""
+        atomic_write_json(path, record)

@@ -1,0 +1,105 @@
+"""A participant's check of one submission folder: metadata, then a real run on a few images through the
+same sandbox and referee as the competition, with every problem in plain words."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from harness.contract import parse_epsilon
+from harness.dataset import load_dataset
+from harness.runner import DevicePool, DefenseUnit, Runner, TimePolicy, Workspace, visible_gpus
+from harness.sandbox import RunRecord
+from harness.submission import SubmissionError, SubmissionType, parse_submission
+
+
+@dataclass
+class ValidationReport:
+    """Outcome of :func:`validate_submission`.
+
+    Attributes:
+        lines: What was checked, in order, in plain words.
+        problems: What the participant must fix (empty when the submission is fine).
+    """
+
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon: int = 16, seed: int = 0,
+                        time_policy: TimePolicy | None = None) -> ValidationReport:
+    """Check a submission folder and run it on the first ``images`` images of ``input_dir``.
+
+    Args:
+        path: The submission folder.
+        input_dir: A dataset folder (e.g. ``sample_data``).
+        images: How many images to run on (≥ 1).
+        epsilon: ε in 0–255 units for attacks.
+        seed: Seed of the run.
+        time_policy: Wall-clock limits (default: the competition's).
+
+    Returns:
+        A :class:`ValidationReport`.
+    """
+    report = ValidationReport()
+    try:
+        submission = parse_submission(path)
+    except SubmissionError as exc:
+        report.problems.append(str(exc))
+        return report
+    report.lines.append(f"metadata: {submission.type.value}, entry point {submission.entry_point}")
+    for warning in submission.warnings:
+        report.lines.append(f"warning: {warning}")
+    eps = parse_epsilon(epsilon)
+    dataset = load_dataset(input_dir, seed=seed)
+    subset = replace(dataset, images=dataset.images[:max(1, images)])
+    with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
+        workspace = Workspace(Path(tmp))
+        runner = Runner(subset, workspace, seed=seed, batch_size=len(subset.images), jobs=1,
+                        time_policy=time_policy or TimePolicy(), devices=DevicePool(visible_gpus(), 1))
+        clean_versions = runner.clean_versions()
+        if submission.type.is_attack:
+            unit = runner.attack_units([submission], [eps])[0]
+            record = runner.run_attack_unit(unit, clean_versions)
+            _report_run(report, RunRecord.from_json(record["run"]), workspace.root)
+            for image in record["images"]:
+                if image["problem"]:
+                    report.problems.append(f"{image['image_id']}.png: {image['problem']} "
+                                           "(the clean image would be used)")
+                elif image["clipped_values"]:
+                    report.problems.append(
+                        f"{image['image_id']}.png: {image['clipped_values']} values outside the ε={eps} ball "
+                        f"(largest violation {image['max_violation']}); the referee clipped them")
+            used = [i for i in record["images"] if not i["problem"]]
+            changed = sum(1 for i in used if i["linf"] > 0)
+            report.lines.append(f"attack outputs: {len(used)}/{len(record['images'])} usable, {changed} differ "
+                                f"from the clean image, largest L∞ distance "
+                                f"{max((i['linf'] for i in used), default=0)} (ε = {eps})")
+        else:
+            assert submission.type is SubmissionType.DEFENSE
+            versions = tuple(sorted(set(clean_versions.values())))
+            record = runner.run_defense_unit(DefenseUnit(submission, versions))
+            _report_run(report, RunRecord.from_json(record["run"]), workspace.root)
+            for note in record["csv_notes"]:
+                report.problems.append(f"output CSV: {note}")
+            answers = record["predictions"]
+            missing = [a["problem"] for a in answers.values() if a["label"] is None]
+            for problem in sorted(set(missing)):
+                report.problems.append(f"output CSV: {missing.count(problem)} image(s): {problem}")
+            correct = sum(1 for r in subset.images
+                          if answers[clean_versions[r.image_id]]["label"] == r.true_label)
+            report.lines.append(f"predictions: {len(answers) - len(missing)}/{len(answers)} images labelled, "
+                                f"{correct} correct on clean images")
+    return report
+
+
+def _report_run(report: ValidationReport, run: RunRecord, root: Path) -> None:
+    report.lines.append(f"run: {run.seconds:.1f} s, exit code {run.exit_code}")
+    if run.problem:
+        log = (root / run.log).read_text(errors="replace")[-2000:] if (root / run.log).exists() else ""
+        report.problems.append(f"the run failed: {run.problem}" + (f"\n--- end of its log ---\n{log}" if log else ""))
