@@ -1,0 +1,194 @@
+"""Tests of the model zoo: registry, every architecture's contract, saved weights, torchvision wrapper."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from harness import cifar10, zoo
+from harness.zoo import data, evaluate, imagenet, registry
+
+
+@pytest.fixture(autouse=True)
+def _few_threads() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(params=zoo.names())
+def name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def test_registry_lists_at_least_three_models_of_two_architectures() -> None:
+    models = {name: zoo.build(name) for name in zoo.names()}
+    assert len(models) >= 3
+    assert len({type(model) for model in models.values()}) >= 2
+    assert zoo.TARGET_MODEL in models and zoo.names()[0] == zoo.TARGET_MODEL
+
+
+def test_unknown_name_suggests_close_match() -> None:
+    with pytest.raises(zoo.UnknownModelError, match="Did you mean 'vgg6_w48'") as info:
+        zoo.load("vgg6_w84")
+    assert all(name in str(info.value) for name in zoo.names())
+    with pytest.raises(KeyError):  # also catchable as a KeyError
+        zoo.build("nope")
+
+
+def test_missing_weights_error_names_training_command(name: str, tmp_path: Path) -> None:
+    with pytest.raises(zoo.WeightsNotFoundError, match=f"python -m harness.zoo.train --model {name}"):
+        zoo.load(name, weights=tmp_path / "absent.pt")
+
+
+@pytest.mark.parametrize("size", [(32, 32), (37, 45), (64, 64)])
+def test_output_shape_and_features(name: str, size: tuple[int, int]) -> None:
+    model = zoo.build(name).eval()
+    x = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        logits = model(x)
+        features = model.forward_features(x)
+    assert logits.shape == (2, 10)
+    assert tuple(features) == model.feature_names
+    assert list(features)[-2:] == ["last_conv", "logits"]
+    assert features["last_conv"].ndim == 4 and features["last_conv"].shape[0] == 2
+    assert all(value.ndim == 4 for key, value in features.items() if key != "logits")
+    torch.testing.assert_close(features["logits"], logits)
+
+
+def test_normalization_happens_inside_forward(name: str) -> None:
+    model = zoo.build(name).eval()
+    x = torch.rand(3, 3, 32, 32)
+    mean = torch.tensor(zoo.CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(zoo.CIFAR10_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model.forward_normalized((x - mean) / std))
+    assert {"mean", "std"} <= set(dict(model.named_buffers()))
+
+
+def test_input_gradient_flows_through_frozen_model(name: str, tmp_path: Path) -> None:
+    path = tmp_path / f"{name}.pt"
+    torch.save(zoo.build(name).state_dict(), path)
+    model = zoo.load(name, weights=path)
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    model(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_committed_weights_load(name: str) -> None:
+    model_name = name
+    path = zoo.weights_path(model_name)
+    if not path.is_file():
+        pytest.skip(f"{path.name} not trained yet: {zoo.entry(model_name).command}")
+    assert path.stat().st_size <= 5_000_000
+    model = zoo.load(model_name)
+    assert isinstance(model, zoo.ZooModel) and not model.training
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert {"command", "seed", "epochs", "test_accuracy", "minutes", "torch"} <= set(record)
+    assert record["test_accuracy"] >= (0.85 if model_name == zoo.TARGET_MODEL else 0.80)
+
+
+@pytest.mark.skipif(
+    not cifar10.available(splits=("test",)),
+    reason=f"CIFAR-10 test archive not found in {cifar10.dataset_root()}; set {cifar10.ROOT_ENV} to run this test",
+)
+@pytest.mark.skipif(not zoo.weights_path(zoo.TARGET_MODEL).is_file(), reason="target model not trained yet")
+def test_target_model_accuracy_on_real_test_images() -> None:
+    images, labels = cifar10.load_split("test")
+    subset = np.arange(0, len(images), 10)  # 500 images, 50 per class: quick
+    assert data.accuracy(zoo.load(zoo.TARGET_MODEL), images[subset], labels[subset]) >= 0.8
+
+
+def test_augment_is_seeded_crop_and_flip() -> None:
+    images = torch.randint(0, 256, (5, 32, 32, 3), dtype=torch.uint8)
+    first = data.augment(images, generator=torch.Generator().manual_seed(3))
+    second = data.augment(images, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(first, second) and first.shape == images.shape and first.dtype == torch.uint8
+    padded = torch.nn.functional.pad(images, (0, 0, 4, 4, 4, 4))
+    for i in range(len(images)):
+        crops = [padded[i, t : t + 32, l : l + 32] for t in range(9) for l in range(9)]
+        assert any(torch.equal(first[i], c) or torch.equal(first[i], c.flip(1)) for c in crops)
+
+
+def test_to_input_range_layout_and_accuracy() -> None:
+    images = torch.tensor([[[[0, 255, 128]]]], dtype=torch.uint8).expand(4, 32, 32, 3)
+    x = data.to_input(images)
+    assert x.shape == (4, 3, 32, 32) and x.is_contiguous(memory_format=torch.channels_last)
+    assert x.min() == 0.0 and x.max() == 1.0
+
+    class Constant(torch.nn.Module):
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.one_hot(torch.full((len(inputs),), 2), 10).float()
+
+    assert data.accuracy(Constant(), images, torch.tensor([2, 2, 1, 0]), batch_size=3) == 0.5
+
+
+def test_train_runs_one_tiny_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training command end to end on a 40-image synthetic data set (seconds, no real data)."""
+    from harness.zoo import train
+    from tests.test_cifar10 import _write_archive
+
+    files = {f"{cls}/{i:04d}.jpg": 25 * k for k, cls in enumerate(cifar10.CLASSES) for i in range(4)}
+    _write_archive(tmp_path / "data", "train", files)
+    _write_archive(tmp_path / "data", "test", files)
+    monkeypatch.setenv(cifar10.CACHE_ENV, str(tmp_path / "cache"))
+    out = tmp_path / "w" / "vgg6_w32.pt"
+    argv = ["--model", "vgg6_w32", "--epochs", "1", "--data", str(tmp_path / "data"), "--out", str(out),
+            "--batch-size", "16", "--threads", "1", "--device", "cpu"]
+    assert train.main(argv) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["epochs"] == 1 and record["seed"] == 1 and 0.0 <= record["test_accuracy"] <= 1.0
+    assert "--epochs 1" in record["command"]
+    zoo.load("vgg6_w32", weights=out)
+
+
+def test_evaluate_table_marks_missing_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setenv(cifar10.ROOT_ENV, str(tmp_path / "no-data"))
+    rows = evaluate.evaluate()
+    assert [row["name"] for row in rows] == zoo.names()
+    table = evaluate.render_table(rows)
+    assert table.count("weights missing") == len(rows) and zoo.entry(zoo.TARGET_MODEL).command in table
+    doc = tmp_path / "zoo.md"
+    doc.write_text(f"# Zoo\n\n{evaluate.TABLE_START}\nold\n{evaluate.TABLE_END}\n\nmore text\n")
+    evaluate.write_table(doc, table)
+    text = doc.read_text()
+    assert "old" not in text and "more text" in text and "weights missing" in text
+
+
+def test_torchvision_wrapper_with_random_weights(tmp_path: Path) -> None:
+    path = tmp_path / "resnet18.pt"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    model = zoo.load_torchvision("resnet18", path)
+    assert isinstance(model, zoo.ImageNetClassifier) and not model.training
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        mean = torch.tensor(zoo.IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(zoo.IMAGENET_STD).view(1, 3, 1, 1)
+        logits = model(x)
+        torch.testing.assert_close(logits, model.model((x - mean) / std))
+    assert logits.shape == (1, 1000)
+
+
+def test_torchvision_hub_cache_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="resnet18-"):
+        zoo.load_torchvision("resnet18")
+    expected = imagenet.hub_weight_files("resnet18")[0]
+    assert expected.parent == tmp_path / "checkpoints"
+    expected.parent.mkdir()
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), expected)
+    assert zoo.load_torchvision("resnet18").model.fc.out_features == 1000
+
+
+def test_torchvision_errors() -> None:
+    with pytest.raises(zoo.UnknownArchitectureError, match="Did you mean 'resnet50'"):
+        zoo.load_torchvision("resnet05", "x.pt")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        zoo.load_torchvision("resnet18", "/nonexistent/weights.pt")
