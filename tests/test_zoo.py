@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision
+from PIL import Image
 
 from harness import cifar10, zoo
 from harness.zoo import data, evaluate, imagenet, registry
@@ -132,11 +135,18 @@ def test_to_input_range_layout_and_accuracy() -> None:
 def test_train_runs_one_tiny_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The training command end to end on a 40-image synthetic data set (seconds, no real data)."""
     from harness.zoo import train
-    from tests.test_cifar10 import _write_archive
 
-    files = {f"{cls}/{i:04d}.jpg": 25 * k for k, cls in enumerate(cifar10.CLASSES) for i in range(4)}
-    _write_archive(tmp_path / "data", "train", files)
-    _write_archive(tmp_path / "data", "test", files)
+    (tmp_path / "data").mkdir()
+    for split in cifar10.SPLITS:
+        with tarfile.open(tmp_path / "data" / f"{split}.tar.gz", "w:gz") as tar:
+            for k, cls in enumerate(cifar10.CLASSES):
+                for i in range(4):
+                    buffer = io.BytesIO()
+                    Image.fromarray(np.full((32, 32, 3), 25 * k, dtype=np.uint8)).save(buffer, format="JPEG")
+                    info = tarfile.TarInfo(f"{split}/{cls}/{i:04d}.jpg")
+                    info.size = buffer.tell()
+                    buffer.seek(0)
+                    tar.addfile(info, buffer)
     monkeypatch.setenv(cifar10.CACHE_ENV, str(tmp_path / "cache"))
     out = tmp_path / "w" / "vgg6_w32.pt"
     argv = ["--model", "vgg6_w32", "--epochs", "1", "--data", str(tmp_path / "data"), "--out", str(out),
