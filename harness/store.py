@@ -29,15 +29,24 @@ def key_of(*parts: object) -> str:
     return digest.hexdigest()[:32]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part.
+
+    Args:
+        path: Destination.
+        data: Content.
+        durable: Also flush to disk (fsync) before the rename, so the file survives a power loss, not only a
+            killed process. Stored images skip it (a rename is still atomic against a killed process); the
+            runner redoes a unit whose record points to an image that is missing.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -76,7 +85,7 @@ class Store:
         """Store PNG bytes under their hash (no-op when present) and return the path."""
         path = self.image_path(sha256)
         if not path.exists():
-            atomic_write_bytes(path, data)
+            atomic_write_bytes(path, data, durable=False)
         return path
 
     # -- records ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
@@ -117,9 +117,10 @@ def to_csv(rows: Iterable[Any], row_type: type) -> str:
     """CSV text (header + rows) of dataclass rows."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([f.name for f in fields(row_type)])
+    names = [f.name for f in fields(row_type)]
+    writer.writerow(names)
     for row in rows:
-        writer.writerow([_encode(v) for v in astuple(row)])
+        writer.writerow([_encode(getattr(row, name)) for name in names])
     return buffer.getvalue()
 
 

@@ -1,0 +1,143 @@
+"""Compute a universal adversarial perturbation for a zoo model and store it in an attack folder.
+
+Moosavi-Dezfooli et al., "Universal adversarial perturbations", CVPR 2017: DeepFool on a seeded subset of the
+shared CIFAR-10 training images, then the fooling rate on those images and on the held-out shared test images.
+Writes ``OUT`` (float32 (3, 32, 32) on the [0, 1] scale, ‖v‖∞ ≤ ξ) and ``OUT`` with suffix ``.json`` (the
+command, seed, counts, fooling rates, timing)::
+
+    python -m harness.attacks.make_uap --model vgg6_w48 --xi 10 --out attacks/uap/uap.npy
+
+With the defaults (2,000 training images, at most 5 passes) this takes roughly 10-20 minutes on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from harness import cifar10, contract, sdk, zoo
+from harness.attacks import universal
+
+
+def _to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    return sdk.to_tensor(images, device)
+
+
+def _uint8_fooling_rate(model: torch.nn.Module, images: np.ndarray, v: torch.Tensor, epsilon: int,
+                        device: torch.device, batch_size: int) -> float:
+    """Fooling rate as the attack folder applies v: projected to ε, added, rounded to uint8, clipped to the ball."""
+    fooled = 0
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            clean = images[start:start + batch_size]
+            x = _to_tensor(clean, device)
+            adv = universal.apply_universal(x, v, eps=epsilon / 255.0)
+            rounded = np.clip(sdk.from_tensor(adv), *contract.epsilon_ball(clean, epsilon))
+            fooled += int((model(_to_tensor(rounded, device)).argmax(1) != model(x).argmax(1)).sum())
+    return fooled / max(len(images), 1)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Parse arguments, compute the UAP, write ``--out`` and its JSON record; return the record."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", default=zoo.TARGET_MODEL, help="zoo model to compute the UAP on")
+    parser.add_argument("--xi", type=float, default=10.0, help="radius ξ in 0-255 units (L∞) or L2 units x255")
+    parser.add_argument("--p", choices=("inf", "2"), default="inf", help="norm of the ball")
+    parser.add_argument("--delta", type=float, default=0.2, help="stop at fooling rate 1 - delta")
+    parser.add_argument("--max-iter-uni", type=int, default=5, help="pass cap over the training subset")
+    parser.add_argument("--num-classes", type=int, default=10, help="DeepFool top-k candidate classes")
+    parser.add_argument("--overshoot", type=float, default=0.02, help="DeepFool overshoot")
+    parser.add_argument("--max-iter-df", type=int, default=10, help="DeepFool iteration cap")
+    parser.add_argument("--n-train", type=int, default=2000, help="seeded subset of the training split")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the subset and the pass order")
+    parser.add_argument("--max-minutes", type=float, default=None, help="optional wall-clock budget")
+    parser.add_argument("--out", type=Path, required=True, help="output .npy (a .json goes next to it)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+
+    torch.set_grad_enabled(True)
+    device = sdk.device()
+    p = math.inf if args.p == "inf" else 2.0
+    xi = args.xi / 255.0
+    model = zoo.load(args.model, device=device)
+    train_images, _ = cifar10.load_split("train")
+    test_images, test_labels = cifar10.load_split("test")
+    rng = np.random.default_rng(args.seed)
+    subset = np.sort(rng.choice(len(train_images), size=min(args.n_train, len(train_images)), replace=False))
+    train = _to_tensor(train_images[subset], device)
+    test = _to_tensor(test_images, device)
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    log(f"UAP on {args.model}: {len(subset)} training images, xi={args.xi}/255, p={args.p}, seed={args.seed}")
+    result = universal.universal_perturbation(
+        model, train, xi=xi, p=p, delta=args.delta, max_iter_uni=args.max_iter_uni,
+        num_classes=args.num_classes, overshoot=args.overshoot, max_iter_df=args.max_iter_df,
+        generator=torch.Generator().manual_seed(args.seed),
+        max_seconds=None if args.max_minutes is None else args.max_minutes * 60, log=log,
+    )
+    v = result.v.float().cpu()
+    started = time.monotonic()
+    train_rate = universal.fooling_rate(model, train, v.to(device))
+    test_rate = universal.fooling_rate(model, test, v.to(device))
+    with torch.no_grad():
+        clean_pred = torch.cat([model(test[i:i + 500]).argmax(1).cpu() for i in range(0, len(test), 500)])
+        adv_pred = torch.cat([model(universal.apply_universal(test[i:i + 500], v.to(device))).argmax(1).cpu()
+                              for i in range(0, len(test), 500)])
+    labels = torch.from_numpy(test_labels)
+    record = {
+        "command": "python -m harness.attacks.make_uap " + " ".join(shlex.quote(a) for a in
+                                                                   (sys.argv[1:] if argv is None else argv)),
+        "paper": "Moosavi-Dezfooli, Fawzi, Fawzi, Frossard, Universal adversarial perturbations, CVPR 2017",
+        "model": args.model,
+        "xi_255": args.xi,
+        "p": args.p,
+        "delta": args.delta,
+        "max_iter_uni": args.max_iter_uni,
+        "num_classes": args.num_classes,
+        "overshoot": args.overshoot,
+        "max_iter_df": args.max_iter_df,
+        "seed": args.seed,
+        "train_images": int(len(subset)),
+        "train_split_size": int(len(train_images)),
+        "test_images": int(len(test_images)),
+        "passes": result.passes,
+        "stopped_by": result.stopped_by,
+        "deepfool_calls": result.deepfool_calls,
+        "updates": result.updates,
+        "fooling_rate_per_pass_train": [round(r, 4) for r in result.fooling_rates],
+        "fooling_rate_train": round(train_rate, 4),
+        "fooling_rate_test": round(test_rate, 4),
+        "fooling_rate_test_uint8_at_xi": round(_uint8_fooling_rate(
+            model, test_images, v.to(device), int(round(args.xi)), device, 500), 4) if p == math.inf else None,
+        "clean_accuracy_test": round(float((clean_pred == labels).float().mean()), 4),
+        "perturbed_accuracy_test": round(float((adv_pred == labels).float().mean()), 4),
+        "linf_255": round(float(v.abs().max()) * 255, 4),
+        "l2_255": round(float(v.norm()) * 255, 4),
+        "seconds_uap": round(result.seconds, 1),
+        "seconds_evaluation": round(time.monotonic() - started, 1),
+        "device": str(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(args.out, v.numpy().astype(np.float32))
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    log(json.dumps(record, indent=2))
+    return record
+
+
+if __name__ == "__main__":
+    main()

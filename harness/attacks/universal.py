@@ -1,0 +1,376 @@
+"""DeepFool and universal adversarial perturbations (UAP) as pure PyTorch functions.
+
+* :func:`deepfool` -- Moosavi-Dezfooli, Fawzi, Frossard, "DeepFool: a simple and accurate method to fool deep
+  neural networks", CVPR 2016 (multi-class L2 version, Algorithm 2).
+* :func:`universal_perturbation` -- Moosavi-Dezfooli, Fawzi, Fawzi, Frossard, "Universal adversarial
+  perturbations", CVPR 2017 (Algorithm 1), with the defaults of the authors' code (LTS4/universal):
+  top-k = ``num_classes`` = 10 candidate classes, ``overshoot`` = 0.02, ``max_iter_df`` = 10, δ = 0.2.
+
+Deliberate differences from the reference code (all listed in ``docs/methods.md`` as its pitfalls):
+``x + v`` is clipped to [0, 1] wherever the model sees it; a zero gradient difference cannot divide by zero
+(such candidate classes are skipped, and an image with no usable class stops); the number of passes over
+the data is always capped (``max_iter_uni``); "DeepFool converged" means it changed the label (the reference
+tests ``iterations < max_iter_df - 1``); the L2 projection is the projection onto the ball
+(``v · min(1, ξ/‖v‖₂)``; the reference rescales every v onto the sphere); fooling rates are meant to be
+measured on held-out images (see :mod:`harness.attacks.make_uap`).
+
+Images are float tensors (N, C, H, W) in [0, 1]; ``xi`` is on the same [0, 1] scale (ξ∞ = 10/255 is the
+paper's ξ = 10 in 0-255 units).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from harness.attacks.common import check_budget, check_images, eval_mode
+
+__all__ = [
+    "DeepFoolResult",
+    "UAPResult",
+    "apply_universal",
+    "deepfool",
+    "fooling_rate",
+    "project_l2",
+    "project_linf",
+    "project_lp",
+    "universal_perturbation",
+]
+
+
+@dataclass(frozen=True)
+class DeepFoolResult:
+    """What :func:`deepfool` found for each image of a batch.
+
+    Attributes:
+        perturbation: (1 + overshoot) · r_tot, float (N, C, H, W), not clipped.
+        adversarial: clip(x + perturbation, 0, 1), float (N, C, H, W).
+        label: The clean prediction (N,) (argmax of the logits of ``x``).
+        iterations: Linearization steps taken per image (N,), at most ``max_iter``.
+        converged: (N,) bool: the adversarial image's prediction differs from ``label``.
+    """
+
+    perturbation: torch.Tensor
+    adversarial: torch.Tensor
+    label: torch.Tensor
+    iterations: torch.Tensor
+    converged: torch.Tensor
+
+
+def _class_gradients(
+    model: nn.Module, x: torch.Tensor, classes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of ``x`` and the gradients of its logits ``classes`` with respect to the input.
+
+    One forward/backward pass over ``x`` replicated k times (row j of image i asks for class ``classes[i, j]``).
+
+    Args:
+        model: Classifier in eval mode.
+        x: Images (m, C, H, W).
+        classes: (m, k) class indices.
+
+    Returns:
+        ``(logits, grads)``: logits (m, K) of ``x`` and grads (m, k, C, H, W).
+    """
+    m, k = classes.shape
+    rep = x.detach().unsqueeze(1).expand(m, k, *x.shape[1:]).reshape(m * k, *x.shape[1:])
+    rep = rep.clone().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(rep)
+        selected = logits.gather(1, classes.reshape(m * k, 1)).sum()
+        (grads,) = torch.autograd.grad(selected, rep)
+    return logits.detach().view(m, k, -1)[:, 0], grads.view(m, k, *x.shape[1:])
+
+
+def deepfool(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    num_classes: int = 10,
+    overshoot: float = 0.02,
+    max_iter: int = 10,
+) -> DeepFoolResult:
+    """Minimal L2 perturbation changing each image's label, by iterated linearization (DeepFool).
+
+    At each step, among the top-``num_classes`` classes k of the clean logits (other than the label l),
+    pick the one with the smallest |f_k − f_l| / ‖w_k − w_l‖₂ (w = gradient of a logit) and step exactly to
+    its linearized boundary: r_i = |f_k − f_l| / ‖w_k − w_l‖₂ · (w_k − w_l) / ‖w_k − w_l‖₂; r_tot += r_i;
+    the next point is clip(x + (1 + overshoot) · r_tot, 0, 1). An image stops when its label changes, after
+    ``max_iter`` steps, or when every candidate class has a zero gradient difference (no direction exists).
+    Images are independent: the batch result equals the per-example results.
+
+    Args:
+        model: Classifier returning logits (N, K) for images in [0, 1].
+        x: Images, float (N, C, H, W) in [0, 1]; not modified.
+        num_classes: Number of candidate classes (top-k of the clean logits, including the label).
+        overshoot: The final perturbation is (1 + overshoot) · r_tot.
+        max_iter: Largest number of linearization steps.
+
+    Returns:
+        A :class:`DeepFoolResult`. Memory: one forward/backward pass over N · num_classes images per step.
+    """
+    check_images(x)
+    overshoot = check_budget("overshoot", overshoot)
+    x0 = x.detach()
+    n = x0.shape[0]
+    with eval_mode(model), torch.no_grad():
+        logits0 = model(x0)
+        k = max(2, min(int(num_classes), logits0.shape[1]))
+        top = logits0.topk(k, dim=1).indices  # (N, k), top[:, 0] is the label
+        label = top[:, 0]
+        r_tot = torch.zeros_like(x0)
+        pert = x0.clone()
+        iterations = torch.zeros(n, dtype=torch.long, device=x0.device)
+        active = torch.ones(n, dtype=torch.bool, device=x0.device)
+        for step in range(int(max_iter)):
+            idx = active.nonzero().squeeze(1)
+            if step > 0 and idx.numel():
+                fooled = model(pert[idx]).argmax(dim=1) != label[idx]
+                active[idx[fooled]] = False
+                idx = idx[~fooled]
+            if idx.numel() == 0:
+                break
+            f, grads = _class_gradients(model, pert[idx], top[idx])
+            f_top = f.gather(1, top[idx])  # (m, k)
+            w = grads[:, 1:] - grads[:, :1]  # (m, k-1, C, H, W)
+            f_diff = (f_top[:, 1:] - f_top[:, :1]).abs()  # (m, k-1)
+            w_norm = w.flatten(2).norm(dim=2)  # (m, k-1)
+            dist = torch.where(w_norm > 0, f_diff / w_norm, torch.full_like(f_diff, math.inf))
+            best_dist, best = dist.min(dim=1)
+            stuck = ~torch.isfinite(best_dist)  # zero gradient difference for every candidate class
+            rows = torch.arange(idx.numel(), device=x0.device)
+            w_best = w[rows, best]
+            scale = torch.where(stuck, torch.zeros_like(best_dist), best_dist / w_norm[rows, best])
+            r_tot[idx] += scale.view(-1, 1, 1, 1) * w_best
+            pert[idx] = torch.clamp(x0[idx] + (1 + overshoot) * r_tot[idx], min=0, max=1)
+            iterations[idx] += (~stuck).long()
+            active[idx[stuck]] = False
+        perturbation = (1 + overshoot) * r_tot
+        adversarial = torch.clamp(x0 + perturbation, min=0, max=1)
+        converged = model(adversarial).argmax(dim=1) != label
+    return DeepFoolResult(perturbation, adversarial, label, iterations, converged)
+
+
+def project_linf(v: torch.Tensor, xi: float) -> torch.Tensor:
+    """Project onto the L∞ ball of radius ξ: clip every value to [−ξ, ξ] (a new tensor).
+
+    Args:
+        v: Perturbation(s), any shape.
+        xi: Radius ξ ≥ 0.
+    """
+    xi = check_budget("xi", xi)
+    return torch.clamp(v, min=-xi, max=xi)
+
+
+def project_l2(v: torch.Tensor, xi: float) -> torch.Tensor:
+    """Project onto the L2 ball of radius ξ: v · min(1, ξ / ‖v‖₂) (a new tensor).
+
+    Args:
+        v: One perturbation (C, H, W) (norm over all values) or a batch (N, C, H, W) (one norm per example).
+        xi: Radius ξ ≥ 0.
+    """
+    xi = check_budget("xi", xi)
+    if v.dim() == 4:
+        norm = v.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    else:
+        norm = v.norm()
+    factor = torch.where(norm > xi, xi / torch.clamp(norm, min=torch.finfo(v.dtype).tiny), torch.ones_like(norm))
+    return v * factor
+
+
+def project_lp(v: torch.Tensor, xi: float, p: float) -> torch.Tensor:
+    """:func:`project_l2` for p = 2, :func:`project_linf` for p = ∞; other p raise ``ValueError``."""
+    if p == 2:
+        return project_l2(v, xi)
+    if p == math.inf:
+        return project_linf(v, xi)
+    raise ValueError(f"p must be 2 or math.inf, got {p}")
+
+
+def _tile(v: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Repeat ``v`` (C, h, w) periodically to cover (C, height, width)."""
+    if v.shape[-2:] == (height, width):
+        return v
+    reps = (1, -(-height // v.shape[-2]), -(-width // v.shape[-1]))
+    return v.repeat(*reps)[:, :height, :width]
+
+
+def apply_universal(x: torch.Tensor, v: torch.Tensor, *, eps: float | None = None) -> torch.Tensor:
+    """Add a universal perturbation to a batch: clip(x + Π∞_ε(v), 0, 1).
+
+    Args:
+        x: Images, float (N, C, H, W) in [0, 1]; not modified.
+        v: Perturbation (C, h, w) on the [0, 1] scale; tiled periodically when (h, w) differs from (H, W).
+        eps: When given, ``v`` is first projected onto the L∞ ball of radius ``eps``.
+
+    Returns:
+        Perturbed images of ``x``'s shape in [0, 1], within ``eps`` of ``x`` when ``eps`` is given.
+    """
+    check_images(x)
+    v = _tile(v.to(device=x.device, dtype=x.dtype), x.shape[-2], x.shape[-1])
+    if eps is not None:
+        v = project_linf(v, eps)
+    return torch.clamp(x + v, min=0, max=1)
+
+
+@torch.no_grad()
+def _predict_batches(model: nn.Module, x: torch.Tensor, v: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+    """argmax of the model on clip(x + v, 0, 1) (or x when ``v`` is None), in batches."""
+    out = []
+    for start in range(0, x.shape[0], batch_size):
+        chunk = x[start:start + batch_size]
+        if v is not None:
+            chunk = apply_universal(chunk, v)
+        out.append(model(chunk).argmax(dim=1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
+
+
+def fooling_rate(
+    model: nn.Module,
+    images: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    batch_size: int = 256,
+    clean_labels: torch.Tensor | None = None,
+) -> float:
+    """Fraction of images whose prediction changes when ``v`` is added (Moosavi-Dezfooli et al. 2017, eq. 1).
+
+    Fooling means argmax f(clip(x + v, 0, 1)) ≠ argmax f(x) -- a change of the model's own label, not an
+    error against the true label.
+
+    Args:
+        model: Classifier returning logits (N, K) for images in [0, 1].
+        images: float (N, C, H, W) in [0, 1].
+        v: Perturbation (C, H, W) on the [0, 1] scale.
+        batch_size: Images per forward pass.
+        clean_labels: The model's predictions on ``images`` if already known (saves a pass).
+
+    Returns:
+        The fooling rate in [0, 1] (0.0 for no images).
+    """
+    check_images(images)
+    if images.shape[0] == 0:
+        return 0.0
+    with eval_mode(model):
+        if clean_labels is None:
+            clean_labels = _predict_batches(model, images, None, batch_size)
+        perturbed = _predict_batches(model, images, v, batch_size)
+    return float((perturbed != clean_labels.to(perturbed.device)).float().mean().item())
+
+
+@dataclass
+class UAPResult:
+    """Outcome of :func:`universal_perturbation`.
+
+    Attributes:
+        v: The universal perturbation, float (C, H, W) with ‖v‖_p ≤ ξ.
+        fooling_rates: Fooling rate on the given images after each completed pass.
+        passes: Passes over the data started (≤ ``max_iter_uni``).
+        deepfool_calls: Images on which DeepFool ran.
+        updates: DeepFool results that converged and were added to v.
+        seconds: Wall-clock time.
+        stopped_by: ``"fooling_rate"`` (reached 1 − δ), ``"max_iter_uni"`` (pass cap) or ``"max_seconds"``.
+    """
+
+    v: torch.Tensor
+    fooling_rates: list[float] = field(default_factory=list)
+    passes: int = 0
+    deepfool_calls: int = 0
+    updates: int = 0
+    seconds: float = 0.0
+    stopped_by: str = ""
+
+
+def universal_perturbation(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    xi: float,
+    p: float = math.inf,
+    delta: float = 0.2,
+    max_iter_uni: int = 10,
+    num_classes: int = 10,
+    overshoot: float = 0.02,
+    max_iter_df: int = 10,
+    generator: torch.Generator | None = None,
+    batch_size: int = 256,
+    max_seconds: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> UAPResult:
+    """Universal adversarial perturbation (Moosavi-Dezfooli et al. 2017, Algorithm 1).
+
+    v = 0; repeat passes over the images in a fresh random order: for each image x with
+    argmax f(clip(x + v)) = argmax f(x), run DeepFool on clip(x + v, 0, 1) and, if it converged, set
+    v ← P_{p,ξ}(v + Δv). After each pass measure the fooling rate on ``images``; stop once it reaches 1 − δ,
+    after ``max_iter_uni`` passes, or when ``max_seconds`` have elapsed (checked between images).
+
+    Args:
+        model: Classifier returning logits (N, K) for images in [0, 1].
+        images: Training images, float (N, C, H, W) in [0, 1], all of one size; not modified.
+        xi: Radius ξ of the Lp ball on the [0, 1] scale (the paper: ξ∞ = 10/255, ξ2 = 2000/255 on ImageNet).
+        p: 2 or ``math.inf``.
+        delta: Desired fooling rate is 1 − δ.
+        max_iter_uni: Pass cap (must be a finite integer ≥ 1).
+        num_classes: DeepFool's number of candidate classes (top-k).
+        overshoot: DeepFool's overshoot.
+        max_iter_df: DeepFool's iteration cap.
+        generator: Shuffles the images each pass; ``None``: a CPU generator seeded with 0. Global RNG unused.
+        batch_size: Images per forward pass when measuring fooling rates.
+        max_seconds: Optional wall-clock budget.
+        log: Called with one-line progress messages.
+
+    Returns:
+        A :class:`UAPResult` whose ``v`` has the shape of one image.
+    """
+    check_images(images)
+    xi = check_budget("xi", xi)
+    project_lp(torch.zeros(1), xi, p)  # validates p
+    if not isinstance(max_iter_uni, int) or max_iter_uni < 1:
+        raise ValueError(f"max_iter_uni must be an int >= 1 (a finite pass cap), got {max_iter_uni!r}")
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    say = log or (lambda message: None)
+    start = time.monotonic()
+    images = images.detach()
+    n = images.shape[0]
+    result = UAPResult(v=torch.zeros(images.shape[1:], dtype=images.dtype, device=images.device))
+    with eval_mode(model):
+        clean = _predict_batches(model, images, None, batch_size)
+        v = result.v
+        stop = ""
+        while not stop:
+            result.passes += 1
+            order = torch.randperm(n, generator=generator).tolist()
+            for count, i in enumerate(order, 1):
+                if max_seconds is not None and time.monotonic() - start > max_seconds:
+                    stop = "max_seconds"
+                    break
+                x = apply_universal(images[i:i + 1], v)
+                with torch.no_grad():
+                    if model(x).argmax(dim=1).item() != clean[i].item():
+                        continue
+                found = deepfool(model, x, num_classes=num_classes, overshoot=overshoot, max_iter=max_iter_df)
+                result.deepfool_calls += 1
+                if bool(found.converged[0]):
+                    v = project_lp(v + found.perturbation[0], xi, p)
+                    result.updates += 1
+                if count % 250 == 0:
+                    say(f"pass {result.passes}: {count}/{n} images, {result.updates} updates, "
+                        f"{time.monotonic() - start:.0f} s")
+            rate = fooling_rate(model, images, v, batch_size=batch_size, clean_labels=clean)
+            result.fooling_rates.append(rate)
+            say(f"pass {result.passes} done: fooling rate {rate:.4f}, {result.updates} updates, "
+                f"{time.monotonic() - start:.0f} s")
+            if not stop and rate >= 1 - delta:
+                stop = "fooling_rate"
+            elif not stop and result.passes >= max_iter_uni:
+                stop = "max_iter_uni"
+    result.v = v.detach()
+    result.seconds = time.monotonic() - start
+    result.stopped_by = stop
+    return result
