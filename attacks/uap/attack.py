@@ -1,0 +1,25 @@
+"""Universal adversarial perturbation: Moosavi-Dezfooli, Fawzi, Fawzi, Frossard, CVPR 2017.
+
+One image-agnostic perturbation v (``uap.npy``: float32 (3, 32, 32) on the [0, 1] scale, ‖v‖∞ ≤ ξ = 10/255)
+was computed once with DeepFool (top-k 10, overshoot 0.02, 10 iterations) on CIFAR-10 training images of the
+zoo's target model, δ = 0.2 and a pass cap; ``uap.json`` holds the command, seed, counts and fooling rates.
+At run time X' = clip(X + clip(v, −ε, ε), 0, 1): no model is loaded or queried.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.attacks import submission, universal
+
+UAP_FILE = Path(__file__).resolve().with_name("uap.npy")
+
+
+def main(argv=None):
+    v = torch.from_numpy(np.load(UAP_FILE))
+    submission.run_attack(lambda model, x, eps: universal.apply_universal(x, v, eps=eps), models=[], argv=argv)
+
+
+if __name__ == "__main__":
+    main()
