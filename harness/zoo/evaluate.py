@@ -129,15 +129,16 @@ def render_table(rows: Sequence[dict[str, Any]]) -> str:
     ]
     for row in rows:
         name = f"**{row['name']}** (target)" if row["target"] else row["name"]
-        accuracy_text = "weights missing" if row["weights_mb"] is None else fmt(
-            None if row["accuracy"] is None else 100 * row["accuracy"], ".2f"
-        ) + ("%" if row["accuracy"] is not None else "")
+        if row["weights_mb"] is None:
+            accuracy_text, size = "weights missing", "—"
+        else:
+            accuracy_text = "—" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f}%"
+            size = f"{row['weights_mb']:.2f} MB"
         minutes = f"{fmt(row['train_minutes'], '.1f')} ({fmt(row['epoch_minutes'], '.2f')})"
         lines.append(
-            f"| {name} | {row['description']} | {accuracy_text} | {row['parameters']:,} | "
-            f"{'—' if row['weights_mb'] is None else format(row['weights_mb'], '.2f') + ' MB'} | {fmt(row['images_per_s'], ',.0f')} | "
-            f"{fmt(row['grad_images_per_s'], ',.0f')} | {fmt(row['epochs'], 'd')} | {minutes} | "
-            f"`{row['command']}` |"
+            f"| {name} | {row['description']} | {accuracy_text} | {row['parameters']:,} | {size} | "
+            f"{fmt(row['images_per_s'], ',.0f')} | {fmt(row['grad_images_per_s'], ',.0f')} | "
+            f"{fmt(row['epochs'], 'd')} | {minutes} | `{row['command']}` |"
         )
     threads = torch.get_num_threads()
     lines.append("")

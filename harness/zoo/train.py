@@ -72,7 +72,7 @@ def train(
     Returns:
         ``(model, summary)``; summary keys: ``test_accuracy`` and ``train_accuracy`` (fractions in [0, 1], the
         latter measured on augmented batches during the last epoch), ``minutes`` (wall-clock training time),
-        ``epoch_minutes`` (mean per epoch).
+        ``epoch_minutes`` (mean per epoch), ``test_images`` (how many test images).
     """
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -142,6 +142,7 @@ def train(
         "train_accuracy": train_acc,
         "minutes": minutes,
         "epoch_minutes": sum(epoch_seconds) / len(epoch_seconds) / 60,
+        "test_images": len(test_x),
     }
     return model, summary
 
@@ -208,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "weight_decay": args.weight_decay,
         "label_smoothing": 0.1,
         "test_accuracy": round(summary["test_accuracy"], 4),
-        "test_images": 5000,
+        "test_images": int(summary["test_images"]),
         "last_epoch_train_accuracy": round(summary["train_accuracy"], 4),
         "minutes": round(summary["minutes"], 1),
         "epoch_minutes": round(summary["epoch_minutes"], 2),
