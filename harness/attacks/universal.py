@@ -7,7 +7,7 @@
   top-k = ``num_classes`` = 10 candidate classes, ``overshoot`` = 0.02, ``max_iter_df`` = 10, δ = 0.2.
 
 Deliberate differences from the reference code (all listed in ``docs/methods.md`` as its pitfalls):
-``x + v`` is clipped to [0, 1] wherever the model sees it; a zero gradient difference cannot divide by zero
+``x + v`` is clipped to [0, 1] wherever the model sees it (DeepFool's own iterates are not, as in the paper); a zero gradient difference cannot divide by zero
 (such candidate classes are skipped, and an image with no usable class stops); the number of passes over
 the data is always capped (``max_iter_uni``); "DeepFool converged" means it changed the label (the reference
 tests ``iterations < max_iter_df - 1``); the L2 projection is the projection onto the ball
@@ -52,7 +52,7 @@ class DeepFoolResult:
         adversarial: clip(x + perturbation, 0, 1), float (N, C, H, W).
         label: The clean prediction (N,) (argmax of the logits of ``x``).
         iterations: Linearization steps taken per image (N,), at most ``max_iter``.
-        converged: (N,) bool: the adversarial image's prediction differs from ``label``.
+        converged: (N,) bool: the last iterate's prediction differs from ``label``.
     """
 
     perturbation: torch.Tensor
@@ -94,15 +94,21 @@ def deepfool(
     num_classes: int = 10,
     overshoot: float = 0.02,
     max_iter: int = 10,
+    clip: bool = False,
 ) -> DeepFoolResult:
     """Minimal L2 perturbation changing each image's label, by iterated linearization (DeepFool).
 
     At each step, among the top-``num_classes`` classes k of the clean logits (other than the label l),
     pick the one with the smallest |f_k − f_l| / ‖w_k − w_l‖₂ (w = gradient of a logit) and step exactly to
     its linearized boundary: r_i = |f_k − f_l| / ‖w_k − w_l‖₂ · (w_k − w_l) / ‖w_k − w_l‖₂; r_tot += r_i;
-    the next point is clip(x + (1 + overshoot) · r_tot, 0, 1). An image stops when its label changes, after
-    ``max_iter`` steps, or when every candidate class has a zero gradient difference (no direction exists).
-    Images are independent: the batch result equals the per-example results.
+    the next point is x + (1 + overshoot) · r_tot. An image stops when its label changes, after ``max_iter``
+    steps, or when every candidate class has a zero gradient difference (no direction exists; candidate
+    classes with a zero difference are skipped rather than divided by zero). Images are independent: the
+    batch result equals the per-example results.
+
+    Like the paper and the authors' code, the iterates are not clipped to [0, 1] by default: clipping them
+    stalls the iteration on the boundary whenever clipped pixels carry the overshoot. ``adversarial`` is
+    always clipped, so with ``clip=False`` it can (rarely) fail to fool where ``converged`` is True.
 
     Args:
         model: Classifier returning logits (N, K) for images in [0, 1].
@@ -110,6 +116,7 @@ def deepfool(
         num_classes: Number of candidate classes (top-k of the clean logits, including the label).
         overshoot: The final perturbation is (1 + overshoot) · r_tot.
         max_iter: Largest number of linearization steps.
+        clip: Clip every iterate to [0, 1] (torchattacks' variant).
 
     Returns:
         A :class:`DeepFoolResult`. Memory: one forward/backward pass over N · num_classes images per step.
@@ -147,12 +154,13 @@ def deepfool(
             w_best = w[rows, best]
             scale = torch.where(stuck, torch.zeros_like(best_dist), best_dist / w_norm[rows, best])
             r_tot[idx] += scale.view(-1, 1, 1, 1) * w_best
-            pert[idx] = torch.clamp(x0[idx] + (1 + overshoot) * r_tot[idx], min=0, max=1)
+            step_to = x0[idx] + (1 + overshoot) * r_tot[idx]
+            pert[idx] = torch.clamp(step_to, min=0, max=1) if clip else step_to
             iterations[idx] += (~stuck).long()
             active[idx[stuck]] = False
         perturbation = (1 + overshoot) * r_tot
+        converged = model(pert).argmax(dim=1) != label
         adversarial = torch.clamp(x0 + perturbation, min=0, max=1)
-        converged = model(adversarial).argmax(dim=1) != label
     return DeepFoolResult(perturbation, adversarial, label, iterations, converged)
 
 
