@@ -14,7 +14,8 @@ from typing import Any, Callable
 from harness import __version__
 from harness.contract import parse_epsilon
 from harness.dataset import Dataset, load_dataset
-from harness.report import ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS, leaderboard_csv, write_matrix
+from harness.report import (ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS, TIMINGS, leaderboard_csv,
+                            timings_csv, write_matrix)
 from harness.runner import DevicePool, Outcome, Runner, TimePolicy, Workspace, build_tables, visible_gpus
 from harness.scoring import ScoreRow, accuracy_matrix, hit_matrix, score
 from harness.store import atomic_write_json, atomic_write_text
@@ -200,6 +201,7 @@ def write_results(output_dir: Path, *, scores: list[ScoreRow], predictions: list
         accuracy_matrix(predictions, epsilon=e, defenses=defenses, attacks=attacks) for e in epsilons])
     write_matrix(output_dir / "targeted_hit_matrix.csv", [
         hit_matrix(predictions, epsilon=e, defenses=defenses, targeted_attacks=targeted) for e in epsilons])
+    atomic_write_text(output_dir / TIMINGS, timings_csv(scores))
     atomic_write_text(output_dir / LEADERBOARD, leaderboard_csv(scores))
 
 

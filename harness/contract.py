@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 #: The only pixel format the competition accepts: 8-bit RGB.
 IMAGE_MODE = "RGB"
@@ -74,6 +74,8 @@ def decode_png(data: bytes, *, what: str = "image") -> np.ndarray:
     Raises:
         ImageError: If the bytes are not a PNG or not 8-bit RGB.
     """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 24 and data[24] != 8:
+        raise ImageError(f"{what}: {data[24]}-bit PNG, expected 8-bit RGB")
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format != "PNG":
@@ -83,6 +85,8 @@ def decode_png(data: bytes, *, what: str = "image") -> np.ndarray:
             array = np.asarray(img, dtype=np.uint8)
     except ImageError:
         raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{what}: unreadable PNG (not an image file)") from None
     except Exception as exc:  # Pillow raises many types for corrupt files
         raise ImageError(f"{what}: unreadable PNG ({type(exc).__name__}: {exc})") from None
     if array.ndim != 3 or array.shape[2] != 3:

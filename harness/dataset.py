@@ -212,9 +212,12 @@ def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | Non
     ids = sorted(labels)
     true_labels = [labels[i][0] for i in ids]
     given_targets = [labels[i][1] for i in ids]
+    highest = max(true_labels + [t for t in given_targets if t is not None])
     if num_classes is None:
-        highest = max(true_labels + [t for t in given_targets if t is not None])
         num_classes = max(2, highest + 1)
+    elif highest >= num_classes:
+        raise DatasetError(f"{label_path}: labels go up to {highest}, but num_classes is {num_classes}; "
+                           f"pass --num_classes {highest + 1} or more")
     targets_drawn = any(t is None for t in given_targets)
     if targets_drawn:
         drawn = draw_targets(true_labels, num_classes=num_classes, seed=seed)

@@ -7,7 +7,6 @@ Nothing in the file can stop the run: every expected image gets either a label o
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,10 +54,16 @@ def parse_predictions(path: Path, *, expected: set[str]) -> ParsedPredictions:
     if len(data) > MAX_CSV_BYTES:
         notes.append(f"output file larger than {MAX_CSV_BYTES >> 20} MiB; read only its beginning")
         data = data[:MAX_CSV_BYTES]
+        data = data[:data.rfind(b"\n") + 1]  # never keep half a row: "b.png,12" must not become "b.png,1"
     text = data.decode("utf-8", errors="replace").replace("\0", "")
     labels: dict[str, list[str]] = {}
-    unknown = malformed = 0
-    for row in csv.reader(io.StringIO(text)):
+    unknown = malformed = unparseable = 0
+    for line in text.splitlines():
+        try:
+            row = next(csv.reader([line]), [])
+        except csv.Error:
+            unparseable += 1
+            continue
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) < 2:
@@ -73,6 +78,8 @@ def parse_predictions(path: Path, *, expected: set[str]) -> ParsedPredictions:
         notes.append(f"{unknown} row(s) name files that were not given")
     if malformed:
         notes.append(f"{malformed} row(s) without a label column")
+    if unparseable:
+        notes.append(f"{unparseable} unparseable row(s)")
     answers = {}
     for name in sorted(expected):
         values = labels.get(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import astuple, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Iterable
 
@@ -17,6 +17,7 @@ LEADERBOARD = "leaderboard.csv"
 PER_IMAGE = "per_image.csv"
 ATTACK_IMAGES = "attack_images.csv"
 RUNS = "runs.csv"
+TIMINGS = "timings.csv"
 MANIFEST = "manifest.json"
 
 
@@ -28,15 +29,29 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+#: Leaderboard columns: every :class:`ScoreRow` field but ``seconds``. Wall time is never reproducible, so it
+#: lives in ``timings.csv`` and the terminal table; the leaderboard stays a pure function of the table.
+LEADERBOARD_COLUMNS = tuple(f.name for f in fields(ScoreRow) if f.name != "seconds")
+
+
 def leaderboard_csv(scores: Iterable[ScoreRow]) -> str:
     """The leaderboard as CSV text (rates with 4 decimals, empty cells for "not applicable")."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([f.name for f in fields(ScoreRow)])
+    writer.writerow(LEADERBOARD_COLUMNS)
     for row in scores:
-        values = list(astuple(row))
-        values[-1] = f"{row.seconds:.1f}"
+        values = [getattr(row, name) for name in LEADERBOARD_COLUMNS]
         writer.writerow([_fmt(v) if not isinstance(v, str) else v for v in values])
+    return buffer.getvalue()
+
+
+def timings_csv(scores: Iterable[ScoreRow]) -> str:
+    """Wall time inside each submission's processes: ``epsilon,track,name,seconds``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["epsilon", "track", "name", "seconds"])
+    for row in scores:
+        writer.writerow([row.epsilon, row.track, row.name, f"{row.seconds:.1f}"])
     return buffer.getvalue()
 
 
@@ -80,11 +95,11 @@ def leaderboard_tables(scores: list[ScoreRow]) -> str:
                 line += [reasons, f"{s.seconds:.1f}"]
                 body.append(line)
             title = f"{track.replace('_', ' ')}s, epsilon = {eps}"
-            blocks.append(f"{title}\n{tabulate(body, headers=headers, tablefmt='github')}")
+            blocks.append(f"{title}\n{tabulate(body, headers=headers, tablefmt='github', disable_numparse=True)}")
     return "\n\n".join(blocks)
 
 
 def matrix_table(matrix: Matrix, title: str) -> str:
     """A matrix as a terminal table."""
     body = [[defense, *(_fmt(r) for r in rates)] for defense, rates in matrix.rows]
-    return f"{title}\n{tabulate(body, headers=['defense', *matrix.columns], tablefmt='github')}"
+    return f"{title}\n{tabulate(body, headers=['defense', *matrix.columns], tablefmt='github', disable_numparse=True)}"

@@ -102,7 +102,8 @@ class Store:
         folder = self.root / "defense_runs" / defense_hash[:32]
         if not folder.is_dir():
             return []
-        return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+        records = (self.read(path) for path in sorted(folder.glob("*.json")))
+        return [record for record in records if record is not None]
 
     @staticmethod
     def read(path: Path) -> dict[str, Any] | None:

@@ -154,6 +154,9 @@ def parse_submission(folder: str | Path) -> Submission:
     if entry_rel.is_absolute() or ".." in entry_rel.parts:
         raise SubmissionError(f"{meta_path}: entry_point {entry!r} must be a path inside the folder")
     entry_path = folder / entry_rel
+    if entry_path.is_symlink() or (entry_path.is_file() and entry_rel not in iter_files(folder)):
+        raise SubmissionError(f"{meta_path}: entry_point {entry!r} is a symbolic link or an ignored file "
+                              "(cache); point it at a regular file in the folder")
     if not entry_path.is_file():
         present = [p.as_posix() for p in iter_files(folder)]
         raise SubmissionError(f"{meta_path}: entry_point {entry!r} does not exist in {folder}"

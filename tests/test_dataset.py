@@ -168,9 +168,6 @@ def test_draw_targets_needs_two_classes(num_classes):
         draw_targets([0], num_classes=num_classes, seed=0)
 
 
-@pytest.mark.xfail(reason="BUG: load_dataset accepts an explicit num_classes that does not cover the labels "
-                          "(TrueLabel 5 with num_classes=3), breaking Dataset's 'labels lie in "
-                          "0..num_classes-1' invariant and drawing targets from the wrong range", strict=True)
 def test_explicit_num_classes_smaller_than_labels_is_rejected(tmp_path):
     root = make_folder(tmp_path, ["a"], labels_csv([("a", 5)]))
     with pytest.raises(DatasetError, match="num_classes"):

@@ -156,16 +156,11 @@ def test_utf8_bom_makes_first_name_unknown(tmp_path):
     assert parsed.notes == ["1 row(s) name files that were not given"]
 
 
-@pytest.mark.xfail(reason="BUG: csv.Error escapes parse_predictions (a lone '\\r' inside a line: 'new-line "
-                          "character seen in unquoted field'), so a defense's garbage output stops the run",
-                   strict=True)
 def test_carriage_return_inside_a_line_does_not_raise(tmp_path):
     parsed = parse_bytes(tmp_path, b"a.png,1\rb.png,2\nc.png,3\n")
     assert parsed.answers["c.png"] == Answer(3, "")
 
 
-@pytest.mark.xfail(reason="BUG: csv.Error escapes parse_predictions for a field over csv.field_size_limit() "
-                          "(131072 chars: 'field larger than field limit'), so the run stops", strict=True)
 def test_huge_field_does_not_raise(tmp_path):
     parsed = parse_bytes(tmp_path, b"a.png,1\nb.png," + b"9" * 200_000 + b"\nc.png,3\n")
     assert parsed.answers["a.png"] == Answer(1, "")
@@ -192,9 +187,6 @@ def test_file_exactly_at_the_limit_is_read_whole(tmp_path, monkeypatch):
     assert parsed.answers["c.png"] == Answer(3, "")
 
 
-@pytest.mark.xfail(reason="BUG: an oversize file is cut mid-row, so 'b.png,12' becomes 'b.png,1' and a "
-                          "wrong label is accepted; the docstring promises later rows count as missing",
-                   strict=True)
 def test_oversize_cut_mid_row_does_not_invent_a_label(tmp_path, monkeypatch):
     data = b"a.png,1\nb.png,12\n"
     monkeypatch.setattr(defense_output, "MAX_CSV_BYTES", 15)  # "a.png,1\nb.png,1"

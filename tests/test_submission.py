@@ -199,9 +199,6 @@ def test_non_executable_entry_point_is_a_warning(tmp_path):
     assert f"chmod +x {folder / 'run.sh'}" in warning
 
 
-@pytest.mark.xfail(reason="BUG: a symlinked entry point passes parse_submission (is_file follows links) but "
-                          "iter_files/fresh_copy skip symlinks, so the copy has no entry point and "
-                          "fresh_copy's entry.stat() raises FileNotFoundError", strict=True)
 def test_symlinked_entry_point_rejected(tmp_path):
     outside = tmp_path / "outside.sh"
     outside.write_text("#!/bin/sh\n")
