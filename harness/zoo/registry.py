@@ -71,14 +71,14 @@ _ENTRIES: dict[str, ZooEntry] = {
             name="vgg6_w32",
             factory=lambda: VGG(widths=(32, 64, 128)),
             description="VGG-style, 6 conv (32-64-128), BatchNorm",
-            epochs=18,
+            epochs=10,
             seed=1,
         ),
         ZooEntry(
             name="resnet8_w32",
             factory=lambda: ResNet(widths=(32, 64, 128), blocks_per_stage=1),
             description="ResNet-8, 1 basic block per stage (32-64-128)",
-            epochs=18,
+            epochs=10,
             seed=2,
         ),
     )

@@ -1,0 +1,1 @@
+"""Building blocks of the sample defenses (the algorithms; each ``defenses/<name>`` folder stays a few lines)."""
