@@ -11,7 +11,7 @@ from harness import __version__
 from harness.competition import CompetitionConfig, CompetitionError, rescore, run_competition
 from harness.contract import EpsilonError, parse_epsilon
 from harness.dataset import DatasetError
-from harness.report import leaderboard_tables
+from harness.report import leaderboard_tables, matrix_table
 from harness.runner import TimePolicy
 from harness.submission import SubmissionError, suggest
 from harness.validate import validate_submission
@@ -149,6 +149,8 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
                                  progress=_progress(not args.quiet))
         if not args.quiet:
             print(leaderboard_tables(result.scores))
+            for matrix in result.matrices:
+                print("\n" + matrix_table(matrix, f"defense accuracy per attack, epsilon = {matrix.epsilon}"))
             executed, reused = result.outcome.executed, result.outcome.reused
             print(f"\nran {executed['attack']} attack and {executed['defense']} defense batches "
                   f"(reused {reused['attack']} + {reused['defense']}); results in {args.output_dir}")

@@ -17,7 +17,7 @@ from harness.dataset import Dataset, load_dataset
 from harness.report import (ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS, TIMINGS, leaderboard_csv,
                             timings_csv, write_matrix)
 from harness.runner import DevicePool, Outcome, Runner, TimePolicy, Workspace, build_tables, visible_gpus
-from harness.scoring import ScoreRow, accuracy_matrix, hit_matrix, score
+from harness.scoring import Matrix, ScoreRow, accuracy_matrix, hit_matrix, score
 from harness.store import atomic_write_json, atomic_write_text
 from harness.submission import Discovery, Submission, SubmissionType, discover, suggest
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv, write_csv
@@ -72,6 +72,7 @@ class CompetitionResult:
     outcome: Outcome
     dataset: Dataset
     manifest: dict[str, Any]
+    matrices: list[Matrix]
 
 
 def _check_output_dir(output_dir: Path, dataset: Dataset, force: bool) -> None:
@@ -175,14 +176,15 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "submission_seconds": round(sum(r.seconds for r in runs
                                         if _ran_now(r, outcome)), 3),
     }
-    write_results(output_dir, scores=scores, predictions=predictions, attack_images=attack_rows, runs=runs,
-                  defenses=[d.name for d in defenses], attacks=[a.name for a in attacks],
-                  targeted=[a.name for a in attacks if a.type is SubmissionType.TARGETED_ATTACK])
+    matrices = write_results(output_dir, scores=scores, predictions=predictions, attack_images=attack_rows,
+                             runs=runs, defenses=[d.name for d in defenses], attacks=[a.name for a in attacks],
+                             targeted=[a.name for a in attacks if a.type is SubmissionType.TARGETED_ATTACK])
     shutil.rmtree(workspace.scratch, ignore_errors=True)
     manifest["wall_seconds"] = round(time.time() - started, 3)
     atomic_write_json(output_dir / MANIFEST, manifest)
     return CompetitionResult(scores=scores, predictions=predictions, attack_images=attack_rows, runs=runs,
-                             discovery=discovery, outcome=outcome, dataset=dataset, manifest=manifest)
+                             discovery=discovery, outcome=outcome, dataset=dataset, manifest=manifest,
+                             matrices=matrices)
 
 
 def _ran_now(run: RunRow, outcome: Outcome) -> bool:
@@ -191,18 +193,23 @@ def _ran_now(run: RunRow, outcome: Outcome) -> bool:
 
 def write_results(output_dir: Path, *, scores: list[ScoreRow], predictions: list[PredictionRow],
                   attack_images: list[AttackImageRow], runs: list[RunRow], defenses: list[str],
-                  attacks: list[str], targeted: list[str]) -> None:
-    """Write the leaderboard, matrices and tables into ``output_dir`` (each file atomically)."""
+                  attacks: list[str], targeted: list[str]) -> list[Matrix]:
+    """Write the leaderboard, matrices and tables into ``output_dir`` (each file atomically).
+
+    Returns:
+        The accuracy matrices (one per ε).
+    """
     epsilons = sorted({s.epsilon for s in scores})
     write_csv(output_dir / PER_IMAGE, predictions, PredictionRow)
     write_csv(output_dir / ATTACK_IMAGES, attack_images, AttackImageRow)
     write_csv(output_dir / RUNS, runs, RunRow)
-    write_matrix(output_dir / "accuracy_matrix.csv", [
-        accuracy_matrix(predictions, epsilon=e, defenses=defenses, attacks=attacks) for e in epsilons])
+    accuracy = [accuracy_matrix(predictions, epsilon=e, defenses=defenses, attacks=attacks) for e in epsilons]
+    write_matrix(output_dir / "accuracy_matrix.csv", accuracy)
     write_matrix(output_dir / "targeted_hit_matrix.csv", [
         hit_matrix(predictions, epsilon=e, defenses=defenses, targeted_attacks=targeted) for e in epsilons])
     atomic_write_text(output_dir / TIMINGS, timings_csv(scores))
     atomic_write_text(output_dir / LEADERBOARD, leaderboard_csv(scores))
+    return accuracy
 
 
 def rescore(output_dir: Path) -> list[ScoreRow]:

@@ -259,3 +259,12 @@ def test_same_seed_gives_byte_identical_leaderboard(full_world: dict[str, Path],
         run_competition(config_for(full_world, output_dir=tmp_path / name, epsilons=(4, 16)), echo=lambda _: None)
     for table in ("leaderboard.csv", "per_image.csv", "attack_images.csv", "accuracy_matrix.csv"):
         assert (tmp_path / "one" / table).read_bytes() == (tmp_path / "two" / table).read_bytes(), table
+
+
+def test_parallel_jobs_give_the_same_results(full_world: dict[str, Path], tmp_path: Path) -> None:
+    run_competition(config_for(full_world, output_dir=tmp_path / "serial", batch_size=4), echo=lambda _: None)
+    parallel = run_competition(config_for(full_world, output_dir=tmp_path / "parallel", batch_size=4, jobs=2),
+                               echo=lambda _: None)
+    assert parallel.outcome.executed["attack"] == 8
+    for table in ("leaderboard.csv", "per_image.csv"):
+        assert (tmp_path / "serial" / table).read_bytes() == (tmp_path / "parallel" / table).read_bytes()
