@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import BUCKET_DEFENSE, NOOP, PLUS, write_submission  # noqa: E402
 
 from harness.competition import CompetitionConfig, run_competition  # noqa: E402
-from harness.runner import TimePolicy  # noqa: E402
+from harness.runner import LimitPolicy  # noqa: E402
 
 
 def measure(config: CompetitionConfig, label: str) -> None:
@@ -61,7 +61,7 @@ def synthetic(root: Path, images: int) -> CompetitionConfig:
     write_submission(defenses, "bucket", "defense", BUCKET_DEFENSE)
     return CompetitionConfig(input_dir=data, attacks_dirs=(attacks,), defenses_dirs=(defenses,),
                              output_dir=root / "results", epsilons=(16,), batch_size=100,
-                             time_policy=TimePolicy())
+                             policy=LimitPolicy())
 
 
 def main() -> None:

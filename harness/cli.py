@@ -12,7 +12,8 @@ from harness.competition import CompetitionConfig, CompetitionError, rescore, ru
 from harness.contract import EpsilonError, parse_epsilon
 from harness.dataset import DatasetError
 from harness.report import leaderboard_tables, matrix_table
-from harness.runner import TimePolicy
+from harness.isolation import SandboxKind
+from harness.runner import LimitPolicy
 from harness.submission import SubmissionError, suggest
 from harness.validate import validate_submission
 
@@ -74,6 +75,16 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
                      help="time limit per image of a run (default: 5, as NIPS 2017's 500 s per 100)")
     run.add_argument("--min_seconds", type=_positive_float, default=60.0,
                      help="smallest time limit of a run (default: 60)")
+    run.add_argument("--cpu_factor", type=_positive_float, default=4.0,
+                     help="CPU seconds allowed per second of the time limit (default: 4)")
+    run.add_argument("--memory_mb", type=int, default=8192, help="memory per run, 0 = unlimited (default: 8192)")
+    run.add_argument("--max_processes", type=int, default=256,
+                     help="processes and threads per run, 0 = unlimited (default: 256; needs a writable cgroup)")
+    run.add_argument("--output_mb", type=int, default=1024,
+                     help="output folder size per run, 0 = unlimited (default: 1024)")
+    run.add_argument("--sandbox", choices=[k.value for k in SandboxKind], default=SandboxKind.AUTO.value,
+                     help="isolation of submission processes: auto (bubblewrap when it works here), bwrap, none, "
+                          "docker (default: auto)")
     run.add_argument("--num_classes", type=_positive_int, default=None,
                      help="classes to draw missing target classes from (default: largest label + 1)")
     run.add_argument("--only", nargs="+", default=[], metavar="NAME", help="run only these submissions")
@@ -143,7 +154,10 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             defenses_dirs=tuple(args.defenses_dir or [root / "defenses"]),
             output_dir=args.output_dir, epsilons=tuple(args.max_epsilon), batch_size=args.batch_size,
             jobs=args.jobs, seed=args.seed, force=args.force,
-            time_policy=TimePolicy(per_image=args.seconds_per_image, minimum=args.min_seconds),
+            policy=LimitPolicy(seconds_per_image=args.seconds_per_image, minimum_seconds=args.min_seconds,
+                               cpu_factor=args.cpu_factor, memory_mb=args.memory_mb or None,
+                               max_processes=args.max_processes or None, output_mb=args.output_mb or None),
+            sandbox=SandboxKind(args.sandbox),
             only=tuple(args.only), num_classes=args.num_classes)
         result = run_competition(config, echo=lambda line: print(line, file=sys.stderr),
                                  progress=_progress(not args.quiet))

@@ -7,7 +7,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,7 +16,8 @@ from harness.contract import parse_epsilon
 from harness.dataset import Dataset, load_dataset
 from harness.report import (ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS, TIMINGS, leaderboard_csv,
                             timings_csv, write_matrix)
-from harness.runner import DevicePool, Outcome, Runner, TimePolicy, Workspace, build_tables, visible_gpus
+from harness.isolation import SandboxKind, probe
+from harness.runner import DevicePool, LimitPolicy, Outcome, Runner, Workspace, build_tables, visible_gpus
 from harness.scoring import Matrix, ScoreRow, accuracy_matrix, hit_matrix, score
 from harness.store import atomic_write_json, atomic_write_text
 from harness.submission import Discovery, Submission, SubmissionType, discover, suggest
@@ -41,7 +42,8 @@ class CompetitionConfig:
         jobs: Units run in parallel.
         seed: Seeds target draws, batch shuffling and opaque names.
         force: Discard stored work and recompute everything.
-        time_policy: Per-run wall-clock limits.
+        policy: Per-run resource limits.
+        sandbox: How submission processes are isolated.
         only: If set, run only these submissions (names).
         num_classes: Classes for drawn targets (default: largest label + 1).
     """
@@ -55,7 +57,8 @@ class CompetitionConfig:
     jobs: int = 1
     seed: int = 0
     force: bool = False
-    time_policy: TimePolicy = field(default_factory=TimePolicy)
+    policy: LimitPolicy = field(default_factory=LimitPolicy)
+    sandbox: SandboxKind = SandboxKind.AUTO
     only: tuple[str, ...] = ()
     num_classes: int | None = None
 
@@ -146,9 +149,16 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     shutil.rmtree(workspace.scratch, ignore_errors=True)
     output_dir.mkdir(parents=True, exist_ok=True)
 
+    try:
+        protections = probe(config.sandbox)
+    except RuntimeError as exc:
+        raise CompetitionError(str(exc)) from None
+    for note in protections.notes:
+        echo(f"sandbox: {note}")
     gpus = visible_gpus()
     runner = Runner(dataset, workspace, seed=config.seed, batch_size=config.batch_size, jobs=config.jobs,
-                    time_policy=config.time_policy, devices=DevicePool(gpus, config.jobs), progress=progress)
+                    policy=config.policy, devices=DevicePool(gpus, config.jobs), protections=protections,
+                    progress=progress)
     outcome = runner.execute(attacks, defenses, epsilons)
     predictions, attack_rows, runs = build_tables(dataset, outcome, defenses)
     scores = score(predictions, attack_rows, runs, epsilons=epsilons, defenses=[d.name for d in defenses],
@@ -158,8 +168,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "seed": config.seed,
         "epsilons": epsilons,
         "batch_size": config.batch_size,
-        "time_limit": {"seconds_per_image": config.time_policy.per_image,
-                       "minimum_seconds": config.time_policy.minimum},
+        "limits": asdict(config.policy),
+        "protections": protections.describe(),
         "dataset": {"root": str(dataset.root), "content_hash": dataset.content_hash, "images": len(dataset),
                     "label_file": dataset.label_file, "targets_drawn": dataset.targets_drawn,
                     "num_classes": dataset.num_classes},

@@ -35,7 +35,8 @@ from joblib import Parallel, delayed
 from harness import contract
 from harness.dataset import Dataset, ImageRecord
 from harness.defense_output import parse_predictions
-from harness.sandbox import Limits, RunRecord, run_submission
+from harness.isolation import Limits, Protections
+from harness.sandbox import RunRecord, run_submission
 from harness.store import Store, key_of
 from harness.submission import Submission, SubmissionType
 from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
@@ -47,18 +48,34 @@ DEFENSE_PROTOCOL = "defense-1"
 
 
 @dataclass(frozen=True)
-class TimePolicy:
-    """Wall-clock limit of a run: ``max(minimum, per_image × images)`` seconds.
+class LimitPolicy:
+    """Resource limits of a run over some number of images.
 
-    NIPS 2017 allowed 500 s per batch of 100 images (5 s per image).
+    The wall-clock limit is ``max(minimum_seconds, seconds_per_image × images)`` (NIPS 2017 allowed 500 s per
+    batch of 100 images: 5 s per image); the CPU-time limit is ``cpu_factor`` times the wall-clock limit (a
+    process may use several cores).
+
+    Attributes:
+        seconds_per_image: Wall-clock seconds allowed per image.
+        minimum_seconds: Smallest wall-clock limit (process start-up, model loading).
+        cpu_factor: CPU seconds allowed per wall-clock second of the limit.
+        memory_mb: Memory per run.
+        max_processes: Processes and threads per run at once.
+        output_mb: Output folder size per run.
     """
 
-    per_image: float = 5.0
-    minimum: float = 60.0
+    seconds_per_image: float = 5.0
+    minimum_seconds: float = 60.0
+    cpu_factor: float = 4.0
+    memory_mb: int | None = 8192
+    max_processes: int | None = 256
+    output_mb: int | None = 1024
 
     def limits(self, images: int) -> Limits:
         """Limits for a run over ``images`` images."""
-        return Limits(wall_seconds=max(self.minimum, self.per_image * images))
+        wall = max(self.minimum_seconds, self.seconds_per_image * images)
+        return Limits(wall_seconds=wall, cpu_seconds=wall * self.cpu_factor, memory_mb=self.memory_mb,
+                      max_processes=self.max_processes, output_mb=self.output_mb)
 
 
 class DevicePool:
@@ -232,13 +249,14 @@ class Runner:
         seed: Seeds batch shuffling and opaque names.
         batch_size: Images per attack batch and per defense batch.
         jobs: Units run in parallel.
-        time_policy: Per-run wall-clock limits.
+        policy: Per-run resource limits.
         devices: GPU assignment.
+        protections: The sandbox in use (:func:`harness.isolation.probe`).
         progress: Called with (stage description, units) and returns a callback to tick per finished unit.
     """
 
     def __init__(self, dataset: Dataset, workspace: Workspace, *, seed: int, batch_size: int, jobs: int,
-                 time_policy: TimePolicy, devices: DevicePool,
+                 policy: LimitPolicy, devices: DevicePool, protections: Protections,
                  progress: Callable[[str, int], Callable[[], None]] | None = None) -> None:
         self.dataset = dataset
         self.workspace = workspace
@@ -246,8 +264,9 @@ class Runner:
         self.seed = seed
         self.batch_size = batch_size
         self.jobs = jobs
-        self.time_policy = time_policy
+        self.policy = policy
         self.devices = devices
+        self.protections = protections
         self.progress = progress or (lambda _label, _total: (lambda: None))
 
     # -- clean images -------------------------------------------------------------------------------
@@ -288,9 +307,10 @@ class Runner:
                 "".join(f"{r.file_name},{r.target_class}\n" for r in unit.images))
         log_name = f"logs/attacks/{attack.name}/eps{eps}_{key[:12]}.log"
         with self.devices.acquire() as gpu:
-            run = run_submission(attack, [str(inputs), str(outputs), str(eps)], workdir=work,
-                                 limits=self.time_policy.limits(len(unit.images)),
-                                 log_path=self.workspace.root / log_name, log_name=log_name, gpu=gpu)
+            run = run_submission(attack, ["{input}", "{output}", str(eps)], inputs=inputs, outputs=outputs,
+                                 workdir=work, limits=self.policy.limits(len(unit.images)),
+                                 log_path=self.workspace.root / log_name, log_name=log_name, gpu=gpu,
+                                 protections=self.protections)
         images = []
         for record in unit.images:
             clean = clean_images[record.image_id]
@@ -341,9 +361,10 @@ class Runner:
         output_file = outputs / "result.csv"
         log_name = f"logs/defenses/{defense.name}/{key[:12]}.log"
         with self.devices.acquire() as gpu:
-            run = run_submission(defense, [str(inputs), str(output_file)], workdir=work,
-                                 limits=self.time_policy.limits(len(unit.versions)),
-                                 log_path=self.workspace.root / log_name, log_name=log_name, gpu=gpu)
+            run = run_submission(defense, ["{input}", "{output}/" + output_file.name], inputs=inputs,
+                                 outputs=outputs, workdir=work, limits=self.policy.limits(len(unit.versions)),
+                                 log_path=self.workspace.root / log_name, log_name=log_name, gpu=gpu,
+                                 protections=self.protections)
         parsed = parse_predictions(output_file, expected=set(names))
         predictions = {names[name]: {"label": answer.label, "problem": answer.problem}
                        for name, answer in parsed.answers.items()}

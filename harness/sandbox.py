@@ -1,9 +1,10 @@
 """Run one submission process and record what happened.
 
-Each run gets a fresh copy of the submission folder, a private HOME and TMPDIR, a scrubbed environment and a
-wall-clock limit; its stdout and stderr go to a log file; the whole process group is killed at the limit and
-after the entry point exits (so children cannot outlive their run). The outcome — exit code, timeout, wall
-time, a plain-words problem — is returned as data, never only printed.
+Each run gets a fresh copy of the submission folder, a private HOME and TMPDIR, a scrubbed environment and
+resource limits, inside the strongest sandbox this machine offers (see :mod:`harness.isolation`); its stdout
+and stderr go to a log file; the whole process group (and cgroup, where available) is killed at the limit and
+after the entry point exits, so children cannot outlive their run. The outcome — exit code, timeout, wall time,
+a plain-words problem — is returned as data, never only printed.
 """
 
 from __future__ import annotations
@@ -19,20 +20,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, CgroupJail, Limits,
+                               Protections, SandboxKind, apply_rlimits, bwrap_command, docker_command)
 from harness.submission import Submission, iter_files
 
 _HARNESS_PARENT = Path(__file__).resolve().parent.parent
+#: How often a running process's output folder is measured.
+POLL_SECONDS = 0.5
 
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of one run.
-
-    Attributes:
-        wall_seconds: Wall-clock limit; the process group is killed when it is reached.
-    """
-
-    wall_seconds: float
+__all__ = ["Limits", "RunRecord", "fresh_copy", "run_process", "run_submission", "scrubbed_environment"]
 
 
 @dataclass(frozen=True)
@@ -76,21 +72,21 @@ def fresh_copy(submission: Submission, destination: Path) -> Path:
     return destination
 
 
-def scrubbed_environment(*, home: Path, tmp: Path, gpu: str | None) -> dict[str, str]:
+def scrubbed_environment(*, home: str, tmp: str, gpu: str | None) -> dict[str, str]:
     """The only environment a submission sees.
 
     Args:
-        home: Private HOME folder.
-        tmp: Private TMPDIR folder.
-        gpu: Value for CUDA_VISIBLE_DEVICES ("" hides every GPU); None leaves the variable out.
+        home: Private HOME folder (as the process sees it).
+        tmp: Private TMPDIR folder (as the process sees it).
+        gpu: Value for CUDA_VISIBLE_DEVICES; None leaves the variable out.
     """
     python_bin = str(Path(sys.executable).parent)
     env = {
         "PATH": os.pathsep.join([python_bin, "/usr/local/bin", "/usr/bin", "/bin"]),
-        "HOME": str(home),
-        "TMPDIR": str(tmp),
-        "TMP": str(tmp),
-        "TEMP": str(tmp),
+        "HOME": home,
+        "TMPDIR": tmp,
+        "TMP": tmp,
+        "TEMP": tmp,
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "PYTHONPATH": str(_HARNESS_PARENT),
@@ -114,83 +110,167 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
+def folder_bytes(folder: Path) -> int:
+    """Total size of the regular files below ``folder`` (symlinks not followed)."""
+    total = 0
+    stack = [folder]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
+    return total
+
+
+def _describe_exit(exit_code: int, limits: Limits, jail: CgroupJail | None) -> str:
+    if exit_code < 0:
+        number = -exit_code
+        if number == signal.SIGXCPU:
+            return f"CPU time limit of {limits.cpu_seconds:g} s reached"
+        if number == signal.SIGXFSZ:
+            return f"file size limit of {limits.output_mb} MB reached"
+        if number == signal.SIGKILL and jail is not None and jail.memory_limit_hit():
+            return f"memory limit of {limits.memory_mb} MB exceeded"
+        try:
+            return f"killed by {signal.Signals(number).name}"
+        except ValueError:
+            return f"killed by signal {number}"
+    if exit_code != 0:
+        if jail is not None and jail.memory_limit_hit():
+            return f"exit code {exit_code} (memory limit of {limits.memory_mb} MB reached)"
+        if jail is not None and jail.pids_limit_hit():
+            return f"exit code {exit_code} (process limit of {limits.max_processes} reached)"
+        return f"exit code {exit_code}"
+    return ""
+
+
 def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,
-                log_name: str) -> RunRecord:
-    """Run ``argv`` in its own session and process group, logging stdout+stderr.
+                log_name: str, watch: Path | None = None, protections: Protections | None = None) -> RunRecord:
+    """Run ``argv`` in its own session and process group under ``limits``, logging stdout+stderr.
 
     Args:
-        argv: Command; ``argv[0]`` is resolved relative to ``cwd`` when it starts with ``./``.
-        cwd: Working directory (the fresh submission copy).
+        argv: Command (``argv[0]`` relative to ``cwd`` when it starts with ``./``).
+        cwd: Working directory.
         env: The complete environment.
-        limits: Wall-clock limit.
+        limits: Resource limits.
         log_path: Log file (overwritten).
         log_name: How the record names the log (path relative to the results folder).
+        watch: Output folder whose total size is held to ``limits.output_mb``.
+        protections: What the machine enforces (cgroups); None for rlimits only.
 
     Returns:
         The :class:`RunRecord`.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    jail = CgroupJail(protections.cgroup, limits) if protections and protections.cgroup else None
+    memory_by_cgroup = bool(jail and jail.memory_enforced)
+
+    def prepare_child() -> None:
+        if jail is not None:
+            jail.enter()
+        apply_rlimits(limits, memory_by_cgroup=memory_by_cgroup)
+
     with open(log_path, "wb") as log:
         log.write(f"$ {' '.join(argv)}\n".encode())
         log.flush()
         start = time.monotonic()
         try:
             process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+                                       stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=prepare_child)
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             hint = " (add a #! line to the entry point)" if exc.errno == errno.ENOEXEC else ""
             problem = f"entry point could not be started: {reason}{hint}"
             log.write(f"[harness] {problem}\n".encode())
+            if jail is not None:
+                jail.remove()
             return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
         timed_out = False
-        try:
-            exit_code = process.wait(timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        oversized = False
+        while True:
+            remaining = limits.wall_seconds - (time.monotonic() - start)
+            if remaining <= 0:
+                timed_out = True
+                break
+            try:
+                process.wait(timeout=min(POLL_SECONDS, remaining))
+                break
+            except subprocess.TimeoutExpired:
+                if watch is not None and limits.output_mb and folder_bytes(watch) > limits.output_mb << 20:
+                    oversized = True
+                    break
+        if timed_out or oversized:
             _kill_group(process.pid)
-            exit_code = process.wait()
+            if jail is not None:
+                jail.kill_all()
+        exit_code = process.wait()
         seconds = time.monotonic() - start
         _kill_group(process.pid)  # children that outlived the entry point
+        if jail is not None:
+            jail.kill_all()
+        if watch is not None and limits.output_mb and folder_bytes(watch) > limits.output_mb << 20:
+            oversized = True
         if timed_out:
             problem = f"timed out after {limits.wall_seconds:g} s"
-        elif exit_code < 0:
-            try:
-                name = signal.Signals(-exit_code).name
-            except ValueError:
-                name = f"signal {-exit_code}"
-            problem = f"killed by {name}"
-        elif exit_code != 0:
-            problem = f"exit code {exit_code}"
+        elif oversized:
+            problem = f"output larger than {limits.output_mb} MB; run stopped"
         else:
-            problem = ""
+            problem = _describe_exit(exit_code, limits, jail)
         if problem:
             log.write(f"\n[harness] {problem}\n".encode())
+    if jail is not None:
+        for _ in range(20):
+            jail.kill_all()
+            jail.remove()
+            if not any(folder.exists() for folder in jail.folders):
+                break
+            time.sleep(0.05)
     return RunRecord(exit_code=exit_code, timed_out=timed_out, seconds=round(seconds, 3), problem=problem,
                      log=log_name)
 
 
-def run_submission(submission: Submission, args: list[str], *, workdir: Path, limits: Limits, log_path: Path,
-                   log_name: str, gpu: str | None) -> RunRecord:
-    """Run a submission's entry point on a fresh copy of its folder.
+def run_submission(submission: Submission, args: list[str], *, inputs: Path, outputs: Path, workdir: Path,
+                   limits: Limits, log_path: Path, log_name: str, gpu: str | None,
+                   protections: Protections) -> RunRecord:
+    """Run a submission's entry point on a fresh copy of its folder, inside the sandbox.
 
     Args:
         submission: What to run.
-        args: Arguments after the entry point (NIPS 2017 argv: input dir, output dir/file[, ε]).
+        args: Arguments after the entry point; ``{input}`` and ``{output}`` stand for the input and output
+            folders as the process sees them (NIPS 2017 argv: input dir, output dir/file[, ε]).
+        inputs: Input folder on the host (read-only for the process when sandboxed).
+        outputs: Output folder on the host (the only place the process may write when sandboxed).
         workdir: An empty scratch folder owned by this run (holds the copy, HOME and TMPDIR).
         limits: Resource limits.
         log_path: Where stdout and stderr go.
         log_name: The log's name in the returned record.
-        gpu: CUDA_VISIBLE_DEVICES for the run ("" = no GPU).
+        gpu: CUDA_VISIBLE_DEVICES for the run (None: leave unset).
+        protections: The sandbox in use (from :func:`harness.isolation.probe`).
 
     Returns:
         The :class:`RunRecord`.
     """
     code = fresh_copy(submission, workdir / "submission")
-    home = workdir / "home"
-    tmp = workdir / "tmp"
-    home.mkdir()
-    tmp.mkdir()
-    env = scrubbed_environment(home=home, tmp=tmp, gpu=gpu)
-    return run_process([f"./{submission.entry_point}", *args], cwd=code, env=env, limits=limits,
-                       log_path=log_path, log_name=log_name)
+    entry = f"./{submission.entry_point}"
+    if protections.kind in (SandboxKind.BWRAP, SandboxKind.DOCKER):
+        sandbox_args = [a.replace("{input}", SANDBOX_INPUT).replace("{output}", SANDBOX_OUTPUT) for a in args]
+        env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=gpu)
+        if protections.kind is SandboxKind.BWRAP:
+            argv = bwrap_command([entry, *sandbox_args], code=code, inputs=inputs, outputs=outputs, gpu=gpu)
+        else:
+            image = (submission.container_gpu if gpu else submission.container) or submission.container
+            argv = docker_command([entry, *sandbox_args], image=image, code=code, inputs=inputs, outputs=outputs,
+                                  limits=limits, gpu=gpu)
+    else:
+        home, tmp = workdir / "home", workdir / "tmp"
+        home.mkdir()
+        tmp.mkdir()
+        env = scrubbed_environment(home=str(home), tmp=str(tmp), gpu=gpu)
+        argv = [entry, *(a.replace("{input}", str(inputs)).replace("{output}", str(outputs)) for a in args)]
+    return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path, log_name=log_name,
+                       watch=outputs, protections=protections)

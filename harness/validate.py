@@ -10,7 +10,8 @@ from pathlib import Path
 
 from harness.contract import parse_epsilon
 from harness.dataset import load_dataset
-from harness.runner import DevicePool, DefenseUnit, Runner, TimePolicy, Workspace, visible_gpus
+from harness.isolation import SandboxKind, probe
+from harness.runner import DefenseUnit, DevicePool, LimitPolicy, Runner, Workspace, visible_gpus
 from harness.sandbox import RunRecord
 from harness.submission import SubmissionError, SubmissionType, parse_submission
 
@@ -33,7 +34,8 @@ class ValidationReport:
 
 
 def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon: int = 16, seed: int = 0,
-                        time_policy: TimePolicy | None = None) -> ValidationReport:
+                        policy: LimitPolicy | None = None, sandbox: SandboxKind = SandboxKind.AUTO
+                        ) -> ValidationReport:
     """Check a submission folder and run it on the first ``images`` images of ``input_dir``.
 
     Args:
@@ -42,7 +44,8 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
         images: How many images to run on (≥ 1).
         epsilon: ε in 0–255 units for attacks.
         seed: Seed of the run.
-        time_policy: Wall-clock limits (default: the competition's).
+        policy: Resource limits (default: the competition's).
+        sandbox: How the process is isolated.
 
     Returns:
         A :class:`ValidationReport`.
@@ -62,7 +65,8 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
     with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
         workspace = Workspace(Path(tmp))
         runner = Runner(subset, workspace, seed=seed, batch_size=len(subset.images), jobs=1,
-                        time_policy=time_policy or TimePolicy(), devices=DevicePool(visible_gpus(), 1))
+                        policy=policy or LimitPolicy(), devices=DevicePool(visible_gpus(), 1),
+                        protections=probe(sandbox))
         clean_versions = runner.clean_versions()
         if submission.type.is_attack:
             unit = runner.attack_units([submission], [eps])[0]

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from harness.competition import CompetitionConfig
-from harness.runner import TimePolicy
+from harness.runner import LimitPolicy
 
 #: Synthetic world: an image is a uniform colour v; its class is v // 50 (classes 0..4).
 BUCKET = 50
@@ -114,6 +114,6 @@ def config_for(world: dict[str, Path], **overrides: object) -> CompetitionConfig
     settings: dict[str, object] = dict(
         input_dir=world["data"], attacks_dirs=(world["attacks"],), defenses_dirs=(world["defenses"],),
         output_dir=world["results"], epsilons=(16,), batch_size=100, jobs=1, seed=0,
-        time_policy=TimePolicy(per_image=5.0, minimum=20.0))
+        policy=LimitPolicy(seconds_per_image=5.0, minimum_seconds=20.0))
     settings.update(overrides)
     return CompetitionConfig(**settings)  # type: ignore[arg-type]

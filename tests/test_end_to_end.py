@@ -16,6 +16,7 @@ import pytest
 from conftest import (BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, NOOP, PLUS, TOWARD_TARGET, config_for,
                       write_submission)
 from harness.competition import CompetitionError, rescore, run_competition
+from harness.runner import LimitPolicy
 
 
 def leaderboard(results: Path) -> dict[tuple[str, str, str], dict[str, str]]:
@@ -223,8 +224,8 @@ def test_bad_submissions_are_recorded_and_others_unaffected(world: dict[str, Pat
     broken.mkdir()
     (broken / "metadata.json").write_text('{"type": "defence", "entry_point": "run.sh"}')
     messages: list[str] = []
-    result = run_competition(config_for(world, time_policy=config_for(world).time_policy.__class__(
-        per_image=0.2, minimum=2.0), output_dir=tmp_path / "bad"), echo=messages.append)
+    result = run_competition(config_for(world, policy=LimitPolicy(seconds_per_image=0.2, minimum_seconds=2.0),
+                                        output_dir=tmp_path / "bad"), echo=messages.append)
     board = leaderboard(tmp_path / "bad")
 
     assert any("broken" in m and "did you mean 'defense'" in m for m in messages)

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import write_submission
 from harness.runner import DevicePool, batches, opaque_name, pack_versions
+from harness.isolation import SandboxKind, probe
 from harness.sandbox import Limits, run_process, run_submission
 from harness.submission import parse_submission
 
@@ -104,23 +105,27 @@ def test_exit_codes_signals_and_unstartable_entries(tmp_path: Path) -> None:
     assert "out\nerr\n" in (tmp_path / "exit4.log").read_text()
 
 
-def test_run_submission_uses_a_fresh_copy_and_private_home(tmp_path: Path) -> None:
+def test_run_submission_plain_uses_a_fresh_copy_and_private_home(tmp_path: Path) -> None:
     body = """
     Path("scribble.txt").write_text("changed")
     print("HOME=" + os.environ["HOME"])
     print("TMPDIR=" + os.environ["TMPDIR"])
     print("CWD=" + os.getcwd())
+    print("ARGS=" + " ".join(sys.argv[1:]))
     """
     folder = write_submission(tmp_path / "subs", "writer", "attack", body)
     (folder / "run.py").chmod(0o644)  # not executable: the harness marks its copy executable
     submission = parse_submission(folder)
     assert submission.warnings
-    work = tmp_path / "work"
-    work.mkdir()
-    record = run_submission(submission, [], workdir=work, limits=Limits(20.0), log_path=tmp_path / "w.log",
-                            log_name="w.log", gpu=None)
+    work, inputs, outputs = tmp_path / "work", tmp_path / "in", tmp_path / "out"
+    for folder_ in (work, inputs, outputs):
+        folder_.mkdir()
+    record = run_submission(submission, ["{input}", "{output}", "16"], inputs=inputs, outputs=outputs,
+                            workdir=work, limits=Limits(20.0), log_path=tmp_path / "w.log", log_name="w.log",
+                            gpu=None, protections=probe(SandboxKind.NONE))
     assert record.problem == ""
     log = (tmp_path / "w.log").read_text()
     assert f"HOME={work / 'home'}" in log and f"TMPDIR={work / 'tmp'}" in log
     assert f"CWD={work / 'submission'}" in log
+    assert f"ARGS={inputs} {outputs} 16" in log
     assert not (folder / "scribble.txt").exists()

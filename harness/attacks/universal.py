@@ -122,11 +122,27 @@ def deepfool(
         A :class:`DeepFoolResult`. Memory: one forward/backward pass over N · num_classes images per step.
     """
     check_images(x)
-    overshoot = check_budget("overshoot", overshoot)
-    x0 = x.detach()
-    n = x0.shape[0]
     with eval_mode(model), torch.no_grad():
-        logits0 = model(x0)
+        logits0 = model(x.detach())
+    return _deepfool(model, x.detach(), logits0, num_classes=num_classes, overshoot=overshoot, max_iter=max_iter,
+                     clip=clip)
+
+
+@torch.no_grad()
+def _deepfool(
+    model: nn.Module,
+    x0: torch.Tensor,
+    logits0: torch.Tensor,
+    *,
+    num_classes: int,
+    overshoot: float,
+    max_iter: int,
+    clip: bool,
+) -> DeepFoolResult:
+    """:func:`deepfool` given the clean logits ``logits0`` of ``x0`` (saves a forward pass inside the UAP loop)."""
+    overshoot = check_budget("overshoot", overshoot)
+    n = x0.shape[0]
+    with eval_mode(model):
         k = max(2, min(int(num_classes), logits0.shape[1]))
         top = logits0.topk(k, dim=1).indices  # (N, k), top[:, 0] is the label
         label = top[:, 0]
@@ -134,13 +150,15 @@ def deepfool(
         pert = x0.clone()
         iterations = torch.zeros(n, dtype=torch.long, device=x0.device)
         active = torch.ones(n, dtype=torch.bool, device=x0.device)
-        for step in range(int(max_iter)):
+        converged = torch.zeros(n, dtype=torch.bool, device=x0.device)
+        for step in range(int(max_iter) + 1):
             idx = active.nonzero().squeeze(1)
             if step > 0 and idx.numel():
                 fooled = model(pert[idx]).argmax(dim=1) != label[idx]
+                converged[idx[fooled]] = True
                 active[idx[fooled]] = False
                 idx = idx[~fooled]
-            if idx.numel() == 0:
+            if idx.numel() == 0 or step == int(max_iter):
                 break
             f, grads = _class_gradients(model, pert[idx], top[idx])
             f_top = f.gather(1, top[idx])  # (m, k)
@@ -159,7 +177,6 @@ def deepfool(
             iterations[idx] += (~stuck).long()
             active[idx[stuck]] = False
         perturbation = (1 + overshoot) * r_tot
-        converged = model(pert).argmax(dim=1) != label
         adversarial = torch.clamp(x0 + perturbation, min=0, max=1)
     return DeepFoolResult(perturbation, adversarial, label, iterations, converged)
 
@@ -360,9 +377,11 @@ def universal_perturbation(
                     break
                 x = apply_universal(images[i:i + 1], v)
                 with torch.no_grad():
-                    if model(x).argmax(dim=1).item() != clean[i].item():
-                        continue
-                found = deepfool(model, x, num_classes=num_classes, overshoot=overshoot, max_iter=max_iter_df)
+                    logits = model(x)
+                if logits.argmax(dim=1).item() != clean[i].item():
+                    continue
+                found = _deepfool(model, x, logits, num_classes=num_classes, overshoot=overshoot,
+                                  max_iter=max_iter_df, clip=False)
                 result.deepfool_calls += 1
                 if bool(found.converged[0]):
                     v = project_lp(v + found.perturbation[0], xi, p)

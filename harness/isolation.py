@@ -1,0 +1,348 @@
+"""Which protections this machine can give a submission process, and the commands and limits that give them.
+
+Without docker, Linux namespaces isolate a run: bubblewrap (``bwrap``, the sandbox Flatpak uses) gives it a
+private mount namespace in which only the system, the Python installation, the harness package, its own code
+(read-only), its input folder (read-only) and its output folder (writable) exist, plus a private /tmp and HOME;
+no network (``--unshare-net``), its own PID namespace (everything dies with it), no capabilities, uid 65534.
+Resource limits come from ``setrlimit`` (CPU time, memory, file size) and, where the harness may create
+cgroups, from the pids and memory controllers. :func:`probe` finds out what works here, and the run's manifest
+says which protections were in force.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import os
+import resource
+import shutil
+import site
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_HARNESS_DIR = Path(__file__).resolve().parent
+
+#: Paths of the run's folders inside a bubblewrap sandbox (the NIPS 2017 containers used similar fixed paths).
+SANDBOX_CODE = "/code"
+SANDBOX_INPUT = "/input_images"
+SANDBOX_OUTPUT = "/output"
+SANDBOX_HOME = "/home/sandbox"
+#: Unprivileged user the sandboxed process runs as.
+SANDBOX_UID = 65534
+
+
+class SandboxKind(str, enum.Enum):
+    """How submission processes are isolated (``--sandbox``)."""
+
+    AUTO = "auto"        # bubblewrap when it works here, else plain processes
+    BWRAP = "bwrap"      # require bubblewrap
+    NONE = "none"        # plain processes (fresh copy, scrubbed environment, limits)
+    DOCKER = "docker"    # the submission's container/container_gpu image, --network=none (needs a docker engine)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one run (None = unlimited).
+
+    Attributes:
+        wall_seconds: Wall-clock limit; the process group is killed when it is reached.
+        cpu_seconds: CPU time (RLIMIT_CPU).
+        memory_mb: Memory: the cgroup memory limit where available, else RLIMIT_DATA (heap and anonymous maps).
+        max_processes: Processes and threads at once (cgroup pids controller; needs a writable cgroup).
+        output_mb: Total size of the output folder; also the largest single file (RLIMIT_FSIZE).
+    """
+
+    wall_seconds: float
+    cpu_seconds: float | None = None
+    memory_mb: int | None = None
+    max_processes: int | None = None
+    output_mb: int | None = None
+
+
+@dataclass(frozen=True)
+class Protections:
+    """What this machine enforces for a submission process.
+
+    Attributes:
+        kind: The sandbox in use.
+        namespaces: Private filesystem view, PID namespace, no capabilities (bubblewrap or docker).
+        network: No network access.
+        cgroup: Root of writable cgroup folders, per controller ("pids", "memory"); empty when none.
+        notes: Plain-words remarks for the manifest (what is missing and why).
+    """
+
+    kind: SandboxKind
+    namespaces: bool
+    network: bool
+    cgroup: dict[str, Path] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, object]:
+        """JSON-ready summary for the manifest."""
+        return {"sandbox": self.kind.value, "private_filesystem_and_pids": self.namespaces,
+                "no_network": self.network, "cgroup_controllers": sorted(self.cgroup),
+                "always": ["fresh copy of the submission per run", "scrubbed environment",
+                           "private HOME and TMPDIR", "process group killed at the time limit and at exit",
+                           "RLIMIT_CPU, RLIMIT_DATA, RLIMIT_FSIZE, no core dumps", "output size watched"],
+                "notes": list(self.notes)}
+
+
+def _bwrap_works() -> tuple[bool, str]:
+    binary = shutil.which("bwrap")
+    if binary is None:
+        return False, "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
+    try:
+        subprocess.run([binary, "--ro-bind", "/", "/", "--unshare-all", "--uid", str(SANDBOX_UID), "--gid",
+                        str(SANDBOX_UID), "--cap-drop", "ALL", "--die-with-parent", "true"],
+                       check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        return False, f"bubblewrap cannot create namespaces here ({detail.decode(errors='replace').strip() or exc})"
+    return True, ""
+
+
+def _cgroup_roots() -> tuple[dict[str, Path], str]:
+    """Writable cgroup v1 controller folders for pids and memory, or a cgroup v2 folder with both."""
+    base = Path("/sys/fs/cgroup")
+    roots: dict[str, Path] = {}
+    for controller in ("pids", "memory"):
+        folder = base / controller / "adv-harness"
+        try:
+            folder.mkdir(exist_ok=True)
+            roots[controller] = folder
+        except OSError:
+            pass
+    if not roots and (base / "cgroup.controllers").exists():
+        folder = base / "adv-harness"
+        try:
+            folder.mkdir(exist_ok=True)
+            enabled = (base / "cgroup.subtree_control").read_text().split()
+            if "pids" in enabled:
+                roots["pids"] = folder
+            if "memory" in enabled:
+                roots["memory"] = folder
+            if roots:
+                (folder / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in roots))
+        except OSError:
+            roots = {}
+    if not roots:
+        return {}, "no writable cgroup: process-count limit not enforced, memory limited by RLIMIT_DATA only"
+    missing = {"pids", "memory"} - roots.keys()
+    note = f"cgroup controller(s) {', '.join(sorted(missing))} unavailable" if missing else ""
+    return roots, note
+
+
+@functools.lru_cache(maxsize=None)
+def probe(kind: SandboxKind = SandboxKind.AUTO) -> Protections:
+    """Find out which protections work on this machine (cached per process).
+
+    Raises:
+        RuntimeError: ``kind`` is BWRAP or DOCKER and that sandbox cannot run here (the message says why).
+    """
+    notes: list[str] = []
+    cgroups, note = _cgroup_roots()
+    if note:
+        notes.append(note)
+    if kind is SandboxKind.DOCKER:
+        if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode:
+            raise RuntimeError("--sandbox docker needs a running docker engine; none answers here")
+        return Protections(SandboxKind.DOCKER, namespaces=True, network=True, notes=tuple(notes))
+    if kind in (SandboxKind.AUTO, SandboxKind.BWRAP):
+        works, why = _bwrap_works()
+        if works:
+            return Protections(SandboxKind.BWRAP, namespaces=True, network=True, cgroup=cgroups, notes=tuple(notes))
+        if kind is SandboxKind.BWRAP:
+            raise RuntimeError(f"--sandbox bwrap: {why}")
+        notes.insert(0, f"{why}; submissions run as plain processes: they can read any file the harness can, "
+                        "use the network, and write outside their output folder")
+    else:
+        notes.insert(0, "--sandbox none: submissions run as plain processes without filesystem or network "
+                        "isolation")
+    return Protections(SandboxKind.NONE, namespaces=False, network=False, cgroup=cgroups, notes=tuple(notes))
+
+
+def _python_roots() -> list[Path]:
+    """Folders holding the Python installation and its packages (deduplicated, outermost only)."""
+    candidates = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent}
+    candidates.update(Path(p) for p in site.getsitepackages())
+    user_site = site.getusersitepackages()
+    if isinstance(user_site, str) and Path(user_site).is_dir():
+        candidates.add(Path(user_site))
+    resolved = sorted({c.resolve() for c in candidates if c.exists()}, key=lambda p: len(p.parts))
+    roots: list[Path] = []
+    for path in resolved:
+        if not any(path.is_relative_to(root) for root in roots):
+            roots.append(path)
+    return roots
+
+
+def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, gpu: str | None) -> list[str]:
+    """The bubblewrap command line that runs ``argv`` (paths already translated to sandbox paths).
+
+    Args:
+        argv: Entry point and arguments as the sandboxed process sees them.
+        code: Fresh copy of the submission (mounted read-only at :data:`SANDBOX_CODE`).
+        inputs: Input folder (read-only at :data:`SANDBOX_INPUT`).
+        outputs: Output folder (writable at :data:`SANDBOX_OUTPUT`).
+        gpu: CUDA_VISIBLE_DEVICES value; with a GPU, the NVIDIA device files are made visible.
+    """
+    command = ["bwrap", "--unshare-all", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+               "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    for name in ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "opt"):
+        path = Path("/") / name
+        if path.is_symlink():
+            command += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            command += ["--ro-bind", str(path), str(path)]
+    command += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu",
+                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home",
+                "--dir", SANDBOX_HOME]
+    for root in _python_roots():
+        if not str(root).startswith(("/usr", "/etc", "/opt")):
+            command += ["--ro-bind", str(root), str(root)]
+    command += ["--ro-bind", str(_HARNESS_DIR), str(_HARNESS_DIR),
+                "--ro-bind", str(code), SANDBOX_CODE,
+                "--ro-bind", str(inputs), SANDBOX_INPUT,
+                "--bind", str(outputs), SANDBOX_OUTPUT,
+                "--chdir", SANDBOX_CODE]
+    if gpu:
+        for device in sorted(Path("/dev").glob("nvidia*")):
+            command += ["--dev-bind", str(device), str(device)]
+    return command + ["--", *argv]
+
+
+def docker_command(argv: list[str], *, image: str, code: Path, inputs: Path, outputs: Path, limits: Limits,
+                   gpu: str | None) -> list[str]:
+    """A ``docker run`` command in the NIPS 2017 organisers' style (``--network=none``, read-only input).
+
+    Untested on machines without a docker engine; kept for organisers who have one.
+    """
+    command = ["docker", "run", "--rm", "--network=none", "--read-only", "--tmpfs", "/tmp",
+               "-v", f"{code}:{SANDBOX_CODE}:ro", "-v", f"{inputs}:{SANDBOX_INPUT}:ro",
+               "-v", f"{outputs}:{SANDBOX_OUTPUT}", "-v", f"{_HARNESS_DIR}:/opt/harness/harness:ro",
+               "-e", "PYTHONPATH=/opt/harness", "-w", SANDBOX_CODE]
+    if limits.memory_mb:
+        command += ["--memory", f"{limits.memory_mb}m"]
+    if limits.max_processes:
+        command += ["--pids-limit", str(limits.max_processes)]
+    if gpu:
+        command += ["--gpus", f"device={gpu}"]
+    return command + [image, *argv]
+
+
+class CgroupJail:
+    """A cgroup (pids and memory controllers, where writable) that one run's processes are placed in.
+
+    Args:
+        roots: Controller → parent folder, from :class:`Protections`.
+        limits: The run's limits.
+    """
+
+    def __init__(self, roots: dict[str, Path], limits: Limits) -> None:
+        self.folders: list[Path] = []
+        name = f"run-{uuid.uuid4().hex[:12]}"
+        for controller, root in roots.items():
+            folder = root / name
+            if folder in self.folders:
+                continue
+            try:
+                folder.mkdir()
+            except OSError:
+                continue
+            self.folders.append(folder)
+            try:
+                if controller == "pids" and limits.max_processes:
+                    (folder / "pids.max").write_text(str(limits.max_processes))
+                if controller == "memory" and limits.memory_mb:
+                    limit = str(limits.memory_mb << 20)
+                    target = folder / "memory.limit_in_bytes"
+                    (target if target.exists() else folder / "memory.max").write_text(limit)
+                    swap = folder / "memory.memsw.limit_in_bytes"
+                    if swap.exists():
+                        try:
+                            swap.write_text(limit)
+                        except OSError:
+                            pass
+            except OSError:
+                pass
+
+    @property
+    def memory_enforced(self) -> bool:
+        """True when a memory controller folder holds the run."""
+        return any((f / "memory.limit_in_bytes").exists() or (f / "memory.max").exists() for f in self.folders)
+
+    def enter(self) -> None:
+        """Move the calling process into the cgroup (called between fork and exec)."""
+        for folder in self.folders:
+            try:
+                (folder / "cgroup.procs").write_text(str(os.getpid()))
+            except OSError:
+                pass
+
+    def pids_limit_hit(self) -> bool:
+        """True when the pids controller refused a fork."""
+        for folder in self.folders:
+            events = folder / "pids.events"
+            if events.exists() and events.read_text().split()[-1:] != ["0"]:
+                return True
+        return False
+
+    def memory_limit_hit(self) -> bool:
+        """True when the memory controller killed or throttled a process at the limit."""
+        for folder in self.folders:
+            for name in ("memory.failcnt", "memory.events"):
+                path = folder / name
+                if not path.exists():
+                    continue
+                text = path.read_text()
+                if name == "memory.failcnt" and text.strip() not in ("", "0"):
+                    return True
+                if name == "memory.events" and any(line.startswith(("oom_kill ", "max ")) and
+                                                   not line.endswith(" 0") for line in text.splitlines()):
+                    return True
+        return False
+
+    def kill_all(self) -> None:
+        """SIGKILL every process left in the cgroup."""
+        for folder in self.folders:
+            try:
+                pids = (folder / "cgroup.procs").read_text().split()
+            except OSError:
+                continue
+            for pid in pids:
+                try:
+                    os.kill(int(pid), 9)
+                except (ProcessLookupError, PermissionError, ValueError):
+                    pass
+
+    def remove(self) -> None:
+        """Delete the cgroup folders (after the processes are gone)."""
+        for folder in self.folders:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+
+
+def apply_rlimits(limits: Limits, *, memory_by_cgroup: bool) -> None:
+    """Set RLIMIT_CPU, RLIMIT_DATA (unless a cgroup limits memory), RLIMIT_FSIZE and no core dumps."""
+    def set_limit(which: int, value: int) -> None:
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            pass
+
+    set_limit(resource.RLIMIT_CORE, 0)
+    if limits.cpu_seconds:
+        soft = max(1, int(limits.cpu_seconds))
+        try:  # SIGXCPU at the soft limit, SIGKILL at the hard one for a process that ignores it
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 5))
+        except (ValueError, OSError):
+            pass
+    if limits.memory_mb and not memory_by_cgroup:
+        set_limit(resource.RLIMIT_DATA, limits.memory_mb << 20)
+    if limits.output_mb:
+        set_limit(resource.RLIMIT_FSIZE, limits.output_mb << 20)
