@@ -293,15 +293,16 @@ class CgroupJail:
     def memory_limit_hit(self) -> bool:
         """True when the memory controller killed or throttled a process at the limit."""
         for folder in self.folders:
-            for name in ("memory.failcnt", "memory.events"):
+            for name in ("memory.failcnt", "memory.oom_control", "memory.events"):
                 path = folder / name
-                if not path.exists():
+                try:
+                    text = path.read_text()
+                except OSError:
                     continue
-                text = path.read_text()
                 if name == "memory.failcnt" and text.strip() not in ("", "0"):
                     return True
-                if name == "memory.events" and any(line.startswith(("oom_kill ", "max ")) and
-                                                   not line.endswith(" 0") for line in text.splitlines()):
+                if any(line.startswith(("oom_kill ", "max ")) and not line.strip().endswith(" 0")
+                       for line in text.splitlines()):
                     return True
         return False
 

@@ -127,6 +127,11 @@ def folder_bytes(folder: Path) -> int:
     return total
 
 
+def _over_output_limit(watch: Path | None, limits: Limits) -> bool:
+    """True when the output folder holds at least ``limits.output_mb`` (RLIMIT_FSIZE stops a file exactly there)."""
+    return watch is not None and bool(limits.output_mb) and folder_bytes(watch) >= limits.output_mb << 20
+
+
 def _describe_exit(exit_code: int, limits: Limits, jail: CgroupJail | None) -> str:
     if exit_code < 0:
         number = -exit_code
@@ -201,7 +206,7 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
                 process.wait(timeout=min(POLL_SECONDS, remaining))
                 break
             except subprocess.TimeoutExpired:
-                if watch is not None and limits.output_mb and folder_bytes(watch) > limits.output_mb << 20:
+                if _over_output_limit(watch, limits):
                     oversized = True
                     break
         if timed_out or oversized:
@@ -213,12 +218,12 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         _kill_group(process.pid)  # children that outlived the entry point
         if jail is not None:
             jail.kill_all()
-        if watch is not None and limits.output_mb and folder_bytes(watch) > limits.output_mb << 20:
+        if _over_output_limit(watch, limits):
             oversized = True
         if timed_out:
             problem = f"timed out after {limits.wall_seconds:g} s"
         elif oversized:
-            problem = f"output larger than {limits.output_mb} MB; run stopped"
+            problem = f"output reached the {limits.output_mb} MB limit; run stopped"
         else:
             problem = _describe_exit(exit_code, limits, jail)
         if problem:
