@@ -127,11 +127,16 @@ def run_torchattacks(name: str, model: nn.Module, x: torch.Tensor, eps: float, s
                   else torchattacks.BIM(model, eps=eps, alpha=1 / 255, steps=steps))
         attack.set_mode_targeted_least_likely(quiet=True)  # y_LL = argmin over classes other than y
         return attack(x, y)
+    if name in ("step_target", "iter_target"):
+        attack = (torchattacks.FGSM(model, eps=eps) if name == "step_target"
+                  else torchattacks.BIM(model, eps=eps, alpha=1 / 255, steps=steps))
+        attack.set_mode_targeted_by_label(quiet=True)
+        return attack(x, (torch.arange(x.shape[0]) * 3 + 1) % 10)
     raise KeyError(name)
 
 
-COMPARED = ["fgsm", "i_fgsm", "mi_fgsm", "pgd", "step_ll", "iter_ll"]
-ALL = COMPARED + ["step_target", "iter_target"]
+COMPARED = ["fgsm", "i_fgsm", "mi_fgsm", "pgd", "step_ll", "iter_ll", "step_target", "iter_target"]
+ALL = COMPARED
 
 
 # --- identical to torchattacks -------------------------------------------------------------------------------
