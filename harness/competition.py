@@ -148,6 +148,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
             shutil.rmtree(output_dir / folder, ignore_errors=True)
     shutil.rmtree(workspace.scratch, ignore_errors=True)
     output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in output_dir.rglob(".*.tmp"):  # half-written files of a harness that was killed
+        stale.unlink(missing_ok=True)
 
     try:
         protections = probe(config.sandbox)

@@ -128,6 +128,12 @@ def _cgroup_roots() -> tuple[dict[str, Path], str]:
                 (folder / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in roots))
         except OSError:
             roots = {}
+    for folder in set(roots.values()):  # runs of a harness that was killed: remove those now empty
+        for stale in folder.glob("run-*"):
+            try:
+                stale.rmdir()
+            except OSError:
+                pass
     if not roots:
         return {}, "no writable cgroup: process-count limit not enforced, memory limited by RLIMIT_DATA only"
     missing = {"pids", "memory"} - roots.keys()
