@@ -165,6 +165,15 @@ def test_evaluate_table_marks_missing_weights(tmp_path: Path, monkeypatch: pytes
     assert [row["name"] for row in rows] == zoo.names()
     table = evaluate.render_table(rows)
     assert table.count("weights missing") == len(rows) and zoo.entry(zoo.TARGET_MODEL).command in table
+    log = tmp_path / f"{zoo.TARGET_MODEL}.log"
+    log.write_text(
+        "[10:00:00] epoch 1/2 batch 50/196 loss 2.0 acc 0.25 lr 0.01 300 img/s\n"
+        "[10:01:00] epoch 1/2 done: train loss 1.8 train acc 0.40 test acc 0.4510 epoch time 3.72 min\n"
+        "[10:05:00] epoch 2/2 done: train loss 1.4 train acc 0.59 test acc 0.6000 epoch time 4.00 min\n"
+    )
+    assert evaluate.read_training_log(log) == [(1, 0.451, 3.72), (2, 0.6, 4.0)]
+    runs = evaluate.render_training_runs()
+    assert "2 epochs, 3.72–4.00 min per epoch" in runs and "45.1, 60.0" in runs and "no training log" in runs
     doc = tmp_path / "zoo.md"
     doc.write_text(f"# Zoo\n\n{evaluate.TABLE_START}\nold\n{evaluate.TABLE_END}\n\nmore text\n")
     evaluate.write_table(doc, table)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +29,19 @@ from .. import cifar10
 from .data import accuracy
 from .registry import TARGET_MODEL, WeightsNotFoundError, entry, load, names, weights_path
 
-__all__ = ["TABLE_END", "TABLE_START", "evaluate", "images_per_second", "main", "render_table", "write_table"]
+__all__ = [
+    "TABLE_END",
+    "TABLE_START",
+    "evaluate",
+    "images_per_second",
+    "main",
+    "read_training_log",
+    "render_table",
+    "render_training_runs",
+    "write_table",
+]
+
+_EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) done: .*test acc ([\d.]+) epoch time ([\d.]+) min")
 
 TABLE_START = "<!-- zoo-table:start -->"
 TABLE_END = "<!-- zoo-table:end -->"
@@ -116,6 +129,38 @@ def evaluate(
     return rows
 
 
+def read_training_log(path: str | os.PathLike[str]) -> list[tuple[int, float, float]]:
+    """Read the per-epoch summary lines of a ``harness.zoo.train`` log.
+
+    Returns:
+        ``(epoch, test_accuracy, epoch_minutes)`` per finished epoch; accuracy is a fraction in [0, 1].
+    """
+    epochs = []
+    for line in Path(path).read_text().splitlines():
+        match = _EPOCH_LINE.search(line)
+        if match:
+            epochs.append((int(match.group(1)), float(match.group(3)), float(match.group(4))))
+    return epochs
+
+
+def render_training_runs(model_names: Sequence[str] | None = None) -> str:
+    """Summarize the committed training logs (``weights/<name>.log``) as Markdown bullet points."""
+    lines = []
+    for name in model_names or names():
+        log = weights_path(name).with_suffix(".log")
+        epochs = read_training_log(log) if log.is_file() else []
+        if not epochs:
+            lines.append(f"- `{name}`: no training log committed yet.")
+            continue
+        minutes = [m for _, _, m in epochs]
+        curve = ", ".join(f"{100 * acc:.1f}" for _, acc, _ in epochs)
+        lines.append(
+            f"- `{name}` (`{log.name}`): {len(epochs)} epochs, {min(minutes):.2f}–{max(minutes):.2f} min per epoch "
+            f"(mean {sum(minutes) / len(minutes):.2f}); test accuracy (%) after each epoch: {curve}."
+        )
+    return "\n".join(lines) + "\n"
+
+
 def render_table(rows: Sequence[dict[str, Any]]) -> str:
     """Render :func:`evaluate` rows as a Markdown table (one line per model)."""
 
@@ -175,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if not cifar10.available(args.data, splits=("test",)):
         print(f"note: test images not found under {cifar10.dataset_root(args.data)}; accuracy left blank")
-    table = render_table(evaluate(args.models, data_root=args.data))
+    rows = evaluate(args.models, data_root=args.data)
+    table = render_table(rows) + "\nTraining logs:\n\n" + render_training_runs([row["name"] for row in rows])
     if args.out is None:
         print(table, end="")
     else:
