@@ -1,0 +1,20 @@
+"""JPEG compression (quality 75, in memory with Pillow), then the zoo's target model.
+
+The classic input-transformation baseline: G. K. Dziugaite, Z. Ghahramani, D. M. Roy, "A study of the effect of
+JPG compression on adversarial images", 2016; N. Das et al., "Keeping the bad guys out: protecting and
+vaccinating deep learning with JPEG compression", 2017; C. Guo, M. Rana, M. Cissé, L. van der Maaten,
+"Countering adversarial images using input transformations", ICLR 2018 (quality 75). Pillow ``quality=75``,
+``subsampling="4:2:0"``; see ``harness.defenses.filters.jpeg``.
+"""
+
+from functools import partial
+
+from harness.defenses import classify, denoise
+
+
+def main(argv=None):
+    classify.run_defense(transform=partial(denoise.jpeg, quality=75, subsampling="4:2:0"), argv=argv)
+
+
+if __name__ == "__main__":
+    main()
