@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -375,3 +376,36 @@ def test_defense_folder_shape(name: str) -> None:
     doc = _load_defense(folder).__doc__
     assert ("Lee" in doc) if name != "jpeg" else ("Dziugaite" in doc and "Guo" in doc)
     assert zoo.TARGET_MODEL in (folder / "README.md").read_text()
+
+
+# --- benchmarks/lee2018_table1.py on a tiny configuration ---------------------------------------------------------
+
+def test_table1_script_runs_end_to_end_on_a_tiny_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location("lee2018_table1", ROOT / "benchmarks" / "lee2018_table1.py")
+    table1 = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    monkeypatch.setitem(sys.modules, "lee2018_table1", table1)  # dataclasses look their module up
+    spec.loader.exec_module(table1)
+    rng = np.random.default_rng(0)
+    test = (rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 12))
+    splits: list[str] = []
+    monkeypatch.setattr(cifar10, "load_split", lambda split, *a, **k: splits.append(split) or test)
+    monkeypatch.setattr(zoo, "load", lambda name, device="cpu": RecordingModel())
+    uap_args = []
+    for name in zoo.names():
+        path = tmp_path / f"{name}.npy"
+        np.save(path, rng.uniform(-10 / 255, 10 / 255, (3, 32, 32)).astype(np.float32))
+        uap_args += ["--uap", f"{name}={path}"]
+    vdef.save(tmp_path / "v_def.npy", torch.full((3, 32, 32), 0.01), {"command": "test", "draws_kept": 3})
+    out = tmp_path / "table.md"
+    report = table1.main(["--images", "10", "--n-jobs", "1", "--vdef", str(tmp_path / "v_def.npy"),
+                          "--out", str(out), *uap_args])
+    assert out.read_text() == report and splits == ["test"]
+    out.write_text(report.replace("(Findings: written by hand", "(Hand-written findings"))
+    assert "Hand-written findings" in table1.main(["--images", "10", "--n-jobs", "1", "--vdef",
+                                                   str(tmp_path / "v_def.npy"), "--out", str(out), *uap_args])
+    for row in table1.PAPER_TABLE:
+        assert f"| {row} |" in report
+    assert "white-box" in report and report.count("black-box") >= 2 and "weight 20" in report and "h 0.1" in report
+    with pytest.raises(SystemExit, match="make_uap --model"):
+        table1.main(["--uap", f"{zoo.TARGET_MODEL}={tmp_path / 'missing.npy'}", "--out", str(out)])
