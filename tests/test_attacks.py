@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -341,3 +344,23 @@ def test_sample_attack_folder(name: str, tmp_path: Path, fake_zoo: list[str]) ->
         assert zoo.TARGET_MODEL not in fake_zoo and len(fake_zoo) == len(zoo.names()) - 1
     else:
         assert fake_zoo == [zoo.TARGET_MODEL]
+
+
+def test_uap_folder_through_its_entry_point(tmp_path: Path) -> None:
+    """run_attack.sh as the harness runs it (./ENTRY with the folder as working directory); no model needed."""
+    folder = tmp_path / "uap"
+    shutil.copytree(ROOT / "attacks" / "uap", folder)
+    input_dir, output_dir = tmp_path / "in", tmp_path / "out"
+    input_dir.mkdir()
+    png = sorted(SAMPLE_DATA.glob("*.png"))[0]
+    shutil.copy(png, input_dir / png.name)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    missing = subprocess.run(["./run_attack.sh", str(input_dir), str(output_dir), "4"], cwd=folder, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "make_uap" in missing.stderr  # explains how to make uap.npy
+    np.save(folder / "uap.npy", np.full((3, 32, 32), -10 / 255, dtype=np.float32))
+    done = subprocess.run(["./run_attack.sh", str(input_dir), str(output_dir), "4"], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    clean = contract.read_png(png).astype(int)
+    assert np.array_equal(contract.read_png(output_dir / png.name).astype(int), np.clip(clean - 4, 0, 255))

@@ -8,16 +8,13 @@ At run time X' = clip(X + clip(v, −ε, ε), 0, 1): no model is loaded or queri
 
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from harness.attacks import submission, universal
+from harness.attacks import make_uap, submission, universal
 
 UAP_FILE = Path(__file__).resolve().with_name("uap.npy")
 
 
 def main(argv=None):
-    v = torch.from_numpy(np.load(UAP_FILE))
+    v = make_uap.load_uap(UAP_FILE)
     submission.run_attack(lambda model, x, eps: universal.apply_universal(x, v, eps=eps), models=[], argv=argv)
 
 

@@ -5,9 +5,13 @@ shared CIFAR-10 training images, then the fooling rate on those images and on th
 Writes ``OUT`` (float32 (3, 32, 32) on the [0, 1] scale, ‖v‖∞ ≤ ξ) and ``OUT`` with suffix ``.json`` (the
 command, seed, counts, fooling rates, timing)::
 
-    python -m harness.attacks.make_uap --model vgg6_w48 --xi 10 --out attacks/uap/uap.npy
+    python -m harness.attacks.make_uap --model vgg6_w48 --xi 10 --n-train 2000 --max-iter-uni 5 \
+        --max-minutes 20 --seed 0 --out attacks/uap/uap.npy
 
-With the defaults (2,000 training images, at most 5 passes) this takes roughly 10-20 minutes on a 2-core CPU.
+One DeepFool step costs a forward/backward pass over 9 copies of the image, and an image needs about 2-3 steps,
+so a pass over 2,000 images takes on the order of 10-15 minutes for vgg6_w48 on a free 2-core CPU (later passes
+are cheaper: images already fooled are skipped). ``--max-minutes`` bounds the run (checked between images, recorded
+as ``stopped_by``); without it the result is bit-reproducible for a given seed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,22 @@ import torch
 
 from harness import cifar10, contract, sdk, zoo
 from harness.attacks import universal
+
+
+def load_uap(path: str | Path) -> torch.Tensor:
+    """Read a stored universal perturbation: float32 (C, H, W) on the [0, 1] scale.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist; the message gives the command that makes it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found. Compute it once with:\n    python -m harness.attacks.make_uap "
+                                f"--model {zoo.TARGET_MODEL} --xi 10 --out {path}")
+    v = np.load(path, allow_pickle=False)
+    if v.ndim != 3 or v.dtype != np.float32:
+        raise ValueError(f"{path}: expected a float32 array (C, H, W), got {v.dtype} {v.shape}")
+    return torch.from_numpy(v)
 
 
 def _to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -62,29 +62,32 @@ class DeepFoolResult:
     converged: torch.Tensor
 
 
-def _class_gradients(
-    model: nn.Module, x: torch.Tensor, classes: torch.Tensor
+def _difference_gradients(
+    model: nn.Module, x: torch.Tensor, top: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of ``x`` and the gradients of its logits ``classes`` with respect to the input.
+    """Logits of ``x`` and the gradients w_k − w_l of the logit differences f_k − f_l with respect to the input.
 
-    One forward/backward pass over ``x`` replicated k times (row j of image i asks for class ``classes[i, j]``).
+    One forward/backward pass over ``x`` replicated k − 1 times: row j of image i asks for
+    ∇(f_{top[i, j+1]} − f_{top[i, 0]}).
 
     Args:
         model: Classifier in eval mode.
         x: Images (m, C, H, W).
-        classes: (m, k) class indices.
+        top: (m, k) class indices; column 0 is the label l.
 
     Returns:
-        ``(logits, grads)``: logits (m, K) of ``x`` and grads (m, k, C, H, W).
+        ``(logits, grads)``: logits (m, K) of ``x`` and grads (m, k − 1, C, H, W).
     """
-    m, k = classes.shape
-    rep = x.detach().unsqueeze(1).expand(m, k, *x.shape[1:]).reshape(m * k, *x.shape[1:])
+    m, k = top.shape
+    rep = x.detach().unsqueeze(1).expand(m, k - 1, *x.shape[1:]).reshape(m * (k - 1), *x.shape[1:])
     rep = rep.clone().requires_grad_(True)
+    others = top[:, 1:].reshape(-1, 1)
+    labels = top[:, :1].expand(m, k - 1).reshape(-1, 1)
     with torch.enable_grad():
         logits = model(rep)
-        selected = logits.gather(1, classes.reshape(m * k, 1)).sum()
+        selected = (logits.gather(1, others) - logits.gather(1, labels)).sum()
         (grads,) = torch.autograd.grad(selected, rep)
-    return logits.detach().view(m, k, -1)[:, 0], grads.view(m, k, *x.shape[1:])
+    return logits.detach().view(m, k - 1, -1)[:, 0], grads.view(m, k - 1, *x.shape[1:])
 
 
 def deepfool(
@@ -119,7 +122,7 @@ def deepfool(
         clip: Clip every iterate to [0, 1] (torchattacks' variant).
 
     Returns:
-        A :class:`DeepFoolResult`. Memory: one forward/backward pass over N · num_classes images per step.
+        A :class:`DeepFoolResult`. Memory: one forward/backward pass over N · (num_classes − 1) images per step.
     """
     check_images(x)
     with eval_mode(model), torch.no_grad():
@@ -160,9 +163,8 @@ def _deepfool(
                 idx = idx[~fooled]
             if idx.numel() == 0 or step == int(max_iter):
                 break
-            f, grads = _class_gradients(model, pert[idx], top[idx])
+            f, w = _difference_gradients(model, pert[idx], top[idx])  # w: (m, k-1, C, H, W)
             f_top = f.gather(1, top[idx])  # (m, k)
-            w = grads[:, 1:] - grads[:, :1]  # (m, k-1, C, H, W)
             f_diff = (f_top[:, 1:] - f_top[:, :1]).abs()  # (m, k-1)
             w_norm = w.flatten(2).norm(dim=2)  # (m, k-1)
             dist = torch.where(w_norm > 0, f_diff / w_norm, torch.full_like(f_diff, math.inf))
