@@ -269,6 +269,24 @@ class Runner:
         self.protections = protections
         self.progress = progress or (lambda _label, _total: (lambda: None))
 
+    # -- one process ---------------------------------------------------------------------------------
+    def _scratch(self, name: str) -> tuple[Path, Path, Path]:
+        """A fresh scratch folder with empty ``input`` and ``output`` folders: (scratch, input, output)."""
+        scratch = self.workspace.scratch / name
+        shutil.rmtree(scratch, ignore_errors=True)
+        for folder in ("input", "output", "work"):
+            (scratch / folder).mkdir(parents=True)
+        return scratch, scratch / "input", scratch / "output"
+
+    def _run(self, submission: Submission, args: list[str], *, scratch: Path, images: int,
+             log_name: str) -> RunRecord:
+        """Run a submission over a scratch folder's input, on a borrowed device, under the policy's limits."""
+        with self.devices.acquire() as gpu:
+            return run_submission(submission, args, inputs=scratch / "input", outputs=scratch / "output",
+                                  workdir=scratch / "work", limits=self.policy.limits(images),
+                                  log_path=self.workspace.root / log_name, log_name=log_name, gpu=gpu,
+                                  protections=self.protections)
+
     # -- clean images -------------------------------------------------------------------------------
     def clean_versions(self) -> dict[str, str]:
         """Store every clean image by pixel hash; return image id → pixel hash."""
@@ -291,12 +309,7 @@ class Runner:
         """Run one attack batch, referee its outputs, store the record; return the record."""
         attack, eps = unit.attack, unit.epsilon
         key = unit.key
-        scratch = self.workspace.scratch / f"a-{key}"
-        shutil.rmtree(scratch, ignore_errors=True)
-        inputs, outputs, work = scratch / "input", scratch / "output", scratch / "work"
-        inputs.mkdir(parents=True)
-        outputs.mkdir()
-        work.mkdir()
+        scratch, inputs, outputs = self._scratch(f"a-{key}")
         clean_images = {}
         for record in unit.images:
             data = self.dataset.path(record).read_bytes()
@@ -306,11 +319,8 @@ class Runner:
             (inputs / "target_class.csv").write_text(
                 "".join(f"{r.file_name},{r.target_class}\n" for r in unit.images))
         log_name = f"logs/attacks/{attack.name}/eps{eps}_{key[:12]}.log"
-        with self.devices.acquire() as gpu:
-            run = run_submission(attack, ["{input}", "{output}", str(eps)], inputs=inputs, outputs=outputs,
-                                 workdir=work, limits=self.policy.limits(len(unit.images)),
-                                 log_path=self.workspace.root / log_name, log_name=log_name, gpu=gpu,
-                                 protections=self.protections)
+        run = self._run(attack, ["{input}", "{output}", str(eps)], scratch=scratch, images=len(unit.images),
+                        log_name=log_name)
         images = []
         for record in unit.images:
             clean = clean_images[record.image_id]
@@ -347,12 +357,7 @@ class Runner:
         defense = unit.defense
         key = unit.key
         secret = hashlib.sha256(f"opaque-names:{self.seed}:{defense.content_hash}".encode()).digest()
-        scratch = self.workspace.scratch / f"d-{key}"
-        shutil.rmtree(scratch, ignore_errors=True)
-        inputs, outputs, work = scratch / "input", scratch / "output", scratch / "work"
-        inputs.mkdir(parents=True)
-        outputs.mkdir()
-        work.mkdir()
+        scratch, inputs, outputs = self._scratch(f"d-{key}")
         names = {}
         for version in unit.versions:
             name = opaque_name(version, secret=secret)
@@ -360,11 +365,8 @@ class Runner:
             names[name] = version
         output_file = outputs / "result.csv"
         log_name = f"logs/defenses/{defense.name}/{key[:12]}.log"
-        with self.devices.acquire() as gpu:
-            run = run_submission(defense, ["{input}", "{output}/" + output_file.name], inputs=inputs,
-                                 outputs=outputs, workdir=work, limits=self.policy.limits(len(unit.versions)),
-                                 log_path=self.workspace.root / log_name, log_name=log_name, gpu=gpu,
-                                 protections=self.protections)
+        run = self._run(defense, ["{input}", "{output}/" + output_file.name], scratch=scratch,
+                        images=len(unit.versions), log_name=log_name)
         parsed = parse_predictions(output_file, expected=set(names))
         predictions = {names[name]: {"label": answer.label, "problem": answer.problem}
                        for name, answer in parsed.answers.items()}
