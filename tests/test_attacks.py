@@ -65,6 +65,15 @@ class ConstantNet(nn.Module):
         return self.bias.expand(x.shape[0], -1) + 0 * x.sum(dim=(1, 2, 3)).unsqueeze(1)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and OpenMP spin-waits make them ~20x slower on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model() -> TinyNet:
     return tiny_model()
@@ -144,7 +153,7 @@ ALL = COMPARED
 
 # --- identical to torchattacks -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("eps", [4 / 255, 16 / 255])
+@pytest.mark.parametrize("eps", [4 / 255, 12 / 255])
 @pytest.mark.parametrize("name", COMPARED)
 def test_identical_to_torchattacks(name: str, eps: float, model: TinyNet, images: torch.Tensor) -> None:
     # Bit-identical floats, hence identical pixels. The batch has 8 images on purpose: torchattacks averages
@@ -207,6 +216,7 @@ class PerExampleNet(nn.Module):
 
 @pytest.mark.parametrize("name", ALL)
 def test_batch_equals_per_example(name: str, model: TinyNet, images: torch.Tensor) -> None:
+    images = images[:4]
     # Exact: with a model whose arithmetic is the same for any batch size, any difference would come from the
     # attack mixing examples (a batch-wide norm, a 1/N loss scaling, BatchNorm in training mode, shared noise).
     isolated = PerExampleNet(model)
