@@ -6,13 +6,13 @@
   perturbations", CVPR 2017 (Algorithm 1), with the defaults of the authors' code (LTS4/universal):
   top-k = ``num_classes`` = 10 candidate classes, ``overshoot`` = 0.02, ``max_iter_df`` = 10, δ = 0.2.
 
-Deliberate differences from the reference code (all listed in ``docs/methods.md`` as its pitfalls):
-``x + v`` is clipped to [0, 1] wherever the model sees it (DeepFool's own iterates are not, as in the paper); a zero gradient difference cannot divide by zero
-(such candidate classes are skipped, and an image with no usable class stops); the number of passes over
-the data is always capped (``max_iter_uni``); "DeepFool converged" means it changed the label (the reference
-tests ``iterations < max_iter_df - 1``); the L2 projection is the projection onto the ball
-(``v · min(1, ξ/‖v‖₂)``; the reference rescales every v onto the sphere); fooling rates are meant to be
-measured on held-out images (see :mod:`harness.attacks.make_uap`).
+Deliberate differences from the reference code (the pitfalls listed in the project's method notes):
+``x + v`` is clipped to [0, 1] wherever the model sees it (DeepFool's own iterates are not, as in the paper);
+a zero gradient difference cannot divide by zero (such candidate classes are skipped, and an image with no
+usable class stops); the number of passes over the data is always capped (``max_iter_uni``); "DeepFool
+converged" means it changed the label (the reference tests ``iterations < max_iter_df - 1``); the L2
+projection is the projection onto the ball (``v · min(1, ξ/‖v‖₂)``; the reference rescales every v onto the
+sphere); fooling rates are meant to be measured on held-out images (see :mod:`harness.attacks.make_uap`).
 
 Images are float tensors (N, C, H, W) in [0, 1]; ``xi`` is on the same [0, 1] scale (ξ∞ = 10/255 is the
 paper's ξ = 10 in 0-255 units).
