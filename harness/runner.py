@@ -267,6 +267,8 @@ class Runner:
         self.policy = policy
         self.devices = devices
         self.protections = protections
+        # Parallel runs share the cores: each gets its share of threads (torch oversubscribed is many times slower).
+        self.threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
         self.progress = progress or (lambda _label, _total: (lambda: None))
 
     # -- one process ---------------------------------------------------------------------------------
@@ -285,7 +287,7 @@ class Runner:
             return run_submission(submission, args, inputs=scratch / "input", outputs=scratch / "output",
                                   workdir=scratch / "work", limits=self.policy.limits(images),
                                   log_path=self.workspace.root / log_name, log_name=log_name, gpu=gpu,
-                                  protections=self.protections)
+                                  protections=self.protections, threads=self.threads)
 
     # -- clean images -------------------------------------------------------------------------------
     def clean_versions(self) -> dict[str, str]:

@@ -72,13 +72,15 @@ def fresh_copy(submission: Submission, destination: Path) -> Path:
     return destination
 
 
-def scrubbed_environment(*, home: str, tmp: str, gpu: str | None) -> dict[str, str]:
+def scrubbed_environment(*, home: str, tmp: str, gpu: str | None, threads: int | None = None) -> dict[str, str]:
     """The only environment a submission sees.
 
     Args:
         home: Private HOME folder (as the process sees it).
         tmp: Private TMPDIR folder (as the process sees it).
         gpu: Value for CUDA_VISIBLE_DEVICES; None leaves the variable out.
+        threads: CPU threads the run should use (OMP/MKL/OpenBLAS thread counts), so that parallel runs do not
+            oversubscribe the cores; None keeps the harness's own settings.
     """
     python_bin = str(Path(sys.executable).parent)
     env = {
@@ -98,6 +100,9 @@ def scrubbed_environment(*, home: str, tmp: str, gpu: str | None) -> dict[str, s
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if name in os.environ:
             env[name] = os.environ[name]
+    if threads is not None:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[name] = str(threads)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     return env
@@ -241,7 +246,7 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
 
 def run_submission(submission: Submission, args: list[str], *, inputs: Path, outputs: Path, workdir: Path,
                    limits: Limits, log_path: Path, log_name: str, gpu: str | None,
-                   protections: Protections) -> RunRecord:
+                   protections: Protections, threads: int | None = None) -> RunRecord:
     """Run a submission's entry point on a fresh copy of its folder, inside the sandbox.
 
     Args:
@@ -256,6 +261,7 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
         log_name: The log's name in the returned record.
         gpu: CUDA_VISIBLE_DEVICES for the run (None: leave unset).
         protections: The sandbox in use (from :func:`harness.isolation.probe`).
+        threads: CPU threads for the run (see :func:`scrubbed_environment`).
 
     Returns:
         The :class:`RunRecord`.
@@ -264,7 +270,7 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
     entry = f"./{submission.entry_point}"
     if protections.kind in (SandboxKind.BWRAP, SandboxKind.DOCKER):
         sandbox_args = [a.replace("{input}", SANDBOX_INPUT).replace("{output}", SANDBOX_OUTPUT) for a in args]
-        env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=gpu)
+        env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=gpu, threads=threads)
         if protections.kind is SandboxKind.BWRAP:
             argv = bwrap_command([entry, *sandbox_args], code=code, inputs=inputs, outputs=outputs, gpu=gpu)
         else:
@@ -275,7 +281,7 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
         home, tmp = workdir / "home", workdir / "tmp"
         home.mkdir()
         tmp.mkdir()
-        env = scrubbed_environment(home=str(home), tmp=str(tmp), gpu=gpu)
+        env = scrubbed_environment(home=str(home), tmp=str(tmp), gpu=gpu, threads=threads)
         argv = [entry, *(a.replace("{input}", str(inputs)).replace("{output}", str(outputs)) for a in args)]
     return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path, log_name=log_name,
                        watch=outputs, protections=protections)

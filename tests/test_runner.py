@@ -129,3 +129,11 @@ def test_run_submission_plain_uses_a_fresh_copy_and_private_home(tmp_path: Path)
     assert f"CWD={work / 'submission'}" in log
     assert f"ARGS={inputs} {outputs} 16" in log
     assert not (folder / "scribble.txt").exists()
+
+
+def test_thread_counts_follow_parallel_jobs(tmp_path: Path) -> None:
+    from harness.sandbox import scrubbed_environment
+    env = scrubbed_environment(home="/h", tmp="/t", gpu=None, threads=3)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "3"
+    assert "CUDA_VISIBLE_DEVICES" not in env
+    assert scrubbed_environment(home="/h", tmp="/t", gpu="1")["CUDA_VISIBLE_DEVICES"] == "1"
