@@ -51,7 +51,8 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
     """The argument parser; default folders are relative to ``root``."""
     parser = argparse.ArgumentParser(
         prog="run_competition.py",
-        description="Run every attack against every defense (NIPS 2017 / CAAD 2018 format) and score them.")
+        description="Run every attack against every defense (NIPS 2017 / CAAD 2018 format) and score them.",
+        epilog="With no command, run is assumed; see run --help for its options.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="{run,validate,score}")
 

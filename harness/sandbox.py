@@ -160,7 +160,8 @@ def _describe_exit(exit_code: int, limits: Limits, jail: CgroupJail | None) -> s
 
 
 def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,
-                log_name: str, watch: Path | None = None, protections: Protections | None = None) -> RunRecord:
+                log_name: str, watch: Path | None = None, protections: Protections | None = None,
+                display: str | None = None) -> RunRecord:
     """Run ``argv`` in its own session and process group under ``limits``, logging stdout+stderr.
 
     Args:
@@ -172,6 +173,7 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         log_name: How the record names the log (path relative to the results folder).
         watch: Output folder whose total size is held to ``limits.output_mb``.
         protections: What the machine enforces (cgroups); None for rlimits only.
+        display: The command line written at the top of the log (default: ``argv``).
 
     Returns:
         The :class:`RunRecord`.
@@ -186,7 +188,7 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         apply_rlimits(limits, memory_by_cgroup=memory_by_cgroup)
 
     with open(log_path, "wb") as log:
-        log.write(f"$ {' '.join(argv)}\n".encode())
+        log.write(f"$ {display or ' '.join(argv)}\n".encode())
         log.flush()
         start = time.monotonic()
         try:
@@ -268,8 +270,10 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
     """
     code = fresh_copy(submission, workdir / "submission")
     entry = f"./{submission.entry_point}"
+    display = None
     if protections.kind in (SandboxKind.BWRAP, SandboxKind.DOCKER):
         sandbox_args = [a.replace("{input}", SANDBOX_INPUT).replace("{output}", SANDBOX_OUTPUT) for a in args]
+        display = f"{' '.join([entry, *sandbox_args])}    [{protections.kind.value} sandbox]"
         env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=gpu, threads=threads)
         if protections.kind is SandboxKind.BWRAP:
             argv = bwrap_command([entry, *sandbox_args], code=code, inputs=inputs, outputs=outputs, gpu=gpu)
@@ -284,4 +288,4 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
         env = scrubbed_environment(home=str(home), tmp=str(tmp), gpu=gpu, threads=threads)
         argv = [entry, *(a.replace("{input}", str(inputs)).replace("{output}", str(outputs)) for a in args)]
     return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path, log_name=log_name,
-                       watch=outputs, protections=protections)
+                       watch=outputs, protections=protections, display=display)
