@@ -64,7 +64,7 @@ _ENTRIES: dict[str, ZooEntry] = {
             name="vgg6_w48",
             factory=lambda: VGG(widths=(48, 96, 192)),
             description="VGG-style, 6 conv (48-96-192), BatchNorm",
-            epochs=18,
+            epochs=15,
             seed=0,
         ),
         ZooEntry(

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m harness.zoo.train --model vgg6_w48 [--epochs 18 --seed 0 --data DIR --out PATH]
+    python -m harness.zoo.train --model vgg6_w48 [--epochs 15 --seed 0 --data DIR --out PATH]
 
 Recipe: SGD with Nesterov momentum under the one-cycle learning-rate policy (Smith, "A disciplined approach to
 neural network hyper-parameters: Part 1", 2018; Smith & Topin, "Super-Convergence", 2019), label smoothing 0.1
