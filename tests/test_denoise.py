@@ -143,6 +143,16 @@ def test_transform_matches_the_per_image_filter() -> None:
     np.testing.assert_allclose(out[1].permute(1, 2, 0).numpy(), np.clip(expected, 0, 1), rtol=0, atol=1e-12)
 
 
+def test_all_cores_means_the_runs_share_when_the_harness_sets_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(filters.joblib, "cpu_count", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert (filters.workers(-1), filters.workers(-2), filters.workers(3)) == (8, 7, 3)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert (filters.workers(-1), filters.workers(-2), filters.workers(3)) == (2, 1, 3)
+    monkeypatch.setenv("OMP_NUM_THREADS", "junk")
+    assert filters.workers(-1) == 8
+
+
 def test_map_images_rejects_bad_shapes_and_zero_jobs() -> None:
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
         filters.map_images(filters.rof, np.zeros((2, 3, 8, 8)))

@@ -19,6 +19,7 @@ This module imports neither torch nor the harness, so joblib's worker processes 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -117,11 +118,20 @@ def jpeg(image: np.ndarray, *, quality: int = 75, subsampling: str = "4:2:0") ->
 
 
 def workers(n_jobs: int) -> int:
-    """Number of workers joblib uses for ``n_jobs`` (-1 = all cores, -2 = all but one, ...)."""
+    """Number of workers for ``n_jobs``: itself when positive; -1 = all cores, -2 = all but one, ...
+
+    "All cores" is capped by ``OMP_NUM_THREADS`` when it is set: the harness sets it to each run's share of the
+    CPU when it runs several submissions at once (``--jobs``), and the workers should stay within that share.
+    """
     if n_jobs == 0:
         raise ValueError("n_jobs must be non-zero (1 = serial, -1 = all cores)")
+    if n_jobs > 0:
+        return n_jobs
     cores = joblib.cpu_count()
-    return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)
+    share = os.environ.get("OMP_NUM_THREADS", "")
+    if share.isdigit() and int(share) > 0:
+        cores = min(cores, int(share))
+    return max(1, cores + 1 + n_jobs)
 
 
 def _apply(function: Filter, images: np.ndarray, options: dict[str, Any]) -> np.ndarray:
