@@ -223,6 +223,7 @@ def test_vdef_averages_only_the_draws_that_lower_the_loss() -> None:
     torch.testing.assert_close(result.v, eps * torch.stack(lowering).double().mean(0).float(), rtol=1e-6, atol=1e-9)
     assert not result.empty and result.v.dtype == torch.float32 and result.v.shape == (3, 4, 4)
     assert float(result.v.sum()) > 0  # points where the loss falls
+    assert result.null_l2 == pytest.approx(eps * (48 / len(lowering)) ** 0.5)
 
 
 def test_vdef_corrected_criterion_keeps_only_draws_that_fix_a_wrong_label() -> None:

@@ -99,7 +99,17 @@ class VDefResult:
             "empty": self.empty,
             "linf_255": round(float(self.v.abs().max()) * 255, 6),
             "l2_255": round(float(self.v.norm()) * 255, 6),
+            "l2_255_if_kept_at_random": round(self.null_l2 * 255, 6),
         }
+
+    @property
+    def null_l2(self) -> float:
+        """Expected ‖v‖₂ if the kept draws had been picked at random: ε · √(C·H·W / kept) (0 when empty).
+
+        The mean of k independent N(0, I) vectors has norm ≈ √(d/k); a v_def whose norm is close to this carries
+        no direction shared across images beyond the averaging noise.
+        """
+        return self.epsilon * (self.v.numel() / self.kept) ** 0.5 if self.kept else 0.0
 
 
 @torch.no_grad()
