@@ -167,6 +167,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
                    attacks=[(a.name, a.type.value) for a in attacks])
     manifest = {
         "harness_version": __version__,
+        "harness_content_hash": runner.harness_hash,
         "seed": config.seed,
         "epsilons": epsilons,
         "batch_size": config.batch_size,

@@ -38,8 +38,10 @@ from harness.defense_output import parse_predictions
 from harness.isolation import Limits, Protections
 from harness.sandbox import RunRecord, run_submission
 from harness.store import Store, key_of
-from harness.submission import Submission, SubmissionType
+from harness.submission import Submission, SubmissionType, content_hash
 from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
+
+_HARNESS_DIR = Path(__file__).resolve().parent
 
 #: Bump when the referee's verdicts could change, so stored attack batches are redone.
 REFEREE_VERSION = "referee-1"
@@ -152,29 +154,42 @@ class Workspace:
 
 @dataclass(frozen=True)
 class AttackUnit:
-    """One attack batch: an attack at one ε over a batch of images."""
+    """One attack batch: an attack at one ε over a batch of images.
+
+    Attributes:
+        attack: The attack.
+        epsilon: ε in 0–255 units.
+        images: The batch.
+        version: What the run depends on besides the images: the attack's content and the harness package's
+            (sample submissions import it, and its zoo weights).
+    """
 
     attack: Submission
     epsilon: int
     images: tuple[ImageRecord, ...]
+    version: str
 
     @property
     def key(self) -> str:
         targeted = self.attack.type is SubmissionType.TARGETED_ATTACK
-        return key_of(REFEREE_VERSION, self.attack.content_hash, self.epsilon, targeted,
+        return key_of(REFEREE_VERSION, self.version, self.epsilon, targeted,
                       *((r.image_id, r.sha256, r.target_class if targeted else "") for r in self.images))
 
 
 @dataclass(frozen=True)
 class DefenseUnit:
-    """One defense batch: distinct image versions (pixel hashes), at most one per original image."""
+    """One defense batch: distinct image versions (pixel hashes), at most one per original image.
+
+    ``version`` plays the same role as :attr:`AttackUnit.version`.
+    """
 
     defense: Submission
     versions: tuple[str, ...]
+    version: str
 
     @property
     def key(self) -> str:
-        return key_of(DEFENSE_PROTOCOL, self.defense.content_hash, *sorted(self.versions))
+        return key_of(DEFENSE_PROTOCOL, self.version, *sorted(self.versions))
 
 
 @dataclass
@@ -267,9 +282,15 @@ class Runner:
         self.policy = policy
         self.devices = devices
         self.protections = protections
+        self.harness_hash = content_hash(_HARNESS_DIR)
         # Parallel runs share the cores: each gets its share of threads (torch oversubscribed is many times slower).
         self.threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
         self.progress = progress or (lambda _label, _total: (lambda: None))
+
+    def version_of(self, submission: Submission) -> str:
+        """Key of everything a submission's run depends on besides its inputs: its folder and the harness package
+        (which sandboxed submissions can import, zoo weights included)."""
+        return key_of(submission.content_hash, self.harness_hash)
 
     # -- one process ---------------------------------------------------------------------------------
     def _scratch(self, name: str) -> tuple[Path, Path, Path]:
@@ -305,7 +326,8 @@ class Runner:
     def attack_units(self, attacks: list[Submission], epsilons: list[int]) -> list[AttackUnit]:
         """Every (attack, ε, batch) unit, in a stable order."""
         groups = batches(self.dataset.images, self.batch_size)
-        return [AttackUnit(attack, eps, group) for attack in attacks for eps in epsilons for group in groups]
+        return [AttackUnit(attack, eps, group, self.version_of(attack))
+                for attack in attacks for eps in epsilons for group in groups]
 
     def run_attack_unit(self, unit: AttackUnit, clean_versions: dict[str, str]) -> dict[str, Any]:
         """Run one attack batch, referee its outputs, store the record; return the record."""
@@ -348,7 +370,7 @@ class Runner:
         """Stored predictions of this defense version: (version → (label, problem), version → record)."""
         predictions: dict[str, tuple[int | None, str]] = {}
         sources: dict[str, dict[str, Any]] = {}
-        for record in self.store.defense_records(defense.content_hash):
+        for record in self.store.defense_records(self.version_of(defense)):
             for version, answer in record["predictions"].items():
                 predictions[version] = (answer["label"], answer["problem"])
                 sources[version] = record
@@ -358,7 +380,7 @@ class Runner:
         """Run one defense batch under opaque names, parse its CSV, store the record; return the record."""
         defense = unit.defense
         key = unit.key
-        secret = hashlib.sha256(f"opaque-names:{self.seed}:{defense.content_hash}".encode()).digest()
+        secret = hashlib.sha256(f"opaque-names:{self.seed}:{unit.version}".encode()).digest()
         scratch, inputs, outputs = self._scratch(f"d-{key}")
         names = {}
         for version in unit.versions:
@@ -374,7 +396,7 @@ class Runner:
                        for name, answer in parsed.answers.items()}
         result = {"key": key, "defense": defense.name, "defense_hash": defense.content_hash,
                   "run": run.to_json(), "csv_notes": parsed.notes, "predictions": predictions}
-        self.store.write(self.store.defense_record_path(defense.content_hash, key), result)
+        self.store.write(self.store.defense_record_path(unit.version, key), result)
         shutil.rmtree(scratch, ignore_errors=True)
         return result
 
@@ -434,7 +456,7 @@ class Runner:
             outcome.defense_records[defense.name] = list(used.values())
             outcome.reused["defense"] += len(used)
             for group in pack_versions(pending, originals, size=self.batch_size, seed=self.seed):
-                defense_work.append(DefenseUnit(defense, group))
+                defense_work.append(DefenseUnit(defense, group, self.version_of(defense)))
         fresh = self._parallel("defenses", [(lambda u=unit: self.run_defense_unit(u)) for unit in defense_work])
         outcome.executed["defense"] = len(fresh)
         outcome.fresh_keys.update(r["key"] for r in fresh)

@@ -88,7 +88,7 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
         else:
             assert submission.type is SubmissionType.DEFENSE
             versions = tuple(sorted(set(clean_versions.values())))
-            record = runner.run_defense_unit(DefenseUnit(submission, versions))
+            record = runner.run_defense_unit(DefenseUnit(submission, versions, runner.version_of(submission)))
             _report_run(report, RunRecord.from_json(record["run"]), workspace.root)
             for note in record["csv_notes"]:
                 report.problems.append(f"output CSV: {note}")
