@@ -25,6 +25,7 @@ import queue
 import random
 import shutil
 import subprocess
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,7 +313,12 @@ class Runner:
 
     # -- clean images -------------------------------------------------------------------------------
     def clean_versions(self) -> dict[str, str]:
-        """Store every clean image by pixel hash; return image id → pixel hash."""
+        """Store every clean image by pixel hash (re-encoded: no metadata reaches a defense); return image id →
+        pixel hash. The map is kept per dataset content hash, so a rerun decodes nothing."""
+        cache = self.store.root / "clean_versions" / f"{self.dataset.content_hash}.json"
+        known = self.store.read(cache)
+        if known is not None and all(self.store.image_path(v).exists() for v in known.values()):
+            return {str(k): str(v) for k, v in known.items()}
         versions = {}
         for record in self.dataset.images:
             image = contract.read_png(self.dataset.path(record))
@@ -320,6 +326,7 @@ class Runner:
             if not self.store.image_path(version).exists():
                 self.store.put_image(contract.encode_png(image), version)
             versions[record.image_id] = version
+        self.store.write(cache, versions)
         return versions
 
     # -- attacks ------------------------------------------------------------------------------------
@@ -402,18 +409,22 @@ class Runner:
 
     # -- everything ---------------------------------------------------------------------------------
     def _parallel(self, label: str, work: list[Callable[[], dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Run units on ``jobs + 1`` threads. At most ``jobs`` submission processes run at once (the device pool
+        has ``jobs`` slots, held only while a process runs), so the extra thread pipelines the harness's own
+        work — preparing the next unit's inputs, refereeing and storing the last unit's outputs — with the
+        running process. Results come back in the order of ``work``."""
         tick = self.progress(label, len(work))
+        lock = threading.Lock()
 
         def call(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
             result = fn()
-            tick()
+            with lock:
+                tick()
             return result
 
-        if not work:
-            return []
-        if self.jobs <= 1:
+        if len(work) <= 1:
             return [call(fn) for fn in work]
-        return list(Parallel(n_jobs=self.jobs, backend="threading")(delayed(call)(fn) for fn in work))
+        return list(Parallel(n_jobs=self.jobs + 1, backend="threading")(delayed(call)(fn) for fn in work))
 
     def execute(self, attacks: list[Submission], defenses: list[Submission], epsilons: list[int]) -> Outcome:
         """Run whatever is not in the store yet and return every record the scores need."""
