@@ -224,7 +224,8 @@ def _describe(path: Path) -> str:
     if not record_path.is_file():
         return f"`{path}` (no JSON record)"
     record = json.loads(record_path.read_text())
-    keys = ("fooling_rate_test", "linf_255", "l2_255", "draws_tried", "draws_kept", "empty", "epsilon_255")
+    keys = ("passes", "stopped_by", "seconds_uap", "fooling_rate_test", "linf_255", "l2_255", "draws_tried",
+            "draws_kept", "l2_255_if_kept_at_random", "empty", "epsilon_255")
     facts = ", ".join(f"{k} {record[k]}" for k in keys if k in record)
     return f"`{path}`: `{record.get('command', '?')}` ({facts})"
 
