@@ -360,6 +360,7 @@ def test_uap_folder_through_its_entry_point(tmp_path: Path) -> None:
     """run_attack.sh as the harness runs it (./ENTRY with the folder as working directory); no model needed."""
     folder = tmp_path / "uap"
     shutil.copytree(ROOT / "attacks" / "uap", folder)
+    (folder / "uap.npy").unlink(missing_ok=True)  # first as a fresh checkout without the computed perturbation
     input_dir, output_dir = tmp_path / "in", tmp_path / "out"
     input_dir.mkdir()
     png = sorted(SAMPLE_DATA.glob("*.png"))[0]
