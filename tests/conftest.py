@@ -117,3 +117,14 @@ def config_for(world: dict[str, Path], **overrides: object) -> CompetitionConfig
         policy=LimitPolicy(seconds_per_image=5.0, minimum_seconds=20.0))
     settings.update(overrides)
     return CompetitionConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and OpenMP spin-waits make them ~20x slower on a busy CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

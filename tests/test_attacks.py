@@ -65,13 +65,7 @@ class ConstantNet(nn.Module):
         return self.bias.expand(x.shape[0], -1) + 0 * x.sum(dim=(1, 2, 3)).unsqueeze(1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and OpenMP spin-waits make them ~20x slower on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
