@@ -218,16 +218,25 @@ def render(correct: dict[tuple[str, str], np.ndarray], table: dict[str, Defense]
     return "\n".join(lines)
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the project root when inside it, else with ``~`` for the home folder."""
+    path = Path(path).resolve()
+    if path.is_relative_to(ROOT):
+        return str(path.relative_to(ROOT))
+    home = Path.home().resolve()
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
+
+
 def _describe(path: Path) -> str:
     """One line on a stored array and the command in its JSON record."""
     record_path = path.with_suffix(".json")
     if not record_path.is_file():
-        return f"`{path}` (no JSON record)"
+        return f"`{_shown(path)}` (no JSON record)"
     record = json.loads(record_path.read_text())
     keys = ("passes", "stopped_by", "seconds_uap", "fooling_rate_test", "linf_255", "l2_255", "draws_tried",
             "draws_kept", "l2_255_if_kept_at_random", "empty", "epsilon_255")
     facts = ", ".join(f"{k} {record[k]}" for k in keys if k in record)
-    return f"`{path}`: `{record.get('command', '?')}` ({facts})"
+    return f"`{_shown(path)}`: `{record.get('command', '?')}` ({facts})"
 
 
 def _parse_uaps(items: Sequence[str], target: str, others: Sequence[str]) -> dict[str, Path]:
@@ -283,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         "defense_seconds": seconds,
         "inputs": [f"UAP of {name}: {_describe(path)}" for name, path in uap_paths.items()]
                   + [f"v_def: {_describe(args.vdef)}",
-                     f"model {target}: `{zoo.weights_path(target)}`; torch {torch.__version__}, python "
+                     f"model {target}: `{_shown(zoo.weights_path(target))}`; torch {torch.__version__}, python "
                      f"{platform.python_version()}, device {device}, {torch.get_num_threads()} threads"],
     }
     report = render(correct, table, target=target, columns=list(uaps), meta=meta, notes=kept_notes(args.out))

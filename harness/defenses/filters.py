@@ -13,7 +13,7 @@ patches and TV denoises each colour plane on its own.
   2017; Guo et al. 2018).
 * :func:`map_images` -- applies one of them to every image of an (N, H, W, 3) array with joblib.
 
-This module imports neither torch nor the harness, so joblib's worker processes start quickly.
+This module imports neither torch nor the harness, so that with ``backend="loky"`` worker processes start quickly.
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ __all__ = ["BACKEND", "CHUNKS_PER_WORKER", "Filter", "jpeg", "map_images", "nl_m
 #: One image (H, W, 3) float64 in [0, 1] → same shape.
 Filter = Callable[..., np.ndarray]
 
-#: joblib backend of :func:`map_images` (see ``benchmarks/denoise_speed.py`` for the measurements behind it).
-BACKEND = "loky"
+#: joblib backend of :func:`map_images`. Threads: scikit-image's Cython loops release the GIL for ~90 % of the
+#: work, and threads cost nothing to start, whereas worker processes ("loky") take a second or more to start in
+#: every defense run and must ship the images both ways; on 2 cores and 1,000 CIFAR images threads gave 1.7-1.85×,
+#: processes 1.3-1.65× (``benchmarks/denoise_speed.py --backend``).
+BACKEND = "threading"
 #: Chunks handed to each worker: a few per worker balance the load without paying per-image dispatch costs.
 CHUNKS_PER_WORKER = 4
 
