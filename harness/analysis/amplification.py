@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness import zoo
     from harness.hgd import data
     from harness.hgd.defense import denoise_transform
-    from harness.hgd.registry import load_denoiser
+    from harness.hgd.registry import DenoiserWeightsNotFoundError, load_denoiser
 
     parser = argparse.ArgumentParser(prog="python -m harness.analysis.amplification",
                                      description=__doc__.split("\n")[0])
@@ -200,7 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["python -m harness.analysis.amplification",
                         *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
 
-    white = data.load_split(args.data_dir if args.data_dir is not None else data.data_dir(), "white")
+    try:
+        white = data.load_split(args.data_dir if args.data_dir is not None else data.data_dir(), "white")
+    except data.DataNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.attack not in white.attack_names:
         parser.error(f"attack {args.attack!r} not in the white test set; choose from {', '.join(white.attack_names)}")
     pool = np.flatnonzero((white.attack == white.attack_names.index(args.attack)) & (white.eps == args.eps))
@@ -217,8 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     variants = {"adversarial": adversarial, "random noise (same L2)": gaussian_like(clean, adversarial,
                                                                                     generator=generator)}
-    transforms = {name: denoise_transform(load_denoiser(name, device, weights_dir=args.weights_dir))
-                  for name in args.denoisers}
+    try:
+        transforms = {name: denoise_transform(load_denoiser(name, device, weights_dir=args.weights_dir))
+                      for name in args.denoisers}
+    except DenoiserWeightsNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     transforms.update(load_transform(spec) for spec in args.transform)
     with torch.no_grad():
         for label, transform in transforms.items():

@@ -266,7 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(or pass --skip-missing)", file=sys.stderr)
         return 2
     folder = args.data_dir if args.data_dir is not None else data.data_dir(data_root=args.data)
-    white, black = data.load_split(folder, "white"), data.load_split(folder, "black")
+    try:
+        white, black = data.load_split(folder, "white"), data.load_split(folder, "black")
+    except data.DataNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     columns = test_columns(white, black)
     meta = {"command": command, "date": time.strftime("%Y-%m-%d"), "data_key": folder.name,
             "clean_images": len(white.clean), "white_images": len(white), "black_images": len(black)}

@@ -286,7 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["python -m harness.hgd.train", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     _log(f"command: {command}")
     folder = args.data_dir if args.data_dir is not None else data.data_dir(data_root=args.data)
-    train_set, val_set = data.load_split(folder, "train"), data.load_split(folder, "val")
+    try:
+        train_set, val_set = data.load_split(folder, "train"), data.load_split(folder, "val")
+    except data.DataNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.max_train_images is not None:
         train_set = train_set.head(args.max_train_images)
     if args.max_val_images is not None:
