@@ -22,6 +22,8 @@ BATCH_SIZE = 100
 
 #: float (N, 3, H, W) in [0, 1] on the model's device → same shape and range.
 Transform = Callable[[torch.Tensor], torch.Tensor]
+#: device → classifier in eval mode (float (N, 3, H, W) in [0, 1] → logits (N, K)).
+Loader = Callable[[torch.device], nn.Module]
 
 
 @torch.no_grad()
@@ -32,18 +34,23 @@ def predict(model: nn.Module, images: torch.Tensor, *, transform: Transform | No
 
 
 def run_defense(*, transform: Transform | None = None, model_name: str | None = None,
-                argv: Sequence[str] | None = None, batch_size: int = BATCH_SIZE) -> None:
+                loader: Loader | None = None, argv: Sequence[str] | None = None,
+                batch_size: int = BATCH_SIZE) -> None:
     """Classify every PNG of ``INPUT_DIR`` and write ``OUTPUT_FILE`` (NIPS 2017 defense argv).
 
     Args:
         transform: Input transformation applied before the classifier (a denoiser, …); None for none.
         model_name: Zoo model to protect (default :data:`harness.zoo.TARGET_MODEL`).
+        loader: Instead of a zoo model: called with the device, returns the classifier in eval mode (e.g. a
+            feature-denoising network, ``harness.feature_denoising.variants.load``).
         argv: Command-line arguments (default ``sys.argv[1:]``).
         batch_size: Images per forward pass.
     """
+    if loader is not None and model_name is not None:
+        raise ValueError("pass model_name or loader, not both")
     args = sdk.defense_args(argv)
     device = sdk.device()
-    model = zoo.load(model_name or zoo.TARGET_MODEL, device=device)
+    model = loader(device) if loader is not None else zoo.load(model_name or zoo.TARGET_MODEL, device=device)
     names: list[str] = []
     labels: list[int] = []
     for batch in sdk.iter_batches(args.input_dir, batch_size=batch_size):

@@ -194,14 +194,15 @@ def render_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(path: str | os.PathLike[str], table: str) -> None:
-    """Put ``table`` between the table markers of the file at ``path`` (creating file or markers if needed)."""
+def write_table(path: str | os.PathLike[str], table: str, *, start: str = TABLE_START, end: str = TABLE_END) -> None:
+    """Put ``table`` between the markers ``start`` and ``end`` (default: the zoo table's) of the file at ``path``,
+    creating the file or appending the markers if needed."""
     target = Path(path)
-    block = f"{TABLE_START}\n{table}{TABLE_END}"
+    block = f"{start}\n{table}{end}"
     text = target.read_text() if target.is_file() else ""
-    if TABLE_START in text and TABLE_END in text:
-        before, rest = text.split(TABLE_START, 1)
-        after = rest.split(TABLE_END, 1)[1]
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
         text = before + block + after
     else:
         text = (text.rstrip("\n") + "\n\n" if text else "") + block + "\n"
