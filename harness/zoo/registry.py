@@ -78,7 +78,7 @@ _ENTRIES: dict[str, ZooEntry] = {
             name="resnet8_w32",
             factory=lambda: ResNet(widths=(32, 64, 128), blocks_per_stage=1),
             description="ResNet-8, 1 basic block per stage (32-64-128)",
-            epochs=10,
+            epochs=16,
             seed=2,
         ),
     )
