@@ -138,7 +138,8 @@ def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_ste
     Returns:
         ``(model, summary)`` with keys ``steps``, ``planned_steps``, ``steps_per_epoch``, ``epochs_run``,
         ``seconds_per_step`` (calibrated, or measured when not budgeted), ``minutes`` (training loop),
-        ``epoch_minutes``, ``stopped_by_budget``, ``last_epoch_train_accuracy`` (on adversarial batches).
+        ``epoch_minutes``, ``stopped_by_budget``, ``nonfinite_loss_steps``, ``last_epoch_train_accuracy`` (on
+        adversarial batches).
     """
     if attack not in ATTACKS:
         raise ValueError(f"unknown training attack {attack!r}; choices: {', '.join(ATTACKS)}")
@@ -201,7 +202,7 @@ def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_ste
     optimizer = new_optimizer(model)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total, pct_start=0.25)
 
-    done = 0
+    done = nonfinite = 0
     stopped = False
     epoch_seconds: list[float] = []
     full_epoch_seconds: list[float] = []
@@ -222,6 +223,11 @@ def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_ste
             loss, hits = adversarial_step(model, optimizer, x_adv, y, loss_fn)
             schedule.step()
             done += 1
+            if not math.isfinite(loss):
+                nonfinite += 1
+                if nonfinite == 1:
+                    log(f"step {done}: the training loss is not finite (the seed could not train the block "
+                        "without its residual connection either); training goes on and the record counts such steps")
             seen += len(y)
             correct += hits
             loss_sum += loss * len(y)
@@ -257,6 +263,7 @@ def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_ste
         "epoch_minutes": (sum(full_epoch_seconds) / len(full_epoch_seconds) if full_epoch_seconds
                           else sum(epoch_seconds)) / 60,
         "stopped_by_budget": stopped,
+        "nonfinite_loss_steps": nonfinite,
         "last_epoch_train_accuracy": train_acc,
     }
     return model, summary
