@@ -1,0 +1,17 @@
+"""PRN defense with its detector, then the zoo's target model.
+
+N. Akhtar, J. Liu, A. Mian, "Defense against Universal Adversarial Perturbations", CVPR 2018: each image I is
+classified as 𝒞(ℛ(I)) if the detector 𝒟(I) = SVM(log|DCT(gray(I − ℛ(I)))|) flags it as perturbed, else as 𝒞(I).
+ℛ is the ℓ∞-trained Perturbation Rectifying Network; weights and detector come from
+``harness/prn/weights/vgg6_w48/`` (``python -m harness.prn.train`` / ``harness.prn.train_detector``).
+"""
+
+from harness.prn import defense
+
+
+def main(argv=None, weights_dir=None):
+    defense.run(always=False, argv=argv, weights_dir=weights_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Perturbation Rectifying Network (PRN) and perturbation detector against universal adversarial perturbations.
+
+N. Akhtar, J. Liu, A. Mian, "Defense against Universal Adversarial Perturbations", CVPR 2018 (the seed paper of
+issue 7), at CIFAR-10 scale:
+
+* :mod:`~harness.prn.pool` / ``python -m harness.prn.make_pool``: pools of real UAPs ρ ∈ 𝒫 (Moosavi-Dezfooli et
+  al. 2017, computed with :func:`harness.attacks.universal.universal_perturbation`), disjoint train / test pools;
+* :mod:`~harness.prn.synthetic`: synthetic perturbations 𝒫_s (Algorithm 1 and its ℓ2 variant);
+* :mod:`~harness.prn.network` / ``python -m harness.prn.train``: the rectifier ℛ (PRN), trained as pre-input
+  layers of the frozen target classifier 𝒞;
+* :mod:`~harness.prn.detector` / ``python -m harness.prn.train_detector``: the detector 𝒟 = ℬ(ℱ(I − ℛ(I))),
+  ℱ = log-absolute 2-D DCT of the grayscale difference, ℬ = a binary SVM;
+* :mod:`~harness.prn.defense`: the defense (classify 𝒞(ℛ(I)) if 𝒟 detects a perturbation, else 𝒞(I)) used by
+  ``defenses/prn`` and ``defenses/prn_always``;
+* ``python -m harness.prn.metrics``: the seed's Tables 1, 4 and 5 (metrics in
+  :mod:`harness.analysis.detection_metrics`).
+
+Images are float tensors (N, 3, H, W) in [0, 1]; perturbations are float (3, H, W) on the same scale. See
+``docs/prn.md`` for the commands in order, the measured speeds and the scale-downs.
+"""
