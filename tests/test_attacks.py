@@ -290,7 +290,8 @@ def test_uint8_rounding_never_leaves_the_ball() -> None:
 
 # --- sample attack folders (smoke tests, no weights needed) ----------------------------------------------------
 
-FOLDERS = ["fgsm", "i_fgsm", "mi_fgsm", "pgd", "step_ll", "iter_ll", "uap", "transfer", "step_target", "iter_target"]
+FOLDERS = ["fgsm", "i_fgsm", "mi_fgsm", "pgd", "step_ll", "iter_ll", "uap", "uap_sgd", "transfer", "step_target",
+           "iter_target"]
 
 
 @pytest.fixture
@@ -321,7 +322,7 @@ def test_sample_attack_folder(name: str, tmp_path: Path, fake_zoo: list[str]) ->
     assert (source / "README.md").is_file()
     folder = tmp_path / name  # run a fresh copy, as the harness does
     shutil.copytree(source, folder)
-    if name == "uap":
+    if name in ("uap", "uap_sgd"):
         v = torch.empty(3, 32, 32).uniform_(-10 / 255, 10 / 255, generator=torch.Generator().manual_seed(0))
         np.save(folder / "uap.npy", v.numpy().astype(np.float32))
     input_dir, output_dir = tmp_path / "in", tmp_path / "out"
@@ -342,7 +343,7 @@ def test_sample_attack_folder(name: str, tmp_path: Path, fake_zoo: list[str]) ->
         assert diff.max() <= epsilon
         changed += int(diff.max() > 0)
     assert changed == len(pngs)
-    if name == "uap":
+    if name in ("uap", "uap_sgd"):
         assert fake_zoo == []
     elif name == "transfer":
         assert zoo.TARGET_MODEL not in fake_zoo and len(fake_zoo) == len(zoo.names()) - 1

@@ -15,6 +15,7 @@ from harness.attacks.universal import (
     fooling_rate,
     project_l2,
     project_linf,
+    sgd_universal_perturbation,
     universal_perturbation,
 )
 
@@ -254,3 +255,67 @@ def test_uap_zero_gradient_terminates() -> None:
 def test_uap_requires_a_finite_pass_cap(cap: float, model: TinyNet, images: torch.Tensor) -> None:
     with pytest.raises(ValueError):
         universal_perturbation(model, images, xi=0.1, max_iter_uni=cap)
+
+
+def test_uap_deepfool_batch_updates_in_order_from_the_same_v(model: TinyNet, images: torch.Tensor) -> None:
+    """deepfool_batch = N: one pass = DeepFool on every unfooled image at v = 0, then the projected sum in order."""
+    net = PerExampleNet(model)
+    xi = 6 / 255
+    result = universal_perturbation(net, images, xi=xi, delta=0.0, max_iter_uni=1, deepfool_batch=len(images),
+                                    generator=torch.Generator().manual_seed(3))
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(3))
+    found = deepfool(net, images[order])
+    v = torch.zeros(images.shape[1:])
+    for j in found.converged.nonzero().squeeze(1).tolist():
+        v = project_linf(v + found.perturbation[j], xi)
+    assert result.updates == int(found.converged.sum()) and result.deepfool_calls == len(images)
+    torch.testing.assert_close(result.v, v)
+
+
+def test_uap_deepfool_batch_one_is_the_default(model: TinyNet, images: torch.Tensor) -> None:
+    a = universal_perturbation(model, images, xi=8 / 255, max_iter_uni=1)
+    b = universal_perturbation(model, images, xi=8 / 255, max_iter_uni=1, deepfool_batch=1)
+    assert torch.equal(a.v, b.v)
+    with pytest.raises(ValueError, match="deepfool_batch"):
+        universal_perturbation(model, images, xi=8 / 255, max_iter_uni=1, deepfool_batch=0)
+
+
+# --- SGD universal perturbation (Shafahi et al. 2020) ---------------------------------------------------------
+
+@pytest.mark.parametrize("p", [math.inf, 2])
+def test_sgd_uap_norm_input_and_rng_untouched(p: float, model: TinyNet, images: torch.Tensor) -> None:
+    xi = 10 / 255 if p == math.inf else 0.5
+    before, state = images.clone(), torch.random.get_rng_state()
+    result = sgd_universal_perturbation(model, images, xi=xi, p=p, epochs=3, step_size=2 / 255, batch_size=8,
+                                        generator=torch.Generator().manual_seed(1))
+    assert torch.equal(images, before) and torch.equal(torch.random.get_rng_state(), state)
+    assert result.v.shape == images.shape[1:] and result.passes == 3 and result.stopped_by == "epochs"
+    assert result.updates == 3 * math.ceil(len(images) / 8) and result.deepfool_calls == 0
+    if p == math.inf:
+        assert float(result.v.abs().max()) <= float(torch.tensor(xi, dtype=torch.float32))
+    else:
+        assert float(result.v.norm()) <= xi * (1 + 1e-6)
+    assert result.fooling_rates[-1] == pytest.approx(fooling_rate(model, images, result.v))
+    again = sgd_universal_perturbation(model, images, xi=xi, p=p, epochs=3, step_size=2 / 255, batch_size=8,
+                                       generator=torch.Generator().manual_seed(1))
+    assert torch.equal(result.v, again.v)
+
+
+def test_sgd_uap_one_full_batch_step_is_a_signed_gradient(model: TinyNet, images: torch.Tensor) -> None:
+    xi, step = 3 / 255, 5 / 255
+    result = sgd_universal_perturbation(model, images, xi=xi, epochs=1, step_size=step, batch_size=len(images))
+    with universal.eval_mode(model):
+        clean = model(images).argmax(1)
+        v = torch.zeros(images.shape[1:], requires_grad=True)
+        loss = nn.functional.cross_entropy(model(torch.clamp(images + v, 0, 1)), clean, reduction="sum")
+        (gradient,) = torch.autograd.grad(loss, v)
+    torch.testing.assert_close(result.v, torch.clamp(step * gradient.sign(), -xi, xi))
+
+
+def test_sgd_uap_clamped_loss_below_every_loss_does_not_move(model: TinyNet, images: torch.Tensor) -> None:
+    result = sgd_universal_perturbation(model, images, xi=8 / 255, epochs=2, beta=1e-9, batch_size=8)
+    assert torch.equal(result.v, torch.zeros(images.shape[1:]))
+    with pytest.raises(ValueError, match="beta"):
+        sgd_universal_perturbation(model, images, xi=8 / 255, beta=0.0)
+    with pytest.raises(ValueError, match="epochs"):
+        sgd_universal_perturbation(model, images, xi=8 / 255, epochs=0)

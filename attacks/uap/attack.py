@@ -8,14 +8,13 @@ At run time X' = clip(X + clip(v, −ε, ε), 0, 1): no model is loaded or queri
 
 from pathlib import Path
 
-from harness.attacks import make_uap, submission, universal
+from harness.attacks import submission
 
 UAP_FILE = Path(__file__).resolve().with_name("uap.npy")
 
 
 def main(argv=None):
-    v = make_uap.load_uap(UAP_FILE)
-    submission.run_attack(lambda model, x, eps: universal.apply_universal(x, v, eps=eps), models=[], argv=argv)
+    submission.run_universal_attack(UAP_FILE, argv=argv)
 
 
 if __name__ == "__main__":

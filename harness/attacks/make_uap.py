@@ -11,7 +11,16 @@ command, seed, counts, fooling rates, timing)::
 One DeepFool step costs a forward/backward pass over 9 copies of the image, and an image needs about 2-3 steps,
 so a pass over 2,000 images takes on the order of 10-15 minutes for vgg6_w48 on a free 2-core CPU (later passes
 are cheaper: images already fooled are skipped). ``--max-minutes`` bounds the run (checked between images, recorded
-as ``stopped_by``); without it the result is bit-reproducible for a given seed.
+as ``stopped_by``); without it the result is bit-reproducible for a given seed. ``--deepfool-batch B`` checks and
+DeepFool-s B images at once (see :func:`harness.attacks.universal.universal_perturbation`; about 10× faster on a
+CPU at B = 32).
+
+``--method sgd`` computes the perturbation by minibatch gradient ascent of the cross-entropy instead (Shafahi et
+al., "Universal adversarial training", AAAI 2020; :func:`harness.attacks.universal.sgd_universal_perturbation`),
+as ``attacks/uap_sgd`` does::
+
+    python -m harness.attacks.make_uap --method sgd --model vgg6_w48 --xi 10 --n-train 5000 --epochs 10 \
+        --seed 0 --out attacks/uap_sgd/uap.npy
 """
 
 from __future__ import annotations
@@ -33,6 +42,13 @@ from harness import cifar10, contract, sdk, zoo
 from harness.attacks import universal
 
 
+#: What ``--method`` computes, for the JSON record.
+PAPERS = {
+    "deepfool": "Moosavi-Dezfooli, Fawzi, Fawzi, Frossard, Universal adversarial perturbations, CVPR 2017",
+    "sgd": "Shafahi, Najibi, Xu, Dickerson, Davis, Goldstein, Universal adversarial training, AAAI 2020",
+}
+
+
 def load_uap(path: str | Path) -> torch.Tensor:
     """Read a stored universal perturbation: float32 (C, H, W) on the [0, 1] scale.
 
@@ -41,8 +57,9 @@ def load_uap(path: str | Path) -> torch.Tensor:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found. Compute it once with:\n    python -m harness.attacks.make_uap "
-                                f"--model {zoo.TARGET_MODEL} --xi 10 --out {path}")
+        raise FileNotFoundError(f"{path} not found. Compute it once with (the README.md next to it has the exact "
+                                f"command):\n    python -m harness.attacks.make_uap --model {zoo.TARGET_MODEL} "
+                                f"--xi 10 --out {path}")
     v = np.load(path, allow_pickle=False)
     if v.ndim != 3 or v.dtype != np.float32:
         raise ValueError(f"{path}: expected a float32 array (C, H, W), got {v.dtype} {v.shape}")
@@ -78,12 +95,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--model", default=zoo.TARGET_MODEL, help="zoo model to compute the UAP on")
     parser.add_argument("--xi", type=float, default=10.0, help="radius ξ in 0-255 units (L∞) or L2 units x255")
     parser.add_argument("--p", choices=("inf", "2"), default="inf", help="norm of the ball")
+    parser.add_argument("--method", choices=("deepfool", "sgd"), default="deepfool",
+                        help="deepfool: Moosavi-Dezfooli et al. 2017; sgd: Shafahi et al. 2020")
     parser.add_argument("--delta", type=float, default=0.2, help="stop at fooling rate 1 - delta")
     parser.add_argument("--max-iter-uni", type=int, default=5, help="pass cap over the training subset")
     parser.add_argument("--num-classes", type=int, default=10, help="DeepFool top-k candidate classes")
     parser.add_argument("--overshoot", type=float, default=0.02, help="DeepFool overshoot")
     parser.add_argument("--max-iter-df", type=int, default=10, help="DeepFool iteration cap")
     parser.add_argument("--n-train", type=int, default=2000, help="seeded subset of the training split")
+    parser.add_argument("--deepfool-batch", type=int, default=1,
+                        help="images checked and DeepFool-ed together (1 = the paper's one-at-a-time loop)")
+    parser.add_argument("--epochs", type=int, default=10, help="sgd: passes over the training subset")
+    parser.add_argument("--step-size", type=float, default=1.275,
+                        help="sgd: step in 0-255 units (L∞: sign step; L2: step length)")
+    parser.add_argument("--beta", type=float, default=None, help="sgd: clamp of the per-image loss (none)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the subset and the pass order")
     parser.add_argument("--max-minutes", type=float, default=None, help="optional wall-clock budget")
     parser.add_argument("--weights", type=Path, default=None, help="state dict instead of the zoo's weights file")
@@ -106,12 +131,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(message, flush=True)
 
     log(f"UAP on {args.model}: {len(subset)} training images, xi={args.xi}/255, p={args.p}, seed={args.seed}")
-    result = universal.universal_perturbation(
-        model, train, xi=xi, p=p, delta=args.delta, max_iter_uni=args.max_iter_uni,
-        num_classes=args.num_classes, overshoot=args.overshoot, max_iter_df=args.max_iter_df,
-        generator=torch.Generator().manual_seed(args.seed),
-        max_seconds=None if args.max_minutes is None else args.max_minutes * 60, log=log,
-    )
+    budget = None if args.max_minutes is None else args.max_minutes * 60
+    generator = torch.Generator().manual_seed(args.seed)
+    if args.method == "sgd":
+        result = universal.sgd_universal_perturbation(
+            model, train, xi=xi, p=p, epochs=args.epochs, step_size=args.step_size / 255.0, beta=args.beta,
+            generator=generator, max_seconds=budget, log=log)
+    else:
+        result = universal.universal_perturbation(
+            model, train, xi=xi, p=p, delta=args.delta, max_iter_uni=args.max_iter_uni,
+            num_classes=args.num_classes, overshoot=args.overshoot, max_iter_df=args.max_iter_df,
+            generator=generator, deepfool_batch=args.deepfool_batch, max_seconds=budget, log=log)
     v = result.v.float().cpu()
     started = time.monotonic()
     epsilon = int(round(args.xi)) if p == math.inf and float(args.xi).is_integer() else None
@@ -120,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     record = {
         "command": "python -m harness.attacks.make_uap " + " ".join(shlex.quote(a) for a in
                                                                    (sys.argv[1:] if argv is None else argv)),
-        "paper": "Moosavi-Dezfooli, Fawzi, Fawzi, Frossard, Universal adversarial perturbations, CVPR 2017",
+        "paper": PAPERS[args.method],
+        "method": args.method,
         "model": args.model,
         "weights": str(args.weights) if args.weights else "zoo",
         "xi_255": args.xi,
@@ -130,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "num_classes": args.num_classes,
         "overshoot": args.overshoot,
         "max_iter_df": args.max_iter_df,
+        "deepfool_batch": args.deepfool_batch,
+        "epochs": args.epochs,
+        "step_size_255": args.step_size,
+        "beta": args.beta,
         "seed": args.seed,
         "train_images": int(len(subset)),
         "train_split_size": int(len(train_images)),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +27,8 @@ from harness import contract, sdk, zoo
 from harness.attacks.common import least_likely
 from harness.attacks.ensemble import LogitEnsemble
 
-__all__ = ["load_models", "non_target_models", "run_attack", "run_targeted_attack", "to_uint8_within"]
+__all__ = ["load_models", "non_target_models", "run_attack", "run_targeted_attack", "run_universal_attack",
+           "to_uint8_within"]
 
 #: Images per batch (the NIPS 2017 organizers ran attacks on batches of 100).
 BATCH_SIZE = 64
@@ -145,3 +147,22 @@ def run_targeted_attack(
         batch_size: Images per batch.
     """
     _run(attack, [zoo.TARGET_MODEL] if models is None else list(models), argv, batch_size, targeted=True)
+
+
+def run_universal_attack(uap_file: str | Path, *, argv: Sequence[str] | None = None,
+                         batch_size: int = BATCH_SIZE) -> None:
+    """Run a stored universal perturbation as a NIPS 2017 attack: X' = clip(X + clip(v, −ε, ε), 0, 1).
+
+    No model is loaded or queried (the perturbation is image-agnostic).
+
+    Args:
+        uap_file: float32 (3, h, w) ``.npy`` on the [0, 1] scale (:func:`harness.attacks.make_uap.load_uap`);
+            tiled when the images are larger.
+        argv: Command-line arguments (default ``sys.argv[1:]``).
+        batch_size: Images per batch.
+    """
+    from harness.attacks import make_uap, universal
+
+    v = make_uap.load_uap(uap_file)
+    run_attack(lambda model, x, eps: universal.apply_universal(x, v, eps=eps), models=[], argv=argv,
+               batch_size=batch_size)
