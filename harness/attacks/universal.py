@@ -448,7 +448,7 @@ def sgd_universal_perturbation(
 
     DeepFool's minimal perturbations (:func:`universal_perturbation`) aim at the nearest boundary of each image;
     this variant maximizes the loss of the whole batch at once, which on small CIFAR-10 models finds far
-    stronger universal perturbations for the same ξ (docs/zoo.md, "Universal perturbations").
+    stronger universal perturbations for the same ξ (measured in ``attacks/uap/README.md``).
 
     Args:
         model: Classifier returning logits (N, K) for images in [0, 1].
