@@ -15,16 +15,17 @@ import pytest
 import torch
 from torch import nn
 
-from harness import contract, zoo
-from harness.attacks.universal import apply_universal
-from harness.prn import defense, paths, splits
+from harness import contract, sdk, zoo
+from harness.attacks.universal import apply_universal, sgd_universal_perturbation
+from harness.prn import defense, make_pool, paths, splits
 from harness.prn.detector import EPS, Detector, dct_features, grayscale, residual_features
-from harness.prn.make_pool import PoolSpec, grow_pool
+from harness.prn.make_pool import SGD_STEP_FRACTION, PoolSpec, grow_pool, method_params
 from harness.prn.network import PRN, load_prn, save_prn
 from harness.prn.perturb import (XI_INF, check_png_like, default_xi, fooling_rates, mean_l2_norm, norm_of, perturb,
                                  perturb_each, quantize)
 from harness.prn.pool import (PoolError, PoolNotFoundError, PoolOverlapError, check_against_test_pools,
-                              check_disjoint, keep_decision, load_pool, read_pool_files, reselect, write_pool_files)
+                              check_disjoint, keep_decision, load_pool, load_train_test, read_pool_files, reselect,
+                              seed_departures, write_pool_files)
 from harness.prn.synthetic import load_synthetic, reconstruct, synthesize, unit_normalize
 from harness.prn.train import TrainConfig, agreement, clean_labels, train_prn
 
@@ -204,6 +205,7 @@ def test_reselect_reapplies_thresholds_without_computing(tmp_path: Path) -> None
     new = reselect(array, manifest, min_fooling_rate=0.25, max_abs_cosine=0.5)
     assert [c["kept"] for c in new["candidates"]] == [True, True, False]
     assert new["spec"]["min_fooling_rate"] == 0.25 and new["spec"]["reselected_from"][0]["min_fooling_rate"] == 0.8
+    assert [d.split()[0] for d in new["spec"]["departures_from_seed"]] == ["min_fooling_rate", "max_abs_cosine"]
     assert [c["kept"] for c in manifest["candidates"]] == [False, False, False]  # input untouched
 
 
@@ -211,11 +213,15 @@ def test_grow_pool_keeps_resumes_and_refuses_other_settings(tmp_path: Path) -> N
     model = TinyClassifier().eval().requires_grad_(False)
     images = _uint8_images(60)
     spec = PoolSpec(model="tiny", norm="inf", role="train", xi=XI_INF, subset_size=4, validation_size=10,
-                    min_fooling_rate=0.0, max_abs_cosine=1.0, uap={"max_iter_uni": 1, "num_classes": 3})
+                    min_fooling_rate=0.0, max_abs_cosine=1.0, method="deepfool",
+                    uap={"max_iter_uni": 1, "num_classes": 3})
     path = tmp_path / "tiny" / "uap_inf_train.npy"
     manifest = grow_pool(model, images, spec, path=path, count=1, max_candidates=5)
     assert len(manifest["candidates"]) == 1 and manifest["candidates"][0]["kept"]
     first = manifest["candidates"][0]
+    assert first["method"] == "deepfool" and "Moosavi-Dezfooli" in first["paper"]
+    assert first["params"] == method_params("deepfool", spec.uap) and first["params"]["max_iter_uni"] == 1
+    assert manifest["spec"]["method"] == "deepfool" and "step_size_255" not in first
     assert first["slot"] == 0 and first["subset"]["start"] == 10 and first["subset"]["stop"] == 14
     assert 0.0 <= first["fooling_rate_validation"] <= 1.0 and first["linf_255"] <= 10.0 + 1e-3
     manifest = grow_pool(model, images, spec, path=path, count=3, max_candidates=2)  # resumes, capped at 2
@@ -232,6 +238,133 @@ def test_grow_pool_keeps_resumes_and_refuses_other_settings(tmp_path: Path) -> N
                        path=tmp_path / "tiny" / "uap_inf_test.npy", count=1, max_candidates=1)
     assert not strict["candidates"][0]["kept"] and "fooling rate" in strict["candidates"][0]["reason"]
     assert strict["candidates"][0]["slot"] == 2
+
+
+def test_method_params_fill_defaults_and_refuse_unknown_names() -> None:
+    params = method_params("sgd", {"epochs": 2, "step_size": 0.01})
+    assert params == {"epochs": 2, "step_size": 0.01, "beta": None, "batch_size": 100}  # signature order
+    assert method_params("deepfool", {})["max_iter_uni"] == 10 and "deepfool_batch" in method_params("deepfool", {})
+    with pytest.raises(ValueError, match="takes no argument"):
+        method_params("sgd", {"max_iter_uni": 1})
+    with pytest.raises(ValueError, match="set by the pool"):
+        method_params("deepfool", {"xi": 0.1})
+    with pytest.raises(ValueError, match="method must be one of"):
+        method_params("pgd", {})
+
+
+def test_seed_departures() -> None:
+    seed_rule = {"min_fooling_rate": 0.8, "max_abs_cosine": 0.15}
+    assert seed_departures(seed_rule) == [] and seed_departures({**seed_rule, "method": "deepfool"}) == []
+    sgd = seed_departures({**seed_rule, "method": "sgd"})
+    assert len(sgd) == 1 and "Shafahi" in sgd[0] and "Moosavi-Dezfooli" in sgd[0]
+    relaxed = seed_departures({"min_fooling_rate": 0.3, "max_abs_cosine": 0.9, "method": "deepfool"})
+    assert relaxed == ["min_fooling_rate 0.3 < the seed's 0.8", "max_abs_cosine 0.9 > the seed's 0.15"]
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_grow_pool_sgd_records_the_method_per_candidate(norm: str, tmp_path: Path) -> None:
+    model = TinyClassifier().eval().requires_grad_(False)
+    images = _uint8_images(60)
+    xi = XI_INF if norm == "inf" else default_xi("2", images)
+    uap = method_params("sgd", {"epochs": 2, "batch_size": 2, "step_size": SGD_STEP_FRACTION[norm] * xi})
+    spec = PoolSpec(model="tiny", norm=norm, role="train", xi=xi, subset_size=4, validation_size=10,
+                    min_fooling_rate=0.0, max_abs_cosine=1.0, method="sgd", uap=uap)
+    path = tmp_path / "tiny" / f"uap_{norm}_train.npy"
+    manifest = grow_pool(model, images, spec, path=path, count=2, max_candidates=2)
+    assert manifest["spec"]["method"] == "sgd" and "Shafahi" in manifest["spec"]["paper"]
+    assert manifest["spec"]["step_size_255"] == pytest.approx(SGD_STEP_FRACTION[norm] * xi * 255, abs=1e-5)
+    assert any("method sgd" in d for d in manifest["spec"]["departures_from_seed"])
+    assert any("max_abs_cosine 1.0" in d for d in manifest["spec"]["departures_from_seed"])
+    for j, record in enumerate(manifest["candidates"]):
+        assert record["method"] == "sgd" and "AAAI 2020" in record["paper"] and record["params"] == uap
+        assert record["step_size_255"] == manifest["spec"]["step_size_255"]
+        assert record["passes"] == 2 and record["updates"] == 4 and record["deepfool_calls"] == 0
+        assert record["stopped_by"] == "epochs" and record["slot"] == splits.slot("train", norm, j)
+    pool = load_pool(path)
+    assert len(pool) == 2 and float(norm_of(pool.vectors[0], norm)) <= xi + 1e-6
+    # the pool's candidate is the function's result on the candidate's subset with the candidate's seed
+    record = manifest["candidates"][0]
+    subset = splits.Subset(**record["subset"])
+    direct = sgd_universal_perturbation(model, sdk.to_tensor(images[subset.indices()], "cpu"), xi=xi,
+                                        p=math.inf if norm == "inf" else 2,
+                                        generator=torch.Generator().manual_seed(record["uap_seed"]), **uap)
+    assert torch.allclose(pool.vectors[0], direct.v.half().float(), atol=1e-3)
+    with pytest.raises(PoolError, match="method"):  # a pool is extended with its own method only
+        grow_pool(model, images, PoolSpec(**{**spec.__dict__, "method": "deepfool", "uap": {}}), path=path,
+                  count=3, max_candidates=3)
+    with pytest.raises(PoolError, match="uap"):
+        grow_pool(model, images, PoolSpec(**{**spec.__dict__, "uap": {**uap, "epochs": 3}}), path=path, count=3,
+                  max_candidates=3)
+    with pytest.raises(ValueError, match="takes no argument"):  # refused before anything is computed or written
+        grow_pool(model, images, PoolSpec(**{**spec.__dict__, "uap": {"max_iter_uni": 1}}),
+                  path=tmp_path / "new.npy", count=1, max_candidates=1)
+    assert not (tmp_path / "new.npy").exists()
+
+
+def test_grow_pool_cosine_rule_rejects_correlated_sgd_candidates(tmp_path: Path) -> None:
+    """SGD UAPs of disjoint subsets on one model can be nearly parallel: the seed's rule then keeps only the first
+    (recorded per candidate); a relaxed --max-cosine keeps them and is listed in departures_from_seed."""
+    model = TinyClassifier().eval().requires_grad_(False)
+    images = _uint8_images(120)
+    spec = PoolSpec(model="tiny", norm="inf", role="train", xi=XI_INF, subset_size=8, validation_size=10,
+                    min_fooling_rate=0.0, method="sgd", uap=method_params("sgd", {"epochs": 3, "batch_size": 4}))
+    manifest = grow_pool(model, images, spec, path=tmp_path / "strict.npy", count=3, max_candidates=3)
+    records = manifest["candidates"]
+    assert manifest["spec"]["max_abs_cosine"] == 0.15 and manifest["runs"][-1]["stopped_by"] == "max_candidates"
+    assert [r["kept"] for r in records] == [True, False, False]  # |cos| 0.76 and 0.82 with the first
+    for record in records[1:]:
+        assert record["max_abs_cosine"] > 0.5 and "|cosine|" in record["reason"]
+    array, stored = read_pool_files(tmp_path / "strict.npy")
+    relaxed = reselect(array, stored, min_fooling_rate=0.0, max_abs_cosine=1.0)
+    assert all(r["kept"] for r in relaxed["candidates"])
+    assert any(d.startswith("max_abs_cosine 1.0") for d in relaxed["spec"]["departures_from_seed"])
+
+
+class _TinyZoo:
+    """Stands in for harness.zoo / harness.cifar10 in make_pool.main (offline)."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = images
+
+    def load(self, name: str, device: object = None) -> nn.Module:
+        return TinyClassifier().eval().requires_grad_(False)
+
+    def load_split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.images, np.zeros(len(self.images), dtype=np.int64)
+
+
+def test_make_pool_command_method_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = _TinyZoo(_uint8_images(60))
+    monkeypatch.setattr(make_pool.zoo, "load", tiny.load)
+    monkeypatch.setattr(make_pool.cifar10, "load_split", tiny.load_split)
+    common = ["--model", "tiny", "--count", "1", "--subset-size", "4", "--validation-size", "10",
+              "--min-fooling-rate", "0", "--max-cosine", "1", "--pools-dir", str(tmp_path)]
+    manifest = make_pool.main(["--norm", "2", "--role", "train", "--epochs", "1", "--batch-size", "2",
+                               "--beta", "5", *common])  # the default method is sgd
+    spec = manifest["spec"]
+    xi = default_xi("2", tiny.images)
+    assert spec["method"] == "sgd" and spec["xi"] == pytest.approx(xi)
+    assert spec["uap"] == {"epochs": 1, "step_size": pytest.approx(xi / 4), "beta": 5.0,
+                           "batch_size": 2}
+    assert manifest["candidates"][0]["params"] == spec["uap"] and manifest["candidates"][0]["updates"] == 2
+    manifest = make_pool.main(["--norm", "inf", "--role", "train", "--epochs", "1", *common])
+    assert manifest["spec"]["uap"]["step_size"] == pytest.approx(1.275 / 255)  # attacks/uap_sgd's step at 10/255
+    manifest = make_pool.main(["--norm", "2", "--role", "test", "--step-size", "50", "--epochs", "1", *common])
+    assert manifest["spec"]["uap"]["step_size"] == pytest.approx(50 / 255)
+    assert manifest["candidates"][0]["step_size_255"] == pytest.approx(50)
+    manifest = make_pool.main(["--norm", "inf", "--role", "test", "--method", "deepfool", "--max-iter-uni", "1",
+                               "--num-classes", "3", "--uap-kwarg", "deepfool_batch=4", *common])
+    record = manifest["candidates"][0]
+    assert record["method"] == "deepfool" and record["params"]["deepfool_batch"] == 4
+    assert record["params"]["max_iter_uni"] == 1 and record["params"]["delta"] == 0.2
+    assert record["slot"] == 2  # disjoint from the train pools' slots 0 (inf) and 1 (l2)
+    load_train_test("tiny", "inf", root=tmp_path)
+    with pytest.raises(PoolError, match="method"):  # extending the sgd pool with deepfool
+        make_pool.main(["--norm", "inf", "--role", "train", "--method", "deepfool", *common, "--count", "2"])
+    for wrong in (["--method", "deepfool", "--epochs", "3"], ["--delta", "0.1"],
+                  ["--uap-kwarg", "step_size=0.1"], ["--uap-kwarg", "max_iter_uni=1"]):
+        with pytest.raises(SystemExit):
+            make_pool.main(["--norm", "inf", "--role", "train", *wrong, *common])
 
 
 # --- synthetic perturbations (Algorithm 1) ---------------------------------------------------------------------

@@ -22,12 +22,16 @@ pytestmark = [
 
 def test_commands_in_order(tmp_path: Path) -> None:
     pools, weights = tmp_path / "pools", tmp_path / "weights"
-    tiny = ["--subset-size", "4", "--max-iter-uni", "1", "--validation-size", "40", "--min-fooling-rate", "0",
-            "--max-cosine", "1", "--pools-dir", str(pools)]
+    tiny = ["--subset-size", "4", "--validation-size", "40", "--min-fooling-rate", "0", "--max-cosine", "1",
+            "--pools-dir", str(pools)]
+    methods = {"sgd": ["--epochs", "1", "--batch-size", "4"], "deepfool": ["--max-iter-uni", "1"]}
     for norm in paths.NORMS:
         for role in paths.ROLES:
-            manifest = make_pool.main(["--norm", norm, "--role", role, "--count", "1", *tiny])
+            method = "deepfool" if (norm, role) == ("inf", "test") else "sgd"
+            manifest = make_pool.main(["--norm", norm, "--role", role, "--count", "1", "--method", method,
+                                       *methods[method], *tiny])
             assert len(manifest["candidates"]) == 1 and manifest["candidates"][0]["kept"]
+            assert manifest["candidates"][0]["method"] == method
     spec = json.loads(paths.pool_path(zoo.TARGET_MODEL, "2", "train", pools).with_suffix(".json").read_text())["spec"]
     assert 250 < spec["xi_255"] < 350  # 4 % of the mean CIFAR-10 image norm (about 29 on the [0, 1] scale)
     _, _, largest = load_train_test(zoo.TARGET_MODEL, "inf", root=pools)

@@ -4,7 +4,9 @@ N. Akhtar, J. Liu, A. Mian, "Defense against Universal Adversarial Perturbations
 issue 7), at CIFAR-10 scale:
 
 * :mod:`~harness.prn.pool` / ``python -m harness.prn.make_pool``: pools of real UAPs ρ ∈ 𝒫 (Moosavi-Dezfooli et
-  al. 2017, computed with :func:`harness.attacks.universal.universal_perturbation`), disjoint train / test pools;
+  al. 2017), computed with :func:`harness.attacks.universal.sgd_universal_perturbation` (Shafahi et al. 2020,
+  the default) or :func:`harness.attacks.universal.universal_perturbation` (DeepFool, the seed's), disjoint
+  train / test pools;
 * :mod:`~harness.prn.synthetic`: synthetic perturbations 𝒫_s (Algorithm 1 and its ℓ2 variant);
 * :mod:`~harness.prn.network` / ``python -m harness.prn.train``: the rectifier ℛ (PRN), trained as pre-input
   layers of the frozen target classifier 𝒞;

@@ -3,7 +3,7 @@
 Usage (the j-th candidate of a pool uses its own disjoint subset of training images, see
 :mod:`harness.prn.splits`, and its own seed; candidates are kept by the seed's rule, see :mod:`harness.prn.pool`)::
 
-    python -m harness.prn.make_pool --model vgg6_w48 --norm inf --role train --count 8 --max-minutes 60
+    python -m harness.prn.make_pool --model vgg6_w48 --norm inf --role train --count 8 --max-minutes 40
 
 Resumable: an existing pool is extended (the next candidate number continues where it stopped; the pool's spec —
 ξ, UAP parameters, subset size, thresholds — must match). Time-budgeted: ``--max-minutes`` bounds the whole run
@@ -11,16 +11,29 @@ Resumable: an existing pool is extended (the next candidate number continues whe
 left)``); the pool files are rewritten after every candidate, so an interruption loses one candidate at most.
 ``--reselect`` re-applies new thresholds to the stored candidates without computing anything.
 
-Each candidate is :func:`harness.attacks.universal.universal_perturbation` (Moosavi-Dezfooli et al. 2017) on
-``--subset-size`` training images; its fooling rate is measured on the held-out validation images (PNG-rounded
-perturbed images, :func:`harness.prn.perturb.fooling_rates`). Options of ``universal_perturbation`` this command
-has no flag for can be passed as ``--uap-kwarg NAME=VALUE`` (VALUE is read as JSON, else as a string) and are
-recorded in the spec.
+Each candidate is one universal perturbation computed on ``--subset-size`` training images by ``--method``:
+
+* ``sgd`` (default): :func:`harness.attacks.universal.sgd_universal_perturbation` (Shafahi et al., "Universal
+  adversarial training", AAAI 2020, Algorithm 1): sign-gradient (ℓ∞) or normalized-gradient (ℓ2) ascent of the
+  cross-entropy of the clean predictions over minibatches; ``--epochs``, ``--step-size`` (0-255 units, default
+  :data:`SGD_STEP_FRACTION` · ξ: ξ/7.8 for ℓ∞, ξ/4 for ℓ2), ``--beta``, ``--batch-size``. On this project's
+  CIFAR-10 models it finds far stronger UAPs than DeepFool for the same ξ (``attacks/uap_sgd/README.md``),
+  strong enough to train a rectifier on;
+* ``deepfool``: :func:`harness.attacks.universal.universal_perturbation` (Moosavi-Dezfooli et al., "Universal
+  adversarial perturbations", CVPR 2017, Algorithm 1; the seed's perturbations); ``--delta``,
+  ``--max-iter-uni``, ``--num-classes``, ``--overshoot``, ``--max-iter-df``.
+
+The flags of the other method are refused. Its fooling rate is measured on the held-out validation images
+(PNG-rounded perturbed images, :func:`harness.prn.perturb.fooling_rates`). Options of the method's function this
+command has no flag for can be passed as ``--uap-kwarg NAME=VALUE`` (VALUE is read as JSON, else as a string).
+The spec records the method, the paper and every keyword argument of the function (defaults filled in), and so
+does each candidate's record; a pool is extended only with the same method and arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import platform
 import shlex
@@ -36,15 +49,56 @@ import torch
 from torch import nn
 
 from harness import cifar10, sdk, zoo
-from harness.attacks.universal import universal_perturbation
+from harness.attacks.make_uap import PAPERS
+from harness.attacks.universal import sgd_universal_perturbation, universal_perturbation
 
 from . import splits
 from .paths import NORMS, POOLS_DIR, ROLES, pool_path
 from .perturb import default_xi, fooling_rates, mean_l2_norm, norm_of, p_of
-from .pool import (FORMAT, PoolError, PoolOverlapError, keep_decision, read_pool_files, reselect, stored_version,
-                   write_pool_files)
+from .pool import (FORMAT, PoolError, PoolOverlapError, keep_decision, read_pool_files, reselect, seed_departures,
+                   stored_version, write_pool_files)
 
-__all__ = ["PoolSpec", "grow_pool", "main"]
+__all__ = ["METHODS", "SGD_STEP_FRACTION", "PoolSpec", "default_step_size", "grow_pool", "main", "method_params"]
+
+#: ``--method`` → the function that computes one UAP.
+METHODS: dict[str, Callable[..., Any]] = {"deepfool": universal_perturbation, "sgd": sgd_universal_perturbation}
+#: Keyword arguments that :func:`grow_pool` sets itself (ξ, p, the seeded generator, the budget, the log).
+_SET_BY_POOL = frozenset({"xi", "p", "generator", "max_seconds", "log"})
+#: Default SGD step as a fraction of ξ, per norm. ℓ∞: 1.275/255 at ξ∞ = 10/255, the step of ``attacks/uap_sgd``
+#: (8 sign steps reach the boundary). ℓ2 (a step of this length along g/‖g‖₂): ξ2/4, 73.7 in 0-255 units at
+#: ξ2 = 294.9; in small runs on ``vgg6_w48`` (docs/prn.md, "SGD step and cosines") ξ2/8 gave weaker UAPs and
+#: ξ2/2 correlated ones.
+SGD_STEP_FRACTION = {"inf": 0.1275, "2": 0.25}
+
+
+def default_step_size(norm: str, xi: float) -> float:
+    """The default SGD step on the [0, 1] scale: ``SGD_STEP_FRACTION[norm]`` · ξ."""
+    return SGD_STEP_FRACTION[norm] * xi
+
+
+def method_params(method: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Every keyword argument of the method's function that a pool can set, with defaults filled in.
+
+    Args:
+        method: A key of :data:`METHODS`.
+        given: Values chosen by the caller (names of the function's keyword-only arguments).
+
+    Returns:
+        ``{name: value}`` for every keyword-only argument except those in :data:`_SET_BY_POOL`, in signature
+        order; ``given`` overrides the defaults.
+
+    Raises:
+        ValueError: Unknown method, or a name the function does not take (or that the pool sets itself).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    parameters = {name: parameter for name, parameter in inspect.signature(METHODS[method]).parameters.items()
+                  if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in _SET_BY_POOL}
+    unknown = sorted(set(given) - set(parameters))
+    if unknown:
+        raise ValueError(f"{METHODS[method].__name__} (--method {method}) takes no argument {unknown}; it takes "
+                         f"{sorted(parameters)} (xi, p, generator, max_seconds and log are set by the pool)")
+    return {name: given.get(name, parameter.default) for name, parameter in parameters.items()}
 
 
 @dataclass(frozen=True)
@@ -61,7 +115,9 @@ class PoolSpec:
         min_fooling_rate: Keep rule: smallest fooling rate on the validation images.
         max_abs_cosine: Keep rule: largest |cosine| with a kept perturbation of the same model and norm.
         seed: Base seed; candidate j's UAP seed is ``seed + slot``.
-        uap: Keyword arguments of ``universal_perturbation`` (delta, max_iter_uni, num_classes, ...).
+        method: ``"sgd"`` (Shafahi et al. 2020) or ``"deepfool"`` (Moosavi-Dezfooli et al. 2017); see
+            :data:`METHODS`.
+        uap: Keyword arguments of the method's function (:func:`method_params` fills in the defaults).
     """
 
     model: str
@@ -73,25 +129,34 @@ class PoolSpec:
     min_fooling_rate: float = 0.8
     max_abs_cosine: float = 0.15
     seed: int = 0
+    method: str = "sgd"
     uap: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict with ξ also in 0-255 units and the permutation seed."""
-        return {**asdict(self), "xi_255": round(self.xi * 255, 6), "permutation_seed": splits.PERMUTATION_SEED}
+        """JSON-ready dict with ξ (and an SGD step) also in 0-255 units, the paper, the permutation seed and the
+        departures from the seed's rule and algorithm."""
+        out = {**asdict(self), "paper": PAPERS[self.method], "xi_255": round(self.xi * 255, 6),
+               "permutation_seed": splits.PERMUTATION_SEED}
+        if "step_size" in self.uap:
+            out["step_size_255"] = round(float(self.uap["step_size"]) * 255, 6)
+        out["departures_from_seed"] = seed_departures(out)
+        return out
 
 
 _SPEC_KEYS = ("model", "norm", "role", "xi", "subset_size", "validation_size", "min_fooling_rate", "max_abs_cosine",
-              "seed", "uap")
+              "seed", "method", "uap")
 
 
 def _check_same_spec(stored: dict[str, Any], spec: PoolSpec, path: Path) -> None:
+    stored = {"method": "deepfool", **stored}  # pools made before --method existed are DeepFool pools
     wanted = spec.to_json()
     different = [k for k in _SPEC_KEYS if json.dumps(stored.get(k), sort_keys=True) != json.dumps(wanted[k],
                                                                                                   sort_keys=True)]
     if different:
         detail = ", ".join(f"{k}: stored {stored.get(k)!r}, asked {wanted[k]!r}" for k in different)
-        raise PoolError(f"{path} was made with other settings ({detail}). Extend it with the same settings, "
-                        f"use --reselect to change the thresholds, or write a new pool with --out")
+        raise PoolError(f"{path} was made with other settings ({detail}). Extend it with the same settings "
+                        f"(method and its arguments included), use --reselect to change the thresholds, or write "
+                        f"a new pool with --out")
 
 
 def grow_pool(model: nn.Module, train_images: np.ndarray, spec: PoolSpec, *, path: Path, count: int,
@@ -113,7 +178,7 @@ def grow_pool(model: nn.Module, train_images: np.ndarray, spec: PoolSpec, *, pat
         count: Kept perturbations wanted in the pool.
         max_candidates: Cap on the candidates the pool may hold (kept or not).
         max_seconds: Budget of this call.
-        uap_seconds: Budget of one UAP (``max_seconds`` of ``universal_perturbation``).
+        uap_seconds: Budget of one UAP (``max_seconds`` of the method's function).
         others: Kept perturbations of the sibling pool (same model and norm, other role) for the cosine rule.
         avoid: Image subsets of the model's other pools; a candidate whose subset overlaps one raises
             :class:`harness.prn.pool.PoolOverlapError` before anything is computed (it happens only when pools
@@ -127,6 +192,8 @@ def grow_pool(model: nn.Module, train_images: np.ndarray, spec: PoolSpec, *, pat
     """
     started = time.monotonic()
     n_train = len(train_images)
+    params = method_params(spec.method, spec.uap)  # raises on an unknown method or argument before any work
+    function = METHODS[spec.method]
     existing = read_pool_files(path)
     if existing is None:
         array = np.zeros((0, 3, *train_images.shape[1:3]), dtype=np.float16)
@@ -175,9 +242,8 @@ def grow_pool(model: nn.Module, train_images: np.ndarray, spec: PoolSpec, *, pat
         log(f"candidate {j} (slot {s}, images {subset.start}-{subset.stop} of the permutation, seed {seed}): "
             f"{len(kept)}/{count} kept so far")
         t0 = time.monotonic()
-        result = universal_perturbation(model, images, xi=spec.xi, p=p_of(spec.norm),
-                                        generator=torch.Generator().manual_seed(seed),
-                                        max_seconds=min(budget) if budget else None, log=log, **spec.uap)
+        result = function(model, images, xi=spec.xi, p=p_of(spec.norm), generator=torch.Generator().manual_seed(seed),
+                          max_seconds=min(budget) if budget else None, log=log, **params)
         seconds_uap = time.monotonic() - t0
         v = stored_version(result.v, spec.norm, spec.xi)
         rate = fooling_rates(model, validation, v.unsqueeze(0).to(device), clean_labels=validation_labels)[0]
@@ -186,6 +252,8 @@ def grow_pool(model: nn.Module, train_images: np.ndarray, spec: PoolSpec, *, pat
                                               max_abs_cosine=spec.max_abs_cosine)
         record = {
             "row": j, "slot": s, "subset": subset.to_json(), "uap_seed": seed,
+            "method": spec.method, "paper": PAPERS[spec.method], "params": params,
+            **({"step_size_255": round(float(params["step_size"]) * 255, 6)} if "step_size" in params else {}),
             "passes": result.passes, "stopped_by": result.stopped_by, "deepfool_calls": result.deepfool_calls,
             "updates": result.updates,
             "fooling_rate_subset_per_pass": [round(r, 4) for r in result.fooling_rates],
@@ -220,6 +288,22 @@ def _parse_kwarg(text: str) -> tuple[str, Any]:
         return name, value
 
 
+#: Method → its flags (argparse destinations = keyword names) and the defaults this command uses.
+_METHOD_FLAGS: dict[str, dict[str, Any]] = {
+    "sgd": {"epochs": 10, "step_size": None, "beta": None, "batch_size": 100},
+    "deepfool": {"delta": 0.2, "max_iter_uni": 3, "num_classes": 10, "overshoot": 0.02, "max_iter_df": 10},
+}
+
+
+def _method_arguments(args: argparse.Namespace, xi: float) -> dict[str, Any]:
+    """The method's keyword arguments from the flags (defaults of :data:`_METHOD_FLAGS`) and ``--uap-kwarg``."""
+    chosen = {name: getattr(args, name, default) for name, default in _METHOD_FLAGS[args.method].items()}
+    if args.method == "sgd":
+        chosen["step_size"] = (default_step_size(args.norm, xi) if chosen["step_size"] is None
+                               else chosen["step_size"] / 255)
+    return {**chosen, **dict(args.uap_kwarg)}
+
+
 def _sibling_vectors(path: Path, norm: str, xi: float) -> torch.Tensor | None:
     files = read_pool_files(path)
     if files is None:
@@ -240,19 +324,37 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-candidates", type=int, default=None, help="cap on candidates (default 3 x count)")
     parser.add_argument("--max-minutes", type=float, default=None, help="budget of this run")
     parser.add_argument("--uap-minutes", type=float, default=8.0, help="budget of one UAP")
-    parser.add_argument("--subset-size", type=int, default=500,
-                        help="training images per UAP (use one value for all pools of a model)")
+    parser.add_argument("--subset-size", type=int, default=1000,
+                        help="training images per UAP (use one value for all pools of a model; 1000 leaves room "
+                             "for 12 candidates per pool)")
     parser.add_argument("--xi", type=float, default=None,
                         help="budget in 0-255 units (default: 10 for inf; 4%% of the mean image l2 norm for 2)")
     parser.add_argument("--min-fooling-rate", type=float, default=0.8, help="keep rule (seed: 0.8)")
     parser.add_argument("--max-cosine", type=float, default=0.15, help="keep rule: largest |cosine| (seed: 0.15)")
-    parser.add_argument("--delta", type=float, default=0.2, help="UAP stops at fooling rate 1 - delta")
-    parser.add_argument("--max-iter-uni", type=int, default=3, help="UAP pass cap")
-    parser.add_argument("--num-classes", type=int, default=10, help="DeepFool top-k candidate classes")
-    parser.add_argument("--overshoot", type=float, default=0.02, help="DeepFool overshoot")
-    parser.add_argument("--max-iter-df", type=int, default=10, help="DeepFool iteration cap")
+    parser.add_argument("--method", choices=sorted(METHODS), default="sgd",
+                        help="sgd: Shafahi et al. 2020 (stronger UAPs on these models); deepfool: Moosavi-Dezfooli "
+                             "et al. 2017 (the seed's)")
+    sgd = parser.add_argument_group("--method sgd (sgd_universal_perturbation)")
+    sgd.add_argument("--epochs", type=int, default=argparse.SUPPRESS, help="passes over the subset (default 10)")
+    sgd.add_argument("--step-size", type=float, default=argparse.SUPPRESS,
+                     help=f"step in 0-255 units, l-inf: per-value sign step, l2: step length along the "
+                          f"normalized gradient (default {SGD_STEP_FRACTION['inf']} x xi for inf: 1.275 at xi = 10; "
+                          f"{SGD_STEP_FRACTION['2']} x xi for 2: 73.7 at xi2 = 294.9)")
+    sgd.add_argument("--beta", type=float, default=argparse.SUPPRESS,
+                     help="clamp of the per-image cross-entropy (default: none)")
+    sgd.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, help="images per step (default 100)")
+    deepfool = parser.add_argument_group("--method deepfool (universal_perturbation)")
+    deepfool.add_argument("--delta", type=float, default=argparse.SUPPRESS,
+                          help="UAP stops at fooling rate 1 - delta (default 0.2)")
+    deepfool.add_argument("--max-iter-uni", type=int, default=argparse.SUPPRESS, help="pass cap (default 3)")
+    deepfool.add_argument("--num-classes", type=int, default=argparse.SUPPRESS,
+                          help="DeepFool top-k candidate classes (default 10)")
+    deepfool.add_argument("--overshoot", type=float, default=argparse.SUPPRESS,
+                          help="DeepFool overshoot (default 0.02)")
+    deepfool.add_argument("--max-iter-df", type=int, default=argparse.SUPPRESS,
+                          help="DeepFool iteration cap (default 10)")
     parser.add_argument("--uap-kwarg", type=_parse_kwarg, action="append", default=[], metavar="NAME=VALUE",
-                        help="extra keyword argument of universal_perturbation (repeatable)")
+                        help="extra keyword argument of the method's function (repeatable; recorded)")
     parser.add_argument("--seed", type=int, default=0, help="base seed (candidate seed = seed + slot)")
     parser.add_argument("--validation-size", type=int, default=splits.VALIDATION_SIZE,
                         help="held-out training images for the fooling rate")
@@ -261,6 +363,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--pools-dir", type=Path, default=POOLS_DIR, help="folder of the pools")
     parser.add_argument("--out", type=Path, default=None, help="pool .npy (default <pools-dir>/<model>/...)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    wrong = [flag for method, flags in _METHOD_FLAGS.items() if method != args.method
+             for flag in flags if hasattr(args, flag)]
+    if wrong:
+        parser.error(f"{', '.join('--' + f.replace('_', '-') for f in wrong)} not used by --method {args.method}")
+    clash = [name for name, _ in args.uap_kwarg if name in _METHOD_FLAGS[args.method]]
+    if clash:
+        parser.error(f"--uap-kwarg {clash[0]}=...: use --{clash[0].replace('_', '-')}")
+    try:
+        method_params(args.method, dict(args.uap_kwarg))  # names only, before any data is loaded
+    except ValueError as exc:
+        parser.error(str(exc))
     command = "python -m harness.prn.make_pool " + " ".join(shlex.quote(a) for a in
                                                           (sys.argv[1:] if argv is None else argv))
     if args.threads:
@@ -290,11 +403,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         xi = args.xi / 255
     else:
         xi = default_xi(args.norm, train_images)
-    uap = {"delta": args.delta, "max_iter_uni": args.max_iter_uni, "num_classes": args.num_classes,
-           "overshoot": args.overshoot, "max_iter_df": args.max_iter_df, **dict(args.uap_kwarg)}
+    uap = method_params(args.method, _method_arguments(args, xi))
     spec = PoolSpec(model=args.model, norm=args.norm, role=args.role, xi=xi, subset_size=args.subset_size,
                     validation_size=args.validation_size, min_fooling_rate=args.min_fooling_rate,
-                    max_abs_cosine=args.max_cosine, seed=args.seed, uap=uap)
+                    max_abs_cosine=args.max_cosine, seed=args.seed, method=args.method, uap=uap)
 
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -320,11 +432,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def _summary(path: Path, manifest: dict[str, Any]) -> None:
     candidates = manifest["candidates"]
     kept = [c for c in candidates if c["kept"]]
-    print(f"{path}: {len(kept)} kept of {len(candidates)} candidates (rule: fooling rate >= "
-          f"{manifest['spec']['min_fooling_rate']}, |cos| <= {manifest['spec']['max_abs_cosine']})")
+    spec = manifest["spec"]
+    print(f"{path}: {len(kept)} kept of {len(candidates)} candidates (method {spec.get('method', 'deepfool')}; rule: "
+          f"fooling rate >= {spec['min_fooling_rate']}, |cos| <= {spec['max_abs_cosine']})")
+    for departure in spec.get("departures_from_seed", []):
+        print(f"  departs from the seed: {departure}")
     for c in candidates:
         print(f"  row {c['row']:2d} slot {c['slot']:3d} seed {c['uap_seed']:4d}: fooling rate "
-              f"{c['fooling_rate_validation']:.4f}, |cos| {c['max_abs_cosine']:.3f}, {c['passes']} passes "
+              f"{c['fooling_rate_validation']:.4f}, |cos| {c['max_abs_cosine']:.3f}, {c['passes']} passes/epochs "
               f"({c['stopped_by']}), {c['seconds']:.0f} s: {c['reason']}")
 
 

@@ -87,7 +87,8 @@ def pool_command(model: str, norm: str, role: str) -> str:
     """The command that makes (or extends) the pool of ``model``, ``norm``, ``role``."""
     count = 8 if role == "train" else 3
     return (f"python -m harness.prn.make_pool --model {model} --norm {norm} --role {role} --count {count} "
-            f"--max-minutes {60 if role == 'train' else 25}")
+            f"--max-candidates {12 if role == 'train' else 6} --subset-size 1000 --uap-minutes 5 "
+            f"--max-minutes {40 if role == 'train' else 20}")
 
 
 def synthetic_command(model: str, norm: str) -> str:

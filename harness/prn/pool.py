@@ -5,14 +5,17 @@ A pool holds the UAPs of one zoo model, one norm (ℓ∞ or ℓ2) and one role (
 
 * ``uap_<norm>_<role>.npy``: float16 (n, 3, H, W), **every** candidate computed, kept or not (6 KB each at
   32×32), so a changed threshold can be re-applied without recomputing (``make_pool --reselect``);
-* ``uap_<norm>_<role>.json``: the manifest. ``spec`` (model, norm, role, ξ, the UAP parameters, subset size,
-  thresholds), ``candidates`` (one record per row: slot, image subset, seed, UAP statistics, fooling rate on the
-  held-out validation images, largest |cosine| with the perturbations kept before it, ``kept`` and the reason)
-  and ``runs`` (command, timing, environment of each invocation).
+* ``uap_<norm>_<role>.json``: the manifest. ``spec`` (model, norm, role, ξ, the UAP method — ``sgd``, Shafahi
+  et al. 2020, or ``deepfool``, Moosavi-Dezfooli et al. 2017 — with the paper and every argument, subset size,
+  thresholds, ``departures_from_seed``), ``candidates`` (one record per row: slot, image subset, seed, method,
+  paper and arguments, UAP statistics, fooling rate on the held-out validation images, largest |cosine| with the
+  perturbations kept before it, ``kept`` and the reason) and ``runs`` (command, timing, environment of each
+  invocation).
 
 Keep rule (seed §5, "Setup"): a candidate is kept when its fooling rate on held-out images is ≥
 ``min_fooling_rate`` (0.8) and its |cosine| with every perturbation of the same model and norm kept before it
-(this pool and its other-role sibling) is ≤ ``max_abs_cosine`` (0.15). Rates are recorded either way.
+(this pool and its other-role sibling) is ≤ ``max_abs_cosine`` (0.15). Rates are recorded either way; other
+thresholds are recorded in the spec and listed in ``departures_from_seed`` (:func:`seed_departures`).
 
 Loaded perturbations are float32, re-projected onto the ℓp ball of radius ξ (float16 rounding can exceed ξ by
 a few 1e-5). Train and test pools must come from disjoint training images: :func:`check_disjoint` raises
@@ -30,6 +33,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from harness.attacks.make_uap import PAPERS
 
 from .paths import check_norm, check_role, pool_command, pool_path
 from .perturb import project
@@ -49,12 +54,15 @@ __all__ = [
     "load_train_test",
     "read_pool_files",
     "reselect",
+    "seed_departures",
     "stored_version",
     "write_pool_files",
 ]
 
 #: Manifest format version.
 FORMAT = 1
+#: The seed's keep rule and UAP algorithm (§5), for :func:`seed_departures`.
+SEED_RULE = {"min_fooling_rate": 0.8, "max_abs_cosine": 0.15, "method": "deepfool"}
 
 
 class PoolError(ValueError):
@@ -151,6 +159,24 @@ def keep_decision(fooling_rate: float, v: torch.Tensor, kept: torch.Tensor, *, m
     if float(v.abs().max()) == 0:
         reasons.append("zero perturbation")
     return (not reasons, largest, "; ".join(reasons) or "kept")
+
+
+def seed_departures(spec: dict[str, Any]) -> list[str]:
+    """How a pool's spec departs from the seed's keep rule and UAP algorithm (§5), one sentence each.
+
+    Stored as ``spec["departures_from_seed"]`` by ``make_pool`` and recomputed by :func:`reselect`, so every
+    relaxed threshold and the choice of the SGD algorithm are part of the pool's record. A spec without
+    ``method`` (pools made before ``--method`` existed) is a DeepFool pool.
+    """
+    out = []
+    if float(spec["min_fooling_rate"]) < SEED_RULE["min_fooling_rate"]:
+        out.append(f"min_fooling_rate {spec['min_fooling_rate']} < the seed's {SEED_RULE['min_fooling_rate']}")
+    if float(spec["max_abs_cosine"]) > SEED_RULE["max_abs_cosine"]:
+        out.append(f"max_abs_cosine {spec['max_abs_cosine']} > the seed's {SEED_RULE['max_abs_cosine']}")
+    method = spec.get("method", SEED_RULE["method"])
+    if method != SEED_RULE["method"]:
+        out.append(f"method {method} ({PAPERS[method]}); the seed's UAPs are {PAPERS[SEED_RULE['method']]}")
+    return out
 
 
 def read_pool_files(path: Path) -> tuple[np.ndarray, dict[str, Any]] | None:
@@ -314,13 +340,15 @@ def reselect(array: np.ndarray, manifest: dict[str, Any], *, min_fooling_rate: f
 
     Returns:
         A new manifest with updated ``kept``, ``reason``, ``max_abs_cosine`` per candidate and the new
-        thresholds in ``spec`` (the old ones are appended to ``spec["reselected_from"]``).
+        thresholds in ``spec`` (the old ones are appended to ``spec["reselected_from"]``;
+        ``spec["departures_from_seed"]`` is recomputed).
     """
     new = json.loads(json.dumps(manifest))
     spec = new["spec"]
     spec.setdefault("reselected_from", []).append({"min_fooling_rate": spec["min_fooling_rate"],
                                                    "max_abs_cosine": spec["max_abs_cosine"]})
     spec["min_fooling_rate"], spec["max_abs_cosine"] = min_fooling_rate, max_abs_cosine
+    spec["departures_from_seed"] = seed_departures(spec)
     kept: list[torch.Tensor] = [] if others is None else list(others)
     for i, record in enumerate(new["candidates"]):
         v = stored_version(torch.from_numpy(array[i]), spec["norm"], float(spec["xi"]))
