@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import shlex
 import sys
 import time
@@ -38,7 +37,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from harness import cifar10, contract, sdk, zoo
+from harness import cifar10, contract, provenance, sdk, zoo
 from harness.attacks import universal
 
 
@@ -184,10 +183,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "l2_255": round(float(v.norm()) * 255, 4),
         "seconds_uap": round(result.seconds, 1),
         "seconds_evaluation": round(time.monotonic() - started, 1),
-        "device": str(device),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
+        **provenance.environment(device),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, v.numpy().astype(np.float32))

@@ -15,7 +15,6 @@ With the defaults (10,000 images, one draw each, as the paper's 10K images) this
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from harness import cifar10, sdk, zoo
+from harness import cifar10, provenance, sdk, zoo
 from harness.defenses import vdef
 
 
@@ -78,10 +77,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "clean_accuracy_subset": round(result.clean_correct / max(1, result.images), 4),
         "outputs": [str(p) for p in args.out],
         "seconds": round(time.monotonic() - started, 1),
-        "device": str(device),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
+        **provenance.environment(device),
     }
     if result.empty:
         print("WARNING: no draw was kept; v_def is the zero vector (adding it changes nothing)", flush=True)

@@ -28,7 +28,6 @@ import copy
 import json
 import math
 import os
-import platform
 import shlex
 import sys
 import time
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness import cifar10
+from harness import cifar10, provenance
 from harness.zoo.data import accuracy, augment, to_input
 from harness.zoo.train import _save_atomically
 
@@ -356,11 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pgd10_accuracy": round(robust, 4),
         "pgd10_images": len(eval_x),
         "pgd10": "untargeted, random start, eps 8/255, step 2/255, true labels",
-        "device": str(device),
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
+        **provenance.environment(device),
     }
     text = json.dumps(record, indent=2) + "\n"
     _save_atomically(lambda tmp: Path(tmp).write_text(text), out.with_suffix(".json"))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from harness import cifar10, zoo
+from harness import cifar10, provenance, zoo
 from harness.hgd.data import SPLIT_NAMES, Recipe, make_split, recipe_key, select_images
 
 
@@ -76,8 +76,7 @@ def make_data(recipe: Recipe, *, data_root: str | None = None, device: str | tor
         "counts": counts,
         "weights": {name: str(zoo.weights_path(name)) for name in recipe.models},
         "minutes": round((time.perf_counter() - started) / 60, 2),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **provenance.environment(device),
     }
     (folder / "recipe.json").write_text(json.dumps(record, indent=2) + "\n")
     _log(f"done in {record['minutes']:.1f} min: " + ", ".join(f"{s} {c['images']}" for s, c in counts.items()))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import shlex
 import sys
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness import zoo
+from harness import provenance, zoo
 from harness.hgd import data, losses
 from harness.hgd.networks import ARCHS, Denoiser, build_denoiser
 from harness.hgd.registry import DEFAULT_WIDTH, DenoiserSpec, save_denoiser, weights_path
@@ -332,10 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "minutes": round(summary["minutes"], 1),
         "train_images_per_s": round(summary["images_per_s"], 1),
         "parameters": parameters,
-        "device": str(device),
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        **provenance.environment(device),
     }
     out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     _log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json')}")

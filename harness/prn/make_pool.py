@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import platform
 import shlex
 import sys
 import time
@@ -48,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness import cifar10, sdk, zoo
+from harness import cifar10, provenance, sdk, zoo
 from harness.attacks.make_uap import PAPERS
 from harness.attacks.universal import sgd_universal_perturbation, universal_perturbation
 
@@ -208,8 +207,7 @@ def grow_pool(model: nn.Module, train_images: np.ndarray, spec: PoolSpec, *, pat
             for i, c in enumerate(manifest["candidates"]) if c["kept"]]
     compare = list(others) if others is not None else []
     run = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "candidates_added": 0,
-           "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "python": platform.python_version(), "stopped_by": ""}
+           **provenance.environment(device), "stopped_by": ""}
     manifest["runs"].append(run)
     while True:
         if len(kept) >= count:

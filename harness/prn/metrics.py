@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import shlex
 import sys
 import time
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness import cifar10, sdk, zoo
+from harness import cifar10, provenance, sdk, zoo
 from harness.analysis.detection_metrics import summarize
 
 from .defense import PRNDefense
@@ -365,8 +364,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "frameworks": {f"{m}/{n}": {"prn": f"{m}/{prn_path(m, n).name}",
                                     "detector": frameworks[(m, n)].defense.detector is not None}
                        for (m, n) in frameworks},
-        "seconds": time.monotonic() - started, "threads": torch.get_num_threads(), "device": str(device),
-        "torch": torch.__version__, "python": platform.python_version(),
+        "seconds": time.monotonic() - started, **provenance.environment(device),
     }
     report = render(result)
     print(report)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import shlex
 import sys
 import time
@@ -35,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import cifar10, sdk, zoo
+from harness import cifar10, provenance, sdk, zoo
 
 from . import splits
 from .network import PRN, save_prn
@@ -309,8 +308,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "minutes": round(result.seconds / 60, 2),
         "images_per_second": round(result.images / max(result.seconds, 1e-9), 1),
         "final": result.history[-1] if result.history else {}, "held_out_validation": held_out,
-        "classifier_unchanged": True, "device": str(device), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "python": platform.python_version(),
+        "classifier_unchanged": True, **provenance.environment(device),
     }
     save_prn(out, result.prn, record)
     out.with_suffix(".log").write_text("\n".join(lines) + "\n")

@@ -13,7 +13,6 @@ JSON record next to it.
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import cifar10, sdk, zoo
+from harness import cifar10, provenance, sdk, zoo
 
 from . import splits
 from .detector import Detector, residual_features
@@ -126,8 +125,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "validation_images": len(validation_index), "validation_perturbed": int(val_perturbed.sum()),
         "validation_accuracy_real_train_perturbations": round(val_accuracy, 4),
         "seconds_features": round(seconds_features, 1), "seconds_fit": round(seconds_fit, 1),
-        "seconds": round(time.monotonic() - started, 1), "device": str(device), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "python": platform.python_version(),
+        "seconds": round(time.monotonic() - started, 1), **provenance.environment(device),
     })
     out = args.out or detector_path(args.model, args.norm, args.weights_dir)
     detector.save(out)

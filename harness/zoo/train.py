@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import cifar10
+from .. import cifar10, provenance
 from .data import accuracy, augment, to_input
 from .registry import build, entry, names, weights_path
 
@@ -213,11 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "last_epoch_train_accuracy": round(summary["train_accuracy"], 4),
         "minutes": round(summary["minutes"], 1),
         "epoch_minutes": round(summary["epoch_minutes"], 2),
-        "device": str(device),
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
+        **provenance.environment(device),
     }
     text = json.dumps(record, indent=2) + "\n"
     _save_atomically(lambda tmp: Path(tmp).write_text(text), out.with_suffix(".json"))
