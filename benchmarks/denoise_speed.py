@@ -9,15 +9,20 @@ The results of every worker count are checked to be identical::
 
     python benchmarks/denoise_speed.py --images 1000 --workers 1 2 --repeats 5
 
-Run it on an otherwise idle machine: the figures are wall-clock throughputs.
+The *ceiling* line measures what the machine itself allows: N independent processes, started together, each
+filtering the whole batch serially (no sharing, no GIL, no dispatch); its throughput over one worker's is the
+best speed-up any parallel implementation could reach here, and the workers' throughput is also given as a fraction
+of the ceiling's. Run it on an otherwise idle machine: the figures are wall-clock throughputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import time
+from multiprocessing.synchronize import Barrier
 
 import numpy as np
 
@@ -45,6 +50,45 @@ def load_images(count: int, *, seed: int) -> tuple[np.ndarray, str]:
     return images, f"{count} synthetic images (seed {seed}; CIFAR-10 not found)"
 
 
+_copy_state: dict = {}
+
+
+def _start_copy(barrier: Barrier, name: str, images: np.ndarray) -> None:
+    _copy_state.update(barrier=barrier, name=name, images=images)
+    function, options = FILTERS[name]
+    filters.map_images(function, images[:8], n_jobs=1, **options)  # warm-up: imports, first-call costs
+
+
+def _timed_copy(_: int) -> float:
+    function, options = FILTERS[_copy_state["name"]]
+    _copy_state["barrier"].wait()
+    started = time.perf_counter()
+    filters.map_images(function, _copy_state["images"], n_jobs=1, **options)
+    return time.perf_counter() - started
+
+
+class IndependentCopies:
+    """``processes`` worker processes that each filter the whole batch serially, released together by a barrier.
+
+    Each call of :meth:`run` returns the seconds until the last copy finished, so ``processes × len(images) /
+    run()`` is the machine's aggregate throughput with no sharing between the copies.
+    """
+
+    def __init__(self, processes: int, name: str, images: np.ndarray) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.processes = processes
+        barrier = context.Barrier(processes)
+        self._pool = context.Pool(processes, initializer=_start_copy, initargs=(barrier, name, images))
+
+    def run(self) -> float:
+        # One task per process: a process that took a task waits at the barrier until every process has one.
+        return max(self._pool.map(_timed_copy, range(self.processes), chunksize=1))
+
+    def close(self) -> None:
+        self._pool.close()
+        self._pool.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=1000)
@@ -53,6 +97,7 @@ def main() -> None:
     parser.add_argument("--backend", default=filters.BACKEND, help="joblib backend: loky or threading")
     parser.add_argument("--only", nargs="+", choices=sorted(FILTERS), default=sorted(FILTERS, reverse=True))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the independent-processes ceiling")
     args = parser.parse_args()
 
     images, source = load_images(args.images, seed=args.seed)
@@ -64,19 +109,30 @@ def main() -> None:
         outputs: dict[int, np.ndarray] = {}
         for workers in args.workers:  # warm-up: start the workers, import scikit-image in them
             filters.map_images(function, images[:8 * workers], n_jobs=workers, backend=args.backend, **options)
+        copies = None if args.no_ceiling else IndependentCopies(max(args.workers), name, images)
+        ceiling: list[float] = []
         for _ in range(args.repeats):
             for workers in args.workers:
                 started = time.perf_counter()
                 outputs[workers] = filters.map_images(function, images, n_jobs=workers, backend=args.backend,
                                                       **options)
                 times[workers].append(time.perf_counter() - started)
+            if copies is not None:
+                ceiling.append(copies.run())
+        if copies is not None:
+            copies.close()
         reference = outputs[args.workers[0]]
         identical = all(np.array_equal(reference, out) for out in outputs.values())
         base = len(images) / statistics.median(times[args.workers[0]])
+        best = max(args.workers) * len(images) / statistics.median(ceiling) if ceiling else None
         for workers in args.workers:
             rate = len(images) / statistics.median(times[workers])
-            print(f"{name:10s} workers={workers}: {rate:8.1f} images/s  speed-up {rate / base:4.2f}x "
+            of_ceiling = f" = {rate / best:4.0%} of the ceiling" if best is not None and workers > 1 else ""
+            print(f"{name:10s} workers={workers}: {rate:8.1f} images/s  speed-up {rate / base:4.2f}x{of_ceiling} "
                   f"(runs: {', '.join(f'{t:.2f}' for t in times[workers])} s)")
+        if best is not None:
+            print(f"{name:10s} ceiling: {max(args.workers)} independent serial processes {best:8.1f} images/s  "
+                  f"speed-up {best / base:4.2f}x (runs: {', '.join(f'{t:.2f}' for t in ceiling)} s)")
         print(f"{name:10s} identical results across worker counts: {identical}")
 
 
