@@ -8,6 +8,8 @@ import importlib.util
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from harness import contract, sdk, zoo
 from harness.attacks.universal import apply_universal, sgd_universal_perturbation
 from harness.prn import defense, make_pool, paths, splits
 from harness.prn.detector import EPS, Detector, dct_features, grayscale, residual_features
+from harness.prn.errors import run_command
 from harness.prn.make_pool import SGD_STEP_FRACTION, PoolSpec, grow_pool, method_params
 from harness.prn.network import PRN, load_prn, save_prn
 from harness.prn.perturb import (XI_INF, check_png_like, default_xi, fooling_rates, mean_l2_norm, norm_of, perturb,
@@ -27,7 +30,7 @@ from harness.prn.pool import (PoolError, PoolNotFoundError, PoolOverlapError, ch
                               check_disjoint, keep_decision, load_pool, load_train_test, read_pool_files, reselect,
                               seed_departures, write_pool_files)
 from harness.prn.synthetic import load_synthetic, reconstruct, synthesize, unit_normalize
-from harness.prn.train import TrainConfig, agreement, clean_labels, train_prn
+from harness.prn.train import TrainConfig, agreement, clean_labels, draw_weights, train_prn
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -483,6 +486,55 @@ def test_train_prn_keeps_the_classifier_frozen() -> None:
     assert set(fractions) == {"clean_rectified", "perturbed", "perturbed_rectified"}
     with pytest.raises(ValueError, match="freeze"):
         train_prn(TinyClassifier(), images, labels, _signs(2), config)
+
+
+def test_draw_weights_give_the_real_rows_their_share() -> None:
+    assert draw_weights(5, 5, 0.5) is None and draw_weights(5, 2, None) is None
+    weights = draw_weights(5, 2, 0.5)
+    assert weights is not None and torch.allclose(weights, torch.tensor([0.25, 0.25, 1 / 6, 1 / 6, 1 / 6],
+                                                                         dtype=torch.float64))
+    assert torch.equal(draw_weights(3, 1, 1.0), torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="real_share"):
+        draw_weights(3, 1, 1.5)
+    with pytest.raises(ValueError, match="real_count"):
+        draw_weights(3, 0, 0.5)
+
+
+def test_train_prn_real_share_one_never_draws_a_synthetic_row() -> None:
+    """With real_share = 1 a synthetic row is never drawn: replacing every synthetic row changes nothing."""
+    classifier = TinyClassifier().eval().requires_grad_(False)
+    images = _uint8_images(24)
+    labels = clean_labels(classifier, images, "cpu")
+    config = TrainConfig(width=4, epochs=1.0, batch_size=8, p_perturb=1.0, real_share=1.0)
+    real = _signs(2, seed=14)
+    runs = [train_prn(classifier, images, labels, torch.cat([real, synthetic]), config, real_count=2)
+            for synthetic in (_signs(3, seed=1), -_signs(3, seed=2))]
+    assert all(torch.equal(a, b) for a, b in zip(*(r.prn.state_dict().values() for r in runs)))
+    uniform = train_prn(classifier, images, labels, torch.cat([real, -_signs(3, seed=2)]),
+                        TrainConfig(width=4, epochs=1.0, batch_size=8, p_perturb=1.0), real_count=2)
+    assert not all(torch.equal(a, b) for a, b in zip(runs[0].prn.state_dict().values(),
+                                                     uniform.prn.state_dict().values()))
+
+
+def test_commands_turn_user_errors_into_an_error_message_and_exit_2(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    def missing() -> None:
+        raise PoolNotFoundError("no pool at x: run make_pool first")
+
+    assert run_command(missing) == 2
+    assert capsys.readouterr().err == "error: no pool at x: run make_pool first\n"
+    assert run_command(lambda: None) == 0
+
+    def bug() -> None:
+        raise RuntimeError("a bug, not a user error")
+
+    with pytest.raises(RuntimeError):
+        run_command(bug)
+    done = subprocess.run([sys.executable, "-m", "harness.prn.train", "--norm", "inf", "--pools-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: UAP pool ") and "python -m harness.prn.make_pool" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 # --- detector --------------------------------------------------------------------------------------------------

@@ -78,11 +78,29 @@ transfer attacks for it, as the seed's black-box Table 2 attackers were.
   ```
   {command}
   ```
-
+{trained}
 * Code: `harness/feature_denoising/` (blocks, network, training); results, costs and commands:
   `docs/feature_denoising.md`. This folder was written by
   `python -m harness.feature_denoising.make_defense --variant {variant}{name_arg}`.
 """
+
+
+def _trained_note(variant: str) -> str:
+    """README lines on the committed weights (their command, the exact rerun, accuracies), if they exist."""
+    record_path = variants.weights_path(variant).with_suffix(".json")
+    if not record_path.is_file():
+        return ""
+    record = json.loads(record_path.read_text())
+    lines = [f"  The committed weights were trained with `{record['command']}`"]
+    if "reproduce" in record:
+        lines.append(f"  (the same optimizer steps without the wall-clock budget: `{record['reproduce']}`)")
+    if "test_accuracy" in record and "pgd10_accuracy" in record:
+        lines.append(f"  and measured {100 * record['test_accuracy']:.1f} % clean accuracy on "
+                     f"{record.get('test_images', '?')} CIFAR-10 test images, {100 * record['pgd10_accuracy']:.1f} % "
+                     f"under PGD-10 (ε = 8/255) on {record.get('pgd10_images', '?')}.")
+    else:
+        lines[-1] += "."
+    return "\n" + "\n".join(lines) + "\n"
 
 
 def default_name(variant: str) -> str:
@@ -112,7 +130,8 @@ def write_folder(variant: str, parent: Path, *, name: str | None = None) -> Path
     name_arg = "" if name == default_name(variant) else f" --name {name}"
     (folder / "README.md").write_text(README.format(name=name, title=title, variant=variant,
                                                     description=spec.description, blocks=blocks,
-                                                    command=spec.command, name_arg=name_arg))
+                                                    command=spec.command, name_arg=name_arg,
+                                                    trained=_trained_note(variant)))
     return folder
 
 

@@ -52,6 +52,7 @@ from harness.attacks.make_uap import PAPERS
 from harness.attacks.universal import sgd_universal_perturbation, universal_perturbation
 
 from . import splits
+from .errors import run_command
 from .paths import NORMS, POOLS_DIR, ROLES, pool_path
 from .perturb import default_xi, fooling_rates, mean_l2_norm, norm_of, p_of
 from .pool import (FORMAT, PoolError, PoolOverlapError, keep_decision, read_pool_files, reselect, seed_departures,
@@ -442,4 +443,4 @@ def _summary(path: Path, manifest: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

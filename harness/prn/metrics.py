@@ -46,6 +46,7 @@ from harness.analysis.detection_metrics import summarize
 
 from .defense import PRNDefense
 from .detector import Detector, dct_features
+from .errors import run_command
 from .network import load_prn
 from .paths import (NORMS, POOLS_DIR, WEIGHTS_DIR, detector_command, detector_path, pool_command, prn_path,
                     train_command)
@@ -378,4 +379,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import run_command
 from .paths import NORMS, POOLS_DIR, check_norm, synthetic_command, synthetic_path
 from .perturb import norm_of
 
@@ -288,4 +289,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

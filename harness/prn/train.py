@@ -4,7 +4,8 @@
 
 Each batch of training images (all training images except the held-out validation images of
 :mod:`harness.prn.splits`) is perturbed image by image with probability 1/2 by a perturbation drawn uniformly
-from the train set 𝒫* = 𝒫 ∪ 𝒫_s (real train pool + synthetic), clipped to [0, 1] and rounded to the uint8 grid
+from the train set 𝒫* = 𝒫 ∪ 𝒫_s (real train pool + synthetic; ``--real-share r`` draws a real one with
+probability r instead), clipped to [0, 1] and rounded to the uint8 grid
 (:func:`harness.prn.perturb.perturb_each`; checked every batch). The loss is Eq. 2 of the seed: the
 cross-entropy of 𝒞(ℛ(x)) against ℓ = argmax 𝒞(x_clean), the classifier's label of the *clean* image (no ground
 truth). Only the PRN's parameters are optimized; the classifier is in eval mode with frozen parameters, and its
@@ -37,11 +38,12 @@ from torch.nn import functional as F
 from harness import cifar10, provenance, sdk, zoo
 
 from . import splits
+from .errors import run_command
 from .network import PRN, save_prn
 from .paths import NORMS, POOLS_DIR, WEIGHTS_DIR, prn_path
 from .perturb import check_png_like, perturb_each
 
-__all__ = ["TrainConfig", "TrainResult", "agreement", "clean_labels", "main", "train_prn"]
+__all__ = ["TrainConfig", "TrainResult", "agreement", "clean_labels", "draw_weights", "main", "train_prn"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class TrainConfig:
         decay: Multiplicative learning-rate decay ...
         decay_every: ... applied every this many iterations.
         p_perturb: Probability that an image is perturbed (the seed: 0.5).
+        real_share: Probability that a perturbed image gets a real (rather than a synthetic) perturbation; the
+            first ``real_count`` rows of the perturbations passed to :func:`train_prn` are the real ones. ``None``
+            draws uniformly over all of 𝒫* (the seed), i.e. a real share of |𝒫| / |𝒫*|.
         seed: Seed of initialization, data order and perturbation draws.
         max_seconds: Optional wall-clock budget (checked between steps).
         log_every: Iterations between progress lines.
@@ -68,6 +73,7 @@ class TrainConfig:
     decay: float = 0.9
     decay_every: int = 1000
     p_perturb: float = 0.5
+    real_share: float | None = None
     seed: int = 0
     max_seconds: float | None = None
     log_every: int = 50
@@ -103,8 +109,34 @@ def clean_labels(classifier: nn.Module, images: np.ndarray, device: torch.device
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
+def draw_weights(total: int, real_count: int, real_share: float | None) -> torch.Tensor | None:
+    """Sampling weights over the rows of 𝒫* (real rows first) that give real rows the share ``real_share``.
+
+    Args:
+        total: |𝒫*|, the number of perturbations (real + synthetic).
+        real_count: |𝒫|, how many of the first rows are real, 1 ≤ real_count ≤ total.
+        real_share: Probability of drawing a real row, in [0, 1]; ``None`` for uniform over all rows.
+
+    Returns:
+        float64 (total,) summing to 1, or ``None`` when the draw is uniform (no synthetic rows or ``None``).
+
+    Raises:
+        ValueError: ``real_share`` outside [0, 1] or ``real_count`` outside [1, total].
+    """
+    if not 1 <= real_count <= total:
+        raise ValueError(f"real_count must be in [1, {total}], got {real_count}")
+    if real_share is None or real_count == total:
+        return None
+    if not 0.0 <= real_share <= 1.0:
+        raise ValueError(f"real_share must be in [0, 1], got {real_share}")
+    weights = torch.empty(total, dtype=torch.float64)
+    weights[:real_count] = real_share / real_count
+    weights[real_count:] = (1.0 - real_share) / (total - real_count)
+    return weights
+
+
 def train_prn(classifier: nn.Module, images: np.ndarray, labels: torch.Tensor, perturbations: torch.Tensor,
-              config: TrainConfig, *, device: torch.device | str = "cpu",
+              config: TrainConfig, *, real_count: int | None = None, device: torch.device | str = "cpu",
               log: Callable[[str], None] = lambda message: None) -> TrainResult:
     """Train a fresh PRN in front of the frozen ``classifier`` (seed Eq. 2).
 
@@ -114,6 +146,8 @@ def train_prn(classifier: nn.Module, images: np.ndarray, labels: torch.Tensor, p
         labels: ℓ, the classifier's labels of the clean ``images``, int64 (N,).
         perturbations: The train set 𝒫*, float (P, 3, H, W) on the [0, 1] scale, P ≥ 1.
         config: Hyper-parameters.
+        real_count: How many of the first ``perturbations`` are real (default: all); used with
+            ``config.real_share``.
         device: Where to train.
         log: Progress messages.
 
@@ -128,6 +162,8 @@ def train_prn(classifier: nn.Module, images: np.ndarray, labels: torch.Tensor, p
         raise ValueError("freeze the classifier first (classifier.requires_grad_(False))")
     if len(perturbations) == 0 or len(images) != len(labels):
         raise ValueError("need at least one perturbation and one label per image")
+    weights = draw_weights(len(perturbations), len(perturbations) if real_count is None else real_count,
+                           config.real_share)
     classifier.eval()
     before = {k: v.detach().clone() for k, v in classifier.state_dict().items()}
     torch.manual_seed(config.seed)
@@ -151,7 +187,8 @@ def train_prn(classifier: nn.Module, images: np.ndarray, labels: torch.Tensor, p
             order = torch.cat([order, torch.randperm(n, generator=generator)])
         index, order = order[:config.batch_size], order[config.batch_size:]
         b = len(index)
-        pick = torch.randint(len(perturbations), (b,), generator=generator)
+        pick = (torch.randint(len(perturbations), (b,), generator=generator) if weights is None
+                else torch.multinomial(weights, b, replacement=True, generator=generator))
         chosen = torch.where(torch.rand(b, generator=generator) < config.p_perturb, pick, torch.full_like(pick, -1))
         x = perturb_each(sdk.to_tensor(images[index.numpy()], device), perturbations, chosen)
         check_png_like(x, "training batch")
@@ -243,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--decay", type=float, default=defaults.decay, help="lr factor every --decay-every steps")
     parser.add_argument("--decay-every", type=int, default=defaults.decay_every)
     parser.add_argument("--p-perturb", type=float, default=defaults.p_perturb)
+    parser.add_argument("--real-share", type=float, default=None,
+                        help="probability that a perturbed image gets a real (not synthetic) perturbation "
+                             "(default: uniform over real + synthetic, the seed)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--images", type=int, default=None, help="seeded subset of the training images (smoke tests)")
     parser.add_argument("--no-synthetic", action="store_true", help="train on the real pool only")
@@ -286,9 +326,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if len(synthetic) == 0 and not args.no_synthetic:
         log("warning: the synthetic set is empty (Algorithm 1 accepted no walk); training on the real pool only")
     config = TrainConfig(width=args.width, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         decay=args.decay, decay_every=args.decay_every, p_perturb=args.p_perturb, seed=args.seed,
+                         decay=args.decay, decay_every=args.decay_every, p_perturb=args.p_perturb,
+                         real_share=args.real_share, seed=args.seed,
                          max_seconds=None if args.max_minutes is None else args.max_minutes * 60)
-    result = train_prn(classifier, images, labels, perturbations, config, device=device, log=log)
+    if args.real_share is not None and not 0.0 <= args.real_share <= 1.0:
+        parser.error(f"--real-share must be in [0, 1], got {args.real_share}")
+    result = train_prn(classifier, images, labels, perturbations, config, real_count=len(pool), device=device,
+                       log=log)
     validation = sdk.to_tensor(train_images[validation_index], device)
     val_labels = clean_labels(classifier, train_images[validation_index], device)
     held_out = {"real": agreement(classifier, result.prn, validation, val_labels, pool.vectors,
@@ -317,4 +361,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -27,6 +27,7 @@ from harness import cifar10, provenance, sdk, zoo
 
 from . import splits
 from .detector import Detector, residual_features
+from .errors import run_command
 from .network import load_prn
 from .paths import NORMS, POOLS_DIR, WEIGHTS_DIR, detector_path, prn_path, train_command
 from .perturb import perturb_each
@@ -135,4 +136,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -1,0 +1,18 @@
+"""Feature-denoising ResNet-8 (+2 blocks: non-local means, dot product (no embedding)).
+
+Xie, Wu, van der Maaten, Yuille, He, "Feature Denoising for Improving Adversarial Robustness", CVPR 2019, at
+CIFAR-10 scale: the variant named in variant.json (nonlocal_dot), adversarially trained by
+``harness.feature_denoising.train``; no input transformation. See README.md.
+"""
+
+from pathlib import Path
+
+from harness.feature_denoising import defense
+
+
+def main(argv=None):
+    defense.run_folder(Path(__file__).resolve().parent, argv=argv)
+
+
+if __name__ == "__main__":
+    main()
