@@ -281,7 +281,12 @@ def test_train_command_writes_weights_record_and_log(tmp_path: Path) -> None:
 
 
 def test_committed_folders_are_what_make_defense_writes(tmp_path: Path) -> None:
-    for name, variant in FOLDERS.items():
+    committed = sorted(p.name for p in (ROOT / "defenses").glob("*")
+                       if p.name in FOLDERS or p.name.startswith("fd_"))
+    assert set(FOLDERS) <= set(committed)
+    for name in committed:
+        variant = json.loads((ROOT / "defenses" / name / "variant.json").read_text())["variant"]
+        assert make_defense.default_name(variant) == name
         made = make_defense.write_folder(variant, tmp_path)
         assert made.name == name
         for path in made.iterdir():
