@@ -1,4 +1,4 @@
-"""Command line: ``run`` (default), ``validate PATH`` and ``score``. Wiring and messages only."""
+"""Command line: ``run`` (default), ``validate PATH``, ``score`` and ``report``. Wiring and messages only."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from harness import __version__
 from harness.competition import CompetitionConfig, CompetitionError, rescore, run_competition
 from harness.contract import EpsilonError, parse_epsilon
 from harness.dataset import DatasetError
+from harness.html_report.content import ReportError
 from harness.report import leaderboard_tables, matrix_table
 from harness.isolation import SandboxKind
 from harness.runner import LimitPolicy
 from harness.submission import SubmissionError, suggest
 from harness.validate import validate_submission
 
-COMMANDS = ("run", "validate", "score")
+COMMANDS = ("run", "validate", "score", "report")
 
 
 def _epsilon(text: str) -> int:
@@ -54,7 +55,7 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
         description="Run every attack against every defense (NIPS 2017 / CAAD 2018 format) and score them.",
         epilog="With no command, run is assumed; see run --help for its options.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{run,validate,score}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,validate,score,report}")
 
     run = commands.add_parser("run", help="run the competition (the default command)")
     run.add_argument("--input_dir", "--dataset_dir", type=Path, default=root / "sample_data",
@@ -100,7 +101,17 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", help="re-score a results folder without running anything")
     score.add_argument("--output_dir", type=Path, default=root / "results")
+
+    report = commands.add_parser("report", help="rebuild the HTML report of a results folder, running nothing")
+    report.add_argument("--output_dir", type=Path, default=root / "results")
     return parser
+
+
+def _write_report(output_dir: Path) -> str:
+    """Build ``output_dir/report/``; return the line to print. jinja2/matplotlib load only here."""
+    from harness.html_report import build_report
+
+    return f"report: {build_report(output_dir)}"
 
 
 def _progress(enabled: bool) -> Callable[[str, int], Callable[[], None]] | None:
@@ -149,6 +160,9 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             scores = rescore(args.output_dir)
             print(leaderboard_tables(scores))
             return 0
+        if args.command == "report":
+            print(_write_report(args.output_dir))
+            return 0
         config = CompetitionConfig(
             input_dir=args.input_dir,
             attacks_dirs=tuple(args.attacks_dir or [root / "attacks"]) + tuple(args.targeted_attacks_dir),
@@ -169,8 +183,9 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             executed, reused = result.outcome.executed, result.outcome.reused
             print(f"\nran {executed['attack']} attack and {executed['defense']} defense batches "
                   f"(reused {reused['attack']} + {reused['defense']}); results in {args.output_dir}")
+        print(_write_report(args.output_dir), file=sys.stderr)
         return 0
-    except (CompetitionError, DatasetError, SubmissionError, EpsilonError) as exc:
+    except (CompetitionError, DatasetError, SubmissionError, EpsilonError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -300,3 +300,24 @@ def referee(output_path: Path, clean: np.ndarray, epsilon: int) -> RefereeResult
     result = clip_to_ball(adversarial, clean, epsilon)
     return RefereeResult(image=result.image, problem="", clipped_values=result.clipped_values,
                          max_violation=result.max_violation, linf=result.linf)
+
+
+def visible_perturbation(adversarial: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """The perturbation ``adversarial − clean`` stretched to be seen (for reports; never scored).
+
+    Args:
+        adversarial: uint8 array (H, W, 3).
+        clean: uint8 array of the same shape.
+
+    Returns:
+        uint8 array (H, W, 3): ``128 + δ · 127 / max(1, ‖δ‖∞)`` rounded, so zero change is mid-grey and the
+        largest change per image reaches 1 or 255.
+
+    Raises:
+        ValueError: The shapes differ.
+    """
+    if adversarial.shape != clean.shape:
+        raise ValueError(f"perturbation of images of different shapes: {adversarial.shape} vs {clean.shape}")
+    delta = adversarial.astype(np.int16) - clean.astype(np.int16)
+    scale = 127.0 / max(1, int(np.abs(delta).max(initial=0)))
+    return np.clip(np.rint(128.0 + delta * scale), 0, 255).astype(np.uint8)

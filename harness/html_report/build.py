@@ -1,0 +1,190 @@
+"""Build ``<results>/report/``: render the pages, draw the figures, copy the gallery images, swap the folder in.
+
+Layout of the report folder::
+
+    index.html        header, warnings, leaderboards, curves, heatmaps, sanity flags, gallery, failures
+    timings.html      wall time and per-submission seconds (kept apart: they differ between reruns)
+    report.css        the only style sheet (the pages allow no inline style and no script)
+    figures/*.svg     matplotlib figures
+    gallery/*.png     clean image, refereed outputs and their perturbations for a few seeded images
+
+``index.html``, ``report.css``, ``figures/`` and ``gallery/`` are pure functions of the results folder's tables,
+manifest (less its clocks) and store: two runs with the same seed and submissions give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import contract
+from harness.html_report import content, figures, sanity
+from harness.report import LEADERBOARD_COLUMNS, leaderboard_csv
+from harness.scoring import TRACKS
+
+#: The report's folder inside a results folder.
+REPORT_DIR = "report"
+#: No script, no network, no inline style: images and the style sheet from the report's own folder only.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self'; style-src 'self'; base-uri 'none'; "
+                           "form-action 'none'")
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure file and its caption."""
+
+    href: str
+    alt: str
+
+
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True)
+
+
+class _Writer:
+    """Files of the report being built in a temporary folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write(self, relative: str, data: bytes) -> str:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return relative
+
+
+def _gallery_files(writer: _Writer, results: content.Results, entries: list[content.GalleryImage]
+                   ) -> dict[str, str]:
+    """Write gallery PNGs; return version (or version+"-delta") → href. Unreadable store images are left out."""
+    store = results.root / "store" / "images"
+    hrefs: dict[str, str] = {}
+
+    def load(version: str | None) -> Any:
+        if not version:
+            return None
+        try:
+            return contract.read_png(store / version[:2] / f"{version}.png")
+        except contract.ImageError:
+            return None
+
+    for index, entry in enumerate(entries):
+        clean = load(entry.clean_version)
+        if clean is None:
+            continue
+        hrefs[entry.clean_version or ""] = writer.write(f"gallery/i{index}-clean.png", contract.encode_png(clean))
+        for number, attack in enumerate(entry.attacks):
+            version = attack.version or ""
+            if version not in hrefs:
+                adversarial = load(version)
+                if adversarial is None or adversarial.shape != clean.shape:
+                    continue
+                hrefs[version] = writer.write(f"gallery/i{index}-a{number}.png", contract.encode_png(adversarial))
+            else:
+                adversarial = load(version)
+            if f"{version}-delta" not in hrefs and adversarial is not None:
+                hrefs[f"{version}-delta"] = writer.write(
+                    f"gallery/i{index}-a{number}-delta.png",
+                    contract.encode_png(contract.visible_perturbation(adversarial, clean)))
+    return hrefs
+
+
+def _render(results: content.Results, writer: _Writer) -> None:
+    scores = content.leaderboard(results)
+    accuracy = content.accuracy_matrices(results)
+    hits = content.hit_matrices(results)
+    figure_list: list[Figure] = []
+    if scores:
+        figure_list.append(Figure(writer.write("figures/defense_accuracy_vs_epsilon.svg",
+                                               figures.defense_curves(scores)),
+                                  "defense accuracy vs ε"))
+        if any(s.track != "defense" for s in scores):
+            figure_list.append(Figure(writer.write("figures/attack_success_vs_epsilon.svg",
+                                                   figures.attack_curves(scores)),
+                                      "attack success vs ε"))
+    heatmaps: list[Figure] = []
+    for matrix in accuracy:
+        if matrix.rows:
+            heatmaps.append(Figure(writer.write(
+                f"figures/accuracy_eps{matrix.epsilon}.svg",
+                figures.heatmap(matrix, title=f"defense accuracy (%), ε = {matrix.epsilon}", colormap="viridis")),
+                f"defense × attack accuracy heatmap, ε = {matrix.epsilon}"))
+    for matrix in hits:
+        if matrix.rows and matrix.columns:
+            heatmaps.append(Figure(writer.write(
+                f"figures/targeted_hits_eps{matrix.epsilon}.svg",
+                figures.heatmap(matrix, title=f"targeted hit rate (%), ε = {matrix.epsilon}", colormap="magma")),
+                f"defense × targeted attack hit-rate heatmap, ε = {matrix.epsilon}"))
+    entries = content.gallery(results)
+    images = _gallery_files(writer, results, entries)
+
+    boards = []
+    for eps in results.epsilons:
+        for track in TRACKS:
+            rows = [s for s in scores if s.epsilon == eps and s.track == track]
+            if rows:
+                cells = list(csv.reader(io.StringIO(leaderboard_csv(rows))))[1:]  # exactly leaderboard.csv's cells
+                boards.append({"epsilon": eps, "track": track, "title": content.TRACK_TITLES[track], "rows": cells})
+    environment = _environment()
+    common = {"csp": CONTENT_SECURITY_POLICY, "header": content.header(results)}
+    page = environment.get_template("index.html.j2").render(
+        **common, boards=boards, columns=LEADERBOARD_COLUMNS, leaderboard_href=content.leaderboard_csv_href(),
+        curves=figure_list, heatmaps=heatmaps, flags=sanity.flags(scores, accuracy, hits),
+        gallery=entries, images=images, defenses=results.defenses, failed=content.failed_runs(results),
+        referee=content.referee_lines(results), missing=content.missing_answers(results),
+        skipped=results.manifest.get("skipped", []) or [])
+    writer.write("index.html", page.encode("utf-8"))
+    manifest = results.manifest
+    timing_page = environment.get_template("timings.html.j2").render(
+        **common, timings=content.timings(results), started=str(manifest.get("started", "?")),
+        wall_seconds=manifest.get("wall_seconds"), submission_seconds=manifest.get("submission_seconds"),
+        executed=manifest.get("executed_units", {}) or {}, reused=manifest.get("reused_units", {}) or {})
+    writer.write("timings.html", timing_page.encode("utf-8"))
+    writer.write("report.css", (_TEMPLATES / "report.css").read_bytes())
+
+
+def build_report(output_dir: Path) -> Path:
+    """Build (or rebuild) the HTML report of a results folder, running nothing.
+
+    The report is built in a temporary folder next to ``report/`` and swapped in by two renames, so a reader
+    sees the old report or the whole new one; a failed build leaves the old report untouched.
+
+    Args:
+        output_dir: A results folder written by ``run`` (tables, manifest, logs, store).
+
+    Returns:
+        Path of ``report/index.html``.
+
+    Raises:
+        ReportError: The folder lacks the tables or the manifest of a finished run.
+    """
+    results = content.load_results(output_dir)
+    for stale in output_dir.glob(f".{REPORT_DIR}.*"):  # left by a killed build
+        shutil.rmtree(stale, ignore_errors=True)
+    building = Path(tempfile.mkdtemp(dir=output_dir, prefix=f".{REPORT_DIR}.new."))
+    try:
+        _render(results, _Writer(building))
+        os.chmod(building, 0o755)
+        final = output_dir / REPORT_DIR
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(dir=output_dir, prefix=f".{REPORT_DIR}.old."))
+            os.replace(final, old / REPORT_DIR)
+        os.replace(building, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if building.exists():
+            shutil.rmtree(building, ignore_errors=True)
+    return final / "index.html"
