@@ -16,7 +16,7 @@ ODD_NAME = "x.-_y"
 
 HOSTILE_ATTACK = """
 inp, out = Path(sys.argv[1]), Path(sys.argv[2])
-(out / "<script>alert(1)</script>.png").write_bytes(b"not a png")
+(out / "<img src=x onerror=alert(2)>.png").write_bytes(b"not a png")
 print("<script>alert(1)</script>.png", file=sys.stderr)
 print("<img src=x onerror=alert(2)>", file=sys.stderr)
 sys.exit(1)

@@ -82,11 +82,19 @@ def flags(scores: list[ScoreRow], accuracy: list[Matrix], hits: list[Matrix]) ->
         Flags ordered by check, ε and subject.
     """
     found: list[Flag] = []
-    hit_by_eps = {m.epsilon: _cells(m) for m in hits}
+    for matrix in hits:
+        cells = _cells(matrix)
+        for defense, _ in matrix.rows:
+            for single, iterated in SINGLE_STEP.items():
+                for other in iterated:
+                    h_single, h_other = cells.get((defense, single)), cells.get((defense, other))
+                    if h_single is not None and h_other is not None and h_other < h_single:
+                        found.append(Flag("iterative weaker than single-step", matrix.epsilon, defense,
+                                          f"targeted hits {_pct(h_other)} with {other} < {_pct(h_single)} with "
+                                          f"{single}"))
     for matrix in accuracy:
         eps = matrix.epsilon
         cells = _cells(matrix)
-        hit_cells = hit_by_eps.get(eps, {})
         attacks = [c for c in matrix.columns if c != CLEAN]
         for defense, _ in matrix.rows:
             acc = {a: cells[(defense, a)] for a in attacks if (defense, a) in cells}
@@ -96,11 +104,6 @@ def flags(scores: list[ScoreRow], accuracy: list[Matrix], hits: list[Matrix]) ->
                         found.append(Flag("iterative weaker than single-step", eps, defense,
                                           f"accuracy {_pct(acc[other])} under {other} > {_pct(acc[single])} "
                                           f"under {single}"))
-                    h_single, h_other = hit_cells.get((defense, single)), hit_cells.get((defense, other))
-                    if h_single is not None and h_other is not None and h_other < h_single:
-                        found.append(Flag("iterative weaker than single-step", eps, defense,
-                                          f"targeted hits {_pct(h_other)} with {other} < {_pct(h_single)} with "
-                                          f"{single}"))
             white = {a: v for a, v in acc.items() if a in WHITE_BOX}
             for transfer in (a for a in acc if a in TRANSFER):
                 if white and acc[transfer] < min(white.values()):
