@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from report_world import HOSTILE_LABEL, HOSTILE_LOG_LINES, ODD_NAME, build_world
 
 from harness import contract
 from harness.cli import main
 from harness.html_report import CONTENT_SECURITY_POLICY, ReportError, build_report, content, figures, sanity
 from harness.html_report.browser import find_browser, headless_chromium
 from harness.scoring import DEFENSE, Matrix, ScoreRow
-from report_world import HOSTILE_LABEL, HOSTILE_LOG_LINES, ODD_NAME, build_world
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -288,7 +288,7 @@ def test_report_in_headless_chromium(world: Path, tmp_path: Path) -> None:
         assert [src for src, complete, width in images if not complete or width == 0] == []
         assert driver.execute_script("return document.scripts.length;") == 0
         with pytest.raises(NoAlertPresentException):
-            driver.switch_to.alert.text
+            _ = driver.switch_to.alert.text
         rows = [[cell.get_attribute("textContent") for cell in row.find_elements(By.TAG_NAME, "td")]
                 for row in driver.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr")]
         assert rows == _csv_rows(world / "leaderboard.csv")

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 #: Where Debian's packages put the browser and its driver (``PATH`` is searched first).
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -61,12 +62,3 @@ def headless_chromium(*, width: int = 1280, height: int = 1000) -> Iterator[Any]
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
 
-
-def screenshot(page: Path, destination: Path, *, width: int = 1280, height: int = 1000) -> Path:
-    """Open ``page`` (a local HTML file) and save a PNG of the window's view to ``destination``."""
-    with headless_chromium(width=width, height=height) as driver:
-        driver.get(page.resolve().as_uri())
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if not driver.save_screenshot(str(destination)):
-            raise RuntimeError(f"chromium could not write {destination}")
-    return destination

@@ -73,7 +73,7 @@ def load_results(output_dir: Path) -> Results:
     try:
         manifest = json.loads(paths[MANIFEST].read_text(encoding="utf-8"))
         if not isinstance(manifest, dict):
-            raise ValueError("not a JSON object")
+            raise TypeError("manifest.json is not a JSON object")
         submissions = manifest.get("submissions", [])
         defenses = [str(s["name"]) for s in submissions if s["type"] == DEFENSE]
         attacks = [(str(s["name"]), str(s["type"])) for s in submissions if s["type"] != DEFENSE]
@@ -363,13 +363,13 @@ def gallery(results: Results) -> list[GalleryImage]:
                              clean_verdicts=[clean[d] for d in results.defenses if d in clean])
         for eps in results.epsilons:
             for attack, track in results.attacks:
-                row = referee.get((eps, attack, image_id))
-                if row is None:
+                verdict_row = referee.get((eps, attack, image_id))
+                if verdict_row is None:
                     continue
                 answers = by_version.get((eps, attack, image_id), {})
                 entry.attacks.append(GalleryAttack(
                     epsilon=eps, attack=attack, attack_type=track, version=versions.get((eps, attack, image_id)),
-                    linf=row.linf, clipped_values=row.clipped_values, problem=row.problem,
+                    linf=verdict_row.linf, clipped_values=verdict_row.clipped_values, problem=verdict_row.problem,
                     verdicts=[answers[d] for d in results.defenses if d in answers]))
         entries.append(entry)
     return entries

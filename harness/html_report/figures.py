@@ -7,12 +7,14 @@ imported here only, when a report is built.
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from harness.scoring import ATTACK, DEFENSE, TARGETED_ATTACK, Matrix, ScoreRow
 
-_RC = {"svg.hashsalt": "adv-competition-harness-report", "svg.fonttype": "path", "font.size": 9,
-       "axes.titlesize": 10, "figure.dpi": 72}
+#: matplotlib rcParams of every figure (typed Any: matplotlib's stubs list each key as a Literal).
+_RC: Any = {"svg.hashsalt": "adv-competition-harness-report", "svg.fonttype": "path", "font.size": 9,
+            "axes.titlesize": 10, "figure.dpi": 72}
 _METADATA = {"Date": None, "Creator": "adv-competition-harness report"}
 
 

@@ -22,6 +22,7 @@ in the role checks.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from harness.scoring import DEFENSE, Matrix, ScoreRow
@@ -129,7 +130,7 @@ def flags(scores: list[ScoreRow], accuracy: list[Matrix], hits: list[Matrix]) ->
             defense_rows.setdefault(row.name, []).append(row)
     for name, rows in sorted(defense_rows.items()):
         rows = sorted(rows, key=lambda r: r.epsilon)
-        for low, high in zip(rows, rows[1:]):
+        for low, high in itertools.pairwise(rows):
             if low.normalized is not None and high.normalized is not None and high.normalized > low.normalized:
                 found.append(Flag("accuracy rises with ε", high.epsilon, name,
                                   f"normalized accuracy {_pct(high.normalized)} at ε = {high.epsilon} > "
