@@ -183,7 +183,11 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             executed, reused = result.outcome.executed, result.outcome.reused
             print(f"\nran {executed['attack']} attack and {executed['defense']} defense batches "
                   f"(reused {reused['attack']} + {reused['defense']}); results in {args.output_dir}")
-        print(_write_report(args.output_dir), file=sys.stderr)
+        try:
+            print(_write_report(args.output_dir), file=sys.stderr)
+        except (ReportError, OSError, ImportError) as exc:  # the results are written; only their view is missing
+            print(f"warning: report not written ({exc}); rebuild it with: report --output_dir {args.output_dir}",
+                  file=sys.stderr)
         return 0
     except (CompetitionError, DatasetError, SubmissionError, EpsilonError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)

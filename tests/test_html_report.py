@@ -314,3 +314,19 @@ def test_the_content_security_policy_blocks_an_injected_script(world: Path) -> N
             assert any("Content Security Policy" in e["message"] for e in _console_errors(driver))
     finally:
         injected.unlink()
+
+
+def test_a_run_whose_report_fails_still_succeeds_and_says_how_to_rebuild(
+        world: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import harness.cli
+    import harness.html_report
+
+    def no_space(output_dir: Path) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(harness.cli, "run_competition", lambda *args, **kwargs: None)  # the tables exist already
+    monkeypatch.setattr(harness.html_report, "build_report", no_space)
+    assert main(["run", "--output_dir", str(world), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: report not written ([Errno 28] No space left on device); rebuild it with: report --output_dir" \
+        in err
