@@ -330,3 +330,19 @@ def test_a_run_whose_report_fails_still_succeeds_and_says_how_to_rebuild(
     err = capsys.readouterr().err
     assert "warning: report not written ([Errno 28] No space left on device); rebuild it with: report --output_dir" \
         in err
+
+
+def test_a_competition_without_attacks_still_gets_a_report(tmp_path: Path) -> None:
+    from conftest import BUCKET_DEFENSE, write_dataset, write_submission
+
+    data = write_dataset(tmp_path / "data", [10, 60, 110])
+    (tmp_path / "attacks").mkdir()
+    write_submission(tmp_path / "defenses", "bucket", "defense", BUCKET_DEFENSE)
+    assert main(["run", "--input_dir", str(data), "--attacks_dir", str(tmp_path / "attacks"), "--defenses_dir",
+                 str(tmp_path / "defenses"), "--output_dir", str(tmp_path / "results"), "--min_seconds", "20",
+                 "--quiet"]) == 0
+    report = tmp_path / "results" / "report"
+    page = (report / "index.html").read_text(encoding="utf-8")
+    assert "All protections in force" in page or "protection missing" in page
+    assert (report / "figures" / "defense_accuracy_vs_epsilon.svg").is_file()
+    assert not (report / "figures" / "attack_success_vs_epsilon.svg").exists()

@@ -30,8 +30,9 @@ from harness.scoring import TRACKS
 
 #: The report's folder inside a results folder.
 REPORT_DIR = "report"
-#: No script, no network, no inline style: images and the style sheet from the report's own folder only.
-CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self'; style-src 'self'; base-uri 'none'; "
+#: No script, no network, no inline style: images and the style sheet from the report's own folder only
+#: (``file:`` beside ``'self'`` because browsers differ on whether 'self' covers pages opened from disk).
+CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self' file:; style-src 'self' file:; base-uri 'none'; "
                            "form-action 'none'")
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
