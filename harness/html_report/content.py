@@ -122,6 +122,7 @@ class Header:
     harness_version: str
     batch_size: object
     sandbox: str
+    protection_summary: str
     protections: list[tuple[str, str]]
     warnings: list[str]
 
@@ -162,7 +163,8 @@ def header(results: Results) -> Header:
                   label_file=str(dataset.get("label_file", "")), targets_drawn=bool(dataset.get("targets_drawn")),
                   epsilons=results.epsilons, seed=manifest.get("seed"),
                   harness_version=str(manifest.get("harness_version", "?")), batch_size=manifest.get("batch_size"),
-                  sandbox=sandbox, protections=rows, warnings=warnings)
+                  sandbox=sandbox, protection_summary="; ".join(f"{k}: {v}" for k, v in rows[:4]),
+                  protections=rows, warnings=warnings)
 
 
 # -- failures ----------------------------------------------------------------------------------------------------
