@@ -346,3 +346,17 @@ def test_a_competition_without_attacks_still_gets_a_report(tmp_path: Path) -> No
     assert "All protections in force" in page or "protection missing" in page
     assert (report / "figures" / "defense_accuracy_vs_epsilon.svg").is_file()
     assert not (report / "figures" / "attack_success_vs_epsilon.svg").exists()
+
+
+def test_a_results_folder_without_its_store_still_gets_a_report(world: Path, tmp_path: Path) -> None:
+    """Tables, manifest and logs suffice; the gallery says which images the store no longer holds."""
+    import shutil
+
+    copy = tmp_path / "results"
+    shutil.copytree(world, copy, ignore=shutil.ignore_patterns("store", "report"))
+    page = build_report(copy).read_text(encoding="utf-8")
+    assert "not in the store" in page and 'src="gallery/' not in page
+    assert not (copy / "report" / "gallery").exists()
+    parser = _Tables()
+    parser.feed(page)
+    assert parser.rows == _csv_rows(copy / "leaderboard.csv")
