@@ -36,8 +36,9 @@ from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBO
 if TYPE_CHECKING:
     from harness.sandbox import RunRecord
 
-__all__ = ["LABEL", "RUNTIMES", "container_user", "docker_run_command", "engine_notes", "engine_problem", "image_problem",
-           "leftover_containers", "remove_container", "run_in_container"]
+__all__ = ["LABEL", "RUNTIMES", "container_user", "docker_run_command", "engine_notes", "engine_problem",
+           "image_problem",
+           "leftover_containers", "remove_container", "remove_orphans", "run_in_container"]
 
 _HARNESS_DIR = Path(__file__).resolve().parent
 #: Label on every container the harness starts (``docker ps -a --filter label=adv-harness.run``).
@@ -80,11 +81,14 @@ def engine_problem(kind: SandboxKind) -> str:
 
 def engine_notes(kind: SandboxKind) -> tuple[str, ...]:
     """Plain-words remarks for the manifest about what ``kind`` enforces here."""
+    orphans = remove_orphans()
     notes = [(f"each run in its own docker container (runtime {RUNTIMES[kind]}), --network=none, read-only root, "
               f"code and input, user {container_user()}, no capabilities; container removed after the run")]
     if kind is SandboxKind.GVISOR:
         notes.append("gVisor guest kernel per run; processes limited by RLIMIT_NPROC in the guest; RLIMIT_CPU not "
                      "enforced by runsc (the wall-clock limit holds); no GPU: runs use the CPU image 'container'")
+    if orphans:
+        notes.append(f"removed {len(orphans)} container(s) left by a harness process that was killed")
     return tuple(notes)
 
 
@@ -133,7 +137,8 @@ def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: 
     """
     runtime = RUNTIMES[kind]
     tmpfs_size = f",size={limits.memory_mb}m" if limits.memory_mb else ""
-    command = ["docker", "run", "--name", name, "--label", f"{LABEL}={name}", "--runtime", runtime,
+    command = ["docker", "run", "--name", name, "--label", f"{LABEL}={name}",
+               "--label", f"adv-harness.pid={os.getpid()}", "--runtime", runtime,
                "--network=none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                "--user", container_user(), "--hostname", "sandbox", "--stop-timeout", "1",
                "--tmpfs", f"/tmp:rw,nosuid,nodev,mode=1777{tmpfs_size}",
@@ -163,6 +168,37 @@ def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: 
     for key in sorted(container_env):
         command += ["-e", f"{key}={container_env[key]}"]
     return command + [image, *argv]
+
+
+def _make_world_readable(folder: Path) -> None:
+    """Add read (and, for folders and executables, search/execute) permission for everyone below ``folder``: the run's
+    private copies, mounted read-only, must be readable by the container's user whoever owns them."""
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        extra = 0o555 if path.is_dir() or mode & 0o100 else 0o444
+        if mode & extra != extra:
+            path.chmod(mode | extra)
+
+
+def remove_orphans() -> list[str]:
+    """Remove containers left by harness processes that no longer exist (killed before they could clean up).
+
+    Containers of running harness processes (label ``adv-harness.pid``) are left alone. Returns the names removed.
+    """
+    try:
+        listing = _docker("ps", "-a", "--filter", f"label={LABEL}", "--format",
+                          '{{.Names}} {{.Label "adv-harness.pid"}}')
+    except (OSError, subprocess.SubprocessError):
+        return []
+    removed = []
+    for line in listing.stdout.splitlines() if listing.returncode == 0 else []:
+        name, _, pid = line.partition(" ")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            remove_container(name)
+            removed.append(name)
+    return removed
 
 
 def remove_container(name: str) -> None:
@@ -209,6 +245,8 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(f"$ {display}\n[harness] {problem}\n")
         return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
+    for folder in (code, inputs):  # the container's user is not the files' owner when the harness runs as root
+        _make_world_readable(folder)
     if os.getuid() == 0:  # the container's unprivileged user writes the output folder; root reads and removes it
         os.chown(outputs, SANDBOX_UID, SANDBOX_UID)
     name = f"adv-harness-{uuid.uuid4().hex[:16]}"

@@ -2,9 +2,10 @@
 sandbox that closes it.
 
 Every run sees the same read-only files: the harness package is mounted into every run under every sandbox (here
-its largest file, which neither run otherwise reads). Run 1 (the sender) evicts the file's pages with ``posix_fadvise(DONTNEED)`` and reads back the
-pages of its 1 bits; run 2 (the receiver, a later process in a fresh sandbox) probes each page with
-``preadv2(RWF_NOWAIT)``, which fails with EAGAIN instead of reading a page that is not cached. (``mincore`` no longer
+its largest file, which neither run otherwise reads). Run 1 (the sender) evicts the file's pages with
+``posix_fadvise(DONTNEED)`` and reads back the pages of its 1 bits; run 2 (the receiver, a later process in a
+fresh sandbox) probes each page with ``preadv2(RWF_NOWAIT)``, which fails with EAGAIN instead of reading a page that
+is not cached. (``mincore`` no longer
 reports residency of files the caller may not write, since Linux 5.2; ``RWF_NOWAIT`` still does.) Namespaces share
 the host kernel's page cache, so the message crosses bubblewrap and docker (runc) sandboxes; under gVisor a run
 talks to a guest kernel that neither evicts host pages nor reveals their residency, so it does not.

@@ -283,3 +283,45 @@ def test_gpu_image_and_devices_on_the_command_line(sandbox_kind: SandboxKind, wo
             assert "--gpus" not in argv and "img/cpu:1" in argv and "img/gpu:1" not in argv
     removed = [line for line in calls.read_text().splitlines() if line.startswith("rm -f")]
     assert len(removed) == 2  # every container is removed after its run
+
+
+PRIVATE_FILE_READER = """
+inp, out = Path(sys.argv[1]), Path(sys.argv[2])
+offset = int(Path("weights/offset.txt").read_text())      # a file only its owner may read (mode 600)
+for p in sorted(inp.glob("*.png")):
+    x = np.asarray(Image.open(p)).astype(int)
+    Image.fromarray(np.clip(x + offset, 0, 255).astype(np.uint8)).save(out / p.name)
+"""
+
+
+def test_owner_only_files_of_a_submission_are_readable_inside(kind: SandboxKind, world: dict[str, Path]) -> None:
+    """Participants' files keep their modes in the fresh copy; the container's unprivileged user must still read
+    them (and the input), whoever runs the harness."""
+    folder = write_container_submission(world["attacks"], "private", "attack", PRIVATE_FILE_READER)
+    (folder / "weights").mkdir(mode=0o700)
+    (folder / "weights" / "offset.txt").write_text("4")
+    (folder / "weights" / "offset.txt").chmod(0o600)
+    write_container_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    result = run_competition(config_for(world, sandbox=kind), echo=lambda _: None)
+    assert [(r.name, r.problem) for r in result.runs if r.problem] == []
+    verdicts = [r for r in result.attack_images if r.attack == "private"]
+    assert len(verdicts) == 6 and {r.linf for r in verdicts} == {4}
+    _no_leftovers(world["results"])
+
+
+def test_containers_of_a_killed_harness_are_removed(kind: SandboxKind) -> None:
+    """A harness killed mid-run cannot remove its container; the next one to start removes it (and only it)."""
+    dead_pid = 2 ** 22 + 17  # above pid_max's default: no such process
+    assert not Path(f"/proc/{dead_pid}").exists()
+    names = {"orphan": dead_pid, "alive": os.getpid()}
+    for suffix, pid in names.items():
+        created = sandbox_docker._docker("create", "--name", f"adv-harness-test-{suffix}", "--label",
+                                         f"{sandbox_docker.LABEL}=test", "--label", f"adv-harness.pid={pid}", IMAGE)
+        assert created.returncode == 0, created.stderr
+    try:
+        assert sandbox_docker.remove_orphans() == ["adv-harness-test-orphan"]
+        assert sandbox_docker.leftover_containers() == ["adv-harness-test-alive"]
+    finally:
+        for suffix in names:
+            sandbox_docker.remove_container(f"adv-harness-test-{suffix}")
+    assert sandbox_docker.leftover_containers() == []
