@@ -325,3 +325,26 @@ def test_containers_of_a_killed_harness_are_removed(kind: SandboxKind) -> None:
         for suffix in names:
             sandbox_docker.remove_container(f"adv-harness-test-{suffix}")
     assert sandbox_docker.leftover_containers() == []
+
+
+def test_engine_problems_are_one_line_errors_with_the_fix(world: dict[str, Path],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """No docker client, or an engine without the runsc runtime: probe refuses with what to run."""
+    bin_dir = world["root"] / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    probe.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match=r"^--sandbox docker needs the docker client: run "
+                                               r"scripts/build_sandbox_images.sh as root"):
+            probe(SandboxKind.DOCKER)
+        (bin_dir / "docker").write_text(FAKE_DOCKER.replace('"runsc":{{}}', '"other":{{}}').format(
+            log=world["root"] / "calls.txt"))
+        (bin_dir / "docker").chmod(stat.S_IRWXU)
+        probe.cache_clear()
+        assert probe(SandboxKind.DOCKER).kind is SandboxKind.DOCKER
+        with pytest.raises(RuntimeError, match=r"^--sandbox gvisor needs docker's 'runsc' runtime .*"
+                                               r"build_sandbox_images.sh"):
+            probe(SandboxKind.GVISOR)
+    finally:
+        probe.cache_clear()
