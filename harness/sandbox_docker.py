@@ -21,10 +21,12 @@ its run, whatever happened, and a timed-out run's container is killed by that re
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -139,6 +141,7 @@ def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: 
     tmpfs_size = f",size={limits.memory_mb}m" if limits.memory_mb else ""
     command = ["docker", "run", "--name", name, "--label", f"{LABEL}={name}",
                "--label", f"adv-harness.pid={os.getpid()}", "--runtime", runtime,
+               "--init",  # the entry point is not PID 1, which ignores signals it has no handler for (SIGXCPU)
                "--network=none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                "--user", container_user(), "--hostname", "sandbox", "--stop-timeout", "1",
                "--tmpfs", f"/tmp:rw,nosuid,nodev,mode=1777{tmpfs_size}",
@@ -256,16 +259,19 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
     try:
         record = run_process(command, cwd=code, env=dict(os.environ), limits=client_limits, log_path=log_path,
                              log_name=log_name, watch=outputs, display=display)
-        if record.exit_code not in (None, 0) and not record.timed_out and _oom_killed(name) and limits.memory_mb:
-            problem = f"memory limit of {limits.memory_mb} MB exceeded"
+        problem = ""
+        if record.exit_code not in (None, 0) and record.problem == f"exit code {record.exit_code}":
+            # docker run exits with the container's status: 128 + N when a signal N killed its main process.
+            if limits.memory_mb and _oom_killed(name):
+                problem = f"memory limit of {limits.memory_mb} MB exceeded"
+            elif limits.cpu_seconds and record.exit_code == 128 + signal.SIGXCPU:
+                problem = f"CPU time limit of {limits.cpu_seconds:g} s reached"
+            elif record.exit_code == 125:
+                problem = "docker could not start the container (exit code 125; its message is in the log)"
+        if problem:
             with open(log_path, "a") as log:
                 log.write(f"[harness] {problem}\n")
-            record = RunRecord(exit_code=record.exit_code, timed_out=False, seconds=record.seconds, problem=problem,
-                               log=log_name)
-        elif record.exit_code == 125 and not record.problem.startswith("docker"):
-            record = RunRecord(exit_code=125, timed_out=False, seconds=record.seconds,
-                               problem=f"docker could not start the container (exit code 125; see {log_name})",
-                               log=log_name)
+            record = dataclasses.replace(record, problem=problem)
     finally:
         remove_container(name)
     return record

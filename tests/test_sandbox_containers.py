@@ -348,3 +348,28 @@ def test_engine_problems_are_one_line_errors_with_the_fix(world: dict[str, Path]
             probe(SandboxKind.GVISOR)
     finally:
         probe.cache_clear()
+
+
+CPU_BURNER = """
+print("burning", flush=True)
+while True:
+    pass
+"""
+
+
+def test_cpu_time_limit(kind: SandboxKind, world: dict[str, Path]) -> None:
+    """RLIMIT_CPU (``--ulimit cpu``) stops a CPU burner under runc; gVisor's guest does not enforce it, and the
+    wall-clock limit stops it there."""
+    write_container_submission(world["attacks"], "burner", "attack", CPU_BURNER)
+    write_container_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    policy = LimitPolicy(seconds_per_image=1.0, minimum_seconds=30.0, cpu_factor=0.1)  # 3 CPU seconds
+    result = run_competition(config_for(world, policy=policy, sandbox=kind), echo=lambda _: None)
+    (burner,) = [r for r in result.runs if r.name == "burner"]
+    log = (world["results"] / burner.log).read_text()
+    assert "burning" in log
+    if kind is SandboxKind.DOCKER:
+        assert burner.problem == "CPU time limit of 3 s reached" and not burner.timed_out, burner
+        assert burner.seconds < 25, burner
+    else:
+        assert burner.problem == "timed out after 30 s" and burner.timed_out, burner
+    _no_leftovers(world["results"])
