@@ -86,7 +86,7 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
                      help="output folder size per run, 0 = unlimited (default: 1024)")
     run.add_argument("--sandbox", choices=[k.value for k in SandboxKind], default=SandboxKind.AUTO.value,
                      help="isolation of submission processes: auto (bubblewrap when it works here), bwrap, none, "
-                          "docker (default: auto)")
+                          "docker, gvisor (docker with gVisor's runsc; see README) (default: auto)")
     run.add_argument("--num_classes", type=_positive_int, default=None,
                      help="classes to draw missing target classes from (default: largest label + 1)")
     run.add_argument("--only", nargs="+", default=[], metavar="NAME", help="run only these submissions")

@@ -41,6 +41,7 @@ class SandboxKind(str, enum.Enum):
     BWRAP = "bwrap"      # require bubblewrap
     NONE = "none"        # plain processes (fresh copy, scrubbed environment, limits)
     DOCKER = "docker"    # the submission's container/container_gpu image, --network=none (needs a docker engine)
+    GVISOR = "gvisor"    # the same container under gVisor's runsc runtime: a guest kernel per run
 
 
 @dataclass(frozen=True)
@@ -146,16 +147,18 @@ def probe(kind: SandboxKind = SandboxKind.AUTO) -> Protections:
     """Find out which protections work on this machine (cached per process).
 
     Raises:
-        RuntimeError: ``kind`` is BWRAP or DOCKER and that sandbox cannot run here (the message says why).
+        RuntimeError: ``kind`` is BWRAP, DOCKER or GVISOR and that sandbox cannot run here (the message says why).
     """
     notes: list[str] = []
     cgroups, note = _cgroup_roots()
     if note:
         notes.append(note)
-    if kind is SandboxKind.DOCKER:
-        if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode:
-            raise RuntimeError("--sandbox docker needs a running docker engine; none answers here")
-        return Protections(SandboxKind.DOCKER, namespaces=True, network=True, notes=tuple(notes))
+    if kind in (SandboxKind.DOCKER, SandboxKind.GVISOR):
+        from harness.sandbox_docker import engine_notes, engine_problem
+        problem = engine_problem(kind)
+        if problem:
+            raise RuntimeError(problem)
+        return Protections(kind, namespaces=True, network=True, notes=engine_notes(kind))
     if kind in (SandboxKind.AUTO, SandboxKind.BWRAP):
         works, why = _bwrap_works()
         if works:
@@ -218,25 +221,6 @@ def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, g
         for device in sorted(Path("/dev").glob("nvidia*")):
             command += ["--dev-bind", str(device), str(device)]
     return command + ["--", *argv]
-
-
-def docker_command(argv: list[str], *, image: str, code: Path, inputs: Path, outputs: Path, limits: Limits,
-                   gpu: str | None) -> list[str]:
-    """A ``docker run`` command in the NIPS 2017 organisers' style (``--network=none``, read-only input).
-
-    Untested on machines without a docker engine; kept for organisers who have one.
-    """
-    command = ["docker", "run", "--rm", "--network=none", "--read-only", "--tmpfs", "/tmp",
-               "-v", f"{code}:{SANDBOX_CODE}:ro", "-v", f"{inputs}:{SANDBOX_INPUT}:ro",
-               "-v", f"{outputs}:{SANDBOX_OUTPUT}", "-v", f"{_HARNESS_DIR}:/opt/harness/harness:ro",
-               "-e", "PYTHONPATH=/opt/harness", "-w", SANDBOX_CODE]
-    if limits.memory_mb:
-        command += ["--memory", f"{limits.memory_mb}m"]
-    if limits.max_processes:
-        command += ["--pids-limit", str(limits.max_processes)]
-    if gpu:
-        command += ["--gpus", f"device={gpu}"]
-    return command + [image, *argv]
 
 
 class CgroupJail:

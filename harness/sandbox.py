@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, CgroupJail, Limits,
-                               Protections, SandboxKind, apply_rlimits, bwrap_command, docker_command)
+                               Protections, SandboxKind, apply_rlimits, bwrap_command)
 from harness.submission import Submission, iter_files
 
 _HARNESS_PARENT = Path(__file__).resolve().parent.parent
@@ -271,16 +271,19 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
     code = fresh_copy(submission, workdir / "submission")
     entry = f"./{submission.entry_point}"
     display = None
-    if protections.kind in (SandboxKind.BWRAP, SandboxKind.DOCKER):
+    if protections.kind in (SandboxKind.BWRAP, SandboxKind.DOCKER, SandboxKind.GVISOR):
         sandbox_args = [a.replace("{input}", SANDBOX_INPUT).replace("{output}", SANDBOX_OUTPUT) for a in args]
         display = f"{' '.join([entry, *sandbox_args])}    [{protections.kind.value} sandbox]"
         env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=gpu, threads=threads)
         if protections.kind is SandboxKind.BWRAP:
             argv = bwrap_command([entry, *sandbox_args], code=code, inputs=inputs, outputs=outputs, gpu=gpu)
         else:
-            image = (submission.container_gpu if gpu else submission.container) or submission.container
-            argv = docker_command([entry, *sandbox_args], image=image, code=code, inputs=inputs, outputs=outputs,
-                                  limits=limits, gpu=gpu)
+            from harness.sandbox_docker import run_in_container
+            use_gpu = gpu if protections.kind is SandboxKind.DOCKER else None  # runsc here has no GPU support
+            image = (submission.container_gpu if use_gpu is not None else "") or submission.container
+            return run_in_container(image, [entry, *sandbox_args], kind=protections.kind, code=code, inputs=inputs,
+                                    outputs=outputs, limits=limits, env=env, gpu=use_gpu, log_path=log_path,
+                                    log_name=log_name, display=display)
     else:
         home, tmp = workdir / "home", workdir / "tmp"
         home.mkdir()

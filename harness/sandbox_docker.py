@@ -1,0 +1,277 @@
+"""Container sandboxes: each run in its own docker container, with runc (``--sandbox docker``) or gVisor's runsc
+(``--sandbox gvisor``) as the runtime.
+
+A run gets the image its metadata names (``container``; ``container_gpu`` with ``--gpus`` when the run holds a
+GPU), as the NIPS 2017 organisers ran submissions: ``--network=none``, read-only root filesystem, its fresh code
+copy read-only at ``/code``, its input read-only at ``/input_images``, its output folder the only writable bind
+mount at ``/output``, private tmpfs ``/tmp`` and HOME, no capabilities, no new privileges, an unprivileged user,
+``--memory`` (swap included), a process limit and RLIMIT_CPU/RLIMIT_FSIZE. The harness package is mounted
+read-only at ``/opt/harness/harness`` (on ``PYTHONPATH``) like under bubblewrap.
+
+gVisor (https://gvisor.dev, Debian's ``runsc``) puts a user-space guest kernel between the run and the host
+kernel: host kernel state that namespaces share between runs (page-cache residency of files every run sees,
+for one) is not observable inside. Differences measured with Debian's runsc 20221219: the host-side
+``--pids-limit`` also counts the guest kernel's own threads (a small value stops the sandbox from starting), so
+processes are limited with ``RLIMIT_NPROC`` inside the guest instead (one uid, one guest kernel per run); the
+guest does not enforce ``RLIMIT_CPU`` (the wall-clock limit still holds); no GPU (runs use ``container``).
+
+Every container carries the label :data:`LABEL` and a unique ``--name``; it is removed (``docker rm -f``) after
+its run, whatever happened, and a timed-out run's container is killed by that removal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, Limits,
+                               SandboxKind)
+
+if TYPE_CHECKING:
+    from harness.sandbox import RunRecord
+
+__all__ = ["LABEL", "RUNTIMES", "container_user", "docker_run_command", "engine_notes", "engine_problem",
+           "image_problem",
+           "leftover_containers", "remove_container", "remove_orphans", "run_in_container"]
+
+_HARNESS_DIR = Path(__file__).resolve().parent
+#: Label on every container the harness starts (``docker ps -a --filter label=adv-harness.run``).
+LABEL = "adv-harness.run"
+#: docker ``--runtime`` per sandbox kind.
+RUNTIMES = {SandboxKind.DOCKER: "runc", SandboxKind.GVISOR: "runsc"}
+#: The harness package inside a container (its parent is on PYTHONPATH).
+CONTAINER_HARNESS_PARENT = "/opt/harness"
+#: Seconds a docker CLI call (inspect, rm) may take.
+_CLI_SECONDS = 60
+_CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _docker(*args: str, timeout: float = _CLI_SECONDS) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def engine_problem(kind: SandboxKind) -> str:
+    """Why ``kind`` (DOCKER or GVISOR) cannot run here, in one line with the fix; "" when it can."""
+    fix = "run scripts/build_sandbox_images.sh as root (installs docker.io and runsc, starts dockerd)"
+    if shutil.which("docker") is None:
+        return f"--sandbox {kind.value} needs the docker client: {fix}"
+    try:
+        info = _docker("info", "--format", "{{json .Runtimes}}")
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"--sandbox {kind.value}: docker does not answer ({exc}): {fix}"
+    if info.returncode != 0:
+        detail = (info.stderr.strip().splitlines() or ["no answer"])[-1]
+        return f"--sandbox {kind.value} needs a running docker engine ({detail}): {fix}"
+    runtime = RUNTIMES[kind]
+    try:
+        runtimes = json.loads(info.stdout or "{}") or {}
+    except json.JSONDecodeError:
+        runtimes = {}
+    if runtime not in runtimes:
+        return (f"--sandbox {kind.value} needs docker's '{runtime}' runtime (/etc/docker/daemon.json \"runtimes\"), "
+                f"which this engine lacks: {fix}")
+    return ""
+
+
+def engine_notes(kind: SandboxKind) -> tuple[str, ...]:
+    """Plain-words remarks for the manifest about what ``kind`` enforces here."""
+    orphans = remove_orphans()
+    notes = [(f"each run in its own docker container (runtime {RUNTIMES[kind]}), --network=none, read-only root, "
+              f"code and input, user {container_user()}, no capabilities; container removed after the run")]
+    if kind is SandboxKind.GVISOR:
+        notes.append("gVisor guest kernel per run; processes limited by RLIMIT_NPROC in the guest; RLIMIT_CPU not "
+                     "enforced by runsc (the wall-clock limit holds); no GPU: runs use the CPU image 'container'")
+    if orphans:
+        notes.append(f"removed {len(orphans)} container(s) left by a harness process that was killed")
+    return tuple(notes)
+
+
+@functools.cache
+def _image_present(image: str) -> bool:
+    try:
+        return _docker("image", "inspect", "--format", "{{.Id}}", image).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def image_problem(image: str) -> str:
+    """One-line error when ``image`` is not on this machine (images are never pulled by the harness); "" if it is."""
+    if not image:
+        return ("metadata.json names no \"container\" image: add one (e.g. \"adv-harness/python-numpy-pil:bookworm\", "
+                "made by scripts/build_sandbox_images.sh)")
+    if _image_present(image):
+        return ""
+    return (f"docker image '{image}' is not on this machine: load it (docker load -i IMAGE.tar), build it "
+            f"(docker build -t {image} FOLDER) or docker pull {image} where a registry is reachable")
+
+
+def container_user() -> str:
+    """``uid:gid`` the container runs as: the harness's own user when it is unprivileged (the output files are then
+    its own), else nobody (:data:`harness.isolation.SANDBOX_UID`), whose files root can read and remove."""
+    uid = os.getuid()
+    return f"{SANDBOX_UID}:{SANDBOX_UID}" if uid == 0 else f"{uid}:{os.getgid()}"
+
+
+def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: str, code: Path, inputs: Path,
+                       outputs: Path, limits: Limits, env: dict[str, str], gpu: str | None) -> list[str]:
+    """The ``docker run`` command line of one run.
+
+    Args:
+        argv: Entry point and arguments as the container sees them (``/input_images``, ``/output`` …).
+        kind: DOCKER (runc) or GVISOR (runsc).
+        image: Local image name.
+        name: Unique container name (the harness removes the container by it).
+        code, inputs, outputs: Host folders mounted at ``/code`` (ro), ``/input_images`` (ro), ``/output`` (rw).
+        limits: ``memory_mb`` → ``--memory`` = ``--memory-swap``; ``max_processes`` → ``--pids-limit`` (runc) or
+            RLIMIT_NPROC (gVisor); ``cpu_seconds`` → RLIMIT_CPU; ``output_mb`` → RLIMIT_FSIZE. The wall-clock
+            limit is the caller's (it removes the container).
+        env: Environment of the entry point (PATH and PYTHONPATH are set for the container here; a
+            CUDA_VISIBLE_DEVICES is dropped, ``--gpus`` exposes the device instead).
+        gpu: GPU id for ``--gpus device=ID`` (docker only; gVisor runs on the CPU).
+    """
+    runtime = RUNTIMES[kind]
+    tmpfs_size = f",size={limits.memory_mb}m" if limits.memory_mb else ""
+    command = ["docker", "run", "--name", name, "--label", f"{LABEL}={name}",
+               "--label", f"adv-harness.pid={os.getpid()}", "--runtime", runtime,
+               "--init",  # the entry point is not PID 1, which ignores signals it has no handler for (SIGXCPU)
+               "--network=none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+               "--user", container_user(), "--hostname", "sandbox", "--stop-timeout", "1",
+               "--tmpfs", f"/tmp:rw,nosuid,nodev,mode=1777{tmpfs_size}",
+               "--tmpfs", f"{SANDBOX_HOME}:rw,nosuid,nodev,mode=1777{tmpfs_size}",
+               "-v", f"{code}:{SANDBOX_CODE}:ro", "-v", f"{inputs}:{SANDBOX_INPUT}:ro",
+               "-v", f"{outputs}:{SANDBOX_OUTPUT}:rw",
+               "-v", f"{_HARNESS_DIR}:{CONTAINER_HARNESS_PARENT}/harness:ro", "-w", SANDBOX_CODE,
+               "--ulimit", "core=0:0"]
+    if limits.memory_mb:
+        command += ["--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m"]
+    if limits.max_processes:
+        if kind is SandboxKind.GVISOR:
+            command += ["--ulimit", f"nproc={limits.max_processes}:{limits.max_processes}"]
+        else:
+            command += ["--pids-limit", str(limits.max_processes)]
+    if limits.cpu_seconds:
+        soft = max(1, int(limits.cpu_seconds))
+        command += ["--ulimit", f"cpu={soft}:{soft + 5}"]
+    if limits.output_mb:
+        size = limits.output_mb << 20
+        command += ["--ulimit", f"fsize={size}:{size}"]
+    if gpu is not None and kind is SandboxKind.DOCKER:
+        command += ["--gpus", f"device={gpu}"]
+    container_env = {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"}
+    container_env.update(PATH=_CONTAINER_PATH, PYTHONPATH=CONTAINER_HARNESS_PARENT, HOME=SANDBOX_HOME, TMPDIR="/tmp",
+                         TMP="/tmp", TEMP="/tmp")
+    for key in sorted(container_env):
+        command += ["-e", f"{key}={container_env[key]}"]
+    return command + [image, *argv]
+
+
+def _make_world_readable(folder: Path) -> None:
+    """Add read (and, for folders and executables, search/execute) permission for everyone below ``folder``: the run's
+    private copies, mounted read-only, must be readable by the container's user whoever owns them."""
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        extra = 0o555 if path.is_dir() or mode & 0o100 else 0o444
+        if mode & extra != extra:
+            path.chmod(mode | extra)
+
+
+def remove_orphans() -> list[str]:
+    """Remove containers left by harness processes that no longer exist (killed before they could clean up).
+
+    Containers of running harness processes (label ``adv-harness.pid``) are left alone. Returns the names removed.
+    """
+    try:
+        listing = _docker("ps", "-a", "--filter", f"label={LABEL}", "--format",
+                          '{{.Names}} {{.Label "adv-harness.pid"}}')
+    except (OSError, subprocess.SubprocessError):
+        return []
+    removed = []
+    for line in listing.stdout.splitlines() if listing.returncode == 0 else []:
+        name, _, pid = line.partition(" ")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            remove_container(name)
+            removed.append(name)
+    return removed
+
+
+def remove_container(name: str) -> None:
+    """Kill and remove a container (no error when it is already gone)."""
+    try:
+        _docker("rm", "-f", "-v", name)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def leftover_containers() -> list[str]:
+    """Names of containers carrying :data:`LABEL` (running or not); [] when docker does not answer."""
+    try:
+        listing = _docker("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}")
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return listing.stdout.split() if listing.returncode == 0 else []
+
+
+def _oom_killed(name: str) -> bool:
+    try:
+        state = _docker("inspect", "--format", "{{.State.OOMKilled}}", name)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return state.stdout.strip() == "true"
+
+
+def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKind, code: Path, inputs: Path,
+                     outputs: Path, limits: Limits, env: dict[str, str], gpu: str | None, log_path: Path,
+                     log_name: str, display: str) -> RunRecord:
+    """Run ``argv`` in a new container of ``submission_image``; always remove the container afterwards.
+
+    The docker client is the process :func:`harness.sandbox.run_process` watches (wall clock, output size, log);
+    killing it at the limit does not stop the container, removing the container does.
+
+    Returns:
+        A :class:`harness.sandbox.RunRecord`; a missing image or engine is a record with ``exit_code`` None and a
+        one-line problem (also written to the log), never an exception.
+    """
+    from harness.sandbox import RunRecord, run_process  # sandbox imports this module
+
+    problem = image_problem(submission_image)
+    if problem:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(f"$ {display}\n[harness] {problem}\n")
+        return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
+    for folder in (code, inputs):  # the container's user is not the files' owner when the harness runs as root
+        _make_world_readable(folder)
+    if os.getuid() == 0:  # the container's unprivileged user writes the output folder; root reads and removes it
+        os.chown(outputs, SANDBOX_UID, SANDBOX_UID)
+    name = f"adv-harness-{uuid.uuid4().hex[:16]}"
+    command = docker_run_command(argv, kind=kind, image=submission_image, name=name, code=code, inputs=inputs,
+                                 outputs=outputs, limits=limits, env=env, gpu=gpu)
+    client_limits = Limits(wall_seconds=limits.wall_seconds, output_mb=limits.output_mb)  # the rest: in the container
+    try:
+        record = run_process(command, cwd=code, env=dict(os.environ), limits=client_limits, log_path=log_path,
+                             log_name=log_name, watch=outputs, display=display)
+        problem = ""
+        if record.exit_code not in (None, 0) and record.problem == f"exit code {record.exit_code}":
+            # docker run exits with the container's status: 128 + N when a signal N killed its main process.
+            if limits.memory_mb and _oom_killed(name):
+                problem = f"memory limit of {limits.memory_mb} MB exceeded"
+            elif limits.cpu_seconds and record.exit_code == 128 + signal.SIGXCPU:
+                problem = f"CPU time limit of {limits.cpu_seconds:g} s reached"
+            elif record.exit_code == 125:
+                problem = "docker could not start the container (exit code 125; its message is in the log)"
+        if problem:
+            with open(log_path, "a") as log:
+                log.write(f"[harness] {problem}\n")
+            record = dataclasses.replace(record, problem=problem)
+    finally:
+        remove_container(name)
+    return record
