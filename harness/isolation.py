@@ -3,7 +3,8 @@
 Without docker, Linux namespaces isolate a run: bubblewrap (``bwrap``, the sandbox Flatpak uses) gives it a
 private mount namespace in which only the system, the Python installation, the harness package, its own code
 (read-only), its input folder (read-only) and its output folder (writable) exist, plus a private /tmp and HOME;
-no network (``--unshare-net``), its own PID namespace (everything dies with it), no capabilities, uid 65534.
+no network (``--unshare-net``), its own PID namespace (everything dies with it), no capabilities, uid 65534 inside
+and never uid 0 outside (:mod:`harness.privilege`), no nested user namespaces, read-only ``/proc/sys``.
 Resource limits come from ``setrlimit`` (CPU time, memory, file size) and, where the harness may create
 cgroups, from the pids and memory controllers. :func:`probe` finds out what works here, and the run's manifest
 says which protections were in force.
@@ -23,6 +24,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.privilege import run_identity, stage_command
+
 _HARNESS_DIR = Path(__file__).resolve().parent
 
 #: Paths of the run's folders inside a bubblewrap sandbox (the NIPS 2017 containers used similar fixed paths).
@@ -30,6 +33,8 @@ SANDBOX_CODE = "/code"
 SANDBOX_INPUT = "/input_images"
 SANDBOX_OUTPUT = "/output"
 SANDBOX_HOME = "/home/sandbox"
+#: Where HOME really lives: inside the size-limited /tmp (``SANDBOX_HOME`` is a symbolic link to it).
+SANDBOX_TMP_HOME = "/tmp/.home"
 #: Unprivileged user the sandboxed process runs as.
 SANDBOX_UID = 65534
 
@@ -53,6 +58,8 @@ class Limits:
         memory_mb: Memory: the cgroup memory limit where available, else RLIMIT_DATA (heap and anonymous maps).
         max_processes: Processes and threads at once (cgroup pids controller; needs a writable cgroup).
         output_mb: Total size of the output folder; also the largest single file (RLIMIT_FSIZE).
+        output_files: Entries (files, folders, links) in the output folder.
+        log_mb: Size of the log (stdout and stderr); the run is stopped when it is reached.
     """
 
     wall_seconds: float
@@ -60,6 +67,8 @@ class Limits:
     memory_mb: int | None = None
     max_processes: int | None = None
     output_mb: int | None = None
+    output_files: int | None = None
+    log_mb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -91,16 +100,28 @@ class Protections:
 
 
 def _bwrap_works() -> tuple[bool, str]:
+    """Whether bubblewrap runs here the way runs use it: as a non-root uid (see :mod:`harness.privilege`), in its
+    own user namespace, with nested user namespaces refused."""
     binary = shutil.which("bwrap")
     if binary is None:
         return False, "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
+    command = [binary, "--ro-bind", "/", "/", "--unshare-all", "--unshare-user", "--disable-userns", "--uid",
+               str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL", "--die-with-parent", "true"]
+    identity = run_identity()
+    dropper = None
+    if identity is not None:
+        command, dropper = stage_command(command, uid=identity[0], gid=identity[1])
     try:
-        subprocess.run([binary, "--ro-bind", "/", "/", "--unshare-all", "--uid", str(SANDBOX_UID), "--gid",
-                        str(SANDBOX_UID), "--cap-drop", "ALL", "--die-with-parent", "true"],
-                       check=True, capture_output=True, timeout=30)
+        subprocess.run(command, check=True, capture_output=True, timeout=30, preexec_fn=dropper)
     except (OSError, subprocess.SubprocessError) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
-        return False, f"bubblewrap cannot create namespaces here ({detail.decode(errors='replace').strip() or exc})"
+        detail = (getattr(exc, "stderr", b"") or b"").decode(errors="replace").strip() or str(exc)
+        who = f" as the unprivileged uid {identity[0]}" if identity else ""
+        return False, (f"bubblewrap cannot create namespaces{who} here ({detail.splitlines()[0] if detail else exc}); "
+                       "it needs unprivileged user namespaces (sysctl user.max_user_namespaces > 0) and "
+                       "bubblewrap >= 0.8 (--disable-userns)")
+    finally:
+        if dropper is not None:
+            dropper.cleanup()
     return True, ""
 
 
@@ -185,8 +206,13 @@ def _python_roots() -> list[Path]:
     return roots
 
 
-def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, gpu: str | None) -> list[str]:
+def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, gpu: str | None,
+                  limits: Limits | None = None) -> list[str]:
     """The bubblewrap command line that runs ``argv`` (paths already translated to sandbox paths).
+
+    Nested user namespaces are refused (``--disable-userns``), ``/proc/sys`` and ``/dev`` are read-only, and the
+    RAM-backed folders (``/tmp``, which holds HOME, and ``/dev/shm``) together hold at most ``limits.memory_mb``
+    (3/4 for ``/tmp``, 1/4 for ``/dev/shm``).
 
     Args:
         argv: Entry point and arguments as the sandboxed process sees them.
@@ -194,18 +220,27 @@ def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, g
         inputs: Input folder (read-only at :data:`SANDBOX_INPUT`).
         outputs: Output folder (writable at :data:`SANDBOX_OUTPUT`).
         gpu: CUDA_VISIBLE_DEVICES value; with a GPU, the NVIDIA device files are made visible.
+        limits: The run's limits (sizes of the RAM-backed folders); None leaves them unbounded.
     """
-    command = ["bwrap", "--unshare-all", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-               "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    command = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID),
+               "--gid", str(SANDBOX_UID), "--cap-drop", "ALL", "--die-with-parent", "--new-session",
+               "--hostname", "sandbox"]
     for name in ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "opt"):
         path = Path("/") / name
         if path.is_symlink():
             command += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             command += ["--ro-bind", str(path), str(path)]
+    tmp_size: list[str] = []
+    shm_size: list[str] = []
+    if limits is not None and limits.memory_mb:
+        total = limits.memory_mb << 20
+        tmp_size = ["--size", str(total - total // 4)]
+        shm_size = ["--size", str(total // 4)]
     command += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu",
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home",
-                "--dir", SANDBOX_HOME]
+                "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys",
+                "--dev", "/dev", *shm_size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+                *tmp_size, "--tmpfs", "/tmp", "--dir", SANDBOX_TMP_HOME, "--symlink", SANDBOX_TMP_HOME, SANDBOX_HOME]
     for root in _python_roots():
         if not str(root).startswith(("/usr", "/etc", "/opt")):
             command += ["--ro-bind", str(root), str(root)]
@@ -217,7 +252,7 @@ def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, g
     if gpu:
         for device in sorted(Path("/dev").glob("nvidia*")):
             command += ["--dev-bind", str(device), str(device)]
-    return command + ["--", *argv]
+    return command + ["--remount-ro", "/", "--", *argv]
 
 
 def docker_command(argv: list[str], *, image: str, code: Path, inputs: Path, outputs: Path, limits: Limits,
