@@ -42,7 +42,7 @@ SANDBOX_UID = 65534
 class SandboxKind(str, enum.Enum):
     """How submission processes are isolated (``--sandbox``)."""
 
-    AUTO = "auto"        # bubblewrap when it works here, else plain processes
+    AUTO = "auto"        # bubblewrap when it works here, else refuse to run (say what it would take)
     BWRAP = "bwrap"      # require bubblewrap
     NONE = "none"        # plain processes (fresh copy, scrubbed environment, limits)
     DOCKER = "docker"    # the submission's container/container_gpu image, --network=none (needs a docker engine)
@@ -167,7 +167,8 @@ def probe(kind: SandboxKind = SandboxKind.AUTO) -> Protections:
     """Find out which protections work on this machine (cached per process).
 
     Raises:
-        RuntimeError: ``kind`` is BWRAP or DOCKER and that sandbox cannot run here (the message says why).
+        RuntimeError: ``kind`` is AUTO, BWRAP or DOCKER and no such sandbox can run here (the message says what it
+            would take); only an explicit NONE runs submissions as plain processes.
     """
     notes: list[str] = []
     cgroups, note = _cgroup_roots()
@@ -183,8 +184,8 @@ def probe(kind: SandboxKind = SandboxKind.AUTO) -> Protections:
             return Protections(SandboxKind.BWRAP, namespaces=True, network=True, cgroup=cgroups, notes=tuple(notes))
         if kind is SandboxKind.BWRAP:
             raise RuntimeError(f"--sandbox bwrap: {why}")
-        notes.insert(0, f"{why}; submissions run as plain processes: they can read any file the harness can, "
-                        "use the network, and write outside their output folder")
+        raise RuntimeError(f"no sandbox available, so no submission is run: {why}; or pass --sandbox none to run "
+                           "submissions as plain processes that can read what the harness can and use the network")
     else:
         notes.insert(0, "--sandbox none: submissions run as plain processes without filesystem or network "
                         "isolation")

@@ -1,0 +1,67 @@
+"""The results folder's secret: what submissions must not be able to predict is drawn from it.
+
+Drawn target classes (a targeted attack that could recompute the draw from a public seed would learn every true
+label from ``target_class.csv``) and the opaque file names defenses see both derive from a 32-byte secret,
+generated once per results folder and kept in it (``secret.key``, mode 600). The results folder is never mounted
+into a sandbox, and the secret never reaches a submission's inputs or environment; the manifest records only its
+SHA-256 (:func:`fingerprint`), so a run can be matched to its secret without revealing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+#: File name of the secret inside a results folder.
+SECRET_FILE = "secret.key"
+_BYTES = 32
+
+
+class SecretError(ValueError):
+    """The results folder's secret file is unreadable or malformed; the message says what to do."""
+
+
+def load_or_create(folder: Path) -> bytes:
+    """The secret of a results folder, created (atomically, mode 600) on first use.
+
+    Raises:
+        SecretError: The file exists but does not hold 64 hex digits.
+    """
+    path = folder / SECRET_FILE
+    folder.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        tmp = path.with_name(f".{SECRET_FILE}.tmp{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(os.urandom(_BYTES).hex() + "\n")
+        try:
+            os.link(tmp, path)  # never replaces a secret another harness wrote meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    try:
+        text = path.read_text(encoding="ascii").strip()
+        secret = bytes.fromhex(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SecretError(f"{path}: unreadable secret ({exc}); delete it to start the results folder afresh") from None
+    if len(secret) != _BYTES:
+        raise SecretError(f"{path}: holds {len(secret)} bytes, expected {_BYTES}; delete it to start afresh")
+    return secret
+
+
+def fingerprint(secret: bytes) -> str:
+    """SHA-256 of the secret (hex): what the manifest records."""
+    return hashlib.sha256(secret).hexdigest()
+
+
+def derive(secret: bytes, purpose: str) -> bytes:
+    """A 32-byte key for one purpose (HMAC-SHA256 of ``purpose`` under ``secret``)."""
+    return hmac.new(secret, purpose.encode(), hashlib.sha256).digest()
+
+
+def derive_seed(secret: bytes, purpose: str) -> int:
+    """A 128-bit integer seed for one purpose, e.g. for ``numpy.random.default_rng``."""
+    return int.from_bytes(derive(secret, purpose)[:16], "big")
