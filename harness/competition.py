@@ -18,7 +18,10 @@ from harness.report import (ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUN
 from harness.cleanup import remove_tree
 from harness.isolation import SandboxKind, probe
 from harness.names import one_line
-from harness.secret import SecretError, fingerprint, load_or_create
+from harness.secret import SecretError, fingerprint
+from harness.secret import load as load_secret
+from harness.secret import new as new_secret
+from harness.secret import save as save_secret
 from harness.runner import DevicePool, LimitPolicy, Outcome, Runner, Workspace, build_tables, visible_gpus
 from harness.scoring import Matrix, ScoreRow, accuracy_matrix, hit_matrix, score
 from harness.store import atomic_write_json, atomic_write_text
@@ -129,9 +132,10 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     if config.batch_size < 1 or config.jobs < 1:
         raise CompetitionError("--batch_size and --jobs must be at least 1")
     try:
-        secret = load_or_create(config.output_dir)
-    except (SecretError, OSError) as exc:
+        stored_secret = load_secret(config.output_dir)
+    except SecretError as exc:
         raise CompetitionError(one_line(str(exc))) from None
+    secret = stored_secret or new_secret()
     dataset = load_dataset(config.input_dir, seed=config.seed, num_classes=config.num_classes, secret=secret)
     expected = {d: {SubmissionType.ATTACK, SubmissionType.TARGETED_ATTACK} for d in config.attacks_dirs}
     for d in config.defenses_dirs:
@@ -154,6 +158,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
             _remove(output_dir / folder, echo)
     _remove(workspace.scratch, echo)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if stored_secret is None:
+        save_secret(output_dir, secret)
     for stale in output_dir.rglob(".*.tmp"):  # half-written files of a harness that was killed
         stale.unlink(missing_ok=True)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.contract import ImageError, decode_png, sha256_bytes
-from harness.names import parse_label, shown
+from harness.names import LABEL_PATTERN, shown
 from harness.secret import derive_seed
 
 #: Label files recognised in an input folder, in order of preference.
@@ -134,10 +134,14 @@ def _read_label_rows(path: Path) -> list[tuple[int, str, str, str | None]]:
 
 def _parse_label(path: Path, line_no: int, column: str, value: str, num_classes: int | None = None) -> int:
     """A TrueLabel/TargetClass cell: ASCII digits only (see :func:`harness.names.parse_label`), within range."""
-    try:
-        return parse_label(value, num_classes=num_classes)
-    except ValueError as exc:
-        raise DatasetError(f"{path}:{line_no}: {column}: {exc}") from None
+    if not LABEL_PATTERN.fullmatch(value):
+        raise DatasetError(f"{path}:{line_no}: {column} {shown(value)} is not an integer class index "
+                           "(ASCII digits 0-9 only)")
+    label = int(value)
+    if num_classes is not None and label >= num_classes:
+        raise DatasetError(f"{path}:{line_no}: {column} {label} is outside the classes 0..{num_classes - 1}; "
+                           f"pass --num_classes {label + 1} or more")
+    return label
 
 
 def draw_targets(true_labels: list[int], *, num_classes: int, seed: int) -> list[int]:

@@ -54,7 +54,7 @@ def parse_predictions(path: Path, *, expected: set[str], num_classes: int | None
     try:
         info = os.lstat(path)
         reason = ("output file is a symbolic link" if stat.S_ISLNK(info.st_mode)
-                  else "" if stat.S_ISREG(info.st_mode) else "output file is not a regular file")
+                  else "" if stat.S_ISREG(info.st_mode) else "no output file")
     except FileNotFoundError:
         reason = "no output file"
     except OSError as exc:

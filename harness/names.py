@@ -11,7 +11,7 @@ import re
 #: A submission name: ASCII letters, digits, '_', '-', '.'; starts with a letter or digit; at most 64 characters.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 #: What :data:`NAME_PATTERN` allows, in words (said at discovery).
-NAME_RULE = "1-64 ASCII letters, digits, '_', '-', '.', starting with a letter or digit"
+NAME_RULE = "letters, digits, '_', '-', '.' (ASCII, 1-64 characters, starting with a letter or digit)"
 #: Names that mean something else in the results (``clean`` is the column of unattacked images); any case.
 RESERVED_NAMES = frozenset({"clean"})
 #: A class label: ASCII digits only (no sign, '_', spaces, or other scripts' digits), at most 9 of them.
@@ -22,7 +22,7 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e
 def name_problem(name: str) -> str:
     """Why ``name`` cannot name a submission ("" when it can)."""
     if not NAME_PATTERN.fullmatch(name):
-        return f"name {shown(name)} must be {NAME_RULE}"
+        return f"name {shown(name)} must use {NAME_RULE}"
     if name.lower() in RESERVED_NAMES:
         return f"name {shown(name)} is reserved (it names the column of clean images); rename the folder"
     return ""
@@ -32,7 +32,7 @@ def entry_point_problem(entry: str) -> str:
     """Why ``entry`` cannot be an entry point path ("" when it can): each part follows :data:`NAME_RULE`."""
     parts = entry.split("/")
     if not all(NAME_PATTERN.fullmatch(part) for part in parts):
-        return f"entry_point {shown(entry)} must be a relative path whose parts are {NAME_RULE}"
+        return f"entry_point {shown(entry)} must be a relative path whose parts use {NAME_RULE}"
     return ""
 
 
@@ -50,7 +50,7 @@ def parse_label(text: str, *, num_classes: int | None = None) -> int:
         ValueError: ``text`` is not 1-9 ASCII digits, or the label lies outside the class range (one-line message).
     """
     if not LABEL_PATTERN.fullmatch(text):
-        raise ValueError(f"label {shown(text)} is not a class index (ASCII digits 0-9 only)")
+        raise ValueError(f"non-integer label {shown(text, limit=20)}")
     label = int(text)
     if num_classes is not None and label >= num_classes:
         raise ValueError(f"label {label} outside the classes 0..{num_classes - 1}")

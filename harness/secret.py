@@ -23,25 +23,15 @@ class SecretError(ValueError):
     """The results folder's secret file is unreadable or malformed; the message says what to do."""
 
 
-def load_or_create(folder: Path) -> bytes:
-    """The secret of a results folder, created (atomically, mode 600) on first use.
+def load(folder: Path) -> bytes | None:
+    """The secret stored in a results folder, or None when there is none yet.
 
     Raises:
-        SecretError: The file exists but does not hold 64 hex digits.
+        SecretError: The file exists but is unreadable or does not hold 64 hex digits.
     """
     path = folder / SECRET_FILE
-    folder.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        tmp = path.with_name(f".{SECRET_FILE}.tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(os.urandom(_BYTES).hex() + "\n")
-        try:
-            os.link(tmp, path)  # never replaces a secret another harness wrote meanwhile
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
+        return None
     try:
         text = path.read_text(encoding="ascii").strip()
         secret = bytes.fromhex(text)
@@ -50,6 +40,26 @@ def load_or_create(folder: Path) -> bytes:
     if len(secret) != _BYTES:
         raise SecretError(f"{path}: holds {len(secret)} bytes, expected {_BYTES}; delete it to start afresh")
     return secret
+
+
+def new() -> bytes:
+    """A fresh random secret (from the operating system's CSPRNG)."""
+    return os.urandom(_BYTES)
+
+
+def save(folder: Path, secret: bytes) -> None:
+    """Store ``secret`` in an existing results folder (mode 600; an existing secret file is kept)."""
+    path = folder / SECRET_FILE
+    tmp = path.with_name(f".{SECRET_FILE}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret.hex() + "\n")
+    try:
+        os.link(tmp, path)  # never replaces a secret already there
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def fingerprint(secret: bytes) -> str:

@@ -145,7 +145,7 @@ def parse_submission(folder: str | Path) -> Submission:
     if raw_type is None:
         raise SubmissionError(f"{meta_path}: no \"type\"; set it to one of {', '.join(kinds)}")
     if raw_type not in kinds:
-        raise SubmissionError(f"{meta_path}: unknown type {shown(str(raw_type))}; use one of {', '.join(kinds)}"
+        raise SubmissionError(f"{meta_path}: unknown type {one_line(repr(raw_type), limit=60)}; use one of {', '.join(kinds)}"
                               f"{suggest(str(raw_type), kinds)}")
     entry = metadata.get("entry_point")
     if not isinstance(entry, str) or not entry.strip():
@@ -155,7 +155,7 @@ def parse_submission(folder: str | Path) -> Submission:
     entry_rel = Path(entry)
     if entry_rel.is_absolute() or ".." in entry_rel.parts:
         raise SubmissionError(f"{meta_path}: entry_point {shown(entry)} must be a path inside the folder")
-    problem = entry_point_problem(entry)
+    problem = entry_point_problem(entry_rel.as_posix())
     if problem:
         raise SubmissionError(f"{meta_path}: {problem}")
     entry_path = folder / entry_rel
