@@ -16,18 +16,16 @@ from pathlib import Path
 __all__ = ["remove_tree"]
 
 
-def _open_up(path: str) -> None:
-    """Give the owner read/write/search permission on a folder (best effort)."""
-    try:
-        mode = os.lstat(path).st_mode
-        if stat.S_ISDIR(mode) and stat.S_IMODE(mode) & 0o700 != 0o700:
-            os.chmod(path, stat.S_IMODE(mode) | 0o700)
-    except OSError:
-        pass
+def _describe(where: str, exc: OSError) -> str:
+    return f"{where}: {exc.strerror or exc}"
 
 
 def remove_tree(path: Path) -> str:
-    """Delete ``path`` and everything below it, iteratively (no recursion limit), never following symlinks.
+    """Delete ``path`` and everything below it, never following symlinks, whatever its depth.
+
+    Sub-folders are first moved up to ``path`` itself under fresh names, so no path below it ever grows longer than
+    two names (a 3,000-level chain exceeds PATH_MAX) and at most two folders are open at once; folders are given
+    back their owner's permissions before they are listed.
 
     Args:
         path: A folder, file or link; a missing path is not an error.
@@ -41,48 +39,73 @@ def remove_tree(path: Path) -> str:
     except FileNotFoundError:
         return ""
     except OSError as exc:
-        return f"cleanup of {top} failed: {exc.strerror or exc}"
+        return f"cleanup of {top} failed: {_describe(top, exc)}"
     if not stat.S_ISDIR(info.st_mode):
         try:
             os.unlink(top)
             return ""
         except OSError as exc:
-            return f"cleanup of {top} failed: {exc.strerror or exc}"
-    failures = 0
-    first = ""
-    # Depth-first with an explicit stack: (folder, children listed yet?).
-    stack: list[tuple[str, bool]] = [(top, False)]
-    while stack:
-        folder, listed = stack.pop()
-        if listed:
+            return f"cleanup of {top} failed: {_describe(top, exc)}"
+    failures: list[str] = []
+    try:
+        if stat.S_IMODE(info.st_mode) & 0o700 != 0o700:
+            os.chmod(top, stat.S_IMODE(info.st_mode) | 0o700)
+        top_fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        return f"cleanup of {top} failed: {_describe(top, exc)}"
+    try:
+        pending: list[str | None] = [None]  # None: the top folder itself; names: folders moved directly below it
+        counter = 0
+        while pending:
+            name = pending.pop()
+            fd = top_fd
+            if name is not None:
+                try:
+                    os.chmod(name, 0o700, dir_fd=top_fd)
+                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top_fd)
+                except OSError as exc:
+                    failures.append(_describe(os.path.join(top, name), exc))
+                    continue
             try:
-                os.rmdir(folder)
-            except FileNotFoundError:
-                pass
+                with os.scandir(fd) as entries:
+                    children = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+                for child, is_dir in children:
+                    try:
+                        if not is_dir:
+                            os.unlink(child, dir_fd=fd)
+                        elif name is None:
+                            pending.append(child)
+                        else:  # move the sub-folder up next to its parent: depth never grows
+                            counter += 1
+                            flat = f".cleanup-{os.getpid()}-{counter}"
+                            os.rename(child, flat, src_dir_fd=fd, dst_dir_fd=top_fd)
+                            pending.append(flat)
+                    except FileNotFoundError:
+                        pass
+                    except OSError as exc:
+                        failures.append(_describe(os.path.join(top, name or "", child), exc))
             except OSError as exc:
-                failures += 1
-                first = first or f"{folder}: {exc.strerror or exc}"
-            continue
-        _open_up(folder)
-        stack.append((folder, True))
+                failures.append(_describe(os.path.join(top, name or ""), exc))
+            finally:
+                if fd != top_fd:
+                    os.close(fd)
+            if name is not None:
+                try:
+                    os.rmdir(name, dir_fd=top_fd)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    failures.append(_describe(os.path.join(top, name), exc))
+    finally:
+        os.close(top_fd)
+    if not failures:
         try:
-            with os.scandir(folder) as entries:
-                children = [(entry.path, entry.is_dir(follow_symlinks=False)) for entry in entries]
+            os.rmdir(top)
+        except FileNotFoundError:
+            pass
         except OSError as exc:
-            failures += 1
-            first = first or f"{folder}: {exc.strerror or exc}"
-            continue
-        for child, is_dir in children:
-            if is_dir:
-                stack.append((child, False))
-                continue
-            try:
-                os.unlink(child)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                failures += 1
-                first = first or f"{child}: {exc.strerror or exc}"
-    if not failures and not os.path.lexists(top):
+            failures.append(_describe(top, exc))
+    if not failures:
         return ""
-    return f"cleanup of {top} left {max(failures, 1)} entr{'y' if failures <= 1 else 'ies'} ({first or 'still present'})"
+    count = len(failures)
+    return f"cleanup of {top} left {count} entr{'y' if count == 1 else 'ies'} ({failures[0]})"
