@@ -78,6 +78,7 @@ def remove_tree(path: Path) -> str:
                         else:  # move the sub-folder up next to its parent: depth never grows
                             counter += 1
                             flat = f".cleanup-{os.getpid()}-{counter}"
+                            os.chmod(child, 0o700, dir_fd=fd)  # moving a folder needs write permission on it
                             os.rename(child, flat, src_dir_fd=fd, dst_dir_fd=top_fd)
                             pending.append(flat)
                     except FileNotFoundError:

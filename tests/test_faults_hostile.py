@@ -14,10 +14,11 @@ import json
 import os
 import random
 import struct
+import tempfile
 import warnings
 import zlib
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -291,13 +292,29 @@ def test_deep_folder_chain_in_an_output_is_removed_and_later_runs_work(world: di
     assert forced.predictions == first.predictions
 
 
-def test_remove_tree_survives_depth_and_permissions_of_a_non_root_harness(tmp_path: Path) -> None:
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A folder an unprivileged uid can reach (pytest's tmp_path lies below a mode-700 folder when root)."""
+    folder = Path(tempfile.mkdtemp(prefix="hostile-"))
+    folder.chmod(0o755)
+    yield folder
+    remove_tree(folder)
+
+
+def test_remove_tree_survives_depth_and_permissions_of_a_non_root_harness(open_tmp: Path) -> None:
+    tmp_path = open_tmp
     top = tmp_path / "out"
-    folder = top
-    for _ in range(5000):
-        folder = folder / "d"
-    folder.mkdir(parents=True)
-    (folder / "f").write_text("x")
+    top.mkdir()
+    here = os.getcwd()
+    try:
+        os.chdir(top)
+        for _ in range(5000):  # 10,000 characters of path: beyond PATH_MAX
+            os.mkdir("d")
+            os.chdir("d")
+        Path("f").write_text("x")
+        os.chmod(".", 0)
+    finally:
+        os.chdir(here)
     locked = top / "locked"
     locked.mkdir()
     (locked / "result.csv").write_text("a.png,1\n")
@@ -305,12 +322,7 @@ def test_remove_tree_survives_depth_and_permissions_of_a_non_root_harness(tmp_pa
     locked.chmod(0)
     if os.geteuid() == 0:
         os.chmod(tmp_path, 0o755)
-        for dirpath, dirnames, filenames in os.walk(top):
-            for name in [*dirnames, *filenames]:
-                os.lchown(os.path.join(dirpath, name), 65534, 65534)
-        os.lchown(top, 65534, 65534)
-        os.lchown(locked, 65534, 65534)
-        os.lchown(locked / "result.csv", 65534, 65534)
+        os.system(f"chown -R 65534:65534 {top}")  # path too deep for os.walk
         outcome = _as_unprivileged(lambda: remove_tree(top))
     else:
         outcome = "ok:" + remove_tree(top)
@@ -319,8 +331,8 @@ def test_remove_tree_survives_depth_and_permissions_of_a_non_root_harness(tmp_pa
 
 
 @needs_root
-def test_unreadable_outputs_are_failures_not_crashes_for_a_non_root_harness(tmp_path: Path) -> None:
-    os.chmod(tmp_path, 0o755)
+def test_unreadable_outputs_are_failures_not_crashes_for_a_non_root_harness(open_tmp: Path) -> None:
+    tmp_path = open_tmp
     out = tmp_path / "out"
     out.mkdir()
     (out / "result.csv").write_text("a.png,1\n")
@@ -362,10 +374,10 @@ def test_identical_submissions_each_run_and_score_alike(world: dict[str, Path]) 
     result = run_competition(config_for(world, jobs=2), echo=_quiet)
     board = _leaderboard(world["results"])
     assert not any(r.problem for r in result.runs)
-    keep = ("score", "normalized_score", "failed_images", "failures")
+    keep = ("raw", "normalized", "all_or_nothing", "clean_accuracy", "failed_runs", "failed_images", "failures")
     for a, b in (("plus_team_a", "plus_team_b"), ("bucket_team_a", "bucket_team_b")):
         assert {k: v for k, v in board[a].items() if k in keep} == {k: v for k, v in board[b].items() if k in keep}
-    assert float(board["bucket_team_a"]["score"]) > 0
+    assert int(board["bucket_team_a"]["raw"]) > 0 and int(board["plus_team_a"]["raw"]) > 0
 
 
 # -- 6. RAM-backed folders are bounded, / and /dev read-only -------------------------------------------------
@@ -562,7 +574,7 @@ def test_shell_exit_code_of_a_file_size_signal_is_explained(world: dict[str, Pat
     folder = world["attacks"] / "sh_hog"
     folder.mkdir()
     (folder / "metadata.json").write_text('{"type": "attack", "entry_point": "run.sh"}')
-    (folder / "run.sh").write_text("#!/bin/sh\nhead -c 30000000 /dev/zero > \"$2/big.bin\"\nexit $?\n")
+    (folder / "run.sh").write_text("#!/bin/sh\nsh -c 'kill -s XFSZ $$'\nexit $?\n")  # exit code 153
     (folder / "run.sh").chmod(0o755)
     write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
     policy = LimitPolicy(seconds_per_image=1.0, minimum_seconds=60.0, output_mb=10)
