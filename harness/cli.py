@@ -72,7 +72,8 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
                      help="one or more integer ε in 0..255 (default: 16)")
     run.add_argument("--batch_size", type=_positive_int, default=100, help="images per run (default: 100)")
     run.add_argument("--jobs", type=_positive_int, default=1, help="runs in parallel (default: 1)")
-    run.add_argument("--seed", type=int, default=0, help="seed of target draws and batching (default: 0)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the defense batch order (drawn targets and opaque names come from the results "
+                          "folder's secret, not from this seed; default: 0)")
     run.add_argument("--seconds_per_image", type=_positive_float, default=5.0,
                      help="time limit per image of a run (default: 5, as NIPS 2017's 500 s per 100)")
     run.add_argument("--min_seconds", type=_positive_float, default=60.0,

@@ -122,7 +122,7 @@ def decode_png(data: bytes, *, what: str = "image", expected_size: tuple[int, in
     return array
 
 
-def _raw_mode(img: Image.Image) -> str | None:
+def _raw_mode(img: PngImagePlugin.PngImageFile) -> str | None:
     """The pixel layout the PNG decoder will read (e.g. ``RGB``, ``RGB;16B``), from the parsed header."""
     if not img.tile:
         return None

@@ -91,7 +91,9 @@ class Protections:
 
     def describe(self) -> dict[str, object]:
         """JSON-ready summary for the manifest."""
+        identity = run_identity() if self.kind is SandboxKind.BWRAP else None
         return {"sandbox": self.kind.value, "private_filesystem_and_pids": self.namespaces,
+                "run_uid": identity[0] if identity else os.getuid(),
                 "no_network": self.network, "cgroup_controllers": sorted(self.cgroup),
                 "always": ["fresh copy of the submission per run", "scrubbed environment",
                            "private HOME and TMPDIR", "process group killed at the time limit and at exit",
