@@ -13,6 +13,7 @@ import json
 import os
 import random
 import struct
+import sys
 import tempfile
 import warnings
 import zlib
@@ -627,3 +628,48 @@ def test_messages_about_mutated_pngs_are_one_escaped_line() -> None:
         assert message.startswith("x.png: ") and len(message) < 300, message
         assert message.isprintable(), repr(message)
     assert len(seen) >= 3  # the mutations reached several kinds of failure
+
+
+NON_ROOT_PROBE = ROOT_PROBE + """
+(out / "owner_probe").write_text("x")
+try:
+    with open("/tmp/fill", "wb") as handle:
+        for _ in range(200):
+            handle.write(b"x" * (1 << 20))
+            handle.flush()
+    print("TMP UNBOUNDED")
+except OSError as exc:
+    print("tmp bounded", exc.errno)
+"""
+
+
+@needs_bwrap
+@needs_root
+def test_a_non_root_harness_gives_the_same_sandbox(open_tmp: Path) -> None:
+    """Items 1 and 6 with the harness itself unprivileged (uid 65534): the run is that uid, /proc/sys read-only,
+    no nested user namespaces, /tmp bounded. Needs the Python installation reachable by that uid."""
+    from harness.privilege import reachable
+
+    if not all(reachable(Path(p), uid=65534, gid=65534) for p in (sys.prefix, isolation._HARNESS_DIR)):
+        pytest.skip(f"the Python installation ({sys.prefix}) is not reachable by an unprivileged uid here, so a "
+                    "non-root harness cannot start a sandbox with it")
+    os.chown(open_tmp, 65534, 65534)
+    write_submission(open_tmp / "subs", "probe", "attack", NON_ROOT_PROBE)
+    os.system(f"chown -R 65534:65534 {open_tmp}")
+
+    def work() -> str:
+        scratch = open_tmp / "scratch"
+        for name in ("input", "output", "work"):
+            (scratch / name).mkdir(parents=True)
+        record = run_submission(parse_submission(open_tmp / "subs" / "probe"), ["{input}", "{output}", "16"],
+                                inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
+                                limits=Limits(wall_seconds=60, memory_mb=100), log_path=open_tmp / "probe.log",
+                                log_name="probe.log", gpu=None, protections=probe(SandboxKind.BWRAP))
+        owner = (scratch / "output" / "owner_probe").stat().st_uid
+        return f"{record.problem}|{owner}"
+
+    outcome = _as_unprivileged(work)
+    log = (open_tmp / "probe.log").read_text(errors="replace")
+    assert outcome == "ok:|65534", (outcome, log)
+    assert "shadow refused" in log and "SYSCTL WRITTEN" not in log and "USERNS refused" in log
+    assert "tmp bounded" in log and "TMP UNBOUNDED" not in log
