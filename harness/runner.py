@@ -414,7 +414,9 @@ class Runner:
         log_name = f"logs/defenses/{defense.name}/{key[:12]}.log"
         run = self._run(defense, ["{input}", "{output}/" + output_file.name], scratch=scratch,
                         images=len(unit.versions), log_name=log_name)
-        parsed = parse_predictions(output_file, expected=set(names), num_classes=self.dataset.num_classes)
+        # Labels must be ASCII digits; one outside the dataset's classes is a wrong answer, not a missing one (the
+        # dataset's num_classes is only its largest label + 1 by default).
+        parsed = parse_predictions(output_file, expected=set(names))
         predictions = {names[name]: {"label": answer.label, "problem": answer.problem}
                        for name, answer in parsed.answers.items()}
         run = _with_cleanup(run, scratch, self.workspace.root)
