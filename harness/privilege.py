@@ -21,7 +21,6 @@ import stat
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Callable
 
 #: The dedicated unprivileged uid and gid that a root harness runs sandboxes as (no account, owns no file).
 RUN_UID = 65533
@@ -163,12 +162,3 @@ def give_to_run(folder: Path, *, uid: int, gid: int, writable: bool) -> None:
                 extra = 0o555 if stat.S_ISDIR(mode) or mode & 0o100 else 0o444
                 os.chmod(path, stat.S_IMODE(mode) | extra)
 
-
-def preexec_chain(*steps: Callable[[], None] | None) -> Callable[[], None]:
-    """One preexec function calling each non-None step in order."""
-    chosen = [step for step in steps if step is not None]
-
-    def run() -> None:
-        for step in chosen:
-            step()
-    return run
