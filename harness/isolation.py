@@ -101,13 +101,30 @@ class Protections:
                 "notes": list(self.notes)}
 
 
+@functools.lru_cache(maxsize=None)
+def bwrap_disables_userns() -> bool:
+    """True when this bubblewrap can refuse nested user namespaces (``--disable-userns``, bubblewrap >= 0.8)."""
+    binary = shutil.which("bwrap")
+    if binary is None:
+        return False
+    try:
+        listing = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--disable-userns" in listing.stdout + listing.stderr
+
+
+def _userns_options() -> list[str]:
+    return ["--unshare-user", "--disable-userns"] if bwrap_disables_userns() else ["--unshare-user"]
+
+
 def _bwrap_works() -> tuple[bool, str]:
     """Whether bubblewrap runs here the way runs use it: as a non-root uid (see :mod:`harness.privilege`), in its
     own user namespace, with nested user namespaces refused."""
     binary = shutil.which("bwrap")
     if binary is None:
         return False, "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
-    command = [binary, "--ro-bind", "/", "/", "--unshare-all", "--unshare-user", "--disable-userns", "--uid",
+    command = [binary, "--ro-bind", "/", "/", "--unshare-all", *_userns_options(), "--uid",
                str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL", "--die-with-parent", "true"]
     identity = run_identity()
     dropper = None
@@ -119,8 +136,7 @@ def _bwrap_works() -> tuple[bool, str]:
         detail = (getattr(exc, "stderr", b"") or b"").decode(errors="replace").strip() or str(exc)
         who = f" as the unprivileged uid {identity[0]}" if identity else ""
         return False, (f"bubblewrap cannot create namespaces{who} here ({detail.splitlines()[0] if detail else exc}); "
-                       "it needs unprivileged user namespaces (sysctl user.max_user_namespaces > 0) and "
-                       "bubblewrap >= 0.8 (--disable-userns)")
+                       "it needs unprivileged user namespaces (sysctl user.max_user_namespaces > 0)")
     finally:
         if dropper is not None:
             dropper.cleanup()
@@ -183,6 +199,8 @@ def probe(kind: SandboxKind = SandboxKind.AUTO) -> Protections:
     if kind in (SandboxKind.AUTO, SandboxKind.BWRAP):
         works, why = _bwrap_works()
         if works:
+            if not bwrap_disables_userns():
+                notes.append("bubblewrap older than 0.8: nested user namespaces are not refused inside the sandbox")
             return Protections(SandboxKind.BWRAP, namespaces=True, network=True, cgroup=cgroups, notes=tuple(notes))
         if kind is SandboxKind.BWRAP:
             raise RuntimeError(f"--sandbox bwrap: {why}")
@@ -213,7 +231,8 @@ def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, g
                   limits: Limits | None = None) -> list[str]:
     """The bubblewrap command line that runs ``argv`` (paths already translated to sandbox paths).
 
-    Nested user namespaces are refused (``--disable-userns``), ``/proc/sys`` and ``/dev`` are read-only, and the
+    Nested user namespaces are refused (``--disable-userns``, where bubblewrap has it), ``/proc/sys`` and ``/dev``
+    are read-only, and the
     RAM-backed folders (``/tmp``, which holds HOME, and ``/dev/shm``) together hold at most ``limits.memory_mb``
     (3/4 for ``/tmp``, 1/4 for ``/dev/shm``).
 
@@ -225,7 +244,7 @@ def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, g
         gpu: CUDA_VISIBLE_DEVICES value; with a GPU, the NVIDIA device files are made visible.
         limits: The run's limits (sizes of the RAM-backed folders); None leaves them unbounded.
     """
-    command = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID),
+    command = ["bwrap", "--unshare-all", *_userns_options(), "--uid", str(SANDBOX_UID),
                "--gid", str(SANDBOX_UID), "--cap-drop", "ALL", "--die-with-parent", "--new-session",
                "--hostname", "sandbox"]
     for name in ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "opt"):
