@@ -232,9 +232,8 @@ def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, g
     """The bubblewrap command line that runs ``argv`` (paths already translated to sandbox paths).
 
     Nested user namespaces are refused (``--disable-userns``, where bubblewrap has it), ``/proc/sys`` and ``/dev``
-    are read-only, and the
-    RAM-backed folders (``/tmp``, which holds HOME, and ``/dev/shm``) together hold at most ``limits.memory_mb``
-    (3/4 for ``/tmp``, 1/4 for ``/dev/shm``).
+    are read-only, and the RAM-backed folders (``/tmp``, which holds HOME, and ``/dev/shm``) together hold at most
+    ``limits.memory_mb`` (3/4 for ``/tmp``, 1/4 for ``/dev/shm``).
 
     Args:
         argv: Entry point and arguments as the sandboxed process sees them.
