@@ -14,6 +14,7 @@ from harness.dataset import DatasetError
 from harness.html_report.content import ReportError
 from harness.report import leaderboard_tables, matrix_table
 from harness.isolation import SandboxKind
+from harness.names import one_line
 from harness.runner import LimitPolicy
 from harness.submission import SubmissionError, suggest
 from harness.validate import validate_submission
@@ -72,7 +73,8 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
                      help="one or more integer ε in 0..255 (default: 16)")
     run.add_argument("--batch_size", type=_positive_int, default=100, help="images per run (default: 100)")
     run.add_argument("--jobs", type=_positive_int, default=1, help="runs in parallel (default: 1)")
-    run.add_argument("--seed", type=int, default=0, help="seed of target draws and batching (default: 0)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the defense batch order (drawn targets and opaque names come from the results "
+                          "folder's secret, not from this seed; default: 0)")
     run.add_argument("--seconds_per_image", type=_positive_float, default=5.0,
                      help="time limit per image of a run (default: 5, as NIPS 2017's 500 s per 100)")
     run.add_argument("--min_seconds", type=_positive_float, default=60.0,
@@ -84,9 +86,14 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
                      help="processes and threads per run, 0 = unlimited (default: 256; needs a writable cgroup)")
     run.add_argument("--output_mb", type=int, default=1024,
                      help="output folder size per run, 0 = unlimited (default: 1024)")
+    run.add_argument("--output_files", type=int, default=10_000,
+                     help="files in the output folder per run, 0 = unlimited (default: 10000)")
+    run.add_argument("--log_mb", type=int, default=64,
+                     help="log (stdout + stderr) size per run; the run is stopped there, 0 = unlimited (default: 64)")
     run.add_argument("--sandbox", choices=[k.value for k in SandboxKind], default=SandboxKind.AUTO.value,
-                     help="isolation of submission processes: auto (bubblewrap when it works here), bwrap, none, "
-                          "docker, gvisor (docker with gVisor's runsc; see README) (default: auto)")
+                     help="isolation of submission processes: auto (bubblewrap when it works here, else refuse to "
+                          "run), bwrap, none (plain processes, no isolation: only when asked for), docker, gvisor "
+                          "(docker with gVisor's runsc; see README) (default: auto)")
     run.add_argument("--num_classes", type=_positive_int, default=None,
                      help="classes to draw missing target classes from (default: largest label + 1)")
     run.add_argument("--only", nargs="+", default=[], metavar="NAME", help="run only these submissions")
@@ -98,6 +105,8 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
     validate.add_argument("--input_dir", type=Path, default=root / "sample_data")
     validate.add_argument("--images", type=_positive_int, default=4, help="images to run on (default: 4)")
     validate.add_argument("--max_epsilon", type=_epsilon, default=16)
+    validate.add_argument("--sandbox", choices=[k.value for k in SandboxKind], default=SandboxKind.AUTO.value,
+                          help="isolation of the run, as for run (default: auto)")
 
     score = commands.add_parser("score", help="re-score a results folder without running anything")
     score.add_argument("--output_dir", type=Path, default=root / "results")
@@ -149,11 +158,11 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
     try:
         if args.command == "validate":
             report = validate_submission(args.path, input_dir=args.input_dir, images=args.images,
-                                         epsilon=args.max_epsilon)
+                                         epsilon=args.max_epsilon, sandbox=SandboxKind(args.sandbox))
             for line in report.lines:
-                print(line)
+                print(one_line(line))
             for problem in report.problems:
-                print(f"PROBLEM: {problem}")
+                print(one_line(f"PROBLEM: {problem}"))
             print("OK: the submission ran cleanly" if report.ok else f"{len(report.problems)} problem(s) to fix")
             return 0 if report.ok else 1
         if args.command == "score":
@@ -171,10 +180,11 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             jobs=args.jobs, seed=args.seed, force=args.force,
             policy=LimitPolicy(seconds_per_image=args.seconds_per_image, minimum_seconds=args.min_seconds,
                                cpu_factor=args.cpu_factor, memory_mb=args.memory_mb or None,
-                               max_processes=args.max_processes or None, output_mb=args.output_mb or None),
+                               max_processes=args.max_processes or None, output_mb=args.output_mb or None,
+                               output_files=args.output_files or None, log_mb=args.log_mb or None),
             sandbox=SandboxKind(args.sandbox),
             only=tuple(args.only), num_classes=args.num_classes)
-        result = run_competition(config, echo=lambda line: print(line, file=sys.stderr),
+        result = run_competition(config, echo=lambda line: print(one_line(line), file=sys.stderr),
                                  progress=_progress(not args.quiet))
         if not args.quiet:
             print(leaderboard_tables(result.scores))
@@ -186,11 +196,11 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
         try:
             print(_write_report(args.output_dir), file=sys.stderr)
         except (ReportError, OSError, ImportError) as exc:  # the results are written; only their view is missing
-            print(f"warning: report not written ({exc}); rebuild it with: report --output_dir {args.output_dir}",
+            print(one_line(f"warning: report not written ({exc}); rebuild it with: report --output_dir {args.output_dir}"),
                   file=sys.stderr)
         return 0
     except (CompetitionError, DatasetError, SubmissionError, EpsilonError, ReportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(one_line(f"error: {exc}"), file=sys.stderr)
         return 2
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,7 +15,13 @@ from harness.contract import parse_epsilon
 from harness.dataset import Dataset, load_dataset
 from harness.report import (ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS, TIMINGS, leaderboard_csv,
                             timings_csv, write_matrix)
+from harness.cleanup import remove_tree
 from harness.isolation import SandboxKind, probe
+from harness.names import one_line
+from harness.secret import SecretError, fingerprint
+from harness.secret import load as load_secret
+from harness.secret import new as new_secret
+from harness.secret import save as save_secret
 from harness.runner import DevicePool, LimitPolicy, Outcome, Runner, Workspace, build_tables, visible_gpus
 from harness.scoring import Matrix, ScoreRow, accuracy_matrix, hit_matrix, score
 from harness.store import atomic_write_json, atomic_write_text
@@ -126,16 +131,21 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         raise CompetitionError("no epsilon given; pass --max_epsilon with one or more integers in 0..255")
     if config.batch_size < 1 or config.jobs < 1:
         raise CompetitionError("--batch_size and --jobs must be at least 1")
-    dataset = load_dataset(config.input_dir, seed=config.seed, num_classes=config.num_classes)
+    try:
+        stored_secret = load_secret(config.output_dir)
+    except SecretError as exc:
+        raise CompetitionError(one_line(str(exc))) from None
+    secret = stored_secret or new_secret()
+    dataset = load_dataset(config.input_dir, seed=config.seed, num_classes=config.num_classes, secret=secret)
     expected = {d: {SubmissionType.ATTACK, SubmissionType.TARGETED_ATTACK} for d in config.attacks_dirs}
     for d in config.defenses_dirs:
         expected[d] = {SubmissionType.DEFENSE}
     discovery = discover([*config.attacks_dirs, *config.defenses_dirs], expected=expected)
     for problem in discovery.problems:
-        echo(f"skipped {problem.path}: {problem.message}")
+        echo(one_line(f"skipped {problem.path}: {problem.message}"))
     for submission in discovery.submissions:
         for warning in submission.warnings:
-            echo(f"warning: {warning}")
+            echo(one_line(f"warning: {warning}"))
     selected = _select(discovery, config.only)
     attacks = [s for s in selected if s.type.is_attack]
     defenses = [s for s in selected if s.type is SubmissionType.DEFENSE]
@@ -145,9 +155,11 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     workspace = Workspace(output_dir)
     if config.force:
         for folder in ("store", "logs"):
-            shutil.rmtree(output_dir / folder, ignore_errors=True)
-    shutil.rmtree(workspace.scratch, ignore_errors=True)
+            _remove(output_dir / folder, echo)
+    _remove(workspace.scratch, echo)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if stored_secret is None:
+        save_secret(output_dir, secret)
     for stale in output_dir.rglob(".*.tmp"):  # half-written files of a harness that was killed
         stale.unlink(missing_ok=True)
 
@@ -156,11 +168,11 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     except RuntimeError as exc:
         raise CompetitionError(str(exc)) from None
     for note in protections.notes:
-        echo(f"sandbox: {note}")
+        echo(one_line(f"sandbox: {note}"))
     gpus = visible_gpus()
     runner = Runner(dataset, workspace, seed=config.seed, batch_size=config.batch_size, jobs=config.jobs,
                     policy=config.policy, devices=DevicePool(gpus, config.jobs), protections=protections,
-                    progress=progress)
+                    progress=progress, secret=secret)
     outcome = runner.execute(attacks, defenses, epsilons)
     predictions, attack_rows, runs = build_tables(dataset, outcome, defenses)
     scores = score(predictions, attack_rows, runs, epsilons=epsilons, defenses=[d.name for d in defenses],
@@ -169,12 +181,14 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "harness_version": __version__,
         "harness_content_hash": runner.harness_hash,
         "seed": config.seed,
+        "secret_sha256": fingerprint(secret),
         "epsilons": epsilons,
         "batch_size": config.batch_size,
         "limits": asdict(config.policy),
         "protections": protections.describe(),
         "dataset": {"root": str(dataset.root), "content_hash": dataset.content_hash, "images": len(dataset),
                     "label_file": dataset.label_file, "targets_drawn": dataset.targets_drawn,
+                    "targets_from_secret": dataset.targets_secret,
                     "num_classes": dataset.num_classes},
         "submissions": [{"name": s.name, "type": s.type.value, "entry_point": s.entry_point,
                          "content_hash": s.content_hash, "container": s.container,
@@ -192,12 +206,19 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     matrices = write_results(output_dir, scores=scores, predictions=predictions, attack_images=attack_rows,
                              runs=runs, defenses=[d.name for d in defenses], attacks=[a.name for a in attacks],
                              targeted=[a.name for a in attacks if a.type is SubmissionType.TARGETED_ATTACK])
-    shutil.rmtree(workspace.scratch, ignore_errors=True)
+    _remove(workspace.scratch, echo)
     manifest["wall_seconds"] = round(time.time() - started, 3)
     atomic_write_json(output_dir / MANIFEST, manifest)
     return CompetitionResult(scores=scores, predictions=predictions, attack_images=attack_rows, runs=runs,
                              discovery=discovery, outcome=outcome, dataset=dataset, manifest=manifest,
                              matrices=matrices)
+
+
+def _remove(folder: Path, echo: Callable[[str], None]) -> None:
+    """Delete a folder of the results; what cannot be deleted is reported, never raised (runs use fresh names)."""
+    problem = remove_tree(folder)
+    if problem:
+        echo(one_line(f"warning: {problem}"))
 
 
 def _ran_now(run: RunRow, outcome: Outcome) -> bool:

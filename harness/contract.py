@@ -12,16 +12,23 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin
+
+from harness.names import one_line
 
 #: The only pixel format the competition accepts: 8-bit RGB.
 IMAGE_MODE = "RGB"
 #: Largest value an integer ε may take (0–255 units).
 MAX_EPSILON = 255
+#: Largest image (width × height) the contract decodes: 16 Mpixel, far above any competition dataset.
+MAX_PIXELS = 1 << 24
+#: The eight bytes every PNG file starts with.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageError(ValueError):
@@ -61,37 +68,79 @@ def parse_epsilon(value: object) -> int:
     return eps
 
 
-def decode_png(data: bytes, *, what: str = "image") -> np.ndarray:
+def decode_png(data: bytes, *, what: str = "image", expected_size: tuple[int, int] | None = None,
+               max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode PNG bytes into an RGB uint8 array.
+
+    The header is read first (Pillow's PNG parser, without Pillow's decompression-bomb warning): the declared size
+    is checked against ``expected_size`` and ``max_pixels``, and the mode and bit depth the decoder reports are
+    checked, before any pixel is decoded.
 
     Args:
         data: The file's bytes.
         what: How to name the image in error messages.
+        expected_size: (height, width) the image must have; None accepts any size up to ``max_pixels``.
+        max_pixels: Largest width × height decoded.
 
     Returns:
         Array of shape (H, W, 3), dtype uint8, values 0–255.
 
     Raises:
-        ImageError: If the bytes are not a PNG or not 8-bit RGB.
+        ImageError: If the bytes are not a PNG, not 8-bit RGB, of the wrong or too large a size (one-line message).
     """
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 24 and data[24] != 8:
-        raise ImageError(f"{what}: {data[24]}-bit PNG, expected 8-bit RGB")
+    if data[:8] != PNG_SIGNATURE:
+        kind = _identify(data)
+        raise ImageError(f"{what}: not a PNG file (format {kind})" if kind
+                         else f"{what}: unreadable PNG (not an image file)")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format != "PNG":
-                raise ImageError(f"{what}: not a PNG file (format {img.format})")
-            if img.mode != IMAGE_MODE:
-                raise ImageError(f"{what}: mode {img.mode}, expected {IMAGE_MODE} (8-bit, 3 channels)")
+        img = PngImagePlugin.PngImageFile(io.BytesIO(data))
+    except Exception as exc:  # Pillow raises many types for corrupt headers
+        raise ImageError(f"{what}: unreadable PNG ({one_line(f'{type(exc).__name__}: {exc}', limit=200)})") from None
+    with img:
+        width, height = img.size
+        if expected_size is not None and (height, width) != tuple(expected_size):
+            raise ImageError(f"{what}: wrong size {width}x{height}, expected {expected_size[1]}x{expected_size[0]}")
+        if width * height > max_pixels:
+            raise ImageError(f"{what}: declares {width}x{height} pixels, more than the {max_pixels} allowed")
+        rawmode = _raw_mode(img) or ""
+        if "16" in rawmode or img.mode.startswith("I;16"):
+            raise ImageError(f"{what}: 16-bit PNG, expected 8-bit RGB")
+        if img.mode != IMAGE_MODE:
+            raise ImageError(f"{what}: mode {img.mode}, expected {IMAGE_MODE} (8-bit, 3 channels)")
+        if rawmode != IMAGE_MODE:
+            raise ImageError(f"{what}: pixel layout {one_line(rawmode, limit=20)}, expected 8-bit RGB")
+        if getattr(img, "n_frames", 1) != 1:
+            raise ImageError(f"{what}: animated PNG ({img.n_frames} frames), expected one 8-bit RGB image")
+        try:
+            img.load()
             array = np.asarray(img, dtype=np.uint8)
-    except ImageError:
-        raise
-    except UnidentifiedImageError:
-        raise ImageError(f"{what}: unreadable PNG (not an image file)") from None
-    except Exception as exc:  # Pillow raises many types for corrupt files
-        raise ImageError(f"{what}: unreadable PNG ({type(exc).__name__}: {exc})") from None
+        except Exception as exc:  # truncated or corrupt image data
+            raise ImageError(f"{what}: unreadable PNG ({one_line(f'{type(exc).__name__}: {exc}', limit=200)})"
+                             ) from None
     if array.ndim != 3 or array.shape[2] != 3:
         raise ImageError(f"{what}: decoded to shape {array.shape}, expected (H, W, 3)")
     return array
+
+
+def _raw_mode(img: PngImagePlugin.PngImageFile) -> str | None:
+    """The pixel layout the PNG decoder will read (e.g. ``RGB``, ``RGB;16B``), from the parsed header."""
+    if not img.tile:
+        return None
+    args = img.tile[0].args if hasattr(img.tile[0], "args") else img.tile[0][3]
+    return args if isinstance(args, str) else (args[0] if args else None)
+
+
+def _identify(data: bytes) -> str:
+    """The image format Pillow recognises from the first bytes ("" when none); nothing is decoded."""
+    Image.init()
+    for name in Image.ID:
+        accept = Image.OPEN[name][1]
+        try:
+            if accept is not None and accept(data[:16]):
+                return name
+        except Exception:
+            continue
+    return ""
 
 
 def read_png(path: str | os.PathLike[str]) -> np.ndarray:
@@ -267,6 +316,10 @@ class RefereeResult:
     linf: int
 
 
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
 def referee(output_path: Path, clean: np.ndarray, epsilon: int) -> RefereeResult:
     """Turn one attack output file into the image defenses will classify.
 
@@ -284,19 +337,28 @@ def referee(output_path: Path, clean: np.ndarray, epsilon: int) -> RefereeResult
     def substitute(reason: str) -> RefereeResult:
         return RefereeResult(image=clean, problem=reason, clipped_values=0, max_violation=0, linf=0)
 
-    if output_path.is_symlink():
-        return substitute("output is a symbolic link")
-    if not output_path.exists():
-        return substitute("missing output image")
-    if not output_path.is_file():
-        return substitute("output is not a regular file")
     try:
-        adversarial = decode_png(output_path.read_bytes(), what=output_path.name)
+        info = os.lstat(output_path)
+    except FileNotFoundError:
+        return substitute("missing output image")
+    except OSError as exc:
+        return substitute(f"output unreadable ({exc.strerror or exc})")
+    if stat.S_ISLNK(info.st_mode):
+        return substitute("output is a symbolic link")
+    if not stat.S_ISREG(info.st_mode):
+        return substitute("output is not a regular file")
+    height, width = clean.shape[:2]
+    largest = 2 * height * (3 * width + 1) + (64 << 10)  # stored (uncompressed) PNG plus room for chunks
+    if info.st_size > largest:
+        return substitute(f"output file of {info.st_size} bytes, larger than any {width}x{height} PNG needs "
+                          f"({largest} bytes)")
+    try:
+        with open(output_path, "rb", opener=_no_follow) as handle:
+            data = handle.read(largest + 1)
+        adversarial = decode_png(data, what=output_path.name, expected_size=(height, width))
     except (ImageError, OSError) as exc:
-        return substitute(str(exc).replace(f"{output_path.name}: ", "", 1))
-    if adversarial.shape != clean.shape:
-        return substitute(f"wrong size {adversarial.shape[1]}x{adversarial.shape[0]}, expected "
-                          f"{clean.shape[1]}x{clean.shape[0]}")
+        text = str(exc) if isinstance(exc, ImageError) else f"output unreadable ({exc.strerror or exc})"
+        return substitute(text.replace(f"{output_path.name}: ", "", 1))
     result = clip_to_ball(adversarial, clean, epsilon)
     return RefereeResult(image=result.image, problem="", clipped_values=result.clipped_values,
                          max_violation=result.max_violation, linf=result.linf)

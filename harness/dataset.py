@@ -6,8 +6,9 @@ Two label files are understood, looked for in this order inside the input folder
   only ImageId, TrueLabel and TargetClass are read, other columns are ignored);
 * ``labels.csv`` — a minimal ``ImageId,TrueLabel[,TargetClass]`` file.
 
-When TargetClass is absent, targets are drawn with a seeded generator, never equal to TrueLabel, and the
-draw is recorded in the dataset (and so in the run's manifest and per-image table).
+When TargetClass is absent, targets are drawn never equal to TrueLabel, from the results folder's secret in a
+competition (:mod:`harness.secret`: a public seed would let a targeted attack recompute the draw and so the true
+labels), from a seed otherwise; the draw is recorded in the dataset (and so in the per-image table).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.contract import ImageError, decode_png, sha256_bytes
+from harness.names import LABEL_PATTERN, shown
+from harness.secret import derive_seed
 
 #: Label files recognised in an input folder, in order of preference.
 LABEL_FILES = ("dev_dataset.csv", "labels.csv")
@@ -67,7 +70,8 @@ class Dataset:
         label_file: The label file that was read.
         targets_drawn: True when TargetClass was absent and targets were drawn with ``seed``.
         num_classes: Number of classes targets were drawn from (labels lie in 0..num_classes−1).
-        seed: Seed of the target draw.
+        seed: Seed of the target draw (unused when ``targets_secret``).
+        targets_secret: True when drawn targets came from a secret rather than ``seed``.
     """
 
     root: Path
@@ -76,6 +80,7 @@ class Dataset:
     targets_drawn: bool
     num_classes: int
     seed: int
+    targets_secret: bool = False
 
     def __len__(self) -> int:
         return len(self.images)
@@ -127,13 +132,15 @@ def _read_label_rows(path: Path) -> list[tuple[int, str, str, str | None]]:
     return rows
 
 
-def _parse_label(path: Path, line_no: int, column: str, value: str) -> int:
-    try:
-        label = int(value)
-    except ValueError:
-        raise DatasetError(f"{path}:{line_no}: {column} {value!r} is not an integer class index") from None
-    if label < 0:
-        raise DatasetError(f"{path}:{line_no}: {column} {label} is negative")
+def _parse_label(path: Path, line_no: int, column: str, value: str, num_classes: int | None = None) -> int:
+    """A TrueLabel/TargetClass cell: ASCII digits only (see :func:`harness.names.parse_label`), within range."""
+    if not LABEL_PATTERN.fullmatch(value):
+        raise DatasetError(f"{path}:{line_no}: {column} {shown(value)} is not an integer class index "
+                           "(ASCII digits 0-9 only)")
+    label = int(value)
+    if num_classes is not None and label >= num_classes:
+        raise DatasetError(f"{path}:{line_no}: {column} {label} is outside the classes 0..{num_classes - 1}; "
+                           f"pass --num_classes {label + 1} or more")
     return label
 
 
@@ -155,12 +162,14 @@ def draw_targets(true_labels: list[int], *, num_classes: int, seed: int) -> list
     return [int((label + offset) % num_classes) for label, offset in zip(true_labels, offsets)]
 
 
-def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | None = None) -> Dataset:
+def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | None = None,
+                 secret: bytes | None = None) -> Dataset:
     """Read and validate an input folder.
 
     Args:
         input_dir: Folder holding ``<ImageId>.png`` files and a label file (see :data:`LABEL_FILES`).
-        seed: Seed for drawing target classes when the label file has none.
+        seed: Seed for drawing target classes when the label file has none (and no ``secret`` is given).
+        secret: Draw missing target classes from this secret instead of ``seed`` (:mod:`harness.secret`).
         num_classes: Classes to draw targets from; default ``max(TrueLabel) + 1`` (at least 2).
 
     Returns:
@@ -184,15 +193,15 @@ def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | Non
 
     labels: dict[str, tuple[int, int | None]] = {}
     for line_no, image_id, true_text, target_text in rows:
-        if not _IMAGE_ID.match(image_id):
-            raise DatasetError(f"{label_path}:{line_no}: ImageId {image_id!r} must be a plain file stem "
+        if not _IMAGE_ID.fullmatch(image_id):
+            raise DatasetError(f"{label_path}:{line_no}: ImageId {shown(image_id)} must be a plain file stem "
                                "(letters, digits, '_', '-', '.')")
         if image_id in labels:
-            raise DatasetError(f"{label_path}:{line_no}: ImageId {image_id!r} is listed twice")
-        true_label = _parse_label(label_path, line_no, "TrueLabel", true_text)
+            raise DatasetError(f"{label_path}:{line_no}: ImageId {shown(image_id)} is listed twice")
+        true_label = _parse_label(label_path, line_no, "TrueLabel", true_text, num_classes)
         target = None
         if target_text not in (None, ""):
-            target = _parse_label(label_path, line_no, "TargetClass", target_text)
+            target = _parse_label(label_path, line_no, "TargetClass", target_text, num_classes)
             if target == true_label:
                 raise DatasetError(f"{label_path}:{line_no}: TargetClass equals TrueLabel ({target}); "
                                    "a target must differ from the true label")
@@ -220,7 +229,8 @@ def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | Non
                            f"pass --num_classes {highest + 1} or more")
     targets_drawn = any(t is None for t in given_targets)
     if targets_drawn:
-        drawn = draw_targets(true_labels, num_classes=num_classes, seed=seed)
+        draw_seed = seed if secret is None else derive_seed(secret, "target-classes")
+        drawn = draw_targets(true_labels, num_classes=num_classes, seed=draw_seed)
         targets = [given if given is not None else new for given, new in zip(given_targets, drawn)]
     else:
         targets = [t for t in given_targets if t is not None]
@@ -236,7 +246,7 @@ def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | Non
         records.append(ImageRecord(image_id=image_id, true_label=true_label, target_class=target,
                                    sha256=sha256_bytes(data), height=image.shape[0], width=image.shape[1]))
     return Dataset(root=root, images=tuple(records), label_file=label_path.name, targets_drawn=targets_drawn,
-                   num_classes=num_classes, seed=seed)
+                   num_classes=num_classes, seed=seed, targets_secret=targets_drawn and secret is not None)
 
 
 def _preview(names: list[str], limit: int = 10) -> str:

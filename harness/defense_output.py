@@ -7,8 +7,12 @@ Nothing in the file can stop the run: every expected image gets either a label o
 from __future__ import annotations
 
 import csv
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.names import parse_label
 
 #: Largest prediction file read; a larger one is cut here (its later rows count as missing).
 MAX_CSV_BYTES = 64 << 20
@@ -35,22 +39,34 @@ class ParsedPredictions:
     notes: list[str]
 
 
-def parse_predictions(path: Path, *, expected: set[str]) -> ParsedPredictions:
+def parse_predictions(path: Path, *, expected: set[str], num_classes: int | None = None) -> ParsedPredictions:
     """Parse a defense's output file.
 
     Args:
-        path: The CSV the defense wrote (may be missing, empty, binary, a symlink …).
+        path: The CSV the defense wrote (may be missing, empty, binary, a symlink, unreadable …).
         expected: The file names the defense was given.
+        num_classes: Labels must lie in ``0..num_classes-1`` (None: any ASCII-digit label).
 
     Returns:
         :class:`ParsedPredictions` with an answer for every name in ``expected``.
     """
     notes: list[str] = []
-    if path.is_symlink() or not path.is_file():
-        reason = "output file is a symbolic link" if path.is_symlink() else "no output file"
+    try:
+        info = os.lstat(path)
+        reason = ("output file is a symbolic link" if stat.S_ISLNK(info.st_mode)
+                  else "" if stat.S_ISREG(info.st_mode) else "no output file")
+    except FileNotFoundError:
+        reason = "no output file"
+    except OSError as exc:
+        reason = f"output file unreadable ({exc.strerror or exc})"
+    if not reason:
+        try:
+            with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NOFOLLOW)) as handle:
+                data = handle.read(MAX_CSV_BYTES + 1)
+        except OSError as exc:
+            reason = f"output file unreadable ({exc.strerror or exc})"
+    if reason:
         return ParsedPredictions({name: Answer(None, reason) for name in sorted(expected)}, [reason])
-    with open(path, "rb") as handle:
-        data = handle.read(MAX_CSV_BYTES + 1)
     if len(data) > MAX_CSV_BYTES:
         notes.append(f"output file larger than {MAX_CSV_BYTES >> 20} MiB; read only its beginning")
         data = data[:MAX_CSV_BYTES]
@@ -88,13 +104,12 @@ def parse_predictions(path: Path, *, expected: set[str]) -> ParsedPredictions:
         elif len(values) > 1:
             answers[name] = Answer(None, "duplicate rows")
         else:
-            answers[name] = _label(values[0])
+            answers[name] = _label(values[0], num_classes)
     return ParsedPredictions(answers, notes)
 
 
-def _label(text: str) -> Answer:
+def _label(text: str, num_classes: int | None) -> Answer:
     try:
-        return Answer(int(text), "")
-    except ValueError:
-        shown = text if len(text) <= 20 else text[:20] + "…"
-        return Answer(None, f"non-integer label {shown!r}")
+        return Answer(parse_label(text, num_classes=num_classes), "")
+    except ValueError as exc:
+        return Answer(None, str(exc))

@@ -3,7 +3,8 @@
 Without docker, Linux namespaces isolate a run: bubblewrap (``bwrap``, the sandbox Flatpak uses) gives it a
 private mount namespace in which only the system, the Python installation, the harness package, its own code
 (read-only), its input folder (read-only) and its output folder (writable) exist, plus a private /tmp and HOME;
-no network (``--unshare-net``), its own PID namespace (everything dies with it), no capabilities, uid 65534.
+no network (``--unshare-net``), its own PID namespace (everything dies with it), no capabilities, uid 65534 inside
+and never uid 0 outside (:mod:`harness.privilege`), no nested user namespaces, read-only ``/proc/sys``.
 Resource limits come from ``setrlimit`` (CPU time, memory, file size) and, where the harness may create
 cgroups, from the pids and memory controllers. :func:`probe` finds out what works here, and the run's manifest
 says which protections were in force.
@@ -23,6 +24,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.privilege import run_identity, stage_command
+
 _HARNESS_DIR = Path(__file__).resolve().parent
 
 #: Paths of the run's folders inside a bubblewrap sandbox (the NIPS 2017 containers used similar fixed paths).
@@ -30,6 +33,8 @@ SANDBOX_CODE = "/code"
 SANDBOX_INPUT = "/input_images"
 SANDBOX_OUTPUT = "/output"
 SANDBOX_HOME = "/home/sandbox"
+#: Where HOME really lives: inside the size-limited /tmp (``SANDBOX_HOME`` is a symbolic link to it).
+SANDBOX_TMP_HOME = "/tmp/.home"
 #: Unprivileged user the sandboxed process runs as.
 SANDBOX_UID = 65534
 
@@ -37,7 +42,7 @@ SANDBOX_UID = 65534
 class SandboxKind(str, enum.Enum):
     """How submission processes are isolated (``--sandbox``)."""
 
-    AUTO = "auto"        # bubblewrap when it works here, else plain processes
+    AUTO = "auto"        # bubblewrap when it works here, else refuse to run (say what it would take)
     BWRAP = "bwrap"      # require bubblewrap
     NONE = "none"        # plain processes (fresh copy, scrubbed environment, limits)
     DOCKER = "docker"    # the submission's container/container_gpu image, --network=none (needs a docker engine)
@@ -54,6 +59,8 @@ class Limits:
         memory_mb: Memory: the cgroup memory limit where available, else RLIMIT_DATA (heap and anonymous maps).
         max_processes: Processes and threads at once (cgroup pids controller; needs a writable cgroup).
         output_mb: Total size of the output folder; also the largest single file (RLIMIT_FSIZE).
+        output_files: Entries (files, folders, links) in the output folder.
+        log_mb: Size of the log (stdout and stderr); the run is stopped when it is reached.
     """
 
     wall_seconds: float
@@ -61,6 +68,8 @@ class Limits:
     memory_mb: int | None = None
     max_processes: int | None = None
     output_mb: int | None = None
+    output_files: int | None = None
+    log_mb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,9 @@ class Protections:
 
     def describe(self) -> dict[str, object]:
         """JSON-ready summary for the manifest."""
+        identity = run_identity() if self.kind is SandboxKind.BWRAP else None
         return {"sandbox": self.kind.value, "private_filesystem_and_pids": self.namespaces,
+                "run_uid": identity[0] if identity else os.getuid(),
                 "no_network": self.network, "cgroup_controllers": sorted(self.cgroup),
                 "always": ["fresh copy of the submission per run", "scrubbed environment",
                            "private HOME and TMPDIR", "process group killed at the time limit and at exit",
@@ -91,17 +102,45 @@ class Protections:
                 "notes": list(self.notes)}
 
 
+@functools.lru_cache(maxsize=None)
+def bwrap_disables_userns() -> bool:
+    """True when this bubblewrap can refuse nested user namespaces (``--disable-userns``, bubblewrap >= 0.8)."""
+    binary = shutil.which("bwrap")
+    if binary is None:
+        return False
+    try:
+        listing = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--disable-userns" in listing.stdout + listing.stderr
+
+
+def _userns_options() -> list[str]:
+    return ["--unshare-user", "--disable-userns"] if bwrap_disables_userns() else ["--unshare-user"]
+
+
 def _bwrap_works() -> tuple[bool, str]:
+    """Whether bubblewrap runs here the way runs use it: as a non-root uid (see :mod:`harness.privilege`), in its
+    own user namespace, with nested user namespaces refused."""
     binary = shutil.which("bwrap")
     if binary is None:
         return False, "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
+    command = [binary, "--ro-bind", "/", "/", "--unshare-all", *_userns_options(), "--uid",
+               str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL", "--die-with-parent", "true"]
+    identity = run_identity()
+    dropper = None
+    if identity is not None:
+        command, dropper = stage_command(command, uid=identity[0], gid=identity[1])
     try:
-        subprocess.run([binary, "--ro-bind", "/", "/", "--unshare-all", "--uid", str(SANDBOX_UID), "--gid",
-                        str(SANDBOX_UID), "--cap-drop", "ALL", "--die-with-parent", "true"],
-                       check=True, capture_output=True, timeout=30)
+        subprocess.run(command, check=True, capture_output=True, timeout=30, preexec_fn=dropper)
     except (OSError, subprocess.SubprocessError) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
-        return False, f"bubblewrap cannot create namespaces here ({detail.decode(errors='replace').strip() or exc})"
+        detail = (getattr(exc, "stderr", b"") or b"").decode(errors="replace").strip() or str(exc)
+        who = f" as the unprivileged uid {identity[0]}" if identity else ""
+        return False, (f"bubblewrap cannot create namespaces{who} here ({detail.splitlines()[0] if detail else exc}); "
+                       "it needs unprivileged user namespaces (sysctl user.max_user_namespaces > 0)")
+    finally:
+        if dropper is not None:
+            dropper.cleanup()
     return True, ""
 
 
@@ -147,7 +186,8 @@ def probe(kind: SandboxKind = SandboxKind.AUTO) -> Protections:
     """Find out which protections work on this machine (cached per process).
 
     Raises:
-        RuntimeError: ``kind`` is BWRAP, DOCKER or GVISOR and that sandbox cannot run here (the message says why).
+        RuntimeError: ``kind`` is AUTO, BWRAP, DOCKER or GVISOR and no such sandbox can run here (the message says
+            what it would take); only an explicit NONE runs submissions as plain processes.
     """
     notes: list[str] = []
     cgroups, note = _cgroup_roots()
@@ -162,11 +202,13 @@ def probe(kind: SandboxKind = SandboxKind.AUTO) -> Protections:
     if kind in (SandboxKind.AUTO, SandboxKind.BWRAP):
         works, why = _bwrap_works()
         if works:
+            if not bwrap_disables_userns():
+                notes.append("bubblewrap older than 0.8: nested user namespaces are not refused inside the sandbox")
             return Protections(SandboxKind.BWRAP, namespaces=True, network=True, cgroup=cgroups, notes=tuple(notes))
         if kind is SandboxKind.BWRAP:
             raise RuntimeError(f"--sandbox bwrap: {why}")
-        notes.insert(0, f"{why}; submissions run as plain processes: they can read any file the harness can, "
-                        "use the network, and write outside their output folder")
+        raise RuntimeError(f"no sandbox available, so no submission is run: {why}; or pass --sandbox none to run "
+                           "submissions as plain processes that can read what the harness can and use the network")
     else:
         notes.insert(0, "--sandbox none: submissions run as plain processes without filesystem or network "
                         "isolation")
@@ -188,8 +230,13 @@ def _python_roots() -> list[Path]:
     return roots
 
 
-def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, gpu: str | None) -> list[str]:
+def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, gpu: str | None,
+                  limits: Limits | None = None) -> list[str]:
     """The bubblewrap command line that runs ``argv`` (paths already translated to sandbox paths).
+
+    Nested user namespaces are refused (``--disable-userns``, where bubblewrap has it), ``/proc/sys`` and ``/dev``
+    are read-only, and the RAM-backed folders (``/tmp``, which holds HOME, and ``/dev/shm``) together hold at most
+    ``limits.memory_mb`` (3/4 for ``/tmp``, 1/4 for ``/dev/shm``).
 
     Args:
         argv: Entry point and arguments as the sandboxed process sees them.
@@ -197,18 +244,27 @@ def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, g
         inputs: Input folder (read-only at :data:`SANDBOX_INPUT`).
         outputs: Output folder (writable at :data:`SANDBOX_OUTPUT`).
         gpu: CUDA_VISIBLE_DEVICES value; with a GPU, the NVIDIA device files are made visible.
+        limits: The run's limits (sizes of the RAM-backed folders); None leaves them unbounded.
     """
-    command = ["bwrap", "--unshare-all", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-               "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    command = ["bwrap", "--unshare-all", *_userns_options(), "--uid", str(SANDBOX_UID),
+               "--gid", str(SANDBOX_UID), "--cap-drop", "ALL", "--die-with-parent", "--new-session",
+               "--hostname", "sandbox"]
     for name in ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "opt"):
         path = Path("/") / name
         if path.is_symlink():
             command += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             command += ["--ro-bind", str(path), str(path)]
+    tmp_size: list[str] = []
+    shm_size: list[str] = []
+    if limits is not None and limits.memory_mb:
+        total = limits.memory_mb << 20
+        tmp_size = ["--size", str(total - total // 4)]
+        shm_size = ["--size", str(total // 4)]
     command += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu",
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home",
-                "--dir", SANDBOX_HOME]
+                "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys",
+                "--dev", "/dev", *shm_size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+                *tmp_size, "--tmpfs", "/tmp", "--dir", SANDBOX_TMP_HOME, "--symlink", SANDBOX_TMP_HOME, SANDBOX_HOME]
     for root in _python_roots():
         if not str(root).startswith(("/usr", "/etc", "/opt")):
             command += ["--ro-bind", str(root), str(root)]
@@ -220,7 +276,7 @@ def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, g
     if gpu:
         for device in sorted(Path("/dev").glob("nvidia*")):
             command += ["--dev-bind", str(device), str(device)]
-    return command + ["--", *argv]
+    return command + ["--remount-ro", "/", "--", *argv]
 
 
 class CgroupJail:

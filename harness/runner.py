@@ -26,18 +26,21 @@ import random
 import shutil
 import subprocess
 import threading
+import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from joblib import Parallel, delayed
 
 from harness import contract
+from harness.cleanup import remove_tree
 from harness.dataset import Dataset, ImageRecord
 from harness.defense_output import parse_predictions
 from harness.isolation import Limits, Protections
 from harness.sandbox import RunRecord, run_submission
+from harness.secret import derive
 from harness.store import Store, key_of
 from harness.submission import Submission, SubmissionType, content_hash
 from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
@@ -65,6 +68,8 @@ class LimitPolicy:
         memory_mb: Memory per run.
         max_processes: Processes and threads per run at once.
         output_mb: Output folder size per run.
+        output_files: Entries in the output folder per run (at least the run's images are always allowed).
+        log_mb: Log (stdout + stderr) size per run.
     """
 
     seconds_per_image: float = 5.0
@@ -73,12 +78,16 @@ class LimitPolicy:
     memory_mb: int | None = 8192
     max_processes: int | None = 256
     output_mb: int | None = 1024
+    output_files: int | None = 10_000
+    log_mb: int | None = 64
 
     def limits(self, images: int) -> Limits:
         """Limits for a run over ``images`` images."""
         wall = max(self.minimum_seconds, self.seconds_per_image * images)
+        files = max(self.output_files, 2 * images + 10) if self.output_files else None
         return Limits(wall_seconds=wall, cpu_seconds=wall * self.cpu_factor, memory_mb=self.memory_mb,
-                      max_processes=self.max_processes, output_mb=self.output_mb)
+                      max_processes=self.max_processes, output_mb=self.output_mb, output_files=files,
+                      log_mb=self.log_mb)
 
 
 class DevicePool:
@@ -269,11 +278,15 @@ class Runner:
         devices: GPU assignment.
         protections: The sandbox in use (:func:`harness.isolation.probe`).
         progress: Called with (stage description, units) and returns a callback to tick per finished unit.
+        secret: The results folder's secret (:mod:`harness.secret`); opaque names derive from it (from ``seed``
+            when None, e.g. in ``validate``).
     """
 
     def __init__(self, dataset: Dataset, workspace: Workspace, *, seed: int, batch_size: int, jobs: int,
                  policy: LimitPolicy, devices: DevicePool, protections: Protections,
-                 progress: Callable[[str, int], Callable[[], None]] | None = None) -> None:
+                 progress: Callable[[str, int], Callable[[], None]] | None = None,
+                 secret: bytes | None = None) -> None:
+        self.secret = secret
         self.dataset = dataset
         self.workspace = workspace
         self.store = workspace.store
@@ -290,14 +303,16 @@ class Runner:
 
     def version_of(self, submission: Submission) -> str:
         """Key of everything a submission's run depends on besides its inputs: its folder and the harness package
-        (which sandboxed submissions can import, zoo weights included)."""
-        return key_of(submission.content_hash, self.harness_hash)
+        (which sandboxed submissions can import, zoo weights included), and its name (two teams may submit
+        identical folders: each runs, is stored and scored on its own)."""
+        return key_of(submission.content_hash, self.harness_hash, submission.name)
 
     # -- one process ---------------------------------------------------------------------------------
     def _scratch(self, name: str) -> tuple[Path, Path, Path]:
-        """A fresh scratch folder with empty ``input`` and ``output`` folders: (scratch, input, output)."""
-        scratch = self.workspace.scratch / name
-        shutil.rmtree(scratch, ignore_errors=True)
+        """A fresh scratch folder with empty ``input`` and ``output`` folders: (scratch, input, output).
+
+        Its name is unique to this call, so that a folder an earlier run left undeletable never blocks a run."""
+        scratch = self.workspace.scratch / f"{name}-{uuid.uuid4().hex[:8]}"
         for folder in ("input", "output", "work"):
             (scratch / folder).mkdir(parents=True)
         return scratch, scratch / "input", scratch / "output"
@@ -365,10 +380,10 @@ class Runner:
             images.append({"image_id": record.image_id, "version": version, "problem": verdict.problem,
                            "clipped_values": verdict.clipped_values, "max_violation": verdict.max_violation,
                            "linf": verdict.linf})
+        run = _with_cleanup(run, scratch, self.workspace.root)
         result = {"key": key, "attack": attack.name, "attack_hash": attack.content_hash,
                   "attack_type": attack.type.value, "epsilon": eps, "run": run.to_json(), "images": images}
         self.store.write(self.store.attack_record_path(key), result)
-        shutil.rmtree(scratch, ignore_errors=True)
         return result
 
     # -- defenses -----------------------------------------------------------------------------------
@@ -387,7 +402,8 @@ class Runner:
         """Run one defense batch under opaque names, parse its CSV, store the record; return the record."""
         defense = unit.defense
         key = unit.key
-        secret = hashlib.sha256(f"opaque-names:{self.seed}:{unit.version}".encode()).digest()
+        secret = (hashlib.sha256(f"opaque-names:{self.seed}:{unit.version}".encode()).digest() if self.secret is None
+                  else derive(self.secret, f"opaque-names:{unit.version}"))
         scratch, inputs, outputs = self._scratch(f"d-{key}")
         names = {}
         for version in unit.versions:
@@ -398,13 +414,15 @@ class Runner:
         log_name = f"logs/defenses/{defense.name}/{key[:12]}.log"
         run = self._run(defense, ["{input}", "{output}/" + output_file.name], scratch=scratch,
                         images=len(unit.versions), log_name=log_name)
+        # Labels must be ASCII digits; one outside the dataset's classes is a wrong answer, not a missing one (the
+        # dataset's num_classes is only its largest label + 1 by default).
         parsed = parse_predictions(output_file, expected=set(names))
         predictions = {names[name]: {"label": answer.label, "problem": answer.problem}
                        for name, answer in parsed.answers.items()}
+        run = _with_cleanup(run, scratch, self.workspace.root)
         result = {"key": key, "defense": defense.name, "defense_hash": defense.content_hash,
                   "run": run.to_json(), "csv_notes": parsed.notes, "predictions": predictions}
         self.store.write(self.store.defense_record_path(unit.version, key), result)
-        shutil.rmtree(scratch, ignore_errors=True)
         return result
 
     # -- everything ---------------------------------------------------------------------------------
@@ -479,6 +497,20 @@ class Runner:
         for records in outcome.defense_records.values():
             records.sort(key=lambda r: r["key"])
         return outcome
+
+
+def _with_cleanup(run: RunRecord, scratch: Path, root: Path) -> RunRecord:
+    """Delete a unit's scratch folder; a failed cleanup turns the run into a failure (never a harness crash)."""
+    problem = remove_tree(scratch)
+    if not problem:
+        return run
+    try:
+        with open(root / run.log, "a", encoding="utf-8") as handle:
+            handle.write(f"[harness] {problem}\n")
+    except OSError:
+        pass
+    combined = f"{run.problem}; {problem}" if run.problem else problem
+    return replace(run, problem=combined)
 
 
 def build_tables(dataset: Dataset, outcome: Outcome, defenses: list[Submission]

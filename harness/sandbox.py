@@ -15,13 +15,16 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, CgroupJail, Limits,
                                Protections, SandboxKind, apply_rlimits, bwrap_command)
+from harness.names import one_line
+from harness.privilege import give_to_run, run_identity, stage_command
 from harness.submission import Submission, iter_files
 
 _HARNESS_PARENT = Path(__file__).resolve().parent.parent
@@ -117,30 +120,51 @@ def _kill_group(pgid: int) -> None:
 
 def folder_bytes(folder: Path) -> int:
     """Total size of the regular files below ``folder`` (symlinks not followed)."""
-    total = 0
+    return folder_usage(folder)[0]
+
+
+def folder_usage(folder: Path, *, stop_at_entries: int | None = None) -> tuple[int, int]:
+    """(bytes of regular files, entries) below ``folder``; symlinks not followed, unreadable folders skipped.
+
+    Counting stops once ``stop_at_entries`` entries are seen (a folder of millions of empty files is not walked).
+    """
+    total = count = 0
     stack = [folder]
     while stack:
         try:
             with os.scandir(stack.pop()) as entries:
                 for entry in entries:
+                    count += 1
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(Path(entry.path))
                     elif entry.is_file(follow_symlinks=False):
                         total += entry.stat(follow_symlinks=False).st_size
+                    if stop_at_entries is not None and count >= stop_at_entries:
+                        return total, count
         except OSError:
             continue
-    return total
+    return total, count
 
 
-def _over_output_limit(watch: Path | None, limits: Limits) -> bool:
-    """True when the output folder holds at least ``limits.output_mb`` (RLIMIT_FSIZE stops a file exactly there)."""
-    return watch is not None and bool(limits.output_mb) and folder_bytes(watch) >= limits.output_mb << 20
+def _over_output_limit(watch: Path | None, limits: Limits) -> str:
+    """Why the output folder is over its limits ("" when it is not): at least ``limits.output_mb`` (RLIMIT_FSIZE
+    stops a file exactly there) or more than ``limits.output_files`` entries."""
+    if watch is None or not (limits.output_mb or limits.output_files):
+        return ""
+    size, count = folder_usage(watch, stop_at_entries=limits.output_files + 1 if limits.output_files else None)
+    if limits.output_mb and size >= limits.output_mb << 20:
+        return f"output reached the {limits.output_mb} MB limit; run stopped"
+    if limits.output_files and count > limits.output_files:
+        return f"output folder holds more than {limits.output_files} files; run stopped"
+    return ""
 
 
 def _describe_exit(exit_code: int, limits: Limits, jail: CgroupJail | None) -> str:
     if exit_code < 0:
         number = -exit_code
         if number == signal.SIGXCPU:
+            if limits.cpu_seconds is None:  # e.g. a docker client, whose container holds the limit
+                return "CPU time limit reached"
             return f"CPU time limit of {limits.cpu_seconds:g} s reached"
         if number == signal.SIGXFSZ:
             return f"file size limit of {limits.output_mb} MB reached"
@@ -155,13 +179,47 @@ def _describe_exit(exit_code: int, limits: Limits, jail: CgroupJail | None) -> s
             return f"exit code {exit_code} (memory limit of {limits.memory_mb} MB reached)"
         if jail is not None and jail.pids_limit_hit():
             return f"exit code {exit_code} (process limit of {limits.max_processes} reached)"
+        if exit_code - 128 in (signal.SIGXFSZ, signal.SIGXCPU):  # a shell reporting its child's signal
+            inner = _describe_exit(128 - exit_code, limits, jail)
+            return f"exit code {exit_code} (a process was stopped: {inner})"
         return f"exit code {exit_code}"
     return ""
 
 
+class _LogPump:
+    """Copies a run's stdout+stderr from a pipe into its log, up to ``limit`` bytes (then flags and discards)."""
+
+    def __init__(self, source: int, log: BinaryIO, limit: int | None) -> None:
+        self.source, self.log, self.limit = source, log, limit
+        self.written = 0
+        self.over = threading.Event()
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                chunk = os.read(self.source, 1 << 16)
+                if not chunk:
+                    break
+                if self.limit is not None and self.written + len(chunk) > self.limit:
+                    chunk = chunk[:max(0, self.limit - self.written)]
+                    self.over.set()
+                if chunk:
+                    self.log.write(chunk)
+                    self.written += len(chunk)
+        except OSError:
+            pass
+        finally:
+            os.close(self.source)
+
+    def join(self) -> None:
+        self.thread.join(timeout=10)
+
+
 def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,
                 log_name: str, watch: Path | None = None, protections: Protections | None = None,
-                display: str | None = None) -> RunRecord:
+                display: str | None = None, drop: Callable[[], None] | None = None) -> RunRecord:
     """Run ``argv`` in its own session and process group under ``limits``, logging stdout+stderr.
 
     Args:
@@ -169,11 +227,12 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         cwd: Working directory.
         env: The complete environment.
         limits: Resource limits.
-        log_path: Log file (overwritten).
+        log_path: Log file (overwritten; holds at most ``limits.log_mb`` of the run's output).
         log_name: How the record names the log (path relative to the results folder).
-        watch: Output folder whose total size is held to ``limits.output_mb``.
+        watch: Output folder whose total size is held to ``limits.output_mb`` and ``limits.output_files``.
         protections: What the machine enforces (cgroups); None for rlimits only.
         display: The command line written at the top of the log (default: ``argv``).
+        drop: Called in the child last before exec (switches to the run's uid, see :mod:`harness.privilege`).
 
     Returns:
         The :class:`RunRecord`.
@@ -186,24 +245,33 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         if jail is not None:
             jail.enter()
         apply_rlimits(limits, memory_by_cgroup=memory_by_cgroup)
+        if drop is not None:
+            drop()
 
     with open(log_path, "wb") as log:
-        log.write(f"$ {display or ' '.join(argv)}\n".encode())
+        log.write(f"$ {one_line(display or ' '.join(argv), limit=2000)}\n".encode())
         log.flush()
         start = time.monotonic()
+        read_end, write_end = os.pipe()
         try:
-            process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+            process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=write_end,
                                        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=prepare_child)
-        except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            hint = " (add a #! line to the entry point)" if exc.errno == errno.ENOEXEC else ""
-            problem = f"entry point could not be started: {reason}{hint}"
+        except (OSError, subprocess.SubprocessError) as exc:
+            os.close(read_end)
+            os.close(write_end)
+            number = getattr(exc, "errno", None)
+            reason = os.strerror(number) if number else str(exc)
+            hint = " (add a #! line to the entry point)" if number == errno.ENOEXEC else ""
+            problem = one_line(f"entry point could not be started: {reason}{hint}")
             log.write(f"[harness] {problem}\n".encode())
             if jail is not None:
                 jail.remove()
             return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
+        os.close(write_end)
+        log_limit = limits.log_mb << 20 if limits.log_mb else None
+        pump = _LogPump(read_end, log, log_limit)
         timed_out = False
-        oversized = False
+        stopped = ""
         while True:
             remaining = limits.wall_seconds - (time.monotonic() - start)
             if remaining <= 0:
@@ -213,10 +281,13 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
                 process.wait(timeout=min(POLL_SECONDS, remaining))
                 break
             except subprocess.TimeoutExpired:
-                if _over_output_limit(watch, limits):
-                    oversized = True
+                if pump.over.is_set():
+                    stopped = f"log reached the {limits.log_mb} MB limit; run stopped"
                     break
-        if timed_out or oversized:
+                stopped = _over_output_limit(watch, limits)
+                if stopped:
+                    break
+        if timed_out or stopped:
             _kill_group(process.pid)
             if jail is not None:
                 jail.kill_all()
@@ -225,12 +296,15 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         _kill_group(process.pid)  # children that outlived the entry point
         if jail is not None:
             jail.kill_all()
-        if _over_output_limit(watch, limits):
-            oversized = True
+        pump.join()
+        if not stopped and pump.over.is_set():
+            stopped = f"log reached the {limits.log_mb} MB limit; run stopped"
+        if not stopped:
+            stopped = _over_output_limit(watch, limits)
         if timed_out:
             problem = f"timed out after {limits.wall_seconds:g} s"
-        elif oversized:
-            problem = f"output reached the {limits.output_mb} MB limit; run stopped"
+        elif stopped:
+            problem = stopped
         else:
             problem = _describe_exit(exit_code, limits, jail)
         if problem:
@@ -276,7 +350,21 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
         display = f"{' '.join([entry, *sandbox_args])}    [{protections.kind.value} sandbox]"
         env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=gpu, threads=threads)
         if protections.kind is SandboxKind.BWRAP:
-            argv = bwrap_command([entry, *sandbox_args], code=code, inputs=inputs, outputs=outputs, gpu=gpu)
+            argv = bwrap_command([entry, *sandbox_args], code=code, inputs=inputs, outputs=outputs, gpu=gpu,
+                                 limits=limits)
+            identity = run_identity()
+            if identity is not None:  # a root harness: the run is the dedicated unprivileged uid
+                uid, gid = identity
+                give_to_run(code, uid=uid, gid=gid, writable=False)
+                give_to_run(inputs, uid=uid, gid=gid, writable=False)
+                give_to_run(outputs, uid=uid, gid=gid, writable=True)
+                argv, dropper = stage_command(argv, uid=uid, gid=gid)
+                try:
+                    return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path,
+                                       log_name=log_name, watch=outputs, protections=protections,
+                                       display=display, drop=dropper)
+                finally:
+                    dropper.cleanup()
         else:
             from harness.sandbox_docker import run_in_container
             use_gpu = gpu if protections.kind is SandboxKind.DOCKER else None  # runsc here has no GPU support

@@ -260,7 +260,7 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
         record = run_process(command, cwd=code, env=dict(os.environ), limits=client_limits, log_path=log_path,
                              log_name=log_name, watch=outputs, display=display)
         problem = ""
-        if record.exit_code not in (None, 0) and record.problem == f"exit code {record.exit_code}":
+        if record.exit_code not in (None, 0) and record.problem.startswith(f"exit code {record.exit_code}"):
             # docker run exits with the container's status: 128 + N when a signal N killed its main process.
             if limits.memory_mb and _oom_killed(name):
                 problem = f"memory limit of {limits.memory_mb} MB exceeded"

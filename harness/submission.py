@@ -15,13 +15,13 @@ import enum
 import hashlib
 import json
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.names import entry_point_problem, name_problem, one_line, shown
+
 METADATA_FILE = "metadata.json"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 #: Folders and files never hashed nor copied (caches that change without the submission changing).
 IGNORED_NAMES = frozenset({"__pycache__", ".git", ".ipynb_checkpoints", ".DS_Store"})
 
@@ -124,8 +124,9 @@ def parse_submission(folder: str | Path) -> Submission:
     """
     folder = Path(folder)
     meta_path = folder / METADATA_FILE
-    if not _NAME.match(folder.name):
-        raise SubmissionError(f"{folder}: folder name {folder.name!r} must use letters, digits, '_', '-', '.'")
+    problem = name_problem(folder.name)
+    if problem:
+        raise SubmissionError(f"{one_line(str(folder))}: folder {problem}")
     if not meta_path.is_file():
         raise SubmissionError(f"{meta_path}: missing; add a metadata.json with "
                               '{"type": "attack|targeted_attack|defense", "entry_point": "run.sh"}')
@@ -143,7 +144,7 @@ def parse_submission(folder: str | Path) -> Submission:
     if raw_type is None:
         raise SubmissionError(f"{meta_path}: no \"type\"; set it to one of {', '.join(kinds)}")
     if raw_type not in kinds:
-        raise SubmissionError(f"{meta_path}: unknown type {raw_type!r}; use one of {', '.join(kinds)}"
+        raise SubmissionError(f"{meta_path}: unknown type {one_line(repr(raw_type), limit=60)}; use one of {', '.join(kinds)}"
                               f"{suggest(str(raw_type), kinds)}")
     entry = metadata.get("entry_point")
     if not isinstance(entry, str) or not entry.strip():
@@ -152,7 +153,10 @@ def parse_submission(folder: str | Path) -> Submission:
     entry = entry.strip()
     entry_rel = Path(entry)
     if entry_rel.is_absolute() or ".." in entry_rel.parts:
-        raise SubmissionError(f"{meta_path}: entry_point {entry!r} must be a path inside the folder")
+        raise SubmissionError(f"{meta_path}: entry_point {shown(entry)} must be a path inside the folder")
+    problem = entry_point_problem(entry_rel.as_posix())
+    if problem:
+        raise SubmissionError(f"{meta_path}: {problem}")
     entry_path = folder / entry_rel
     if entry_path.is_symlink() or (entry_path.is_file() and entry_rel not in iter_files(folder)):
         raise SubmissionError(f"{meta_path}: entry_point {entry!r} is a symbolic link or an ignored file "

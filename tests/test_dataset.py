@@ -209,10 +209,10 @@ def test_duplicate_ids(tmp_path):
 
 
 @pytest.mark.parametrize("row, line, message", [
-    ("a,cat", 2, "TrueLabel 'cat' is not an integer class index"),
-    ("a,3.0", 2, "TrueLabel '3.0' is not an integer class index"),
-    ("a,", 2, "TrueLabel '' is not an integer class index"),
-    ("a,-1", 2, "TrueLabel -1 is negative"),
+    ("a,cat", 2, "TrueLabel 'cat' is not an integer class index (ASCII digits 0-9 only)"),
+    ("a,3.0", 2, "TrueLabel '3.0' is not an integer class index (ASCII digits 0-9 only)"),
+    ("a,", 2, "TrueLabel '' is not an integer class index (ASCII digits 0-9 only)"),
+    ("a,-1", 2, "TrueLabel '-1' is not an integer class index (ASCII digits 0-9 only)"),
 ])
 def test_bad_true_labels_name_file_and_line(tmp_path, row, line, message):
     root = make_folder(tmp_path, ["a"], "ImageId,TrueLabel\n" + row + "\n")
@@ -226,7 +226,7 @@ def test_bad_target_class_line_number_counts_blank_lines(tmp_path):
     root = make_folder(tmp_path, ["a", "b"], text)
     with pytest.raises(DatasetError) as info:
         load_dataset(root)
-    assert str(info.value) == f"{root / 'labels.csv'}:4: TargetClass 'two' is not an integer class index"
+    assert str(info.value) == f"{root / 'labels.csv'}:4: TargetClass 'two' is not an integer class index (ASCII digits 0-9 only)"
 
 
 def test_row_with_too_few_columns(tmp_path):

@@ -131,9 +131,10 @@ def test_quoted_cells(tmp_path):
     assert parsed.answers["a.png"] == Answer(4, "")
 
 
-def test_negative_and_large_labels_are_predictions(tmp_path):
+def test_signed_labels_are_not_predictions_and_large_ones_are(tmp_path):
     parsed = parse_bytes(tmp_path, b"a.png,-1\nb.png,+3\nc.png,100000\n")
-    assert parsed.answers == {"a.png": Answer(-1, ""), "b.png": Answer(3, ""), "c.png": Answer(100000, "")}
+    assert parsed.answers == {"a.png": Answer(None, "non-integer label '-1'"),
+                              "b.png": Answer(None, "non-integer label '+3'"), "c.png": Answer(100000, "")}
 
 
 def test_binary_garbage(tmp_path):

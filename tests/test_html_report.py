@@ -4,6 +4,7 @@ real browser (headless Chromium; those tests skip only when no browser is instal
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -11,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from report_world import HOSTILE_LABEL, HOSTILE_LOG_LINES, ODD_NAME, build_world
 
 from harness import contract
 from harness.cli import main
 from harness.html_report import CONTENT_SECURITY_POLICY, ReportError, build_report, content, figures, sanity
 from harness.html_report.browser import find_browser, headless_chromium
+from harness.secret import SECRET_FILE
 from harness.scoring import DEFENSE, Matrix, ScoreRow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,8 +88,10 @@ def test_run_writes_the_report_and_report_rebuilds_it_byte_for_byte(world: Path,
 
 
 def test_two_runs_with_the_same_seed_give_identical_report_files(world: Path, tmp_path: Path) -> None:
-    """A second run (everything recomputed in a fresh folder) gives the same page, figures and gallery; only
-    timings.html (wall time, seconds) may differ."""
+    """A second run (everything recomputed in a fresh folder holding the same secret, which drawn targets and opaque
+    names derive from) gives the same page, figures and gallery; only timings.html (wall time, seconds) may differ."""
+    (tmp_path / "again").mkdir()
+    shutil.copy(world / SECRET_FILE, tmp_path / "again" / SECRET_FILE)
     again = build_world(world.parent, results=tmp_path / "again")
     first, second = _files(world / "report"), _files(again / "report")
     first.pop("timings.html")

@@ -1,0 +1,112 @@
+"""Removing what a run left behind, whatever it left: cleanup that cannot crash the harness.
+
+A run controls its output folder: it may nest thousands of folders (``shutil.rmtree`` recurses and raises
+RecursionError), ``chmod 000`` folders and files (a non-root harness cannot list or delete them until it gives the
+permissions back), or leave entries that cannot be deleted at all. :func:`remove_tree` walks iteratively, restores
+the owner's permissions on the way, never follows symbolic links, and returns what it could not remove instead of
+raising.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["remove_tree"]
+
+
+def _describe(where: str, exc: OSError) -> str:
+    return f"{where}: {exc.strerror or exc}"
+
+
+def remove_tree(path: Path) -> str:
+    """Delete ``path`` and everything below it, never following symlinks, whatever its depth.
+
+    Sub-folders are first moved up to ``path`` itself under fresh names, so no path below it ever grows longer than
+    two names (a 3,000-level chain exceeds PATH_MAX) and at most two folders are open at once; folders are given
+    back their owner's permissions before they are listed.
+
+    Args:
+        path: A folder, file or link; a missing path is not an error.
+
+    Returns:
+        "" when nothing is left, else a one-line description of what could not be removed.
+    """
+    top = str(path)
+    try:
+        info = os.lstat(top)
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        return f"cleanup of {top} failed: {_describe(top, exc)}"
+    if not stat.S_ISDIR(info.st_mode):
+        try:
+            os.unlink(top)
+            return ""
+        except OSError as exc:
+            return f"cleanup of {top} failed: {_describe(top, exc)}"
+    failures: list[str] = []
+    try:
+        if stat.S_IMODE(info.st_mode) & 0o700 != 0o700:
+            os.chmod(top, stat.S_IMODE(info.st_mode) | 0o700)
+        top_fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        return f"cleanup of {top} failed: {_describe(top, exc)}"
+    try:
+        pending: list[str | None] = [None]  # None: the top folder itself; names: folders moved directly below it
+        counter = 0
+        while pending:
+            name = pending.pop()
+            fd = top_fd
+            if name is not None:
+                try:
+                    os.chmod(name, 0o700, dir_fd=top_fd)
+                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top_fd)
+                except OSError as exc:
+                    failures.append(_describe(os.path.join(top, name), exc))
+                    continue
+            try:
+                with os.scandir(fd) as entries:
+                    children = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+                for child, is_dir in children:
+                    try:
+                        if not is_dir:
+                            os.unlink(child, dir_fd=fd)
+                        elif name is None:
+                            pending.append(child)
+                        else:  # move the sub-folder up next to its parent: depth never grows
+                            counter += 1
+                            flat = f".cleanup-{os.getpid()}-{counter}"
+                            os.chmod(child, 0o700, dir_fd=fd)  # moving a folder needs write permission on it
+                            os.rename(child, flat, src_dir_fd=fd, dst_dir_fd=top_fd)
+                            pending.append(flat)
+                    except FileNotFoundError:
+                        pass
+                    except OSError as exc:
+                        failures.append(_describe(os.path.join(top, name or "", child), exc))
+            except OSError as exc:
+                failures.append(_describe(os.path.join(top, name or ""), exc))
+            finally:
+                if fd != top_fd:
+                    os.close(fd)
+            if name is not None:
+                try:
+                    os.rmdir(name, dir_fd=top_fd)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    failures.append(_describe(os.path.join(top, name), exc))
+    finally:
+        os.close(top_fd)
+    if not failures:
+        try:
+            os.rmdir(top)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            failures.append(_describe(top, exc))
+    if not failures:
+        return ""
+    count = len(failures)
+    return f"cleanup of {top} left {count} entr{'y' if count == 1 else 'ies'} ({failures[0]})"

@@ -1,0 +1,164 @@
+"""Who a sandboxed run is: never real uid 0, whatever user starts the harness.
+
+bubblewrap started by root maps the sandbox's uid to root outside (it could read ``/etc/shadow`` and write
+``/proc/sys``). So a root harness starts bubblewrap through :data:`RUN_UID`, a dedicated unprivileged uid that owns
+nothing on the machine but each run's output folder; bubblewrap then creates its own user namespace as that uid, as
+it does for any unprivileged user. A non-root harness runs bubblewrap as itself (its uid is already not 0).
+
+Folders a run needs (the Python installation, the referee's package, the run's scratch folder) may sit below a
+folder the dedicated uid cannot traverse (``/root`` is mode 700 and often holds a pyenv Python). For those the
+child process, still root, enters a private mount namespace and bind-mounts each such folder onto an empty
+placeholder in a world-traversable staging folder, then drops to :data:`RUN_UID`; bubblewrap binds the placeholder.
+The mounts vanish with the run's mount namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import stat
+import tempfile
+import uuid
+from pathlib import Path
+
+#: The dedicated unprivileged uid and gid that a root harness runs sandboxes as (no account, owns no file).
+RUN_UID = 65533
+RUN_GID = 65533
+
+_CLONE_NEWNS = 0x00020000
+_MS_BIND = 4096
+_MS_REC = 16384
+_MS_PRIVATE = 1 << 18
+_BIND_OPTIONS = ("--bind", "--ro-bind", "--ro-bind-try", "--bind-try")
+
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - every glibc/musl Linux has it
+    _LIBC = None
+
+
+def run_identity() -> tuple[int, int] | None:
+    """(uid, gid) to switch to before starting a sandbox: :data:`RUN_UID` for a root harness, None otherwise."""
+    return (RUN_UID, RUN_GID) if os.geteuid() == 0 else None
+
+
+def reachable(path: Path, *, uid: int, gid: int) -> bool:
+    """True when ``uid``/``gid`` (no supplementary groups) may traverse to ``path`` and read it (mode bits only)."""
+    def allows(info: os.stat_result, bits: int) -> bool:
+        if info.st_uid == uid:
+            return info.st_mode & (bits << 6) == bits << 6
+        if info.st_gid == gid:
+            return info.st_mode & (bits << 3) == bits << 3
+        return info.st_mode & bits == bits
+
+    path = Path(os.path.abspath(path))
+    try:
+        for parent in reversed(path.parents):
+            if not allows(os.stat(parent), 0o1):
+                return False
+        info = os.stat(path)
+    except OSError:
+        return False
+    return allows(info, 0o5 if stat.S_ISDIR(info.st_mode) else 0o4)
+
+
+def _mount(source: bytes | None, target: bytes, flags: int) -> None:
+    assert _LIBC is not None
+    if _LIBC.mount(source, target, None, ctypes.c_ulong(flags), None) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"mount {target.decode(errors='replace')}: {os.strerror(error)}")
+
+
+class Dropper:
+    """What the child process does between fork and exec to become :data:`RUN_UID` (see the module docstring).
+
+    Args:
+        uid: The run's uid.
+        gid: The run's gid.
+        staged: (source, placeholder) folders or files to bind-mount before dropping root.
+        placeholders: The staging folder to delete after the run.
+    """
+
+    def __init__(self, uid: int, gid: int, staged: list[tuple[str, str]], placeholders: Path | None) -> None:
+        self.uid, self.gid = uid, gid
+        self.staged = [(source.encode(), target.encode()) for source, target in staged]
+        self.placeholders = placeholders
+
+    def __call__(self) -> None:
+        """Enter a private mount namespace (when anything is staged), mount the staged folders, drop to uid."""
+        if self.staged:
+            if _LIBC is None or _LIBC.unshare(_CLONE_NEWNS) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
+            _mount(None, b"/", _MS_REC | _MS_PRIVATE)
+            for source, target in self.staged:
+                _mount(source, target, _MS_BIND | _MS_REC)
+        os.setgroups([])
+        os.setresgid(self.gid, self.gid, self.gid)
+        os.setresuid(self.uid, self.uid, self.uid)
+
+    def cleanup(self) -> None:
+        """Delete the (empty) placeholders; never raises."""
+        if self.placeholders is not None:
+            shutil.rmtree(self.placeholders, ignore_errors=True)
+
+
+def stage_command(command: list[str], *, uid: int, gid: int) -> tuple[list[str], Dropper]:
+    """Rewrite a bubblewrap command's bind sources that ``uid`` cannot reach to staged placeholders.
+
+    Args:
+        command: A bubblewrap command line (``--bind``/``--ro-bind`` SRC DEST pairs are looked at).
+        uid: The uid bubblewrap will run as.
+        gid: Its gid.
+
+    Returns:
+        The command to run and the :class:`Dropper` to call in the child before exec.
+    """
+    out: list[str] = []
+    staged: list[tuple[str, str]] = []
+    staging: Path | None = None
+    index = 0
+    while index < len(command):
+        word = command[index]
+        if word == "--":
+            out += command[index:]
+            break
+        if word in _BIND_OPTIONS and index + 2 < len(command):
+            source = command[index + 1]
+            if os.path.exists(source) and not reachable(Path(source), uid=uid, gid=gid):
+                if staging is None:
+                    staging = Path(tempfile.mkdtemp(prefix="adv-harness-stage-"))
+                    staging.chmod(0o711)
+                placeholder = staging / uuid.uuid4().hex[:12]
+                if os.path.isdir(source):
+                    placeholder.mkdir(mode=0o755)
+                else:
+                    placeholder.touch(mode=0o644)
+                staged.append((source, str(placeholder)))
+                source = str(placeholder)
+            out += [word, source, command[index + 2]]
+            index += 3
+            continue
+        out.append(word)
+        index += 1
+    return out, Dropper(uid, gid, staged, staging)
+
+
+def give_to_run(folder: Path, *, uid: int, gid: int, writable: bool) -> None:
+    """Hand a run's folder to its uid: ``writable`` folders are chowned to it, others made world-readable.
+
+    Raises:
+        OSError: The folder cannot be changed (the run cannot start).
+    """
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in [None, *dirnames, *filenames]:
+            path = dirpath if name is None else os.path.join(dirpath, name)
+            if os.path.islink(path):
+                continue
+            if writable:
+                os.chown(path, uid, gid)
+            else:
+                mode = os.stat(path).st_mode
+                extra = 0o555 if stat.S_ISDIR(mode) or mode & 0o100 else 0o444
+                os.chmod(path, stat.S_IMODE(mode) | extra)
+
