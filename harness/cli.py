@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 from harness import __version__
 from harness.competition import CompetitionConfig, CompetitionError, rescore, run_competition
-from harness.contract import EpsilonError, parse_epsilon
+from submission_kit.contract import EpsilonError, parse_epsilon
 from harness.dataset import DatasetError
 from harness.report import leaderboard_tables, matrix_table
 from harness.isolation import SandboxKind

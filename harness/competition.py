@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness import __version__
-from harness.contract import parse_epsilon
+from submission_kit.contract import parse_epsilon
 from harness.dataset import Dataset, load_dataset
 from harness.report import (ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS, TIMINGS, leaderboard_csv,
                             timings_csv, write_matrix)
 from harness.isolation import SandboxKind, probe
+from harness.library import KEY_SCHEME
 from harness.runner import DevicePool, LimitPolicy, Outcome, Runner, Workspace, build_tables, visible_gpus
 from harness.scoring import Matrix, ScoreRow, accuracy_matrix, hit_matrix, score
 from harness.store import atomic_write_json, atomic_write_text
@@ -78,6 +79,10 @@ class CompetitionResult:
     matrices: list[Matrix]
 
 
+#: Marker in ``store/`` naming the unit-key scheme the stored work was keyed with.
+KEY_SCHEME_FILE = "key_scheme.json"
+
+
 def _check_output_dir(output_dir: Path, dataset: Dataset, force: bool) -> None:
     manifest_path = output_dir / MANIFEST
     if not manifest_path.exists():
@@ -92,6 +97,39 @@ def _check_output_dir(output_dir: Path, dataset: Dataset, force: bool) -> None:
         raise CompetitionError(
             f"{output_dir} holds results for another dataset ({previous['dataset'].get('root')}); pick another "
             "--output_dir, or pass --force to discard them")
+
+
+def stored_key_scheme(output_dir: Path) -> int | None:
+    """The unit-key scheme a results folder was written under; None for a folder without stored work.
+
+    Folders written before the scheme was recorded (their manifest has ``harness_content_hash`` and their store
+    has no ``key_scheme.json``) are scheme 1.
+    """
+    marker = output_dir / "store" / KEY_SCHEME_FILE
+    try:
+        return int(json.loads(marker.read_text())["key_scheme"])
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    try:
+        return int(json.loads((output_dir / MANIFEST).read_text()).get("key_scheme", 1))
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+    stored = any((output_dir / "store" / kind).is_dir() for kind in ("attack_runs", "defense_runs"))
+    return 1 if stored else None
+
+
+def _check_key_scheme(output_dir: Path, force: bool) -> None:
+    scheme = stored_key_scheme(output_dir)
+    if scheme is not None and scheme != KEY_SCHEME and not force:
+        raise CompetitionError(
+            f"{output_dir} was written under unit-key scheme {scheme or 'unknown'} (this harness uses scheme "
+            f"{KEY_SCHEME}: keys now follow the submission library and the Python/torch versions, not the harness "
+            "code); its stored work cannot be reused. Rerun with --force to recompute it in place, or pick a new "
+            "--output_dir")
 
 
 def _select(discovery: Discovery, only: tuple[str, ...]) -> list[Submission]:
@@ -142,12 +180,14 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
 
     output_dir = config.output_dir
     _check_output_dir(output_dir, dataset, config.force)
+    _check_key_scheme(output_dir, config.force)
     workspace = Workspace(output_dir)
     if config.force:
         for folder in ("store", "logs"):
             shutil.rmtree(output_dir / folder, ignore_errors=True)
     shutil.rmtree(workspace.scratch, ignore_errors=True)
     output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output_dir / "store" / KEY_SCHEME_FILE, {"key_scheme": KEY_SCHEME})
     for stale in output_dir.rglob(".*.tmp"):  # half-written files of a harness that was killed
         stale.unlink(missing_ok=True)
 
@@ -167,7 +207,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
                    attacks=[(a.name, a.type.value) for a in attacks])
     manifest = {
         "harness_version": __version__,
-        "harness_content_hash": runner.harness_hash,
+        "key_scheme": KEY_SCHEME,
+        "environment": runner.environment.describe(),
         "seed": config.seed,
         "epsilons": epsilons,
         "batch_size": config.batch_size,

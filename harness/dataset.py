@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.contract import ImageError, decode_png, sha256_bytes
+from submission_kit.contract import ImageError, decode_png, sha256_bytes
 
 #: Label files recognised in an input folder, in order of preference.
 LABEL_FILES = ("dev_dataset.csv", "labels.csv")

@@ -1,12 +1,12 @@
 """Which protections this machine can give a submission process, and the commands and limits that give them.
 
 Without docker, Linux namespaces isolate a run: bubblewrap (``bwrap``, the sandbox Flatpak uses) gives it a
-private mount namespace in which only the system, the Python installation, the harness package, its own code
-(read-only), its input folder (read-only) and its output folder (writable) exist, plus a private /tmp and HOME;
-no network (``--unshare-net``), its own PID namespace (everything dies with it), no capabilities, uid 65534.
-Resource limits come from ``setrlimit`` (CPU time, memory, file size) and, where the harness may create
-cgroups, from the pids and memory controllers. :func:`probe` finds out what works here, and the run's manifest
-says which protections were in force.
+private mount namespace in which only the system, the Python installation, the submission library
+(:mod:`harness.library`), its own code (read-only), its input folder (read-only) and its output folder (writable)
+exist, plus a private /tmp and HOME; no network (``--unshare-net``), its own PID namespace (everything dies with
+it), no capabilities, uid 65534. Resource limits come from ``setrlimit`` (CPU time, memory, file size) and, where
+the harness may create cgroups, from the pids and memory controllers. :func:`probe` finds out what works here,
+and the run's manifest says which protections were in force.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_HARNESS_DIR = Path(__file__).resolve().parent
+from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
 
 #: Paths of the run's folders inside a bubblewrap sandbox (the NIPS 2017 containers used similar fixed paths).
 SANDBOX_CODE = "/code"
@@ -209,7 +209,7 @@ def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, g
     for root in _python_roots():
         if not str(root).startswith(("/usr", "/etc", "/opt")):
             command += ["--ro-bind", str(root), str(root)]
-    command += ["--ro-bind", str(_HARNESS_DIR), str(_HARNESS_DIR),
+    command += ["--ro-bind", str(library_dir()), f"{SANDBOX_LIBRARY_PARENT}/{LIBRARY_PACKAGE}",
                 "--ro-bind", str(code), SANDBOX_CODE,
                 "--ro-bind", str(inputs), SANDBOX_INPUT,
                 "--bind", str(outputs), SANDBOX_OUTPUT,
@@ -228,8 +228,9 @@ def docker_command(argv: list[str], *, image: str, code: Path, inputs: Path, out
     """
     command = ["docker", "run", "--rm", "--network=none", "--read-only", "--tmpfs", "/tmp",
                "-v", f"{code}:{SANDBOX_CODE}:ro", "-v", f"{inputs}:{SANDBOX_INPUT}:ro",
-               "-v", f"{outputs}:{SANDBOX_OUTPUT}", "-v", f"{_HARNESS_DIR}:/opt/harness/harness:ro",
-               "-e", "PYTHONPATH=/opt/harness", "-w", SANDBOX_CODE]
+               "-v", f"{outputs}:{SANDBOX_OUTPUT}",
+               "-v", f"{library_dir()}:{SANDBOX_LIBRARY_PARENT}/{LIBRARY_PACKAGE}:ro",
+               "-e", f"PYTHONPATH={SANDBOX_LIBRARY_PARENT}", "-w", SANDBOX_CODE]
     if limits.memory_mb:
         command += ["--memory", f"{limits.memory_mb}m"]
     if limits.max_processes:

@@ -33,16 +33,16 @@ from typing import Any, Callable, Iterator
 
 from joblib import Parallel, delayed
 
-from harness import contract
+from submission_kit import contract
 from harness.dataset import Dataset, ImageRecord
 from harness.defense_output import parse_predictions
 from harness.isolation import Limits, Protections
+from harness.library import Fingerprint, fingerprint
 from harness.sandbox import RunRecord, run_submission
 from harness.store import Store, key_of
-from harness.submission import Submission, SubmissionType, content_hash
+from harness.submission import Submission, SubmissionType
 from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
 
-_HARNESS_DIR = Path(__file__).resolve().parent
 
 #: Bump when the referee's verdicts could change, so stored attack batches are redone.
 REFEREE_VERSION = "referee-1"
@@ -269,11 +269,14 @@ class Runner:
         devices: GPU assignment.
         protections: The sandbox in use (:func:`harness.isolation.probe`).
         progress: Called with (stage description, units) and returns a callback to tick per finished unit.
+        environment: The environment fingerprint (default :func:`harness.library.fingerprint` of the installed
+            submission library).
     """
 
     def __init__(self, dataset: Dataset, workspace: Workspace, *, seed: int, batch_size: int, jobs: int,
                  policy: LimitPolicy, devices: DevicePool, protections: Protections,
-                 progress: Callable[[str, int], Callable[[], None]] | None = None) -> None:
+                 progress: Callable[[str, int], Callable[[], None]] | None = None,
+                 environment: Fingerprint | None = None) -> None:
         self.dataset = dataset
         self.workspace = workspace
         self.store = workspace.store
@@ -283,15 +286,17 @@ class Runner:
         self.policy = policy
         self.devices = devices
         self.protections = protections
-        self.harness_hash = content_hash(_HARNESS_DIR)
+        #: What every run can use besides its folder and inputs (library content, Python/torch versions).
+        self.environment: Fingerprint = environment or fingerprint()
         # Parallel runs share the cores: each gets its share of threads (torch oversubscribed is many times slower).
         self.threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
         self.progress = progress or (lambda _label, _total: (lambda: None))
 
     def version_of(self, submission: Submission) -> str:
-        """Key of everything a submission's run depends on besides its inputs: its folder and the harness package
-        (which sandboxed submissions can import, zoo weights included)."""
-        return key_of(submission.content_hash, self.harness_hash)
+        """Key of everything a submission's run depends on besides its inputs: its folder and the environment
+        fingerprint (the submission library it can import, weights included, and the Python/torch versions it
+        sees). The referee's own code is not part of it."""
+        return key_of(submission.content_hash, self.environment.key)
 
     # -- one process ---------------------------------------------------------------------------------
     def _scratch(self, name: str) -> tuple[Path, Path, Path]:

@@ -22,9 +22,9 @@ from typing import Any
 
 from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, CgroupJail, Limits,
                                Protections, SandboxKind, apply_rlimits, bwrap_command, docker_command)
+from harness.library import python_path
 from harness.submission import Submission, iter_files
 
-_HARNESS_PARENT = Path(__file__).resolve().parent.parent
 #: How often a running process's output folder is measured.
 POLL_SECONDS = 0.5
 
@@ -72,7 +72,8 @@ def fresh_copy(submission: Submission, destination: Path) -> Path:
     return destination
 
 
-def scrubbed_environment(*, home: str, tmp: str, gpu: str | None, threads: int | None = None) -> dict[str, str]:
+def scrubbed_environment(*, home: str, tmp: str, gpu: str | None, threads: int | None = None,
+                         sandboxed: bool = False) -> dict[str, str]:
     """The only environment a submission sees.
 
     Args:
@@ -81,6 +82,8 @@ def scrubbed_environment(*, home: str, tmp: str, gpu: str | None, threads: int |
         gpu: Value for CUDA_VISIBLE_DEVICES; None leaves the variable out.
         threads: CPU threads the run should use (OMP/MKL/OpenBLAS thread counts), so that parallel runs do not
             oversubscribe the cores; None keeps the harness's own settings.
+        sandboxed: The run is in a bubblewrap or docker sandbox, where the submission library is mounted at
+            :data:`harness.library.SANDBOX_LIBRARY_PARENT`; ``PYTHONPATH`` holds only the library's folder.
     """
     python_bin = str(Path(sys.executable).parent)
     env = {
@@ -91,7 +94,7 @@ def scrubbed_environment(*, home: str, tmp: str, gpu: str | None, threads: int |
         "TEMP": tmp,
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
-        "PYTHONPATH": str(_HARNESS_PARENT),
+        "PYTHONPATH": python_path(sandboxed=sandboxed),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
         "PYTHONUNBUFFERED": "1",
@@ -274,7 +277,7 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
     if protections.kind in (SandboxKind.BWRAP, SandboxKind.DOCKER):
         sandbox_args = [a.replace("{input}", SANDBOX_INPUT).replace("{output}", SANDBOX_OUTPUT) for a in args]
         display = f"{' '.join([entry, *sandbox_args])}    [{protections.kind.value} sandbox]"
-        env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=gpu, threads=threads)
+        env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=gpu, threads=threads, sandboxed=True)
         if protections.kind is SandboxKind.BWRAP:
             argv = bwrap_command([entry, *sandbox_args], code=code, inputs=inputs, outputs=outputs, gpu=gpu)
         else:

@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness.contract import parse_epsilon
+from submission_kit.contract import parse_epsilon
 from harness.dataset import load_dataset
 from harness.isolation import SandboxKind, probe
 from harness.runner import DefenseUnit, DevicePool, LimitPolicy, Runner, Workspace, visible_gpus

@@ -1,4 +1,4 @@
-"""Unit tests for harness.contract: ε parsing, the L∞ ball, PNG I/O and the referee."""
+"""Unit tests for submission_kit.contract: ε parsing, the L∞ ball, PNG I/O and the referee."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from harness import contract
-from harness.contract import (
+from submission_kit import contract
+from submission_kit.contract import (
     ClipResult,
     EpsilonError,
     ImageError,

@@ -271,12 +271,13 @@ def test_parallel_jobs_give_the_same_results(full_world: dict[str, Path], tmp_pa
         assert (tmp_path / "serial" / table).read_bytes() == (tmp_path / "parallel" / table).read_bytes()
 
 
-def test_a_change_to_the_harness_package_reruns_everything(full_world: dict[str, Path],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Submissions can import the harness (and its zoo weights), so its content is part of every key."""
-    import harness.runner as runner_module
+def test_a_change_to_the_submission_library_reruns_everything(full_world: dict[str, Path],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Submissions can import the submission library (and its zoo weights), so its content is part of every key
+    (the referee's own code is not: tests/test_keys.py)."""
+    import harness.library as library_module
     run_competition(config_for(full_world), echo=lambda _: None)
-    real = runner_module.content_hash
-    monkeypatch.setattr(runner_module, "content_hash", lambda folder: real(folder) + "-changed")
+    real = library_module.content_hash
+    monkeypatch.setattr(library_module, "content_hash", lambda folder: real(folder) + "-changed")
     again = run_competition(config_for(full_world), echo=lambda _: None)
     assert again.outcome.executed["attack"] == 4 and again.outcome.reused == {"attack": 0, "defense": 0}

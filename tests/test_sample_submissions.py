@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import zoo
+from submission_kit import zoo
 from harness.competition import CompetitionConfig, run_competition
 from harness.runner import LimitPolicy
 from harness.submission import SubmissionType, discover
