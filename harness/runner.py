@@ -29,7 +29,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from joblib import Parallel, delayed
 
@@ -38,6 +38,7 @@ from harness.dataset import Dataset, ImageRecord
 from harness.defense_output import parse_predictions
 from harness.isolation import Limits, Protections
 from harness.library import Fingerprint, fingerprint
+from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, RecordError
 from harness.sandbox import RunRecord, run_submission
 from harness.store import Store, key_of
 from harness.submission import Submission, SubmissionType
@@ -152,6 +153,18 @@ class Workspace:
     def store(self) -> Store:
         return Store(self.root / "store")
 
+_Record = TypeVar("_Record", AttackUnitRecord, DefenseUnitRecord)
+
+
+def _attack_record(value: dict[str, Any] | None) -> AttackUnitRecord | None:
+    """A stored attack record, or None when absent, of another schema or malformed (the unit is redone)."""
+    if value is None:
+        return None
+    try:
+        return AttackUnitRecord.from_json(value)
+    except RecordError:
+        return None
+
 
 @dataclass(frozen=True)
 class AttackUnit:
@@ -207,9 +220,9 @@ class Outcome:
         fresh_keys: Keys of the units that ran now.
     """
 
-    attack_records: list[dict[str, Any]] = field(default_factory=list)
+    attack_records: list[AttackUnitRecord] = field(default_factory=list)
     defense_predictions: dict[str, dict[str, tuple[int | None, str]]] = field(default_factory=dict)
-    defense_records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    defense_records: dict[str, list[DefenseUnitRecord]] = field(default_factory=dict)
     executed: dict[str, int] = field(default_factory=lambda: {"attack": 0, "defense": 0})
     reused: dict[str, int] = field(default_factory=lambda: {"attack": 0, "defense": 0})
     clean_versions: dict[str, str] = field(default_factory=dict)
@@ -341,7 +354,7 @@ class Runner:
         return [AttackUnit(attack, eps, group, self.version_of(attack))
                 for attack in attacks for eps in epsilons for group in groups]
 
-    def run_attack_unit(self, unit: AttackUnit, clean_versions: dict[str, str]) -> dict[str, Any]:
+    def run_attack_unit(self, unit: AttackUnit, clean_versions: dict[str, str]) -> AttackUnitRecord:
         """Run one attack batch, referee its outputs, store the record; return the record."""
         attack, eps = unit.attack, unit.epsilon
         key = unit.key
@@ -367,28 +380,33 @@ class Runner:
                 version = contract.pixel_hash(verdict.image)
                 if not self.store.image_path(version).exists():
                     self.store.put_image(contract.encode_png(verdict.image), version)
-            images.append({"image_id": record.image_id, "version": version, "problem": verdict.problem,
-                           "clipped_values": verdict.clipped_values, "max_violation": verdict.max_violation,
-                           "linf": verdict.linf})
-        result = {"key": key, "attack": attack.name, "attack_hash": attack.content_hash,
-                  "attack_type": attack.type.value, "epsilon": eps, "run": run.to_json(), "images": images}
-        self.store.write(self.store.attack_record_path(key), result)
+            images.append(ImageVerdict(image_id=record.image_id, version=version, problem=verdict.problem,
+                                       clipped_values=verdict.clipped_values, max_violation=verdict.max_violation,
+                                       linf=verdict.linf))
+        result = AttackUnitRecord(key=key, attack=attack.name, attack_hash=attack.content_hash,
+                                  attack_type=attack.type.value, epsilon=eps, run=run, images=tuple(images))
+        self.store.write(self.store.attack_record_path(key), result.to_json())
         shutil.rmtree(scratch, ignore_errors=True)
         return result
 
     # -- defenses -----------------------------------------------------------------------------------
     def cached_predictions(self, defense: Submission) -> tuple[dict[str, tuple[int | None, str]],
-                                                              dict[str, dict[str, Any]]]:
-        """Stored predictions of this defense version: (version → (label, problem), version → record)."""
+                                                              dict[str, DefenseUnitRecord]]:
+        """Stored predictions of this defense version: (version → (label, problem), version → record).
+        A record of another schema or a malformed one is ignored (its images are classified again)."""
         predictions: dict[str, tuple[int | None, str]] = {}
-        sources: dict[str, dict[str, Any]] = {}
-        for record in self.store.defense_records(self.version_of(defense)):
-            for version, answer in record["predictions"].items():
-                predictions[version] = (answer["label"], answer["problem"])
+        sources: dict[str, DefenseUnitRecord] = {}
+        for value in self.store.defense_records(self.version_of(defense)):
+            try:
+                record = DefenseUnitRecord.from_json(value)
+            except RecordError:
+                continue
+            for version, answer in record.predictions.items():
+                predictions[version] = (answer.label, answer.problem)
                 sources[version] = record
         return predictions, sources
 
-    def run_defense_unit(self, unit: DefenseUnit) -> dict[str, Any]:
+    def run_defense_unit(self, unit: DefenseUnit) -> DefenseUnitRecord:
         """Run one defense batch under opaque names, parse its CSV, store the record; return the record."""
         defense = unit.defense
         key = unit.key
@@ -404,16 +422,16 @@ class Runner:
         run = self._run(defense, ["{input}", "{output}/" + output_file.name], scratch=scratch,
                         images=len(unit.versions), log_name=log_name)
         parsed = parse_predictions(output_file, expected=set(names))
-        predictions = {names[name]: {"label": answer.label, "problem": answer.problem}
+        predictions = {names[name]: DefenseAnswer(label=answer.label, problem=answer.problem)
                        for name, answer in parsed.answers.items()}
-        result = {"key": key, "defense": defense.name, "defense_hash": defense.content_hash,
-                  "run": run.to_json(), "csv_notes": parsed.notes, "predictions": predictions}
-        self.store.write(self.store.defense_record_path(unit.version, key), result)
+        result = DefenseUnitRecord(key=key, defense=defense.name, defense_hash=defense.content_hash, run=run,
+                                   csv_notes=tuple(parsed.notes), predictions=predictions)
+        self.store.write(self.store.defense_record_path(unit.version, key), result.to_json())
         shutil.rmtree(scratch, ignore_errors=True)
         return result
 
     # -- everything ---------------------------------------------------------------------------------
-    def _parallel(self, label: str, work: list[Callable[[], dict[str, Any]]]) -> list[dict[str, Any]]:
+    def _parallel(self, label: str, work: list[Callable[[], _Record]]) -> list[_Record]:
         """Run units on ``jobs + 1`` threads. At most ``jobs`` submission processes run at once (the device pool
         has ``jobs`` slots, held only while a process runs), so the extra thread pipelines the harness's own
         work — preparing the next unit's inputs, refereeing and storing the last unit's outputs — with the
@@ -421,7 +439,7 @@ class Runner:
         tick = self.progress(label, len(work))
         lock = threading.Lock()
 
-        def call(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        def call(fn: Callable[[], _Record]) -> _Record:
             result = fn()
             with lock:
                 tick()
@@ -439,9 +457,8 @@ class Runner:
 
         pending_attacks = []
         for unit in self.attack_units(attacks, epsilons):
-            record = self.store.read(self.store.attack_record_path(unit.key))
-            if record is not None and not all(self.store.image_path(i["version"]).exists()
-                                              for i in record["images"]):
+            record = _attack_record(self.store.read(self.store.attack_record_path(unit.key)))
+            if record is not None and not all(self.store.image_path(i.version).exists() for i in record.images):
                 record = None  # an image it points to was lost: redo the unit
             if record is None:
                 pending_attacks.append(unit)
@@ -451,16 +468,16 @@ class Runner:
         fresh = self._parallel("attacks", [
             (lambda u=unit: self.run_attack_unit(u, clean_versions)) for unit in pending_attacks])
         outcome.executed["attack"] = len(fresh)
-        outcome.fresh_keys.update(r["key"] for r in fresh)
+        outcome.fresh_keys.update(r.key for r in fresh)
         outcome.attack_records += fresh
-        outcome.attack_records.sort(key=lambda r: (r["attack"], r["epsilon"], r["images"][0]["image_id"]))
+        outcome.attack_records.sort(key=lambda r: (r.attack, r.epsilon, r.images[0].image_id))
 
         originals: dict[str, set[str]] = defaultdict(set)
         for image_id, version in clean_versions.items():
             originals[version].add(image_id)
         for record in outcome.attack_records:
-            for image in record["images"]:
-                originals[image["version"]].add(image["image_id"])
+            for image in record.images:
+                originals[image.version].add(image.image_id)
         needed = sorted(originals)
 
         defense_work = []
@@ -475,14 +492,14 @@ class Runner:
                 defense_work.append(DefenseUnit(defense, group, self.version_of(defense)))
         fresh = self._parallel("defenses", [(lambda u=unit: self.run_defense_unit(u)) for unit in defense_work])
         outcome.executed["defense"] = len(fresh)
-        outcome.fresh_keys.update(r["key"] for r in fresh)
-        for record in fresh:
-            outcome.defense_records[record["defense"]].append(record)
-            table = outcome.defense_predictions[record["defense"]]
-            for version, answer in record["predictions"].items():
-                table[version] = (answer["label"], answer["problem"])
+        outcome.fresh_keys.update(r.key for r in fresh)
+        for defense_record in fresh:
+            outcome.defense_records[defense_record.defense].append(defense_record)
+            table = outcome.defense_predictions[defense_record.defense]
+            for version, answer in defense_record.predictions.items():
+                table[version] = (answer.label, answer.problem)
         for records in outcome.defense_records.values():
-            records.sort(key=lambda r: r["key"])
+            records.sort(key=lambda r: r.key)
         return outcome
 
 
@@ -504,28 +521,29 @@ def build_tables(dataset: Dataset, outcome: Outcome, defenses: list[Submission]
                 epsilon=None, attack="", attack_type=CLEAN, defense=defense.name, image_id=record.image_id,
                 true_label=record.true_label, target_class=record.target_class, prediction=label,
                 problem=problem))
-    for record in outcome.attack_records:
-        run = RunRecord.from_json(record["run"])
-        runs.append(RunRow(kind=record["attack_type"], name=record["attack"], epsilon=record["epsilon"],
-                           batch=record["key"], images=len(record["images"]), exit_code=run.exit_code,
+    for attack_record in outcome.attack_records:
+        run = attack_record.run
+        runs.append(RunRow(kind=attack_record.attack_type, name=attack_record.attack, epsilon=attack_record.epsilon,
+                           batch=attack_record.key, images=len(attack_record.images), exit_code=run.exit_code,
                            timed_out=run.timed_out, seconds=run.seconds, problem=run.problem, log=run.log))
-        for image in record["images"]:
+        for image in attack_record.images:
             attack_rows.append(AttackImageRow(
-                epsilon=record["epsilon"], attack=record["attack"], attack_type=record["attack_type"],
-                image_id=image["image_id"], problem=image["problem"], clipped_values=image["clipped_values"],
-                max_violation=image["max_violation"], linf=image["linf"]))
-            truth = labels[image["image_id"]]
+                epsilon=attack_record.epsilon, attack=attack_record.attack, attack_type=attack_record.attack_type,
+                image_id=image.image_id, problem=image.problem, clipped_values=image.clipped_values,
+                max_violation=image.max_violation, linf=image.linf))
+            truth = labels[image.image_id]
             for defense in defenses:
-                label, problem = answer(defense.name, image["version"])
+                label, problem = answer(defense.name, image.version)
                 predictions.append(PredictionRow(
-                    epsilon=record["epsilon"], attack=record["attack"], attack_type=record["attack_type"],
-                    defense=defense.name, image_id=image["image_id"], true_label=truth.true_label,
-                    target_class=truth.target_class, prediction=label, problem=problem))
+                    epsilon=attack_record.epsilon, attack=attack_record.attack,
+                    attack_type=attack_record.attack_type, defense=defense.name, image_id=image.image_id,
+                    true_label=truth.true_label, target_class=truth.target_class, prediction=label,
+                    problem=problem))
     for defense in defenses:
-        for record in outcome.defense_records.get(defense.name, []):
-            run = RunRecord.from_json(record["run"])
-            runs.append(RunRow(kind="defense", name=defense.name, epsilon=None, batch=record["key"],
-                               images=len(record["predictions"]), exit_code=run.exit_code,
+        for defense_record in outcome.defense_records.get(defense.name, []):
+            run = defense_record.run
+            runs.append(RunRow(kind="defense", name=defense.name, epsilon=None, batch=defense_record.key,
+                               images=len(defense_record.predictions), exit_code=run.exit_code,
                                timed_out=run.timed_out, seconds=run.seconds, problem=run.problem, log=run.log))
     predictions.sort(key=lambda r: (r.epsilon if r.epsilon is not None else -1, r.attack, r.defense, r.image_id))
     attack_rows.sort(key=lambda r: (r.epsilon, r.attack, r.image_id))

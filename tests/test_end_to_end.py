@@ -117,9 +117,9 @@ def test_incremental_reruns_execute_only_new_work(full_world: dict[str, Path]) -
     assert third.outcome.executed["attack"] == 2
     new_versions = {r.image_id for r in third.attack_images if r.attack == "minus"}
     assert len(new_versions) == 6
-    defense_images = sum(len(rec["predictions"]) for name in ("bucket", "constant")
+    defense_images = sum(len(rec.predictions) for name in ("bucket", "constant")
                          for rec in third.outcome.defense_records[name]
-                         if rec["key"] in third.outcome.fresh_keys)
+                         if rec.key in third.outcome.fresh_keys)
     # minus's images (v − 16) are new pixel contents except img5: 240 − 16 = 224 is exactly what
     # toward_target already produced, so each defense classifies 5 new images.
     assert defense_images == 2 * 5
@@ -129,8 +129,8 @@ def test_incremental_reruns_execute_only_new_work(full_world: dict[str, Path]) -
     script.write_text(script.read_text().replace(",0\\n", ",1\\n"))
     fourth = run_competition(config, echo=lambda _: None)
     assert fourth.outcome.executed["attack"] == 0
-    assert {rec["defense"] for recs in fourth.outcome.defense_records.values() for rec in recs
-            if rec["key"] in fourth.outcome.fresh_keys} == {"constant"}
+    assert {rec.defense for recs in fourth.outcome.defense_records.values() for rec in recs
+            if rec.key in fourth.outcome.fresh_keys} == {"constant"}
 
     # --force recomputes everything.
     forced = run_competition(config_for(full_world, batch_size=4, force=True), echo=lambda _: None)
