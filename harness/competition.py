@@ -14,15 +14,18 @@ from typing import Any, Callable
 from harness import __version__
 from submission_kit.contract import parse_epsilon
 from harness.dataset import Dataset, load_dataset
-from harness.report import (ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS, TIMINGS, leaderboard_csv,
-                            timings_csv, write_matrix)
+from harness.report import ATTACK_IMAGES, MANIFEST, PER_IMAGE, RUNS, write_results
 from harness.isolation import SandboxKind, probe
 from harness.library import KEY_SCHEME
-from harness.runner import DevicePool, LimitPolicy, Outcome, Runner, Workspace, build_tables, visible_gpus
-from harness.scoring import Matrix, ScoreRow, accuracy_matrix, hit_matrix, score
-from harness.store import atomic_write_json, atomic_write_text
+from harness.devices import DevicePool, visible_gpus
+from harness.execution import Outcome, Runner
+from harness.limits import LimitPolicy
+from harness.tabulation import build_tables
+from harness.workspace import Workspace
+from harness.scoring import Matrix, ScoreRow, score
+from harness.store import atomic_write_json
 from harness.submission import Discovery, Submission, SubmissionType, discover, suggest
-from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv, write_csv
+from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
 
 
 class CompetitionError(ValueError):
@@ -148,7 +151,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     Args:
         config: What to run.
         echo: Receives one-line messages (skipped submissions, warnings).
-        progress: Progress-bar factory, see :class:`harness.runner.Runner`.
+        progress: Progress-bar factory, see :class:`harness.execution.Runner`.
 
     Returns:
         The :class:`CompetitionResult`.
@@ -243,27 +246,6 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
 
 def _ran_now(run: RunRow, outcome: Outcome) -> bool:
     return run.batch in outcome.fresh_keys
-
-
-def write_results(output_dir: Path, *, scores: list[ScoreRow], predictions: list[PredictionRow],
-                  attack_images: list[AttackImageRow], runs: list[RunRow], defenses: list[str],
-                  attacks: list[str], targeted: list[str]) -> list[Matrix]:
-    """Write the leaderboard, matrices and tables into ``output_dir`` (each file atomically).
-
-    Returns:
-        The accuracy matrices (one per ε).
-    """
-    epsilons = sorted({s.epsilon for s in scores})
-    write_csv(output_dir / PER_IMAGE, predictions, PredictionRow)
-    write_csv(output_dir / ATTACK_IMAGES, attack_images, AttackImageRow)
-    write_csv(output_dir / RUNS, runs, RunRow)
-    accuracy = [accuracy_matrix(predictions, epsilon=e, defenses=defenses, attacks=attacks) for e in epsilons]
-    write_matrix(output_dir / "accuracy_matrix.csv", accuracy)
-    write_matrix(output_dir / "targeted_hit_matrix.csv", [
-        hit_matrix(predictions, epsilon=e, defenses=defenses, targeted_attacks=targeted) for e in epsilons])
-    atomic_write_text(output_dir / TIMINGS, timings_csv(scores))
-    atomic_write_text(output_dir / LEADERBOARD, leaderboard_csv(scores))
-    return accuracy
 
 
 def rescore(output_dir: Path) -> list[ScoreRow]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.sandbox import RunRecord
+from harness.process import RunRecord
 
 __all__ = ["SCHEMA", "AttackUnitRecord", "DefenseAnswer", "DefenseUnitRecord", "ImageVerdict", "RecordError"]
 
@@ -75,7 +75,7 @@ class AttackUnitRecord:
     """One finished attack batch: the process's outcome and the referee's verdict per image.
 
     Attributes:
-        key: The unit's key (:attr:`harness.runner.AttackUnit.key`).
+        key: The unit's key (:attr:`harness.planning.AttackUnit.key`).
         attack: Submission name.
         attack_hash: Content hash of the submission folder.
         attack_type: ``"attack"`` or ``"targeted_attack"``.
@@ -137,7 +137,7 @@ class DefenseUnitRecord:
     """One finished defense batch: the process's outcome and its answer per image version.
 
     Attributes:
-        key: The unit's key (:attr:`harness.runner.DefenseUnit.key`).
+        key: The unit's key (:attr:`harness.planning.DefenseUnit.key`).
         defense: Submission name.
         defense_hash: Content hash of the submission folder.
         run: The process's outcome.

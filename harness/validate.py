@@ -11,8 +11,12 @@ from pathlib import Path
 from submission_kit.contract import parse_epsilon
 from harness.dataset import load_dataset
 from harness.isolation import SandboxKind, probe
-from harness.runner import DefenseUnit, DevicePool, LimitPolicy, Runner, Workspace, visible_gpus
-from harness.sandbox import RunRecord
+from harness.devices import DevicePool, visible_gpus
+from harness.execution import Runner
+from harness.limits import LimitPolicy
+from harness.planning import DefenseUnit
+from harness.workspace import Workspace
+from harness.process import RunRecord
 from harness.submission import SubmissionError, SubmissionType, parse_submission
 
 

@@ -14,9 +14,12 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+_Scalable = TypeVar("_Scalable", bound=Any)
 
 #: The only pixel format the competition accepts: 8-bit RGB.
 IMAGE_MODE = "RGB"
@@ -165,19 +168,34 @@ def pixel_hash(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 0–255 → float32 in [0, 1] (same shape)."""
-    return images.astype(np.float32) / 255.0
+#: Largest 8-bit pixel value: a value v in 0–255 units is v / PIXEL_MAX on the [0, 1] scale.
+PIXEL_MAX = 255
+
+
+def to_float(images: np.ndarray, *, dtype: type[np.floating] = np.float32) -> np.ndarray:
+    """uint8 0–255 → float in [0, 1] (same shape; float32 unless ``dtype`` says otherwise)."""
+    return np.asarray(images).astype(dtype) / float(PIXEL_MAX)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """float in [0, 1] → uint8 0–255 by rounding to nearest (values outside are clipped; same shape)."""
-    return np.clip(np.rint(np.asarray(images, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(np.asarray(images, dtype=np.float64) * float(PIXEL_MAX)), 0, PIXEL_MAX).astype(np.uint8)
+
+
+def pixels_to_unit(values: _Scalable) -> _Scalable:
+    """0–255 units → the [0, 1] scale (v / 255) for a number, a NumPy array or a float torch tensor (any type
+    with ``/``; a tensor stays on its device). ε and step sizes in pixel units (``8`` → 8/255)."""
+    return values / float(PIXEL_MAX)
+
+
+def unit_to_pixels(values: _Scalable) -> _Scalable:
+    """The [0, 1] scale → 0–255 units (v · 255), the inverse of :func:`pixels_to_unit` (no rounding)."""
+    return values * float(PIXEL_MAX)
 
 
 def epsilon_to_unit(epsilon: int) -> float:
     """Integer ε in 0–255 units → ε on the [0, 1] scale (ε / 255)."""
-    return parse_epsilon(epsilon) / 255.0
+    return pixels_to_unit(float(parse_epsilon(epsilon)))
 
 
 def epsilon_ball(clean: np.ndarray, epsilon: int) -> tuple[np.ndarray, np.ndarray]:

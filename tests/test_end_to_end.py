@@ -16,7 +16,7 @@ import pytest
 from conftest import (BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, NOOP, PLUS, TOWARD_TARGET, config_for,
                       write_submission)
 from harness.competition import CompetitionError, rescore, run_competition
-from harness.runner import LimitPolicy
+from harness.limits import LimitPolicy
 
 
 def leaderboard(results: Path) -> dict[tuple[str, str, str], dict[str, str]]:

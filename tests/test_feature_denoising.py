@@ -20,7 +20,7 @@ from submission_kit.feature_denoising import blocks, defense, variants
 from research.feature_denoising import blackbox, make_defense, train, whitebox
 from research.feature_denoising.adversarial import adversarial_step, training_examples
 from submission_kit.feature_denoising.networks import DenoisingResNet
-from harness.runner import LimitPolicy
+from harness.limits import LimitPolicy
 from harness.submission import SubmissionType, discover
 from research.zoo.evaluate import write_table
 

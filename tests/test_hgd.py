@@ -24,7 +24,7 @@ from harness.competition import CompetitionConfig, run_competition
 from submission_kit.hgd import losses, registry
 from research.hgd import data, make_data, train
 from submission_kit.hgd.networks import DAE, DUNET, build_denoiser, widths_for
-from harness.runner import LimitPolicy
+from harness.limits import LimitPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDES = ("pgd", "fgd", "lgd", "cgd")

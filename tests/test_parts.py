@@ -34,8 +34,8 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_importing_the_referee_imports_no_torch():
-    modules = _modules_after("import harness, harness.cli, harness.competition, harness.validate, harness.runner, "
-                             "harness.library, harness.sandbox, harness.report, harness.scoring")
+    modules = _modules_after("import harness, harness.cli, harness.competition, harness.validate, harness.execution, "
+                             "harness.library, harness.process, harness.report, harness.scoring")
     assert "harness" in modules
     assert not {"torch", "torchvision", "sklearn", "skimage", "matplotlib"} & modules
 

@@ -654,7 +654,7 @@ _COMMITTED = all(p.is_file() for p in (paths.prn_path(zoo.TARGET_MODEL, "inf"),
 @pytest.mark.skipif(not _COMMITTED, reason="PRN, detector or target weights not committed yet")
 def test_committed_prn_defenses_run_through_the_harness(tmp_path: Path) -> None:
     from harness.competition import CompetitionConfig, run_competition
-    from harness.runner import LimitPolicy
+    from harness.limits import LimitPolicy
 
     config = CompetitionConfig(input_dir=ROOT / "sample_data", attacks_dirs=(ROOT / "attacks",),
                                defenses_dirs=(ROOT / "defenses",), output_dir=tmp_path / "results",

@@ -11,7 +11,7 @@ from harness.competition import run_competition
 from harness.isolation import SandboxKind
 from harness.records import (SCHEMA, AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict,
                              RecordError)
-from harness.sandbox import RunRecord
+from harness.process import RunRecord
 
 RUN = RunRecord(exit_code=0, timed_out=False, seconds=1.5, problem="", log="logs/x.log")
 

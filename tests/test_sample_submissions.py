@@ -10,7 +10,7 @@ import pytest
 
 from submission_kit import zoo
 from harness.competition import CompetitionConfig, run_competition
-from harness.runner import LimitPolicy
+from harness.limits import LimitPolicy
 from harness.submission import SubmissionType, discover
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from submission_kit import contract
+
 __all__ = [
     "PIXELS",
     "amplification",
@@ -214,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = np.sort(rng.choice(pool, size=min(args.images, len(pool)), replace=False))
 
     def to_float(images: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0).to(device)
+        return contract.pixels_to_unit(torch.from_numpy(images).permute(0, 3, 1, 2).float()).to(device)
 
     adversarial = to_float(white.images[chosen])
     clean = to_float(white.clean[white.source[chosen]])

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from submission_kit import zoo
+from submission_kit import contract, zoo
 from research.hgd import data
 from submission_kit.hgd.defense import denoise_transform
 from submission_kit.hgd.registry import load_denoiser, parse_name, weights_path
@@ -130,7 +130,7 @@ def evaluate(model: nn.Module, transform: Transform | None, columns: dict[str, C
 
 
 def _to_float(images: np.ndarray, device: str | torch.device) -> torch.Tensor:
-    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    return contract.pixels_to_unit(torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float()).contiguous()
 
 
 def _acc(values: np.ndarray) -> str:

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from research import provenance
-from submission_kit import zoo
+from submission_kit import contract, zoo
 from submission_kit.hgd import losses
 from research.hgd import data
 from submission_kit.hgd.networks import ARCHS, Denoiser, build_denoiser
@@ -48,7 +48,7 @@ def _log(message: str) -> None:
 
 def to_float(images: torch.Tensor, device: str | torch.device) -> torch.Tensor:
     """uint8 (N, H, W, 3) → float (N, 3, H, W) in [0, 1] on ``device``."""
-    return images.to(device).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    return contract.pixels_to_unit(images.to(device).permute(0, 3, 1, 2).float()).contiguous()
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from research import cifar10, provenance
-from submission_kit import sdk, zoo
+from submission_kit import contract, sdk, zoo
 from submission_kit.defense_blocks import vdef
 
 
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     labels = torch.from_numpy(train_labels[subset]).long()
     print(f"v_def on {args.model}: {len(subset)} training images x {args.draws} draws, epsilon={args.epsilon}/255, "
           f"criterion={args.criterion}, seed={args.seed}", flush=True)
-    result = vdef.compute_vdef(model, images, labels, epsilon=args.epsilon / 255.0,
+    result = vdef.compute_vdef(model, images, labels, epsilon=contract.pixels_to_unit(args.epsilon),
                                generator=torch.Generator().manual_seed(args.seed), draws_per_image=args.draws,
                                batch_size=args.batch_size, criterion=args.criterion)
     record = {

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from submission_kit import contract
+
 __all__ = ["accuracy", "augment", "to_input"]
 
 
@@ -16,7 +18,7 @@ def to_input(images: torch.Tensor, device: str | torch.device = "cpu") -> torch.
         Float32 tensor of shape (N, 3, H, W) on ``device``, in ``channels_last`` memory format (a permuted
         view of the NHWC data, so no copy is needed for the layout).
     """
-    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    x = contract.pixels_to_unit(images.to(device, non_blocking=True).permute(0, 3, 1, 2).float())
     return x.contiguous(memory_format=torch.channels_last)
 
 

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from submission_kit import contract
 from submission_kit.attack_methods.common import check_budget, check_images, eval_mode, least_likely, predict
 
 __all__ = [
@@ -55,7 +56,7 @@ def kurakin_steps(eps: float) -> int:
     Returns:
         The number of steps (0 for ε = 0).
     """
-    e = round(check_budget("eps", eps) * 255.0, 6)  # 8/255*255 is not exactly 8.0 in floating point
+    e = round(contract.unit_to_pixels(check_budget("eps", eps)), 6)  # 8/255*255 is not exactly 8.0 in floating point
     return int(math.floor(min(e + 4.0, 1.25 * e)))
 
 

@@ -28,6 +28,8 @@ import numpy as np
 from PIL import Image
 from skimage.restoration import denoise_nl_means, denoise_tv_bregman
 
+from submission_kit import contract
+
 __all__ = ["BACKEND", "CHUNKS_PER_WORKER", "Filter", "jpeg", "map_images", "nl_means", "rof", "workers"]
 
 #: One image (H, W, 3) float64 in [0, 1] → same shape.
@@ -112,12 +114,12 @@ def jpeg(image: np.ndarray, *, quality: int = 75, subsampling: str = "4:2:0") ->
     Returns:
         float64 (H, W, 3) in [0, 1], multiples of 1/255.
     """
-    pixels = np.clip(np.rint(np.asarray(image, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    pixels = contract.to_uint8(image)
     buffer = io.BytesIO()
     Image.fromarray(pixels, mode="RGB").save(buffer, format="JPEG", quality=int(quality), subsampling=subsampling)
     buffer.seek(0)
     with Image.open(buffer) as decoded:
-        return np.asarray(decoded.convert("RGB"), dtype=np.float64) / 255.0
+        return contract.to_float(np.asarray(decoded.convert("RGB")), dtype=np.float64)
 
 
 def workers(n_jobs: int) -> int:

@@ -1,157 +1,48 @@
-"""Plan and execute the competition's work, feed the referee, build the per-image table.
+"""Execute the competition's work units and feed the referee.
 
-Work comes in two stages of independent units:
+Work comes in two stages of independent units (planned by :mod:`harness.planning`):
 
 1. **Attack batches** — (attack, ε, batch of images). The attack sees a folder holding only the batch's PNGs
    (plus ``target_class.csv`` for targeted attacks); every expected output goes through the referee and the
    refereed image is stored under the hash of its pixels.
 2. **Defense batches** — each defense classifies every distinct image version (clean images and every
-   attack's refereed images at every ε) that it has not classified before. Versions are packed into batches so
-   that a batch never holds two versions of the same original image (a defense that saw ``x`` and ``x + δ``
-   side by side could match them), and every file gets an opaque name that reveals neither the attack nor
-   the original image. Predictions are cached per (defense content hash, image pixels).
+   attack's refereed images at every ε) that it has not classified before, under opaque names, never two
+   versions of the same original image in one batch. Predictions are cached per (defense version, image pixels).
 
 Every unit's record is written atomically once the unit is complete; a rerun skips finished units, so a new
-attack runs only itself plus the defenses on its images, and a changed defense runs only itself.
+attack runs only itself plus the defenses on its images, and a changed defense runs only itself. The per-image
+table is built from the :class:`Outcome` by :mod:`harness.tabulation`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import hmac
 import os
-import queue
-import random
 import shutil
-import subprocess
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, TypeVar
 
 from joblib import Parallel, delayed
 
-from submission_kit import contract
-from harness.dataset import Dataset, ImageRecord
+from harness.dataset import Dataset
 from harness.defense_output import parse_predictions
-from harness.isolation import Limits, Protections
+from harness.devices import DevicePool
+from harness.isolation import Protections
 from harness.library import Fingerprint, fingerprint
+from harness.limits import LimitPolicy
+from harness.planning import AttackUnit, DefenseUnit, batches, opaque_name, pack_versions
+from harness.process import RunRecord, run_submission
 from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, RecordError
-from harness.sandbox import RunRecord, run_submission
-from harness.store import Store, key_of
+from harness.store import key_of
 from harness.submission import Submission, SubmissionType
-from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
+from harness.workspace import Workspace
+from submission_kit import contract
 
+__all__ = ["Outcome", "Runner"]
 
-#: Bump when the referee's verdicts could change, so stored attack batches are redone.
-REFEREE_VERSION = "referee-1"
-#: Bump when the defense batch protocol changes.
-DEFENSE_PROTOCOL = "defense-1"
-
-
-@dataclass(frozen=True)
-class LimitPolicy:
-    """Resource limits of a run over some number of images.
-
-    The wall-clock limit is ``max(minimum_seconds, seconds_per_image × images)`` (NIPS 2017 allowed 500 s per
-    batch of 100 images: 5 s per image); the CPU-time limit is ``cpu_factor`` times the wall-clock limit (a
-    process may use several cores).
-
-    Attributes:
-        seconds_per_image: Wall-clock seconds allowed per image.
-        minimum_seconds: Smallest wall-clock limit (process start-up, model loading).
-        cpu_factor: CPU seconds allowed per wall-clock second of the limit.
-        memory_mb: Memory per run.
-        max_processes: Processes and threads per run at once.
-        output_mb: Output folder size per run.
-    """
-
-    seconds_per_image: float = 5.0
-    minimum_seconds: float = 60.0
-    cpu_factor: float = 4.0
-    memory_mb: int | None = 8192
-    max_processes: int | None = 256
-    output_mb: int | None = 1024
-
-    def limits(self, images: int) -> Limits:
-        """Limits for a run over ``images`` images."""
-        wall = max(self.minimum_seconds, self.seconds_per_image * images)
-        return Limits(wall_seconds=wall, cpu_seconds=wall * self.cpu_factor, memory_mb=self.memory_mb,
-                      max_processes=self.max_processes, output_mb=self.output_mb)
-
-
-class DevicePool:
-    """Hands each running unit a CUDA_VISIBLE_DEVICES value, round-robin over the GPUs.
-
-    Without GPUs every unit gets None (the variable is left out and submissions fall back to the CPU).
-
-    Args:
-        gpus: GPU ids visible to the harness.
-        jobs: Parallel units; each GPU is shared by at most ``ceil(jobs / len(gpus))`` of them.
-    """
-
-    def __init__(self, gpus: list[str], jobs: int) -> None:
-        self.gpus = list(gpus)
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        for slot in range(max(jobs, 1)):
-            self._queue.put(self.gpus[slot % len(self.gpus)] if self.gpus else None)
-
-    @contextlib.contextmanager
-    def acquire(self) -> Iterator[str | None]:
-        """Borrow a device value for the duration of a run."""
-        value = self._queue.get()
-        try:
-            yield value
-        finally:
-            self._queue.put(value)
-
-
-def visible_gpus() -> list[str]:
-    """GPU ids this machine offers (respects an existing CUDA_VISIBLE_DEVICES); [] without ``nvidia-smi``."""
-    preset = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if preset is not None:
-        return [g.strip() for g in preset.split(",") if g.strip() and g.strip() != "-1"]
-    try:
-        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [str(i) for i, line in enumerate(listing.stdout.splitlines()) if line.startswith("GPU ")]
-
-
-def default_scratch(root: Path) -> Path:
-    """Scratch folder for ``root``'s runs: in RAM (``/dev/shm``) when available, else ``root/tmp``.
-
-    Runs create and delete thousands of small files; on a disk mounted with ``discard`` each unlink costs
-    milliseconds, in RAM microseconds.
-    """
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK):
-        tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-        return shm / f"adv-harness-{tag}"
-    return root / "tmp"
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """Where a competition keeps its files.
-
-    Attributes:
-        root: The results folder (``--output_dir``).
-        scratch: Per-unit scratch folders, removed after each unit (default: :func:`default_scratch`).
-    """
-
-    root: Path
-    scratch: Path = field(default=Path())
-
-    def __post_init__(self) -> None:
-        if self.scratch == Path():
-            object.__setattr__(self, "scratch", default_scratch(self.root))
-
-    @property
-    def store(self) -> Store:
-        return Store(self.root / "store")
 
 _Record = TypeVar("_Record", AttackUnitRecord, DefenseUnitRecord)
 
@@ -164,46 +55,6 @@ def _attack_record(value: dict[str, Any] | None) -> AttackUnitRecord | None:
         return AttackUnitRecord.from_json(value)
     except RecordError:
         return None
-
-
-@dataclass(frozen=True)
-class AttackUnit:
-    """One attack batch: an attack at one ε over a batch of images.
-
-    Attributes:
-        attack: The attack.
-        epsilon: ε in 0–255 units.
-        images: The batch.
-        version: What the run depends on besides the images: the attack's content and the harness package's
-            (sample submissions import it, and its zoo weights).
-    """
-
-    attack: Submission
-    epsilon: int
-    images: tuple[ImageRecord, ...]
-    version: str
-
-    @property
-    def key(self) -> str:
-        targeted = self.attack.type is SubmissionType.TARGETED_ATTACK
-        return key_of(REFEREE_VERSION, self.version, self.epsilon, targeted,
-                      *((r.image_id, r.sha256, r.target_class if targeted else "") for r in self.images))
-
-
-@dataclass(frozen=True)
-class DefenseUnit:
-    """One defense batch: distinct image versions (pixel hashes), at most one per original image.
-
-    ``version`` plays the same role as :attr:`AttackUnit.version`.
-    """
-
-    defense: Submission
-    versions: tuple[str, ...]
-    version: str
-
-    @property
-    def key(self) -> str:
-        return key_of(DEFENSE_PROTOCOL, self.version, *sorted(self.versions))
 
 
 @dataclass
@@ -227,46 +78,6 @@ class Outcome:
     reused: dict[str, int] = field(default_factory=lambda: {"attack": 0, "defense": 0})
     clean_versions: dict[str, str] = field(default_factory=dict)
     fresh_keys: set[str] = field(default_factory=set)
-
-
-def batches(images: tuple[ImageRecord, ...], size: int) -> list[tuple[ImageRecord, ...]]:
-    """Consecutive batches of at most ``size`` images, in image-id order."""
-    if size < 1:
-        raise ValueError(f"batch size must be at least 1, got {size}")
-    return [images[i:i + size] for i in range(0, len(images), size)]
-
-
-def pack_versions(versions: list[str], originals: dict[str, set[str]], *, size: int,
-                  seed: int) -> list[tuple[str, ...]]:
-    """Pack image versions into defense batches holding at most one version of each original image.
-
-    Args:
-        versions: Pixel hashes to classify.
-        originals: Pixel hash → the original image ids it is a version of.
-        size: Largest batch.
-        seed: Shuffles the order so batches mix attacks and ε (deterministically).
-
-    Returns:
-        Batches of pixel hashes, each sorted.
-    """
-    order = sorted(versions)
-    random.Random(seed).shuffle(order)
-    packed: list[tuple[list[str], set[str]]] = []
-    for version in order:
-        owners = originals[version]
-        for members, taken in packed:
-            if len(members) < size and not (owners & taken):
-                members.append(version)
-                taken |= owners
-                break
-        else:
-            packed.append(([version], set(owners)))
-    return [tuple(sorted(members)) for members, _ in packed]
-
-
-def opaque_name(version: str, *, secret: bytes) -> str:
-    """File name under which a defense sees an image: a keyed hash, unlinkable without ``secret``."""
-    return hmac.new(secret, version.encode(), hashlib.sha256).hexdigest()[:24] + ".png"
 
 
 class Runner:
@@ -503,49 +314,3 @@ class Runner:
         return outcome
 
 
-def build_tables(dataset: Dataset, outcome: Outcome, defenses: list[Submission]
-                 ) -> tuple[list[PredictionRow], list[AttackImageRow], list[RunRow]]:
-    """Turn an :class:`Outcome` into the per-image table (predictions, referee rows, run rows)."""
-    labels = dataset.by_id()
-    predictions: list[PredictionRow] = []
-    attack_rows: list[AttackImageRow] = []
-    runs: list[RunRow] = []
-
-    def answer(defense: str, version: str) -> tuple[int | None, str]:
-        return outcome.defense_predictions.get(defense, {}).get(version, (None, "not classified"))
-
-    for defense in defenses:
-        for record in dataset.images:
-            label, problem = answer(defense.name, outcome.clean_versions[record.image_id])
-            predictions.append(PredictionRow(
-                epsilon=None, attack="", attack_type=CLEAN, defense=defense.name, image_id=record.image_id,
-                true_label=record.true_label, target_class=record.target_class, prediction=label,
-                problem=problem))
-    for attack_record in outcome.attack_records:
-        run = attack_record.run
-        runs.append(RunRow(kind=attack_record.attack_type, name=attack_record.attack, epsilon=attack_record.epsilon,
-                           batch=attack_record.key, images=len(attack_record.images), exit_code=run.exit_code,
-                           timed_out=run.timed_out, seconds=run.seconds, problem=run.problem, log=run.log))
-        for image in attack_record.images:
-            attack_rows.append(AttackImageRow(
-                epsilon=attack_record.epsilon, attack=attack_record.attack, attack_type=attack_record.attack_type,
-                image_id=image.image_id, problem=image.problem, clipped_values=image.clipped_values,
-                max_violation=image.max_violation, linf=image.linf))
-            truth = labels[image.image_id]
-            for defense in defenses:
-                label, problem = answer(defense.name, image.version)
-                predictions.append(PredictionRow(
-                    epsilon=attack_record.epsilon, attack=attack_record.attack,
-                    attack_type=attack_record.attack_type, defense=defense.name, image_id=image.image_id,
-                    true_label=truth.true_label, target_class=truth.target_class, prediction=label,
-                    problem=problem))
-    for defense in defenses:
-        for defense_record in outcome.defense_records.get(defense.name, []):
-            run = defense_record.run
-            runs.append(RunRow(kind="defense", name=defense.name, epsilon=None, batch=defense_record.key,
-                               images=len(defense_record.predictions), exit_code=run.exit_code,
-                               timed_out=run.timed_out, seconds=run.seconds, problem=run.problem, log=run.log))
-    predictions.sort(key=lambda r: (r.epsilon if r.epsilon is not None else -1, r.attack, r.defense, r.image_id))
-    attack_rows.sort(key=lambda r: (r.epsilon, r.attack, r.image_id))
-    runs.sort(key=lambda r: (r.kind, r.name, r.epsilon if r.epsilon is not None else -1, r.batch))
-    return predictions, attack_rows, runs
