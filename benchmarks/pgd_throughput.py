@@ -1,4 +1,5 @@
-"""Throughput of our PGD (submission_kit.attack_methods.gradient.pgd) against torchattacks' PGD on the same model and batch.
+"""Throughput of our PGD (submission_kit.attack_methods.gradient.pgd) against torchattacks' PGD on the same model
+and batch.
 
 Both run Madry et al.'s L∞ PGD with a random start (ε = 8/255, α = 2/255, 10 steps by default) on the zoo's
 target model (its trained weights when present, else the same architecture with random weights -- throughput

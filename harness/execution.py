@@ -16,6 +16,7 @@ table is built from the :class:`Outcome` by :mod:`harness.tabulation`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -277,7 +278,7 @@ class Runner:
                 outcome.attack_records.append(record)
         outcome.reused["attack"] = len(outcome.attack_records)
         fresh = self._parallel("attacks", [
-            (lambda u=unit: self.run_attack_unit(u, clean_versions)) for unit in pending_attacks])
+            functools.partial(self.run_attack_unit, unit, clean_versions) for unit in pending_attacks])
         outcome.executed["attack"] = len(fresh)
         outcome.fresh_keys.update(r.key for r in fresh)
         outcome.attack_records += fresh
@@ -301,10 +302,11 @@ class Runner:
             outcome.reused["defense"] += len(used)
             for group in pack_versions(pending, originals, size=self.batch_size, seed=self.seed):
                 defense_work.append(DefenseUnit(defense, group, self.version_of(defense)))
-        fresh = self._parallel("defenses", [(lambda u=unit: self.run_defense_unit(u)) for unit in defense_work])
-        outcome.executed["defense"] = len(fresh)
-        outcome.fresh_keys.update(r.key for r in fresh)
-        for defense_record in fresh:
+        fresh_defenses = self._parallel("defenses", [functools.partial(self.run_defense_unit, unit)
+                                                     for unit in defense_work])
+        outcome.executed["defense"] = len(fresh_defenses)
+        outcome.fresh_keys.update(r.key for r in fresh_defenses)
+        for defense_record in fresh_defenses:
             outcome.defense_records[defense_record.defense].append(defense_record)
             table = outcome.defense_predictions[defense_record.defense]
             for version, answer in defense_record.predictions.items():

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, CgroupJail, Limits,
+from harness.isolation import (SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, CgroupJail, Limits,
                                Protections, SandboxKind, apply_rlimits, bwrap_command, docker_command)
 from harness.library import python_path
 from harness.submission import Submission, iter_files
@@ -137,7 +137,7 @@ def folder_bytes(folder: Path) -> int:
 
 def _over_output_limit(watch: Path | None, limits: Limits) -> bool:
     """True when the output folder holds at least ``limits.output_mb`` (RLIMIT_FSIZE stops a file exactly there)."""
-    return watch is not None and bool(limits.output_mb) and folder_bytes(watch) >= limits.output_mb << 20
+    return watch is not None and bool(limits.output_mb) and folder_bytes(watch) >= (limits.output_mb or 0) << 20
 
 
 def _describe_exit(exit_code: int, limits: Limits, jail: CgroupJail | None) -> str:

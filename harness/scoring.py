@@ -80,7 +80,7 @@ def summarize_problems(run_problems: Iterable[str], image_problems: Iterable[str
 
 
 def _rank(rows: list[ScoreRow]) -> list[ScoreRow]:
-    def order(row: ScoreRow) -> tuple:
+    def order(row: ScoreRow) -> tuple[float, float, float, str]:
         return (-(row.normalized or 0.0), -(row.all_or_nothing or 0.0), -(row.clean_accuracy or 0.0), row.name)
 
     ranked = sorted(rows, key=order)
@@ -116,8 +116,8 @@ class TableIndex:
         """Index the rows (see :func:`score` for ``defenses`` and ``attacks``)."""
         defense_names = sorted(set(defenses) if defenses is not None else {r.defense for r in predictions})
         attack_kinds = dict(attacks) if attacks is not None else {}
-        for row in attack_images:
-            attack_kinds.setdefault(row.attack, row.attack_type)
+        for image_row in attack_images:
+            attack_kinds.setdefault(image_row.attack, image_row.attack_type)
         for row in predictions:
             if row.attack_type != CLEAN:
                 attack_kinds.setdefault(row.attack, row.attack_type)

@@ -185,12 +185,14 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 def pixels_to_unit(values: _Scalable) -> _Scalable:
     """0–255 units → the [0, 1] scale (v / 255) for a number, a NumPy array or a float torch tensor (any type
     with ``/``; a tensor stays on its device). ε and step sizes in pixel units (``8`` → 8/255)."""
-    return values / float(PIXEL_MAX)
+    scaled: _Scalable = values / float(PIXEL_MAX)
+    return scaled
 
 
 def unit_to_pixels(values: _Scalable) -> _Scalable:
     """The [0, 1] scale → 0–255 units (v · 255), the inverse of :func:`pixels_to_unit` (no rounding)."""
-    return values * float(PIXEL_MAX)
+    scaled: _Scalable = values * float(PIXEL_MAX)
+    return scaled
 
 
 def epsilon_to_unit(epsilon: int) -> float:

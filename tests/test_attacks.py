@@ -1,4 +1,5 @@
-"""Gradient attacks (submission_kit.attack_methods.gradient) against torchattacks, their invariants, and the sample folders.
+"""Gradient attacks (submission_kit.attack_methods.gradient) against torchattacks, their invariants, and the sample
+folders.
 
 Everything runs on a tiny CNN built here with a fixed seed (no trained weights), on CPU, in a few seconds.
 """

@@ -151,7 +151,7 @@ def test_draw_targets_every_other_class_reachable_for_each_label():
     labels = [k for k in range(10) for _ in range(200)]
     targets = draw_targets(labels, num_classes=10, seed=3)
     for label in range(10):
-        reached = {t for l, t in zip(labels, targets) if l == label}
+        reached = {t for true, t in zip(labels, targets) if true == label}
         assert reached == set(range(10)) - {label}
 
 

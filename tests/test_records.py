@@ -33,7 +33,8 @@ def test_attack_record_round_trip_and_schema():
 def test_defense_record_round_trip_and_labels():
     record = DefenseUnitRecord(key="k" * 32, defense="bucket", defense_hash="d" * 64, run=RUN,
                                csv_notes=("1 row names an unknown file",),
-                               predictions={"a" * 64: DefenseAnswer(3, ""), "b" * 64: DefenseAnswer(None, "missing row")})
+                               predictions={"a" * 64: DefenseAnswer(3, ""),
+                                            "b" * 64: DefenseAnswer(None, "missing row")})
     value = json.loads(json.dumps(record.to_json()))
     assert DefenseUnitRecord.from_json(value) == record
     value["predictions"]["a" * 64]["label"] = "3"  # a label must be an integer, never a string

@@ -1,4 +1,5 @@
-"""DeepFool, UAP, projections and the fooling rate (submission_kit.attack_methods.universal) on tiny synthetic models."""
+"""DeepFool, UAP, projections and the fooling rate (submission_kit.attack_methods.universal) on tiny synthetic
+models."""
 
 from __future__ import annotations
 

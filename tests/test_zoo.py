@@ -118,7 +118,7 @@ def test_augment_is_seeded_crop_and_flip() -> None:
     assert torch.equal(first, second) and first.shape == images.shape and first.dtype == torch.uint8
     padded = torch.nn.functional.pad(images, (0, 0, 4, 4, 4, 4))
     for i in range(len(images)):
-        crops = [padded[i, t : t + 32, l : l + 32] for t in range(9) for l in range(9)]
+        crops = [padded[i, t : t + 32, s : s + 32] for t in range(9) for s in range(9)]
         assert any(torch.equal(first[i], c) or torch.equal(first[i], c.flip(1)) for c in crops)
 
 

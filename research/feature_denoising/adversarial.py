@@ -4,7 +4,8 @@ Xie et al., "Feature Denoising for Improving Adversarial Robustness", CVPR 2019,
 adversarial images only (no clean images in the mini-batch), made by PGD on the current weights, 20% of them
 started from the clean image and 80% from a random point of the ε-ball; label smoothing 0.1. The authors' code
 (facebookresearch/ImageNet-Adversarial-Training, ``adv_model.py``) runs the attack with BatchNorm in inference
-mode and its moving-average updates frozen -- here the attack functions of :mod:`submission_kit.attack_methods.gradient` run
+mode and its moving-average updates frozen -- here the attack functions of :mod:`submission_kit.attack_methods.gradient`
+run
 the model in ``eval()`` mode (running statistics used, not updated) and the update runs in ``train()`` mode.
 
 Two attacks:

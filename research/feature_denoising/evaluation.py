@@ -50,7 +50,8 @@ def pgd_accuracy(model: nn.Module, images: np.ndarray | torch.Tensor, labels: np
                  device: str | torch.device = "cpu") -> float:
     """Fraction in [0, 1] of ``images`` still classified correctly after untargeted PGD on the true labels.
 
-    PGD with a random start (:func:`submission_kit.attack_methods.gradient.pgd`; the model runs in eval mode). The random
+    PGD with a random start (:func:`submission_kit.attack_methods.gradient.pgd`; the model runs in eval mode). The
+    random
     starts come from one generator seeded with ``seed`` and used batch after batch, so the result does not depend
     on ``batch_size`` and two models are attacked from the same starting points.
 

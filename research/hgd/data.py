@@ -1,6 +1,7 @@
 """Adversarial training, validation and test sets for the HGD denoisers (Liao et al. 2018, Sec. 4.1, Table 1).
 
-The seed's recipe at CIFAR-10 scale, made with the project's own attacks (:mod:`submission_kit.attack_methods.gradient`):
+The seed's recipe at CIFAR-10 scale, made with the project's own attacks
+(:mod:`submission_kit.attack_methods.gradient`):
 
 * **train / val** (Table 1, "TrainSet and ValSet"): every clean image is attacked by each entry of
   :data:`TRAIN_ATTACKS` — FGSM on each training model and on their logit ensemble, I-FGSM with 2, 4 and 8 steps

@@ -15,7 +15,8 @@ kept ("the model with the lowest validation loss is used for testing"). ``--minu
 too slow (checked after every batch; the stop and the epoch reached are logged and recorded).
 
 Progress goes to stdout (tee it into ``submission_kit/hgd/weights/<name>.log``); the kept weights go to
-``submission_kit/hgd/weights/<name>.pt`` (:func:`submission_kit.hgd.registry.save_denoiser`) with a JSON record of the run.
+``submission_kit/hgd/weights/<name>.pt`` (:func:`submission_kit.hgd.registry.save_denoiser`) with a JSON record of the
+run.
 """
 
 from __future__ import annotations

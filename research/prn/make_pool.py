@@ -13,13 +13,15 @@ left)``); the pool files are rewritten after every candidate, so an interruption
 
 Each candidate is one universal perturbation computed on ``--subset-size`` training images by ``--method``:
 
-* ``sgd`` (default): :func:`submission_kit.attack_methods.universal.sgd_universal_perturbation` (Shafahi et al., "Universal
+* ``sgd`` (default): :func:`submission_kit.attack_methods.universal.sgd_universal_perturbation` (Shafahi et al.,
+"Universal
   adversarial training", AAAI 2020, Algorithm 1): sign-gradient (ℓ∞) or normalized-gradient (ℓ2) ascent of the
   cross-entropy of the clean predictions over minibatches; ``--epochs``, ``--step-size`` (0-255 units, default
   :data:`SGD_STEP_FRACTION` · ξ: ξ/7.8 for ℓ∞, ξ/4 for ℓ2), ``--beta``, ``--batch-size``. On this project's
   CIFAR-10 models it finds far stronger UAPs than DeepFool for the same ξ (``attacks/uap_sgd/README.md``),
   strong enough to train a rectifier on;
-* ``deepfool``: :func:`submission_kit.attack_methods.universal.universal_perturbation` (Moosavi-Dezfooli et al., "Universal
+* ``deepfool``: :func:`submission_kit.attack_methods.universal.universal_perturbation` (Moosavi-Dezfooli et al.,
+"Universal
   adversarial perturbations", CVPR 2017, Algorithm 1; the seed's perturbations); ``--delta``,
   ``--max-iter-uni``, ``--num-classes``, ``--overshoot``, ``--max-iter-df``.
 

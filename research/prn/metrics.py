@@ -49,8 +49,8 @@ from submission_kit.prn.defense import PRNDefense
 from submission_kit.prn.detector import Detector, dct_features
 from .errors import run_command
 from submission_kit.prn.network import load_prn
-from submission_kit.prn.paths import (NORMS, POOLS_DIR, WEIGHTS_DIR, detector_command, detector_path, pool_command, prn_path,
-                    train_command)
+from submission_kit.prn.paths import (NORMS, POOLS_DIR, WEIGHTS_DIR, detector_command, detector_path, pool_command,
+                                      prn_path, train_command)
 from .perturb import perturb_each
 from .pool import Pool, PoolError, PoolNotFoundError, check_disjoint, load_pool
 
@@ -286,7 +286,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     target = args.model
     models = [target] + [m for m in zoo.names() if m != target]
     missing: list[str] = []
-    frameworks = {(m, n): f for m in models for n in NORMS if (f := _load_framework(m, n, missing, weights_dir=args.weights_dir, pools_dir=args.pools_dir))
+    frameworks = {(m, n): f for m in models for n in NORMS
+                  if (f := _load_framework(m, n, missing, weights_dir=args.weights_dir, pools_dir=args.pools_dir))
                   is not None}
     pools: dict[tuple[str, str], Pool] = {}
     for m in models:

@@ -88,7 +88,8 @@ def default_xi(norm: str, images: np.ndarray | None = None) -> float:
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
-    """Round images in [0, 1] to the uint8 grid (values k/255) as a PNG round trip through :mod:`submission_kit.contract`.
+    """Round images in [0, 1] to the uint8 grid (values k/255) as a PNG round trip through
+    :mod:`submission_kit.contract`.
 
     Args:
         x: float (N, 3, H, W); values outside [0, 1] are clipped.

@@ -263,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                                (sys.argv[1:] if argv is None else argv)),
         "paper": "Akhtar, Liu, Mian, Defense against Universal Adversarial Perturbations, CVPR 2018, Algorithm 1",
         "model": args.model, "norm": args.norm, "xi": pool.xi, "xi_255": round(pool.xi * 255, 6),
-        "seed": args.seed, "rescale": not args.no_rescale, "l2_fraction": args.l2_fraction, "count": len(result.perturbations),
+        "seed": args.seed, "rescale": not args.no_rescale, "l2_fraction": args.l2_fraction,
+        "count": len(result.perturbations),
         "requested": args.count, "attempts": result.attempts, "acceptance": round(result.acceptance, 6),
         "l2_threshold_255": round(result.l2_threshold * 255, 4),
         "walk_l2_255_quantiles": ({q: round(float(torch.quantile(result.walk_l2, float(q))) * 255, 4)

@@ -12,11 +12,13 @@ One DeepFool step costs a forward/backward pass over 9 copies of the image, and 
 so a pass over 2,000 images takes on the order of 10-15 minutes for vgg6_w48 on a free 2-core CPU (later passes
 are cheaper: images already fooled are skipped). ``--max-minutes`` bounds the run (checked between images, recorded
 as ``stopped_by``); without it the result is bit-reproducible for a given seed. ``--deepfool-batch B`` checks and
-DeepFool-s B images at once (see :func:`submission_kit.attack_methods.universal.universal_perturbation`; about 10× faster on a
+DeepFool-s B images at once (see :func:`submission_kit.attack_methods.universal.universal_perturbation`; about 10×
+faster on a
 CPU at B = 32).
 
 ``--method sgd`` computes the perturbation by minibatch gradient ascent of the cross-entropy instead (Shafahi et
-al., "Universal adversarial training", AAAI 2020; :func:`submission_kit.attack_methods.universal.sgd_universal_perturbation`),
+al., "Universal adversarial training", AAAI 2020;
+:func:`submission_kit.attack_methods.universal.sgd_universal_perturbation`),
 as ``attacks/uap_sgd`` does::
 
     python -m research.uap.make_uap --method sgd --model vgg6_w48 --xi 10 --n-train 5000 --epochs 10 \
@@ -40,7 +42,7 @@ import torch
 from research import cifar10, provenance
 from submission_kit import contract, sdk, zoo
 from submission_kit.attack_methods import universal
-from submission_kit.attack_methods.universal import load_uap
+from submission_kit.attack_methods.universal import load_uap  # noqa: F401  (re-exported: make_uap.load_uap)
 
 
 #: What ``--method`` computes, for the JSON record.
@@ -109,7 +111,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rng = np.random.default_rng(args.seed)
     subset = np.sort(rng.choice(len(train_images), size=min(args.n_train, len(train_images)), replace=False))
     train = _to_tensor(train_images[subset], device)
-    test = _to_tensor(test_images, device)
 
     def log(message: str) -> None:
         print(message, flush=True)

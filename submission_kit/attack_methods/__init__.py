@@ -7,7 +7,8 @@ Modules, one per family:
 * :mod:`submission_kit.attack_methods.universal` -- DeepFool and universal adversarial perturbations (UAP), the L∞/L2
   projections and the fooling rate.
 * :mod:`submission_kit.attack_methods.ensemble` -- a logit ensemble of several models (the black-box transfer attacker).
-* :mod:`submission_kit.attack_methods.submission` -- the one wrapper every sample attack folder uses: parse the NIPS 2017
+* :mod:`submission_kit.attack_methods.submission` -- the one wrapper every sample attack folder uses: parse the NIPS
+2017
   arguments, load zoo models, attack each batch, write uint8 PNGs inside the ε-ball.
 * :mod:`research.uap.make_uap` -- the command that computes a folder's stored universal perturbation.
 

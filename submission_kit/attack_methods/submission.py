@@ -156,7 +156,8 @@ def run_universal_attack(uap_file: str | Path, *, argv: Sequence[str] | None = N
     No model is loaded or queried (the perturbation is image-agnostic).
 
     Args:
-        uap_file: float32 (3, h, w) ``.npy`` on the [0, 1] scale (:func:`submission_kit.attack_methods.universal.load_uap`);
+        uap_file: float32 (3, h, w) ``.npy`` on the [0, 1] scale
+        (:func:`submission_kit.attack_methods.universal.load_uap`);
             tiled when the images are larger.
         argv: Command-line arguments (default ``sys.argv[1:]``).
         batch_size: Images per batch.

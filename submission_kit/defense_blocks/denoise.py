@@ -2,7 +2,8 @@
 
 S. Lee, S. Park, J. Lee, "Defensive denoising methods against adversarial attack", 2018: the input
 is denoised with the ROF model (total variation) or non-local means before the classifier, optionally after
-adding a fixed defensive perturbation ``v_def`` (:mod:`submission_kit.defense_blocks.vdef`). JPEG compression (Dziugaite et
+adding a fixed defensive perturbation ``v_def`` (:mod:`submission_kit.defense_blocks.vdef`). JPEG compression (Dziugaite
+et
 al. 2016; Das et al. 2017; Guo et al. 2018) is the classic baseline of the same kind.
 
 Every transformation takes float images (N, 3, H, W) in [0, 1] on any device and returns the same shape, dtype

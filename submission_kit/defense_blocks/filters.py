@@ -53,7 +53,8 @@ def rof(image: np.ndarray, *, weight: float = 10.0, max_num_iter: int = 100, eps
     and because TV scales linearly and the fidelity term quadratically with intensity, weight w on [0, 1] data
     equals weight w/255 on 0-255 data. Lee, Park & Lee's "weight of 10" (and their sweep 5, 10, 20) is read as
     this function's ``weight`` on [0, 1] images, because 5 is scikit-image's default for it and 5-20 gives visible
-    but moderate smoothing of 32×32 images. ``denoise_tv_chambolle`` has the opposite convention (a TV weight: larger = more
+    but moderate smoothing of 32×32 images. ``denoise_tv_chambolle`` has the opposite convention (a TV weight: larger =
+    more
     smoothing); its weight 10 on [0, 1] data wipes out most of a 32×32 image's contrast.
 
     Args:

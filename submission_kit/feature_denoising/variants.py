@@ -1,6 +1,7 @@
 """The feature-denoising variants: names, how to build them, the recipe that trains them, their weights.
 
-Every variant is the same ResNet-8 (:class:`~submission_kit.feature_denoising.networks.DenoisingResNet`) and differs only
+Every variant is the same ResNet-8 (:class:`~submission_kit.feature_denoising.networks.DenoisingResNet`) and differs
+only
 in its denoising blocks, as in the ablations of Xie et al. 2019 (Fig. 7: denoising operations; Table 1: block
 design). All are adversarially trained by ``python -m research.feature_denoising.train`` with the same recipe.
 """

@@ -45,7 +45,8 @@ def run_defense(name: str, *, model_name: str | None = None, argv: Sequence[str]
         model_name: Zoo model to protect; default the model that guided the denoiser (for the committed
             denoisers, :data:`submission_kit.zoo.TARGET_MODEL`).
         argv: Command-line arguments (default ``sys.argv[1:]``).
-        weights_dir: Folder of the denoiser's weights (default ``$SUBMISSION_KIT_WEIGHTS/hgd`` or ``submission_kit/hgd/weights``).
+        weights_dir: Folder of the denoiser's weights (default ``$SUBMISSION_KIT_WEIGHTS/hgd`` or
+        ``submission_kit/hgd/weights``).
 
     Raises:
         DenoiserWeightsNotFoundError: The weights are missing (raised before any image is read); the message

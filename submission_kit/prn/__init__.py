@@ -4,8 +4,10 @@ N. Akhtar, J. Liu, A. Mian, "Defense against Universal Adversarial Perturbations
 issue 7), at CIFAR-10 scale:
 
 * :mod:`~research.prn.pool` / ``python -m research.prn.make_pool``: pools of real UAPs ρ ∈ 𝒫 (Moosavi-Dezfooli et
-  al. 2017), computed with :func:`submission_kit.attack_methods.universal.sgd_universal_perturbation` (Shafahi et al. 2020,
-  the default) or :func:`submission_kit.attack_methods.universal.universal_perturbation` (DeepFool, the seed's), disjoint
+  al. 2017), computed with :func:`submission_kit.attack_methods.universal.sgd_universal_perturbation` (Shafahi et al.
+  2020,
+  the default) or :func:`submission_kit.attack_methods.universal.universal_perturbation` (DeepFool, the seed's),
+  disjoint
   train / test pools;
 * :mod:`~research.prn.synthetic`: synthetic perturbations 𝒫_s (Algorithm 1 and its ℓ2 variant);
 * :mod:`~submission_kit.prn.network` / ``python -m research.prn.train``: the rectifier ℛ (PRN), trained as pre-input

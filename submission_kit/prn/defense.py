@@ -2,7 +2,8 @@
 
 Used by the defense folders ``defenses/prn`` (detect, then rectify only detected images) and
 ``defenses/prn_always`` (rectify every image: the PRN alone). The rectified image is clipped to [0, 1] before
-the classifier (``submission_kit.defense_blocks.classify.predict``). Weights are read from ``submission_kit/prn/weights/<model>/``
+the classifier (``submission_kit.defense_blocks.classify.predict``). Weights are read from
+``submission_kit/prn/weights/<model>/``
 (``weights_dir`` overrides the folder, e.g. for tests); a missing file raises :class:`PRNWeightsNotFoundError`
 naming the command that makes it.
 """
@@ -69,7 +70,8 @@ def load_defense(model: str = zoo.TARGET_MODEL, norm: str = DEFAULT_NORM, *, alw
         model: The zoo model the PRN was trained for.
         norm: ``"inf"`` or ``"2"``.
         always: Rectify every image (no detector needed).
-        weights_dir: Folder holding ``<model>/prn_<norm>.pt`` etc. (default ``submission_kit/prn/weights`` or ``$SUBMISSION_KIT_WEIGHTS/prn``).
+        weights_dir: Folder holding ``<model>/prn_<norm>.pt`` etc. (default ``submission_kit/prn/weights`` or
+        ``$SUBMISSION_KIT_WEIGHTS/prn``).
         device: Where to run the PRN.
 
     Raises:

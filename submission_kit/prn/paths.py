@@ -3,7 +3,7 @@
 Layout (``<model>`` is a zoo model name, ``<norm>`` is ``inf`` or ``2``)::
 
     submission_kit/prn/pools/<model>/uap_<norm>_<role>.npy    real UAPs, float16 (K, 3, H, W); role = train | test
-    submission_kit/prn/pools/<model>/uap_<norm>_<role>.json   manifest: command, seeds, image subsets, fooling rates, ...
+    submission_kit/prn/pools/<model>/uap_<norm>_<role>.json   manifest: command, seeds, subsets, fooling rates, ...
     submission_kit/prn/pools/<model>/synthetic_<norm>.npy     synthetic perturbations as coefficients, float64 (η, K)
     submission_kit/prn/pools/<model>/synthetic_<norm>.json    seed, acceptance, fooling rates, hash of the real pool
     submission_kit/prn/weights/<model>/prn_<norm>.pt          PRN state dict (+ .json record, .log training log)
