@@ -24,7 +24,7 @@ from harness.store import key_of
 from harness.submission import content_hash
 
 __all__ = ["LIBRARY_PACKAGE", "SANDBOX_LIBRARY_PARENT", "KEY_SCHEME", "Fingerprint", "fingerprint", "library_dir",
-           "python_path"]
+           "library_link", "python_path"]
 
 #: The importable name of the submission library.
 LIBRARY_PACKAGE = "submission_kit"
@@ -58,6 +58,19 @@ def python_path(*, sandboxed: bool) -> str:
             False for plain processes (the library's parent folder on this machine).
     """
     return SANDBOX_LIBRARY_PARENT if sandboxed else str(library_dir().parent)
+
+
+def library_link(folder: Path) -> Path:
+    """Make ``folder`` hold only a symlink ``submission_kit`` → :func:`library_dir` and return it: the
+    ``PYTHONPATH`` of a plain (unsandboxed) process, so that the library is importable through it and nothing
+    else of the project is (the repository root would expose ``harness`` and ``research``).
+
+    Raises:
+        FileExistsError: ``folder`` already holds a ``submission_kit`` entry.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / LIBRARY_PACKAGE).symlink_to(library_dir(), target_is_directory=True)
+    return folder
 
 
 def _version(distribution: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.isolation import (SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, CgroupJail, Limits,
                                Protections, SandboxKind, apply_rlimits, bwrap_command, docker_command)
-from harness.library import python_path
+from harness.library import library_link, python_path
 from harness.submission import Submission, iter_files
 
 #: How often a running process's output folder is measured.
@@ -73,7 +73,7 @@ def fresh_copy(submission: Submission, destination: Path) -> Path:
 
 
 def scrubbed_environment(*, home: str, tmp: str, gpu: str | None, threads: int | None = None,
-                         sandboxed: bool = False) -> dict[str, str]:
+                         sandboxed: bool = False, library_parent: Path | None = None) -> dict[str, str]:
     """The only environment a submission sees.
 
     Args:
@@ -84,6 +84,8 @@ def scrubbed_environment(*, home: str, tmp: str, gpu: str | None, threads: int |
             oversubscribe the cores; None keeps the harness's own settings.
         sandboxed: The run is in a bubblewrap or docker sandbox, where the submission library is mounted at
             :data:`harness.library.SANDBOX_LIBRARY_PARENT`; ``PYTHONPATH`` holds only the library's folder.
+        library_parent: For a plain process, a folder holding only the library (:func:`harness.library.library_link`);
+            None puts the library's real parent folder on ``PYTHONPATH``.
     """
     python_bin = str(Path(sys.executable).parent)
     env = {
@@ -94,7 +96,7 @@ def scrubbed_environment(*, home: str, tmp: str, gpu: str | None, threads: int |
         "TEMP": tmp,
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
-        "PYTHONPATH": python_path(sandboxed=sandboxed),
+        "PYTHONPATH": str(library_parent) if library_parent and not sandboxed else python_path(sandboxed=sandboxed),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
         "PYTHONUNBUFFERED": "1",
@@ -288,7 +290,8 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
         home, tmp = workdir / "home", workdir / "tmp"
         home.mkdir()
         tmp.mkdir()
-        env = scrubbed_environment(home=str(home), tmp=str(tmp), gpu=gpu, threads=threads)
+        env = scrubbed_environment(home=str(home), tmp=str(tmp), gpu=gpu, threads=threads,
+                                   library_parent=library_link(workdir / "library"))
         argv = [entry, *(a.replace("{input}", str(inputs)).replace("{output}", str(outputs)) for a in args)]
     return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path, log_name=log_name,
                        watch=outputs, protections=protections, display=display)

@@ -123,3 +123,21 @@ def test_sandboxed_run_sees_the_library_and_nothing_else_of_the_project(tmp_path
     with open(world["results"] / "per_image.csv") as handle:
         predictions = {row["prediction"] for row in csv.DictReader(handle)}
     assert predictions == {"1"}
+
+
+def test_plain_process_has_only_the_library_on_its_pythonpath(tmp_path):
+    """Without a sandbox the run's PYTHONPATH is a folder holding only submission_kit, not the repository root;
+    harness and research are importable only if this Python has them installed (as in CI)."""
+    installed = subprocess.run(
+        [sys.executable, "-c", "import importlib.util as u; print(int(u.find_spec('harness') is not None), "
+                               "int(u.find_spec('research') is not None))"],
+        cwd="/", capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=120).stdout.split()
+    expected = 1 + 2 * int(installed[0]) + 4 * int(installed[1])
+    world = {"data": write_dataset(tmp_path / "data", [10, 60]), "attacks": tmp_path / "attacks",
+             "defenses": tmp_path / "defenses", "results": tmp_path / "results"}
+    world["attacks"].mkdir()
+    write_submission(world["defenses"], "probe", "defense", PROBE_DEFENSE)
+    run_competition(config_for(world, sandbox=SandboxKind.NONE), echo=lambda _line: None)
+    with open(world["results"] / "per_image.csv") as handle:
+        predictions = {row["prediction"] for row in csv.DictReader(handle)}
+    assert predictions == {str(expected)}
