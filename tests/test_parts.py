@@ -141,3 +141,23 @@ def test_plain_process_has_only_the_library_on_its_pythonpath(tmp_path):
     with open(world["results"] / "per_image.csv") as handle:
         predictions = {row["prediction"] for row in csv.DictReader(handle)}
     assert predictions == {str(expected)}
+
+
+def test_referee_install_needs_no_torch_and_covers_its_imports():
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    required = {line.strip().lower() for line in config["options"]["install_requires"].splitlines() if line.strip()}
+    assert required == {"numpy", "pillow", "joblib", "tabulate", "tqdm"}
+    kit = {line.strip() for line in config["options.extras_require"]["kit"].splitlines() if line.strip()}
+    assert {"torch", "torchvision", "scikit-learn", "scikit-image"} <= kit
+    distribution_of = {"PIL": "pillow", "numpy": "numpy", "joblib": "joblib", "tabulate": "tabulate", "tqdm": "tqdm"}
+    third_party = set()
+    for names in _imported_top_levels(ROOT / "harness").values():
+        third_party |= {n for n in names if n not in sys.stdlib_module_names and n not in ("harness", "submission_kit")}
+    for names in (_imported_top_levels(ROOT / "submission_kit")["submission_kit/contract.py"],):
+        third_party |= {n for n in names if n not in sys.stdlib_module_names and n != "submission_kit"}
+    assert {distribution_of.get(n, n) for n in third_party} <= required
+    packages = config["options.packages.find"]["include"]
+    assert all(p in packages for p in ("harness", "submission_kit", "research"))
