@@ -66,11 +66,16 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
     eps = parse_epsilon(epsilon)
     dataset = load_dataset(input_dir, seed=seed)
     subset = replace(dataset, images=dataset.images[:max(1, images)])
+    try:
+        protections = probe(sandbox)
+    except RuntimeError as exc:  # the requested sandbox cannot run here
+        report.problems.append(f"{exc} (choose another --sandbox)")
+        return report
     with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
         workspace = Workspace(Path(tmp))
         runner = Runner(subset, workspace, seed=seed, batch_size=len(subset.images), jobs=1,
                         policy=policy or LimitPolicy(), devices=DevicePool(visible_gpus(), 1),
-                        protections=probe(sandbox))
+                        protections=protections)
         clean_versions = runner.clean_versions()
         if submission.type.is_attack:
             unit = runner.attack_units([submission], [eps])[0]

@@ -137,3 +137,18 @@ def test_option_defaults_come_from_the_dataclasses(tmp_path: Path) -> None:
             limits.memory_mb, limits.max_processes, limits.output_mb)
     run = parser.parse_args(["run"])
     assert (tuple(run.max_epsilon), run.batch_size, run.jobs) == (config.epsilons, config.batch_size, config.jobs)
+
+
+def test_validate_with_a_sandbox_this_machine_lacks_is_a_plain_problem(world: dict[str, Path], tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.validate
+
+    def unavailable(kind: object) -> None:
+        raise RuntimeError("--sandbox bwrap: bubblewrap cannot create namespaces here")
+
+    monkeypatch.setattr(harness.validate, "probe", unavailable)
+    good = write_submission(tmp_path / "subs", "plus", "attack", PLUS)
+    assert main(["validate", str(good), "--input_dir", str(world["data"]), "--sandbox", "bwrap"]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM: --sandbox bwrap: bubblewrap cannot create namespaces here (choose another --sandbox)" in out
