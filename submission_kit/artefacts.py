@@ -14,6 +14,8 @@ family (``zoo/``, ``hgd/``, ``feature_denoising/``, ``prn/``) laid out like the 
 a family whose subfolder exists there reads from it instead of its committed weights (the others keep theirs).
 
 Importing this module imports no third-party package; :func:`artefacts` imports the family modules (torch).
+``python -m submission_kit.artefacts`` prints the registry: name, whether its weights are present, the command
+that makes them.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import difflib
 import functools
 import json
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FAMILIES", "WEIGHTS_ENV", "Artefact", "UnknownArtefactError", "artefacts", "get", "names",
-           "unknown_message", "weights_dir"]
+__all__ = ["FAMILIES", "WEIGHTS_ENV", "Artefact", "UnknownArtefactError", "artefacts", "get", "listing", "main",
+           "names", "unknown_message", "weights_dir"]
 
 #: Environment variable naming a folder to read every family's weights from (``<folder>/<family>/...``).
 WEIGHTS_ENV = "SUBMISSION_KIT_WEIGHTS"
@@ -219,3 +222,24 @@ def get(name: str) -> Artefact:
         return found[name]
     except KeyError:
         raise UnknownArtefactError(unknown_message("artefact", name, list(found))) from None
+
+
+def listing(registered: dict[str, Artefact] | None = None) -> str:
+    """One line per artefact: qualified name, ``present`` or ``MISSING``, the command that makes its weights."""
+    registered = artefacts() if registered is None else registered
+    width = max((len(name) for name in registered), default=0)
+    return "\n".join(f"{name:<{width}}  {'present' if a.available else 'MISSING'}  {a.command}"
+                     for name, a in registered.items())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m submission_kit.artefacts``: print :func:`listing`; returns the exit status."""
+    if list(sys.argv[1:] if argv is None else argv):
+        print("usage: python -m submission_kit.artefacts   (lists every trained artefact)", file=sys.stderr)
+        return 2
+    print(listing())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -78,3 +78,14 @@ def test_committed_hgd_folders_are_what_make_defense_writes(tmp_path):
         for path in made.iterdir():
             assert (committed / path.name).read_bytes() == path.read_bytes(), f"{committed.name}/{path.name}"
             assert (committed / path.name).stat().st_mode & 0o111 == path.stat().st_mode & 0o111
+
+
+def test_listing_names_every_artefact_with_presence_and_command(capsys):
+    registered = artefacts.artefacts()
+    assert artefacts.main([]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(registered)
+    for line, artefact in zip(lines, registered.values()):
+        assert line.split()[1] == ("present" if artefact.available else "MISSING")
+        assert line.endswith(artefact.command)
+    assert artefacts.main(["--bogus"]) == 2
