@@ -1,6 +1,6 @@
 """Images per second of the denoising defenses (ROF / total variation and NL-means) with 1 and 2 workers.
 
-Times :func:`harness.defenses.filters.map_images` -- the per-image work behind ``defenses/tv_denoise`` and
+Times :func:`submission_kit.defense_blocks.filters.map_images` -- the per-image work behind ``defenses/tv_denoise`` and
 ``defenses/nl_means`` -- on ``--images`` 32×32 images: the shared CIFAR-10 test images when available (first
 images of a seeded subset; nothing is written), synthetic ones otherwise. Each (filter, workers) pair is timed
 ``--repeats`` times in alternation after one warm-up call (which starts the worker processes), and the median is
@@ -26,8 +26,8 @@ from multiprocessing.synchronize import Barrier
 
 import numpy as np
 
-from harness import cifar10
-from harness.defenses import filters
+from research import cifar10
+from submission_kit.defense_blocks import filters
 
 #: The two defenses' per-image filters with the paper's parameters.
 FILTERS: dict[str, tuple[filters.Filter, dict]] = {

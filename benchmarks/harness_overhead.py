@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import BUCKET_DEFENSE, NOOP, PLUS, write_submission  # noqa: E402
 
 from harness.competition import CompetitionConfig, run_competition  # noqa: E402
-from harness.runner import LimitPolicy  # noqa: E402
+from harness.limits import LimitPolicy  # noqa: E402
 
 
 def measure(config: CompetitionConfig, label: str) -> None:

@@ -1,4 +1,4 @@
-"""Training and inference speed of the HGD denoisers (harness.hgd) on the CPU, to choose their width.
+"""Training and inference speed of the HGD denoisers (submission_kit.hgd) on the CPU, to choose their width.
 
 For each base width, times one training step on a batch of 32×32 images — the denoiser alone (PGD: pixel L1)
 and the denoiser followed by the frozen target model (LGD: L1 on logits, gradients through the classifier) —
@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from harness import zoo
-from harness.hgd import losses
-from harness.hgd.networks import build_denoiser
+from submission_kit import zoo
+from submission_kit.hgd import losses
+from submission_kit.hgd.networks import build_denoiser
 
 
 def _rate(step: Callable[[], None], images: int, *, seconds: float) -> tuple[float, float]:

@@ -12,8 +12,8 @@ the JPEG baseline, and the effect of v_def image by image. Writes a markdown rep
 Inputs (each made by its own command; the error message names it when a file is missing):
 
 * UAPs: ``attacks/uap/uap.npy`` for the target model; ``<HARNESS_CACHE>/uap/<model>.npy`` for the others
-  (``python -m harness.attacks.make_uap --model M --xi 10 --out ...``), or ``--uap MODEL=PATH``;
-* v_def: ``defenses/tv_denoise_vdef/v_def.npy`` (``python -m harness.defenses.make_vdef ...``) or ``--vdef``;
+  (``python -m research.uap.make_uap --model M --xi 10 --out ...``), or ``--uap MODEL=PATH``;
+* v_def: ``defenses/tv_denoise_vdef/v_def.npy`` (``python -m research.lee2018.make_vdef ...``) or ``--vdef``;
 * the zoo's trained weights.
 
 Perturbed images are rounded to 8 bits (``round(255 · clip(x + δ, 0, 1))``) as the competition's PNGs are;
@@ -36,9 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness import cifar10, sdk, zoo
-from harness.attacks import universal
-from harness.defenses import denoise, vdef
+from research import cifar10
+from submission_kit import sdk, zoo
+from submission_kit.attack_methods import universal
+from submission_kit.defense_blocks import denoise, vdef
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_UAP = ROOT / "attacks" / "uap" / "uap.npy"
@@ -246,7 +247,7 @@ def _parse_uaps(items: Sequence[str], target: str, others: Sequence[str]) -> dic
         if name not in paths or not path:
             raise SystemExit(f"--uap expects MODEL=PATH with MODEL in {sorted(paths)}, got {item!r}")
         paths[name] = Path(path)
-    missing = [f"python -m harness.attacks.make_uap --model {name} --xi 10 --out {path}"
+    missing = [f"python -m research.uap.make_uap --model {name} --xi 10 --out {path}"
                for name, path in paths.items() if not path.is_file()]
     if missing:
         raise SystemExit("UAP file(s) missing; make them with:\n    " + "\n    ".join(missing))

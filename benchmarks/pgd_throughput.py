@@ -1,4 +1,5 @@
-"""Throughput of our PGD (harness.attacks.gradient.pgd) against torchattacks' PGD on the same model and batch.
+"""Throughput of our PGD (submission_kit.attack_methods.gradient.pgd) against torchattacks' PGD on the same model
+and batch.
 
 Both run Madry et al.'s L∞ PGD with a random start (ε = 8/255, α = 2/255, 10 steps by default) on the zoo's
 target model (its trained weights when present, else the same architecture with random weights -- throughput
@@ -18,8 +19,8 @@ import time
 
 import torch
 
-from harness import sdk, zoo
-from harness.attacks import gradient
+from submission_kit import sdk, zoo
+from submission_kit.attack_methods import gradient
 
 
 def main() -> None:

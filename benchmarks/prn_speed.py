@@ -1,4 +1,4 @@
-"""Speed of the PRN (harness.prn.network) on 32×32 images for several widths: inference, forward+backward alone,
+"""Speed of the PRN (submission_kit.prn.network) on 32×32 images for several widths: inference, forward+backward alone,
 and one full training step (PRN forward+backward through the frozen target classifier), in images per second.
 
     python benchmarks/prn_speed.py [--widths 16 24 32 48 64] [--threads 1] [--batch 64] [--seconds 5]
@@ -15,8 +15,8 @@ import time
 import torch
 from torch.nn import functional as F
 
-from harness import zoo
-from harness.prn.network import PRN
+from submission_kit import zoo
+from submission_kit.prn.network import PRN
 
 
 def rate(step, batch: int, seconds: float) -> float:

@@ -3,7 +3,7 @@
     python benchmarks/sandbox_cost.py                  # none, bwrap, docker, gvisor; 15 repeats each
     python benchmarks/sandbox_cost.py --repeats 31 --kinds none bwrap
 
-One launch = :func:`harness.sandbox.run_submission` of a trivial attack (a ``python3`` entry point that writes one
+One launch = :func:`harness.process.run_submission` of a trivial attack (a ``python3`` entry point that writes one
 file to its output folder), as the runner calls it: fresh copy of the folder, sandbox set-up, the process, and
 tear-down (for docker/gVisor: ``docker run`` of the local image, then ``docker rm``). The kinds take turns within
 every repeat (none, bwrap, docker, gvisor, none, …) so that machine load hits them alike; the table gives the
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from harness.isolation import Limits, SandboxKind, probe  # noqa: E402
-from harness.sandbox import run_submission  # noqa: E402
+from harness.process import run_submission  # noqa: E402
 from harness.submission import parse_submission  # noqa: E402
 
 IMAGE = "adv-harness/python-numpy-pil:bookworm"

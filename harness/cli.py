@@ -9,13 +9,13 @@ from typing import Callable, Sequence
 
 from harness import __version__
 from harness.competition import CompetitionConfig, CompetitionError, rescore, run_competition
-from harness.contract import EpsilonError, parse_epsilon
+from submission_kit.contract import EpsilonError, parse_epsilon
 from harness.dataset import DatasetError
 from harness.html_report.content import ReportError
 from harness.report import leaderboard_tables, matrix_table
 from harness.isolation import SandboxKind
 from harness.names import one_line
-from harness.runner import LimitPolicy
+from harness.limits import LimitPolicy
 from harness.submission import SubmissionError, suggest
 from harness.validate import validate_submission
 
@@ -49,6 +49,49 @@ def _positive_float(text: str) -> float:
     return value
 
 
+#: The defaults of every option come from the dataclasses the options fill (one source of settings).
+_RUN = CompetitionConfig(input_dir=Path(), attacks_dirs=(), defenses_dirs=(), output_dir=Path())
+_LIMITS = LimitPolicy()
+
+
+def _add_run_options(parser: argparse.ArgumentParser, root: Path) -> None:
+    """The options ``run`` and ``validate`` share: dataset, seed, sandbox and per-run limits."""
+    parser.add_argument("--input_dir", "--dataset_dir", type=Path, default=root / "sample_data",
+                        help="folder of <ImageId>.png files plus dev_dataset.csv or labels.csv (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=_RUN.seed,
+                        help="seed of the defense batch order (drawn targets and opaque names come from the results "
+                             "folder's secret, not from this seed; default: %(default)s)")
+    parser.add_argument("--sandbox", choices=[k.value for k in SandboxKind], default=_RUN.sandbox.value,
+                        help="isolation of submission processes: auto (bubblewrap when it works here, else refuse "
+                             "to run), bwrap, none (plain processes, no isolation: only when asked for), docker, "
+                             "gvisor (docker with gVisor's runsc; see README) (default: %(default)s)")
+    parser.add_argument("--seconds_per_image", type=_positive_float, default=_LIMITS.seconds_per_image,
+                        help="time limit per image of a run (default: %(default)s, as NIPS 2017's 500 s per 100)")
+    parser.add_argument("--min_seconds", type=_positive_float, default=_LIMITS.minimum_seconds,
+                        help="smallest time limit of a run (default: %(default)s)")
+    parser.add_argument("--cpu_factor", type=_positive_float, default=_LIMITS.cpu_factor,
+                        help="CPU seconds allowed per second of the time limit (default: %(default)s)")
+    parser.add_argument("--memory_mb", type=int, default=_LIMITS.memory_mb or 0,
+                        help="memory per run, 0 = unlimited (default: %(default)s)")
+    parser.add_argument("--max_processes", type=int, default=_LIMITS.max_processes or 0,
+                        help="processes and threads per run, 0 = unlimited (default: %(default)s; needs a writable "
+                             "cgroup)")
+    parser.add_argument("--output_mb", type=int, default=_LIMITS.output_mb or 0,
+                        help="output folder size per run, 0 = unlimited (default: %(default)s)")
+    parser.add_argument("--output_files", type=int, default=_LIMITS.output_files or 0,
+                        help="files in the output folder per run, 0 = unlimited (default: %(default)s)")
+    parser.add_argument("--log_mb", type=int, default=_LIMITS.log_mb or 0,
+                        help="log (stdout + stderr) size per run; the run is stopped there, 0 = unlimited "
+                             "(default: %(default)s)")
+
+
+def _policy(args: argparse.Namespace) -> LimitPolicy:
+    return LimitPolicy(seconds_per_image=args.seconds_per_image, minimum_seconds=args.min_seconds,
+                       cpu_factor=args.cpu_factor, memory_mb=args.memory_mb or None,
+                       max_processes=args.max_processes or None, output_mb=args.output_mb or None,
+                       output_files=args.output_files or None, log_mb=args.log_mb or None)
+
+
 def build_parser(root: Path) -> argparse.ArgumentParser:
     """The argument parser; default folders are relative to ``root``."""
     parser = argparse.ArgumentParser(
@@ -59,8 +102,7 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="{run,validate,score,report}")
 
     run = commands.add_parser("run", help="run the competition (the default command)")
-    run.add_argument("--input_dir", "--dataset_dir", type=Path, default=root / "sample_data",
-                     help="folder of <ImageId>.png files plus dev_dataset.csv or labels.csv (default: %(default)s)")
+    _add_run_options(run, root)
     run.add_argument("--attacks_dir", type=Path, action="append",
                      help=f"attack submissions; repeatable (default: {root / 'attacks'})")
     run.add_argument("--targeted_attacks_dir", type=Path, action="append", default=[],
@@ -69,44 +111,24 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
                      help=f"defense submissions; repeatable (default: {root / 'defenses'})")
     run.add_argument("--output_dir", type=Path, default=root / "results",
                      help="results folder (default: %(default)s)")
-    run.add_argument("--max_epsilon", "--epsilon", type=_epsilon, nargs="+", default=[16],
-                     help="one or more integer ε in 0..255 (default: 16)")
-    run.add_argument("--batch_size", type=_positive_int, default=100, help="images per run (default: 100)")
-    run.add_argument("--jobs", type=_positive_int, default=1, help="runs in parallel (default: 1)")
-    run.add_argument("--seed", type=int, default=0, help="seed of the defense batch order (drawn targets and opaque names come from the results "
-                          "folder's secret, not from this seed; default: 0)")
-    run.add_argument("--seconds_per_image", type=_positive_float, default=5.0,
-                     help="time limit per image of a run (default: 5, as NIPS 2017's 500 s per 100)")
-    run.add_argument("--min_seconds", type=_positive_float, default=60.0,
-                     help="smallest time limit of a run (default: 60)")
-    run.add_argument("--cpu_factor", type=_positive_float, default=4.0,
-                     help="CPU seconds allowed per second of the time limit (default: 4)")
-    run.add_argument("--memory_mb", type=int, default=8192, help="memory per run, 0 = unlimited (default: 8192)")
-    run.add_argument("--max_processes", type=int, default=256,
-                     help="processes and threads per run, 0 = unlimited (default: 256; needs a writable cgroup)")
-    run.add_argument("--output_mb", type=int, default=1024,
-                     help="output folder size per run, 0 = unlimited (default: 1024)")
-    run.add_argument("--output_files", type=int, default=10_000,
-                     help="files in the output folder per run, 0 = unlimited (default: 10000)")
-    run.add_argument("--log_mb", type=int, default=64,
-                     help="log (stdout + stderr) size per run; the run is stopped there, 0 = unlimited (default: 64)")
-    run.add_argument("--sandbox", choices=[k.value for k in SandboxKind], default=SandboxKind.AUTO.value,
-                     help="isolation of submission processes: auto (bubblewrap when it works here, else refuse to "
-                          "run), bwrap, none (plain processes, no isolation: only when asked for), docker, gvisor "
-                          "(docker with gVisor's runsc; see README) (default: auto)")
-    run.add_argument("--num_classes", type=_positive_int, default=None,
+    run.add_argument("--max_epsilon", "--epsilon", type=_epsilon, nargs="+", default=list(_RUN.epsilons),
+                     help=f"one or more integer ε in 0..255 (default: {' '.join(map(str, _RUN.epsilons))})")
+    run.add_argument("--batch_size", type=_positive_int, default=_RUN.batch_size,
+                     help="images per run (default: %(default)s)")
+    run.add_argument("--jobs", type=_positive_int, default=_RUN.jobs, help="runs in parallel (default: %(default)s)")
+    run.add_argument("--num_classes", type=_positive_int, default=_RUN.num_classes,
                      help="classes to draw missing target classes from (default: largest label + 1)")
-    run.add_argument("--only", nargs="+", default=[], metavar="NAME", help="run only these submissions")
+    run.add_argument("--only", nargs="+", default=list(_RUN.only), metavar="NAME",
+                     help="run only these submissions")
     run.add_argument("--force", action="store_true", help="discard stored results and recompute everything")
     run.add_argument("--quiet", action="store_true", help="no progress bars or tables")
 
     validate = commands.add_parser("validate", help="check one submission folder on a few sample images")
     validate.add_argument("path", type=Path, help="the submission folder")
-    validate.add_argument("--input_dir", type=Path, default=root / "sample_data")
+    _add_run_options(validate, root)
     validate.add_argument("--images", type=_positive_int, default=4, help="images to run on (default: 4)")
-    validate.add_argument("--max_epsilon", type=_epsilon, default=16)
-    validate.add_argument("--sandbox", choices=[k.value for k in SandboxKind], default=SandboxKind.AUTO.value,
-                          help="isolation of the run, as for run (default: auto)")
+    validate.add_argument("--max_epsilon", type=_epsilon, default=_RUN.epsilons[0],
+                          help="ε in 0..255 for attacks (default: %(default)s)")
 
     score = commands.add_parser("score", help="re-score a results folder without running anything")
     score.add_argument("--output_dir", type=Path, default=root / "results")
@@ -158,7 +180,8 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
     try:
         if args.command == "validate":
             report = validate_submission(args.path, input_dir=args.input_dir, images=args.images,
-                                         epsilon=args.max_epsilon, sandbox=SandboxKind(args.sandbox))
+                                         epsilon=args.max_epsilon, seed=args.seed, policy=_policy(args),
+                                         sandbox=SandboxKind(args.sandbox))
             for line in report.lines:
                 print(one_line(line))
             for problem in report.problems:
@@ -177,11 +200,7 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             attacks_dirs=tuple(args.attacks_dir or [root / "attacks"]) + tuple(args.targeted_attacks_dir),
             defenses_dirs=tuple(args.defenses_dir or [root / "defenses"]),
             output_dir=args.output_dir, epsilons=tuple(args.max_epsilon), batch_size=args.batch_size,
-            jobs=args.jobs, seed=args.seed, force=args.force,
-            policy=LimitPolicy(seconds_per_image=args.seconds_per_image, minimum_seconds=args.min_seconds,
-                               cpu_factor=args.cpu_factor, memory_mb=args.memory_mb or None,
-                               max_processes=args.max_processes or None, output_mb=args.output_mb or None,
-                               output_files=args.output_files or None, log_mb=args.log_mb or None),
+            jobs=args.jobs, seed=args.seed, force=args.force, policy=_policy(args),
             sandbox=SandboxKind(args.sandbox),
             only=tuple(args.only), num_classes=args.num_classes)
         result = run_competition(config, echo=lambda line: print(one_line(line), file=sys.stderr),
@@ -196,8 +215,8 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
         try:
             print(_write_report(args.output_dir), file=sys.stderr)
         except (ReportError, OSError, ImportError) as exc:  # the results are written; only their view is missing
-            print(one_line(f"warning: report not written ({exc}); rebuild it with: report --output_dir {args.output_dir}"),
-                  file=sys.stderr)
+            print(one_line(f"warning: report not written ({exc}); rebuild it with: "
+                           f"report --output_dir {args.output_dir}"), file=sys.stderr)
         return 0
     except (CompetitionError, DatasetError, SubmissionError, EpsilonError, ReportError) as exc:
         print(one_line(f"error: {exc}"), file=sys.stderr)

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness import __version__
-from harness.contract import parse_epsilon
+from submission_kit.contract import parse_epsilon
 from harness.dataset import Dataset, load_dataset
-from harness.report import (ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS, TIMINGS, leaderboard_csv,
-                            timings_csv, write_matrix)
+from harness.report import ATTACK_IMAGES, MANIFEST, PER_IMAGE, RUNS, write_results
 from harness.cleanup import remove_tree
 from harness.isolation import SandboxKind, probe
 from harness.names import one_line
@@ -22,11 +21,16 @@ from harness.secret import SecretError, fingerprint
 from harness.secret import load as load_secret
 from harness.secret import new as new_secret
 from harness.secret import save as save_secret
-from harness.runner import DevicePool, LimitPolicy, Outcome, Runner, Workspace, build_tables, visible_gpus
-from harness.scoring import Matrix, ScoreRow, accuracy_matrix, hit_matrix, score
-from harness.store import atomic_write_json, atomic_write_text
+from harness.library import KEY_SCHEME
+from harness.devices import DevicePool, visible_gpus
+from harness.execution import Outcome, Runner
+from harness.limits import LimitPolicy
+from harness.tabulation import build_tables
+from harness.workspace import Workspace
+from harness.scoring import Matrix, ScoreRow, score
+from harness.store import atomic_write_json
 from harness.submission import Discovery, Submission, SubmissionType, discover, suggest
-from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv, write_csv
+from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
 
 
 class CompetitionError(ValueError):
@@ -83,6 +87,10 @@ class CompetitionResult:
     matrices: list[Matrix]
 
 
+#: Marker in ``store/`` naming the unit-key scheme the stored work was keyed with.
+KEY_SCHEME_FILE = "key_scheme.json"
+
+
 def _check_output_dir(output_dir: Path, dataset: Dataset, force: bool) -> None:
     manifest_path = output_dir / MANIFEST
     if not manifest_path.exists():
@@ -97,6 +105,39 @@ def _check_output_dir(output_dir: Path, dataset: Dataset, force: bool) -> None:
         raise CompetitionError(
             f"{output_dir} holds results for another dataset ({previous['dataset'].get('root')}); pick another "
             "--output_dir, or pass --force to discard them")
+
+
+def stored_key_scheme(output_dir: Path) -> int | None:
+    """The unit-key scheme a results folder was written under; None for a folder without stored work.
+
+    Folders written before the scheme was recorded (their manifest has ``harness_content_hash`` and their store
+    has no ``key_scheme.json``) are scheme 1.
+    """
+    marker = output_dir / "store" / KEY_SCHEME_FILE
+    try:
+        return int(json.loads(marker.read_text())["key_scheme"])
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    try:
+        return int(json.loads((output_dir / MANIFEST).read_text()).get("key_scheme", 1))
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+    stored = any((output_dir / "store" / kind).is_dir() for kind in ("attack_runs", "defense_runs"))
+    return 1 if stored else None
+
+
+def _check_key_scheme(output_dir: Path, force: bool) -> None:
+    scheme = stored_key_scheme(output_dir)
+    if scheme is not None and scheme != KEY_SCHEME and not force:
+        raise CompetitionError(
+            f"{output_dir} was written under unit-key scheme {scheme or 'unknown'} (this harness uses scheme "
+            f"{KEY_SCHEME}: keys now follow the submission library and the Python/torch versions, not the harness "
+            "code); its stored work cannot be reused. Rerun with --force to recompute it in place, or pick a new "
+            "--output_dir")
 
 
 def _select(discovery: Discovery, only: tuple[str, ...]) -> list[Submission]:
@@ -115,7 +156,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     Args:
         config: What to run.
         echo: Receives one-line messages (skipped submissions, warnings).
-        progress: Progress-bar factory, see :class:`harness.runner.Runner`.
+        progress: Progress-bar factory, see :class:`harness.execution.Runner`.
 
     Returns:
         The :class:`CompetitionResult`.
@@ -152,6 +193,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
 
     output_dir = config.output_dir
     _check_output_dir(output_dir, dataset, config.force)
+    _check_key_scheme(output_dir, config.force)
     workspace = Workspace(output_dir)
     if config.force:
         for folder in ("store", "logs"):
@@ -160,6 +202,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     output_dir.mkdir(parents=True, exist_ok=True)
     if stored_secret is None:
         save_secret(output_dir, secret)
+    atomic_write_json(output_dir / "store" / KEY_SCHEME_FILE, {"key_scheme": KEY_SCHEME})
     for stale in output_dir.rglob(".*.tmp"):  # half-written files of a harness that was killed
         stale.unlink(missing_ok=True)
 
@@ -179,7 +222,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
                    attacks=[(a.name, a.type.value) for a in attacks])
     manifest = {
         "harness_version": __version__,
-        "harness_content_hash": runner.harness_hash,
+        "key_scheme": KEY_SCHEME,
+        "environment": runner.environment.describe(),
         "seed": config.seed,
         "secret_sha256": fingerprint(secret),
         "epsilons": epsilons,
@@ -223,27 +267,6 @@ def _remove(folder: Path, echo: Callable[[str], None]) -> None:
 
 def _ran_now(run: RunRow, outcome: Outcome) -> bool:
     return run.batch in outcome.fresh_keys
-
-
-def write_results(output_dir: Path, *, scores: list[ScoreRow], predictions: list[PredictionRow],
-                  attack_images: list[AttackImageRow], runs: list[RunRow], defenses: list[str],
-                  attacks: list[str], targeted: list[str]) -> list[Matrix]:
-    """Write the leaderboard, matrices and tables into ``output_dir`` (each file atomically).
-
-    Returns:
-        The accuracy matrices (one per ε).
-    """
-    epsilons = sorted({s.epsilon for s in scores})
-    write_csv(output_dir / PER_IMAGE, predictions, PredictionRow)
-    write_csv(output_dir / ATTACK_IMAGES, attack_images, AttackImageRow)
-    write_csv(output_dir / RUNS, runs, RunRow)
-    accuracy = [accuracy_matrix(predictions, epsilon=e, defenses=defenses, attacks=attacks) for e in epsilons]
-    write_matrix(output_dir / "accuracy_matrix.csv", accuracy)
-    write_matrix(output_dir / "targeted_hit_matrix.csv", [
-        hit_matrix(predictions, epsilon=e, defenses=defenses, targeted_attacks=targeted) for e in epsilons])
-    atomic_write_text(output_dir / TIMINGS, timings_csv(scores))
-    atomic_write_text(output_dir / LEADERBOARD, leaderboard_csv(scores))
-    return accuracy
 
 
 def rescore(output_dir: Path) -> list[ScoreRow]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.contract import ImageError, decode_png, sha256_bytes
+from submission_kit.contract import ImageError, decode_png, sha256_bytes
 from harness.names import LABEL_PATTERN, shown
 from harness.secret import derive_seed
 

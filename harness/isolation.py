@@ -1,13 +1,13 @@
 """Which protections this machine can give a submission process, and the commands and limits that give them.
 
 Without docker, Linux namespaces isolate a run: bubblewrap (``bwrap``, the sandbox Flatpak uses) gives it a
-private mount namespace in which only the system, the Python installation, the harness package, its own code
-(read-only), its input folder (read-only) and its output folder (writable) exist, plus a private /tmp and HOME;
-no network (``--unshare-net``), its own PID namespace (everything dies with it), no capabilities, uid 65534 inside
-and never uid 0 outside (:mod:`harness.privilege`), no nested user namespaces, read-only ``/proc/sys``.
-Resource limits come from ``setrlimit`` (CPU time, memory, file size) and, where the harness may create
-cgroups, from the pids and memory controllers. :func:`probe` finds out what works here, and the run's manifest
-says which protections were in force.
+private mount namespace in which only the system, the Python installation, the submission library
+(:mod:`harness.library`), its own code (read-only), its input folder (read-only) and its output folder (writable)
+exist, plus a private /tmp and HOME; no network (``--unshare-net``), its own PID namespace (everything dies with
+it), no capabilities, uid 65534 inside and never uid 0 outside (:mod:`harness.privilege`), no nested user
+namespaces, read-only ``/proc/sys``. Resource limits come from ``setrlimit`` (CPU time, memory, file size) and,
+where the harness may create cgroups, from the pids and memory controllers. :func:`probe` finds out what works
+here, and the run's manifest says which protections were in force.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
 from harness.privilege import run_identity, stage_command
-
-_HARNESS_DIR = Path(__file__).resolve().parent
 
 #: Paths of the run's folders inside a bubblewrap sandbox (the NIPS 2017 containers used similar fixed paths).
 SANDBOX_CODE = "/code"
@@ -268,7 +267,7 @@ def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, g
     for root in _python_roots():
         if not str(root).startswith(("/usr", "/etc", "/opt")):
             command += ["--ro-bind", str(root), str(root)]
-    command += ["--ro-bind", str(_HARNESS_DIR), str(_HARNESS_DIR),
+    command += ["--ro-bind", str(library_dir()), f"{SANDBOX_LIBRARY_PARENT}/{LIBRARY_PACKAGE}",
                 "--ro-bind", str(code), SANDBOX_CODE,
                 "--ro-bind", str(inputs), SANDBOX_INPUT,
                 "--bind", str(outputs), SANDBOX_OUTPUT,

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import re
 
+from submission_kit.messages import one_line
+
+__all__ = ["NAME_PATTERN", "NAME_RULE", "RESERVED_NAMES", "LABEL_PATTERN", "name_problem", "entry_point_problem",
+           "parse_label", "one_line", "shown"]
+
 #: A submission name: ASCII letters, digits, '_', '-', '.'; starts with a letter or digit; at most 64 characters.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 #: What :data:`NAME_PATTERN` allows, in words (said at discovery).
@@ -16,7 +21,6 @@ NAME_RULE = "letters, digits, '_', '-', '.' (ASCII, 1-64 characters, starting wi
 RESERVED_NAMES = frozenset({"clean"})
 #: A class label: ASCII digits only (no sign, '_', spaces, or other scripts' digits), at most 9 of them.
 LABEL_PATTERN = re.compile(r"[0-9]{1,9}")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def name_problem(name: str) -> str:
@@ -55,12 +59,6 @@ def parse_label(text: str, *, num_classes: int | None = None) -> int:
     if num_classes is not None and label >= num_classes:
         raise ValueError(f"label {label} outside the classes 0..{num_classes - 1}")
     return label
-
-
-def one_line(text: str, *, limit: int = 500) -> str:
-    """``text`` made safe for one terminal line: control and invisible characters escaped, cut to ``limit``."""
-    text = _UNSAFE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), str(text))
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def shown(value: str, *, limit: int = 40) -> str:

@@ -1,4 +1,5 @@
-"""Views of the scores and the per-image table: CSV files and terminal tables. Computes nothing new."""
+"""Views of the scores and the per-image table: CSV files (:func:`write_results` writes every one of a results
+folder) and terminal tables. Computes nothing new."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Iterable
 
 from tabulate import tabulate
 
-from harness.scoring import TRACKS, Matrix, ScoreRow
+from harness.scoring import TRACKS, Matrix, ScoreRow, accuracy_matrix, hit_matrix
 from harness.store import atomic_write_text
+from harness.table import AttackImageRow, PredictionRow, RunRow, write_csv
 
 LEADERBOARD = "leaderboard.csv"
 PER_IMAGE = "per_image.csv"
@@ -103,3 +105,24 @@ def matrix_table(matrix: Matrix, title: str) -> str:
     """A matrix as a terminal table."""
     body = [[defense, *(_fmt(r) for r in rates)] for defense, rates in matrix.rows]
     return f"{title}\n{tabulate(body, headers=['defense', *matrix.columns], tablefmt='github', disable_numparse=True)}"
+
+
+def write_results(output_dir: Path, *, scores: list[ScoreRow], predictions: list[PredictionRow],
+                  attack_images: list[AttackImageRow], runs: list[RunRow], defenses: list[str],
+                  attacks: list[str], targeted: list[str]) -> list[Matrix]:
+    """Write the leaderboard, matrices and tables into ``output_dir`` (each file atomically).
+
+    Returns:
+        The accuracy matrices (one per ε).
+    """
+    epsilons = sorted({s.epsilon for s in scores})
+    write_csv(output_dir / PER_IMAGE, predictions, PredictionRow)
+    write_csv(output_dir / ATTACK_IMAGES, attack_images, AttackImageRow)
+    write_csv(output_dir / RUNS, runs, RunRow)
+    accuracy = [accuracy_matrix(predictions, epsilon=e, defenses=defenses, attacks=attacks) for e in epsilons]
+    write_matrix(output_dir / "accuracy_matrix.csv", accuracy)
+    write_matrix(output_dir / "targeted_hit_matrix.csv", [
+        hit_matrix(predictions, epsilon=e, defenses=defenses, targeted_attacks=targeted) for e in epsilons])
+    atomic_write_text(output_dir / TIMINGS, timings_csv(scores))
+    atomic_write_text(output_dir / LEADERBOARD, leaderboard_csv(scores))
+    return accuracy

@@ -5,8 +5,9 @@ A run gets the image its metadata names (``container``; ``container_gpu`` with `
 GPU), as the NIPS 2017 organisers ran submissions: ``--network=none``, read-only root filesystem, its fresh code
 copy read-only at ``/code``, its input read-only at ``/input_images``, its output folder the only writable bind
 mount at ``/output``, private tmpfs ``/tmp`` and HOME, no capabilities, no new privileges, an unprivileged user,
-``--memory`` (swap included), a process limit and RLIMIT_CPU/RLIMIT_FSIZE. The harness package is mounted
-read-only at ``/opt/harness/harness`` (on ``PYTHONPATH``) like under bubblewrap.
+``--memory`` (swap included), a process limit and RLIMIT_CPU/RLIMIT_FSIZE. The submission library is mounted
+read-only at ``/submission_library/submission_kit`` (its parent alone on ``PYTHONPATH``) like under bubblewrap;
+neither the referee nor the research code is visible.
 
 gVisor (https://gvisor.dev, Debian's ``runsc``) puts a user-space guest kernel between the run and the host
 kernel: host kernel state that namespaces share between runs (page-cache residency of files every run sees,
@@ -32,23 +33,21 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
 from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, Limits,
                                SandboxKind)
 
 if TYPE_CHECKING:
-    from harness.sandbox import RunRecord
+    from harness.process import RunRecord
 
 __all__ = ["LABEL", "RUNTIMES", "container_user", "docker_run_command", "engine_notes", "engine_problem",
            "image_problem",
            "leftover_containers", "remove_container", "remove_orphans", "run_in_container"]
 
-_HARNESS_DIR = Path(__file__).resolve().parent
 #: Label on every container the harness starts (``docker ps -a --filter label=adv-harness.run``).
 LABEL = "adv-harness.run"
 #: docker ``--runtime`` per sandbox kind.
 RUNTIMES = {SandboxKind.DOCKER: "runc", SandboxKind.GVISOR: "runsc"}
-#: The harness package inside a container (its parent is on PYTHONPATH).
-CONTAINER_HARNESS_PARENT = "/opt/harness"
 #: Seconds a docker CLI call (inspect, rm) may take.
 _CLI_SECONDS = 60
 _CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -148,7 +147,7 @@ def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: 
                "--tmpfs", f"{SANDBOX_HOME}:rw,nosuid,nodev,mode=1777{tmpfs_size}",
                "-v", f"{code}:{SANDBOX_CODE}:ro", "-v", f"{inputs}:{SANDBOX_INPUT}:ro",
                "-v", f"{outputs}:{SANDBOX_OUTPUT}:rw",
-               "-v", f"{_HARNESS_DIR}:{CONTAINER_HARNESS_PARENT}/harness:ro", "-w", SANDBOX_CODE,
+               "-v", f"{library_dir()}:{SANDBOX_LIBRARY_PARENT}/{LIBRARY_PACKAGE}:ro", "-w", SANDBOX_CODE,
                "--ulimit", "core=0:0"]
     if limits.memory_mb:
         command += ["--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m"]
@@ -166,7 +165,7 @@ def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: 
     if gpu is not None and kind is SandboxKind.DOCKER:
         command += ["--gpus", f"device={gpu}"]
     container_env = {k: v for k, v in env.items() if k != "CUDA_VISIBLE_DEVICES"}
-    container_env.update(PATH=_CONTAINER_PATH, PYTHONPATH=CONTAINER_HARNESS_PARENT, HOME=SANDBOX_HOME, TMPDIR="/tmp",
+    container_env.update(PATH=_CONTAINER_PATH, PYTHONPATH=SANDBOX_LIBRARY_PARENT, HOME=SANDBOX_HOME, TMPDIR="/tmp",
                          TMP="/tmp", TEMP="/tmp")
     for key in sorted(container_env):
         command += ["-e", f"{key}={container_env[key]}"]
@@ -234,14 +233,14 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
                      log_name: str, display: str) -> RunRecord:
     """Run ``argv`` in a new container of ``submission_image``; always remove the container afterwards.
 
-    The docker client is the process :func:`harness.sandbox.run_process` watches (wall clock, output size, log);
+    The docker client is the process :func:`harness.process.run_process` watches (wall clock, output size, log);
     killing it at the limit does not stop the container, removing the container does.
 
     Returns:
-        A :class:`harness.sandbox.RunRecord`; a missing image or engine is a record with ``exit_code`` None and a
+        A :class:`harness.process.RunRecord`; a missing image or engine is a record with ``exit_code`` None and a
         one-line problem (also written to the log), never an exception.
     """
-    from harness.sandbox import RunRecord, run_process  # sandbox imports this module
+    from harness.process import RunRecord, run_process  # sandbox imports this module
 
     problem = image_problem(submission_image)
     if problem:

@@ -80,18 +80,166 @@ def summarize_problems(run_problems: Iterable[str], image_problems: Iterable[str
 
 
 def _rank(rows: list[ScoreRow]) -> list[ScoreRow]:
-    def order(row: ScoreRow) -> tuple:
+    def order(row: ScoreRow) -> tuple[float, float, float, str]:
         return (-(row.normalized or 0.0), -(row.all_or_nothing or 0.0), -(row.clean_accuracy or 0.0), row.name)
 
     ranked = sorted(rows, key=order)
     return [ScoreRow(**{**row.__dict__, "rank": position}) for position, row in enumerate(ranked, start=1)]
 
 
+@dataclass(frozen=True)
+class TableIndex:
+    """The per-image table indexed once for every track's scoring function.
+
+    Attributes:
+        image_ids: Every image id, sorted (N = their count).
+        defenses: Defense names, sorted.
+        attacks: Attack name → track (``"attack"`` or ``"targeted_attack"``).
+        clean: Defense → its rows on clean images.
+        cells: ε → (defense, attack) → rows.
+        referee: ε → attack → referee rows.
+        runs: Submission name → its process rows.
+    """
+
+    image_ids: tuple[str, ...]
+    defenses: tuple[str, ...]
+    attacks: dict[str, str]
+    clean: dict[str, list[PredictionRow]]
+    cells: dict[int, dict[tuple[str, str], list[PredictionRow]]]
+    referee: dict[int, dict[str, list[AttackImageRow]]]
+    runs: dict[str, list[RunRow]]
+
+    @classmethod
+    def build(cls, predictions: list[PredictionRow], attack_images: list[AttackImageRow], runs: list[RunRow], *,
+              defenses: Iterable[str] | None = None, attacks: Iterable[tuple[str, str]] | None = None
+              ) -> TableIndex:
+        """Index the rows (see :func:`score` for ``defenses`` and ``attacks``)."""
+        defense_names = sorted(set(defenses) if defenses is not None else {r.defense for r in predictions})
+        attack_kinds = dict(attacks) if attacks is not None else {}
+        for image_row in attack_images:
+            attack_kinds.setdefault(image_row.attack, image_row.attack_type)
+        for row in predictions:
+            if row.attack_type != CLEAN:
+                attack_kinds.setdefault(row.attack, row.attack_type)
+        clean: dict[str, list[PredictionRow]] = defaultdict(list)
+        cells: dict[int, dict[tuple[str, str], list[PredictionRow]]] = defaultdict(lambda: defaultdict(list))
+        for row in predictions:
+            if row.attack_type == CLEAN:
+                clean[row.defense].append(row)
+            elif row.epsilon is not None:
+                cells[row.epsilon][(row.defense, row.attack)].append(row)
+        referee: dict[int, dict[str, list[AttackImageRow]]] = defaultdict(lambda: defaultdict(list))
+        for image_row in attack_images:
+            referee[image_row.epsilon][image_row.attack].append(image_row)
+        runs_by_name: dict[str, list[RunRow]] = defaultdict(list)
+        for run in runs:
+            runs_by_name[run.name].append(run)
+        image_ids = sorted({r.image_id for r in predictions} | {r.image_id for r in attack_images})
+        return cls(image_ids=tuple(image_ids), defenses=tuple(defense_names),
+                   attacks={name: attack_kinds[name] for name in sorted(attack_kinds)}, clean=clean, cells=cells,
+                   referee=referee, runs=runs_by_name)
+
+    def attacks_of(self, track: str | None = None) -> list[str]:
+        """Attack names (sorted), all of them or those of one track."""
+        return [name for name, kind in self.attacks.items() if track is None or kind == track]
+
+
+def score_defenses(index: TableIndex, epsilon: int) -> list[ScoreRow]:
+    """Ranked defense rows at ``epsilon``: raw = #correct over every attack; normalized = raw / (N · #attacks);
+    all-or-nothing = fraction of images right under every attack; clean accuracy alongside."""
+    image_ids, attack_names = index.image_ids, index.attacks_of()
+    n_images = len(image_ids)
+    cell = index.cells.get(epsilon, {})
+    defense_rows = []
+    for defense in index.defenses:
+        raw = 0
+        right_everywhere: dict[str, bool] = {image: bool(attack_names) for image in image_ids}
+        missing = []
+        for attack in attack_names:
+            seen = set()
+            for row in cell.get((defense, attack), []):
+                seen.add(row.image_id)
+                correct = row.prediction is not None and row.prediction == row.true_label
+                raw += int(correct)
+                if not correct:
+                    right_everywhere[row.image_id] = False
+                if row.prediction is None:
+                    missing.append(row.problem or "no prediction")
+            for image in image_ids:
+                if image not in seen:  # no row at all: no prediction
+                    right_everywhere[image] = False
+        clean_rows = index.clean.get(defense, [])
+        clean_correct = sum(1 for r in clean_rows if r.prediction is not None and r.prediction == r.true_label)
+        missing += [r.problem or "no prediction" for r in clean_rows if r.prediction is None]
+        own_runs = index.runs.get(defense, [])
+        defense_rows.append(ScoreRow(
+            epsilon=epsilon, track=DEFENSE, rank=0, name=defense, raw=raw,
+            normalized=_ratio(raw, n_images * len(attack_names)),
+            all_or_nothing=_ratio(sum(right_everywhere.values()), n_images) if attack_names else None,
+            clean_accuracy=_ratio(clean_correct, n_images),
+            images=n_images,
+            failed_runs=sum(1 for r in own_runs if r.problem),
+            failed_images=len(missing),
+            failures=summarize_problems((r.problem for r in own_runs), missing),
+            seconds=round(sum(r.seconds for r in own_runs), 3),
+        ))
+    return _rank(defense_rows)
+
+
+def score_attacks(index: TableIndex, epsilon: int, track: str) -> list[ScoreRow]:
+    """Ranked rows of one attack track at ``epsilon``: raw = #successes over the defenses (misclassified for
+    ``"attack"``, target class hit for ``"targeted_attack"``); normalized = raw / #(defense, image) answers;
+    all-or-nothing = fraction of images that succeed on every defense that answered.
+
+    Raises:
+        ValueError: ``track`` is not an attack track.
+    """
+    if track not in (ATTACK, TARGETED_ATTACK):
+        raise ValueError(f"track must be {ATTACK!r} or {TARGETED_ATTACK!r}, got {track!r}")
+    image_ids = index.image_ids
+    n_images = len(image_ids)
+    cell = index.cells.get(epsilon, {})
+    referee_by_attack = index.referee.get(epsilon, {})
+    attack_rows = []
+    for attack in index.attacks_of(track):
+        raw = 0
+        answered = 0
+        success_all: dict[str, bool] = {image: True for image in image_ids}
+        any_answer: dict[str, bool] = {image: False for image in image_ids}
+        for defense in index.defenses:
+            for row in cell.get((defense, attack), []):
+                if row.prediction is None:
+                    continue
+                answered += 1
+                any_answer[row.image_id] = True
+                if track == ATTACK:
+                    success = row.prediction != row.true_label
+                else:
+                    success = row.prediction == row.target_class
+                raw += int(success)
+                if not success:
+                    success_all[row.image_id] = False
+        aon = sum(1 for image in image_ids if any_answer[image] and success_all[image])
+        own_runs = [r for r in index.runs.get(attack, []) if r.epsilon == epsilon]
+        substituted = [r.problem for r in referee_by_attack.get(attack, []) if r.problem]
+        attack_rows.append(ScoreRow(
+            epsilon=epsilon, track=track, rank=0, name=attack, raw=raw,
+            normalized=_ratio(raw, answered),
+            all_or_nothing=_ratio(aon, n_images) if index.defenses else None,
+            clean_accuracy=None, images=n_images,
+            failed_runs=sum(1 for r in own_runs if r.problem),
+            failed_images=len(substituted),
+            failures=summarize_problems((r.problem for r in own_runs), substituted),
+            seconds=round(sum(r.seconds for r in own_runs), 3),
+        ))
+    return _rank(attack_rows)
+
+
 def score(predictions: Iterable[PredictionRow], attack_images: Iterable[AttackImageRow],
           runs: Iterable[RunRow], *, epsilons: Iterable[int] | None = None,
           defenses: Iterable[str] | None = None, attacks: Iterable[tuple[str, str]] | None = None
           ) -> list[ScoreRow]:
-    """Compute the leaderboard.
+    """Compute the leaderboard: :func:`score_defenses` and :func:`score_attacks` per ε over one :class:`TableIndex`.
 
     Args:
         predictions: Per-image predictions (clean rows have ``attack_type == "clean"``).
@@ -106,114 +254,15 @@ def score(predictions: Iterable[PredictionRow], attack_images: Iterable[AttackIm
     """
     predictions = list(predictions)
     attack_images = list(attack_images)
-    runs = list(runs)
+    index = TableIndex.build(predictions, attack_images, list(runs), defenses=defenses, attacks=attacks)
     eps_values = sorted(set(epsilons) if epsilons is not None else
                         {r.epsilon for r in attack_images} | {r.epsilon for r in predictions
                                                               if r.epsilon is not None})
-    defense_names = sorted(set(defenses) if defenses is not None else {r.defense for r in predictions})
-    attack_kinds = dict(attacks) if attacks is not None else {}
-    for row in attack_images:
-        attack_kinds.setdefault(row.attack, row.attack_type)
-    for row in predictions:
-        if row.attack_type != CLEAN:
-            attack_kinds.setdefault(row.attack, row.attack_type)
-    attack_names = sorted(attack_kinds)
-
-    image_ids = sorted({r.image_id for r in predictions} | {r.image_id for r in attack_images})
-    n_images = len(image_ids)
-
-    clean: dict[str, list[PredictionRow]] = defaultdict(list)
-    by_eps: dict[int, list[PredictionRow]] = defaultdict(list)
-    for row in predictions:
-        if row.attack_type == CLEAN:
-            clean[row.defense].append(row)
-        elif row.epsilon is not None:
-            by_eps[row.epsilon].append(row)
-    runs_by_name: dict[str, list[RunRow]] = defaultdict(list)
-    for run in runs:
-        runs_by_name[run.name].append(run)
-
     result: list[ScoreRow] = []
     for eps in eps_values:
-        rows = by_eps.get(eps, [])
-        # (defense, attack) → rows; image → rows
-        cell: dict[tuple[str, str], list[PredictionRow]] = defaultdict(list)
-        for row in rows:
-            cell[(row.defense, row.attack)].append(row)
-
-        defense_rows = []
-        for defense in defense_names:
-            raw = 0
-            right_everywhere: dict[str, bool] = {image: bool(attack_names) for image in image_ids}
-            missing = []
-            for attack in attack_names:
-                seen = set()
-                for row in cell.get((defense, attack), []):
-                    seen.add(row.image_id)
-                    correct = row.prediction is not None and row.prediction == row.true_label
-                    raw += int(correct)
-                    if not correct:
-                        right_everywhere[row.image_id] = False
-                    if row.prediction is None:
-                        missing.append(row.problem or "no prediction")
-                for image in image_ids:
-                    if image not in seen:  # no row at all: no prediction
-                        right_everywhere[image] = False
-            clean_rows = clean.get(defense, [])
-            clean_correct = sum(1 for r in clean_rows if r.prediction is not None and r.prediction == r.true_label)
-            missing += [r.problem or "no prediction" for r in clean_rows if r.prediction is None]
-            own_runs = runs_by_name.get(defense, [])
-            defense_rows.append(ScoreRow(
-                epsilon=eps, track=DEFENSE, rank=0, name=defense, raw=raw,
-                normalized=_ratio(raw, n_images * len(attack_names)),
-                all_or_nothing=_ratio(sum(right_everywhere.values()), n_images) if attack_names else None,
-                clean_accuracy=_ratio(clean_correct, n_images),
-                images=n_images,
-                failed_runs=sum(1 for r in own_runs if r.problem),
-                failed_images=len(missing),
-                failures=summarize_problems((r.problem for r in own_runs), missing),
-                seconds=round(sum(r.seconds for r in own_runs), 3),
-            ))
-        result += _rank(defense_rows)
-
-        referee_by_attack: dict[str, list[AttackImageRow]] = defaultdict(list)
-        for row in attack_images:
-            if row.epsilon == eps:
-                referee_by_attack[row.attack].append(row)
-        for track in (ATTACK, TARGETED_ATTACK):
-            attack_rows = []
-            for attack in (a for a in attack_names if attack_kinds[a] == track):
-                raw = 0
-                answered = 0
-                success_all: dict[str, bool] = {image: True for image in image_ids}
-                any_answer: dict[str, bool] = {image: False for image in image_ids}
-                for defense in defense_names:
-                    for row in cell.get((defense, attack), []):
-                        if row.prediction is None:
-                            continue
-                        answered += 1
-                        any_answer[row.image_id] = True
-                        if track == ATTACK:
-                            success = row.prediction != row.true_label
-                        else:
-                            success = row.prediction == row.target_class
-                        raw += int(success)
-                        if not success:
-                            success_all[row.image_id] = False
-                aon = sum(1 for image in image_ids if any_answer[image] and success_all[image])
-                own_runs = [r for r in runs_by_name.get(attack, []) if r.epsilon == eps]
-                substituted = [r.problem for r in referee_by_attack.get(attack, []) if r.problem]
-                attack_rows.append(ScoreRow(
-                    epsilon=eps, track=track, rank=0, name=attack, raw=raw,
-                    normalized=_ratio(raw, answered),
-                    all_or_nothing=_ratio(aon, n_images) if defense_names else None,
-                    clean_accuracy=None, images=n_images,
-                    failed_runs=sum(1 for r in own_runs if r.problem),
-                    failed_images=len(substituted),
-                    failures=summarize_problems((r.problem for r in own_runs), substituted),
-                    seconds=round(sum(r.seconds for r in own_runs), 3),
-                ))
-            result += _rank(attack_rows)
+        result += score_defenses(index, eps)
+        result += score_attacks(index, eps, ATTACK)
+        result += score_attacks(index, eps, TARGETED_ATTACK)
     return result
 
 

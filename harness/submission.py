@@ -144,8 +144,8 @@ def parse_submission(folder: str | Path) -> Submission:
     if raw_type is None:
         raise SubmissionError(f"{meta_path}: no \"type\"; set it to one of {', '.join(kinds)}")
     if raw_type not in kinds:
-        raise SubmissionError(f"{meta_path}: unknown type {one_line(repr(raw_type), limit=60)}; use one of {', '.join(kinds)}"
-                              f"{suggest(str(raw_type), kinds)}")
+        raise SubmissionError(f"{meta_path}: unknown type {one_line(repr(raw_type), limit=60)}; "
+                              f"use one of {', '.join(kinds)}{suggest(str(raw_type), kinds)}")
     entry = metadata.get("entry_point")
     if not isinstance(entry, str) or not entry.strip():
         raise SubmissionError(f"{meta_path}: no \"entry_point\"; name the script to run, e.g. "

@@ -8,11 +8,15 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness.contract import parse_epsilon
+from submission_kit.contract import parse_epsilon
 from harness.dataset import load_dataset
 from harness.isolation import SandboxKind, probe
-from harness.runner import DefenseUnit, DevicePool, LimitPolicy, Runner, Workspace, visible_gpus
-from harness.sandbox import RunRecord
+from harness.devices import DevicePool, visible_gpus
+from harness.execution import Runner
+from harness.limits import LimitPolicy
+from harness.planning import DefenseUnit
+from harness.workspace import Workspace
+from harness.process import RunRecord
 from harness.submission import SubmissionError, SubmissionType, parse_submission
 
 
@@ -64,8 +68,8 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
     subset = replace(dataset, images=dataset.images[:max(1, images)])
     try:
         protections = probe(sandbox)
-    except RuntimeError as exc:
-        report.problems.append(str(exc))
+    except RuntimeError as exc:  # the requested sandbox cannot run here
+        report.problems.append(f"{exc} (choose another --sandbox)")
         return report
     with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
         workspace = Workspace(Path(tmp))
@@ -76,33 +80,33 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
         if submission.type.is_attack:
             unit = runner.attack_units([submission], [eps])[0]
             record = runner.run_attack_unit(unit, clean_versions)
-            _report_run(report, RunRecord.from_json(record["run"]), workspace.root)
-            for image in record["images"]:
-                if image["problem"]:
-                    report.problems.append(f"{image['image_id']}.png: {image['problem']} "
+            _report_run(report, record.run, workspace.root)
+            for image in record.images:
+                if image.problem:
+                    report.problems.append(f"{image.image_id}.png: {image.problem} "
                                            "(the clean image would be used)")
-                elif image["clipped_values"]:
+                elif image.clipped_values:
                     report.problems.append(
-                        f"{image['image_id']}.png: {image['clipped_values']} values outside the ε={eps} ball "
-                        f"(largest violation {image['max_violation']}); the referee clipped them")
-            used = [i for i in record["images"] if not i["problem"]]
-            changed = sum(1 for i in used if i["linf"] > 0)
-            report.lines.append(f"attack outputs: {len(used)}/{len(record['images'])} usable, {changed} differ "
+                        f"{image.image_id}.png: {image.clipped_values} values outside the ε={eps} ball "
+                        f"(largest violation {image.max_violation}); the referee clipped them")
+            used = [i for i in record.images if not i.problem]
+            changed = sum(1 for i in used if i.linf > 0)
+            report.lines.append(f"attack outputs: {len(used)}/{len(record.images)} usable, {changed} differ "
                                 f"from the clean image, largest L∞ distance "
-                                f"{max((i['linf'] for i in used), default=0)} (ε = {eps})")
+                                f"{max((i.linf for i in used), default=0)} (ε = {eps})")
         else:
             assert submission.type is SubmissionType.DEFENSE
             versions = tuple(sorted(set(clean_versions.values())))
-            record = runner.run_defense_unit(DefenseUnit(submission, versions, runner.version_of(submission)))
-            _report_run(report, RunRecord.from_json(record["run"]), workspace.root)
-            for note in record["csv_notes"]:
+            defense_record = runner.run_defense_unit(DefenseUnit(submission, versions, runner.version_of(submission)))
+            _report_run(report, defense_record.run, workspace.root)
+            for note in defense_record.csv_notes:
                 report.problems.append(f"output CSV: {note}")
-            answers = record["predictions"]
-            missing = [a["problem"] for a in answers.values() if a["label"] is None]
+            answers = defense_record.predictions
+            missing = [a.problem for a in answers.values() if a.label is None]
             for problem in sorted(set(missing)):
                 report.problems.append(f"output CSV: {missing.count(problem)} image(s): {problem}")
             correct = sum(1 for r in subset.images
-                          if answers[clean_versions[r.image_id]]["label"] == r.true_label)
+                          if answers[clean_versions[r.image_id]].label == r.true_label)
             report.lines.append(f"predictions: {len(answers) - len(missing)}/{len(answers)} images labelled, "
                                 f"{correct} correct on clean images")
         shutil.rmtree(workspace.scratch, ignore_errors=True)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from harness.competition import CompetitionConfig
-from harness.runner import LimitPolicy
+from harness.limits import LimitPolicy
 
 #: Synthetic world: an image is a uniform colour v; its class is v // 50 (classes 0..4).
 BUCKET = 50

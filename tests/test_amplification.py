@@ -1,4 +1,4 @@
-"""Error amplification (harness.analysis.amplification, Liao et al. 2018 Eq. 6) on tiny hand-made models."""
+"""Error amplification (research.analysis.amplification, Liao et al. 2018 Eq. 6) on tiny hand-made models."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from harness import zoo
-from harness.analysis import amplification as amp
-from harness.hgd import data, registry
-from harness.hgd.networks import DUNET
+from submission_kit import zoo
+from research.analysis import amplification as amp
+from submission_kit.hgd import registry
+from research.hgd import data
+from submission_kit.hgd.networks import DUNET
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -70,10 +71,10 @@ def test_amplification_writes_csv_and_png(tmp_path: Path) -> None:
 
 
 def test_transform_spec() -> None:
-    label, function = amp.load_transform("ROF=harness.defenses.denoise:tv_denoise")
+    label, function = amp.load_transform("ROF=submission_kit.defense_blocks.denoise:tv_denoise")
     assert label == "ROF" and callable(function)
     with pytest.raises(ValueError, match="LABEL=package.module:function"):
-        amp.load_transform("harness.defenses.denoise")
+        amp.load_transform("submission_kit.defense_blocks.denoise")
 
 
 def test_command_on_a_tiny_test_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

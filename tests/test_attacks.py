@@ -1,4 +1,5 @@
-"""Gradient attacks (harness.attacks.gradient) against torchattacks, their invariants, and the sample folders.
+"""Gradient attacks (submission_kit.attack_methods.gradient) against torchattacks, their invariants, and the sample
+folders.
 
 Everything runs on a tiny CNN built here with a fixed seed (no trained weights), on CPU, in a few seconds.
 """
@@ -18,8 +19,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness import contract, sdk, zoo
-from harness.attacks import gradient, submission
+from harness.library import python_path
+from submission_kit import contract, sdk, zoo
+from submission_kit.attack_methods import gradient, submission
 
 torchattacks = pytest.importorskip("torchattacks")
 
@@ -360,7 +362,8 @@ def test_uap_folder_through_its_entry_point(tmp_path: Path) -> None:
     input_dir.mkdir()
     png = sorted(SAMPLE_DATA.glob("*.png"))[0]
     shutil.copy(png, input_dir / png.name)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": python_path(sandboxed=False)}  # as the harness runs it: the submission library importable
     missing = subprocess.run(["./run_attack.sh", str(input_dir), str(output_dir), "4"], cwd=folder, env=env,
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and "make_uap" in missing.stderr  # explains how to make uap.npy

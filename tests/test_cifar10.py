@@ -1,4 +1,4 @@
-"""Tests of harness.cifar10 on a tiny synthetic archive written here, plus a skip-if-absent check of the real data."""
+"""Tests of research.cifar10 on a tiny synthetic archive written here, plus a skip-if-absent check of the real data."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness import cifar10
+from research import cifar10
 
 
 def _jpeg(value: int) -> bytes:

@@ -105,3 +105,50 @@ def test_labels_csv_dataset_with_drawn_targets(tmp_path: Path) -> None:
     rows = list(csv.DictReader(open(tmp_path / "r" / "per_image.csv")))
     assert [int(r["target_class"]) != int(r["true_label"]) for r in rows] == [True] * 3
     assert all(0 <= int(r["target_class"]) < 5 for r in rows)
+
+
+def test_validate_shares_the_run_options(world: dict[str, Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """validate takes run's sandbox, seed and limit options (``--sandbox none`` used to be refused)."""
+    good = write_submission(tmp_path / "subs", "plus", "attack", PLUS)
+    assert main(["validate", str(good), "--input_dir", str(world["data"]), "--images", "2", "--sandbox", "none",
+                 "--seconds_per_image", "10", "--min_seconds", "30", "--seed", "3"]) == 0
+    assert "attack outputs: 2/2 usable" in capsys.readouterr().out
+    slow = write_submission(tmp_path / "subs", "slow", "defense", "import time\ntime.sleep(30)\n")
+    assert main(["validate", str(slow), "--input_dir", str(world["data"]), "--images", "1", "--sandbox", "none",
+                 "--min_seconds", "1", "--seconds_per_image", "1"]) == 1
+    assert "timed out" in capsys.readouterr().out  # the limit options reach the run
+
+
+def test_option_defaults_come_from_the_dataclasses(tmp_path: Path) -> None:
+    from harness.cli import build_parser
+    from harness.competition import CompetitionConfig
+    from harness.limits import LimitPolicy
+
+    parser = build_parser(tmp_path)
+    config = CompetitionConfig(input_dir=tmp_path, attacks_dirs=(), defenses_dirs=(), output_dir=tmp_path)
+    limits = LimitPolicy()
+    for command in (["run"], ["validate", "x"]):
+        args = parser.parse_args(command)
+        assert (args.seed, args.sandbox) == (config.seed, config.sandbox.value)
+        assert (args.seconds_per_image, args.min_seconds, args.cpu_factor) == (
+            limits.seconds_per_image, limits.minimum_seconds, limits.cpu_factor)
+        assert (args.memory_mb, args.max_processes, args.output_mb) == (
+            limits.memory_mb, limits.max_processes, limits.output_mb)
+    run = parser.parse_args(["run"])
+    assert (tuple(run.max_epsilon), run.batch_size, run.jobs) == (config.epsilons, config.batch_size, config.jobs)
+
+
+def test_validate_with_a_sandbox_this_machine_lacks_is_a_plain_problem(world: dict[str, Path], tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.validate
+
+    def unavailable(kind: object) -> None:
+        raise RuntimeError("--sandbox bwrap: bubblewrap cannot create namespaces here")
+
+    monkeypatch.setattr(harness.validate, "probe", unavailable)
+    good = write_submission(tmp_path / "subs", "plus", "attack", PLUS)
+    assert main(["validate", str(good), "--input_dir", str(world["data"]), "--sandbox", "bwrap"]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM: --sandbox bwrap: bubblewrap cannot create namespaces here (choose another --sandbox)" in out

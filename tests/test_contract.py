@@ -1,4 +1,4 @@
-"""Unit tests for harness.contract: ε parsing, the L∞ ball, PNG I/O and the referee."""
+"""Unit tests for submission_kit.contract: ε parsing, the L∞ ball, PNG I/O and the referee."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from harness import contract
-from harness.contract import (
+from submission_kit import contract
+from submission_kit.contract import (
     ClipResult,
     EpsilonError,
     ImageError,
@@ -472,3 +472,17 @@ def test_referee_does_not_modify_clean(tmp_path):
     assert np.array_equal(clean, CLEAN_2x3)
     assert result.clipped_values > 0
     assert (np.abs(result.image.astype(int) - CLEAN_2x3.astype(int)) <= 8).all()
+
+
+def test_pixel_scale_conversions_are_the_contracts():
+    from submission_kit.contract import PIXEL_MAX, epsilon_to_unit, pixels_to_unit, to_float, unit_to_pixels
+
+    assert PIXEL_MAX == 255
+    assert pixels_to_unit(8) == 8 / 255 and unit_to_pixels(8 / 255) == pytest.approx(8)
+    assert epsilon_to_unit(16) == pixels_to_unit(16.0)
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
+    as64 = to_float(pixels, dtype=np.float64)
+    assert as64.dtype == np.float64 and to_float(pixels).dtype == np.float32
+    assert np.array_equal(as64, pixels.astype(np.float64) / 255.0)
+    assert np.array_equal(pixels_to_unit(pixels.astype(np.float32)), to_float(pixels))
+    assert np.array_equal(to_uint8(as64), pixels)

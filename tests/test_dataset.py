@@ -151,7 +151,7 @@ def test_draw_targets_every_other_class_reachable_for_each_label():
     labels = [k for k in range(10) for _ in range(200)]
     targets = draw_targets(labels, num_classes=10, seed=3)
     for label in range(10):
-        reached = {t for l, t in zip(labels, targets) if l == label}
+        reached = {t for true, t in zip(labels, targets) if true == label}
         assert reached == set(range(10)) - {label}
 
 
@@ -226,7 +226,8 @@ def test_bad_target_class_line_number_counts_blank_lines(tmp_path):
     root = make_folder(tmp_path, ["a", "b"], text)
     with pytest.raises(DatasetError) as info:
         load_dataset(root)
-    assert str(info.value) == f"{root / 'labels.csv'}:4: TargetClass 'two' is not an integer class index (ASCII digits 0-9 only)"
+    assert str(info.value) == (f"{root / 'labels.csv'}:4: TargetClass 'two' is not an integer class index "
+                               "(ASCII digits 0-9 only)")
 
 
 def test_row_with_too_few_columns(tmp_path):

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness import zoo
-from harness.defenses import classify
+from submission_kit import zoo
+from submission_kit.defense_blocks import classify
 
 ROOT = Path(__file__).resolve().parent.parent
 

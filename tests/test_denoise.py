@@ -17,8 +17,11 @@ import torch
 from skimage.restoration import denoise_nl_means, denoise_tv_bregman
 from torch import nn
 
-from harness import cifar10, sdk, submission, zoo
-from harness.defenses import denoise, filters, make_vdef, vdef
+from research import cifar10
+from submission_kit import sdk, zoo
+from harness import submission
+from submission_kit.defense_blocks import denoise, filters, vdef
+from research.lee2018 import make_vdef
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("tv_denoise", "nl_means", "tv_denoise_vdef", "nl_means_vdef", "jpeg")
@@ -274,7 +277,7 @@ def test_vdef_save_load_and_errors(tmp_path: Path) -> None:
     vdef.save(tmp_path / "v_def.npy", v, {"seed": 0})
     assert torch.equal(vdef.load(tmp_path / "v_def.npy"), v)
     assert json.loads((tmp_path / "v_def.json").read_text()) == {"seed": 0}
-    with pytest.raises(vdef.VDefNotFoundError, match="python -m harness.defenses.make_vdef"):
+    with pytest.raises(vdef.VDefNotFoundError, match="python -m research.lee2018.make_vdef"):
         vdef.load(tmp_path / "missing.npy")
     np.save(tmp_path / "bad.npy", np.zeros((4, 4, 3), np.float32))
     with pytest.raises(vdef.VDefError, match=r"\(3, H, W\)"):
@@ -360,7 +363,7 @@ def test_vdef_folder_without_its_file_names_the_command(name: str, tmp_path: Pat
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / name
     shutil.copytree(ROOT / "defenses" / name, folder, ignore=shutil.ignore_patterns("__pycache__", "v_def.*"))
-    with pytest.raises(vdef.VDefNotFoundError, match="python -m harness.defenses.make_vdef .*" + name):
+    with pytest.raises(vdef.VDefNotFoundError, match="python -m research.lee2018.make_vdef .*" + name):
         _run_folder(folder, sample_inputs, tmp_path / "out.csv", monkeypatch)
 
 

@@ -1,4 +1,4 @@
-"""The seed's four metrics (harness.analysis.detection_metrics; Akhtar, Liu & Mian 2018, §5) on hand-made arrays."""
+"""The seed's four metrics (research.analysis.detection_metrics; Akhtar, Liu & Mian 2018, §5) on hand-made arrays."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.analysis import detection_metrics as dm
+from research.analysis import detection_metrics as dm
 
 # Ten images, label i. Hand-counted below; "✓" = prediction equals the label.
 LABELS = np.arange(10)

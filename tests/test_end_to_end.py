@@ -16,7 +16,7 @@ import pytest
 from conftest import (BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, NOOP, PLUS, TOWARD_TARGET, config_for,
                       write_submission)
 from harness.competition import CompetitionError, rescore, run_competition
-from harness.runner import LimitPolicy
+from harness.limits import LimitPolicy
 
 
 def leaderboard(results: Path) -> dict[tuple[str, str, str], dict[str, str]]:
@@ -66,7 +66,8 @@ def test_scores_match_hand_computation(full_world: dict[str, Path]) -> None:
 def test_outputs_written(full_world: dict[str, Path]) -> None:
     run_competition(config_for(full_world, epsilons=(4, 16)), echo=lambda _: None)
     results = full_world["results"]
-    for name in ("leaderboard.csv", "timings.csv", "per_image.csv", "attack_images.csv", "runs.csv", "accuracy_matrix.csv",
+    for name in ("leaderboard.csv", "timings.csv", "per_image.csv", "attack_images.csv", "runs.csv",
+                 "accuracy_matrix.csv",
                  "targeted_hit_matrix.csv", "manifest.json"):
         assert (results / name).is_file(), name
     assert not (results / "tmp").exists()
@@ -117,9 +118,9 @@ def test_incremental_reruns_execute_only_new_work(full_world: dict[str, Path]) -
     assert third.outcome.executed["attack"] == 2
     new_versions = {r.image_id for r in third.attack_images if r.attack == "minus"}
     assert len(new_versions) == 6
-    defense_images = sum(len(rec["predictions"]) for name in ("bucket", "constant")
+    defense_images = sum(len(rec.predictions) for name in ("bucket", "constant")
                          for rec in third.outcome.defense_records[name]
-                         if rec["key"] in third.outcome.fresh_keys)
+                         if rec.key in third.outcome.fresh_keys)
     # minus's images (v − 16) are new pixel contents except img5: 240 − 16 = 224 is exactly what
     # toward_target already produced, so each defense classifies 5 new images.
     assert defense_images == 2 * 5
@@ -129,8 +130,8 @@ def test_incremental_reruns_execute_only_new_work(full_world: dict[str, Path]) -
     script.write_text(script.read_text().replace(",0\\n", ",1\\n"))
     fourth = run_competition(config, echo=lambda _: None)
     assert fourth.outcome.executed["attack"] == 0
-    assert {rec["defense"] for recs in fourth.outcome.defense_records.values() for rec in recs
-            if rec["key"] in fourth.outcome.fresh_keys} == {"constant"}
+    assert {rec.defense for recs in fourth.outcome.defense_records.values() for rec in recs
+            if rec.key in fourth.outcome.fresh_keys} == {"constant"}
 
     # --force recomputes everything.
     forced = run_competition(config_for(full_world, batch_size=4, force=True), echo=lambda _: None)
@@ -271,12 +272,13 @@ def test_parallel_jobs_give_the_same_results(full_world: dict[str, Path], tmp_pa
         assert (tmp_path / "serial" / table).read_bytes() == (tmp_path / "parallel" / table).read_bytes()
 
 
-def test_a_change_to_the_harness_package_reruns_everything(full_world: dict[str, Path],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Submissions can import the harness (and its zoo weights), so its content is part of every key."""
-    import harness.runner as runner_module
+def test_a_change_to_the_submission_library_reruns_everything(full_world: dict[str, Path],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Submissions can import the submission library (and its zoo weights), so its content is part of every key
+    (the referee's own code is not: tests/test_keys.py)."""
+    import harness.library as library_module
     run_competition(config_for(full_world), echo=lambda _: None)
-    real = runner_module.content_hash
-    monkeypatch.setattr(runner_module, "content_hash", lambda folder: real(folder) + "-changed")
+    real = library_module.content_hash
+    monkeypatch.setattr(library_module, "content_hash", lambda folder: real(folder) + "-changed")
     again = run_competition(config_for(full_world), echo=lambda _: None)
     assert again.outcome.executed["attack"] == 4 and again.outcome.reused == {"attack": 0, "defense": 0}

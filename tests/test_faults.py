@@ -18,7 +18,7 @@ import pytest
 from conftest import BUCKET_DEFENSE, PLUS, config_for, write_submission
 from harness.competition import run_competition
 from harness.isolation import SandboxKind, probe
-from harness.runner import LimitPolicy
+from harness.limits import LimitPolicy
 
 try:
     probe(SandboxKind.BWRAP)

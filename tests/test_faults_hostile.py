@@ -25,15 +25,16 @@ import pytest
 from PIL import Image
 
 from conftest import BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, write_dataset, write_submission
-from harness import contract, isolation
+from harness import isolation
+from submission_kit import contract
 from harness.cleanup import remove_tree
 from harness.competition import CompetitionError, run_competition
 from harness.dataset import DatasetError, load_dataset
 from harness.defense_output import Answer, parse_predictions
 from harness.isolation import Limits, SandboxKind, probe
 from harness.names import one_line
-from harness.runner import LimitPolicy
-from harness.sandbox import run_submission
+from harness.limits import LimitPolicy
+from harness.process import run_submission
 from harness.secret import SECRET_FILE
 from harness.submission import discover, parse_submission
 
@@ -287,7 +288,7 @@ def test_deep_folder_chain_in_an_output_is_removed_and_later_runs_work(world: di
     first = run_competition(config_for(world), echo=_quiet)
     board = _leaderboard(world["results"])
     assert board["deep"]["failed_images"] == "0" and board["plus"]["failed_images"] == "0"
-    from harness.runner import default_scratch
+    from harness.workspace import default_scratch
     assert not default_scratch(world["results"]).exists()
     forced = run_competition(config_for(world, force=True), echo=_quiet)
     assert forced.predictions == first.predictions
@@ -649,9 +650,10 @@ except OSError as exc:
 def test_a_non_root_harness_gives_the_same_sandbox(open_tmp: Path) -> None:
     """Items 1 and 6 with the harness itself unprivileged (uid 65534): the run is that uid, /proc/sys read-only,
     no nested user namespaces, /tmp bounded. Needs the Python installation reachable by that uid."""
+    from harness.library import library_dir
     from harness.privilege import reachable
 
-    if not all(reachable(Path(p), uid=65534, gid=65534) for p in (sys.prefix, isolation._HARNESS_DIR)):
+    if not all(reachable(Path(p), uid=65534, gid=65534) for p in (sys.prefix, library_dir())):
         pytest.skip(f"the Python installation ({sys.prefix}) is not reachable by an unprivileged uid here, so a "
                     "non-root harness cannot start a sandbox with it")
     os.chown(open_tmp, 65534, 65534)

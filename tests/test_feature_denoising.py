@@ -12,15 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import cifar10, zoo
-from harness.attacks import gradient
+from research import cifar10
+from submission_kit import zoo
+from submission_kit.attack_methods import gradient
 from harness.competition import CompetitionConfig, run_competition
-from harness.feature_denoising import blackbox, blocks, defense, make_defense, train, variants, whitebox
-from harness.feature_denoising.adversarial import adversarial_step, training_examples
-from harness.feature_denoising.networks import DenoisingResNet
-from harness.runner import LimitPolicy
+from submission_kit.feature_denoising import blocks, defense, variants
+from research.feature_denoising import blackbox, make_defense, train, whitebox
+from research.feature_denoising.adversarial import adversarial_step, training_examples
+from submission_kit.feature_denoising.networks import DenoisingResNet
+from harness.limits import LimitPolicy
 from harness.submission import SubmissionType, discover
-from harness.zoo.evaluate import write_table
+from research.zoo.evaluate import write_table
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = {"fd_nonlocal": "nonlocal_gaussian", "adv_baseline": "baseline"}
@@ -196,7 +198,7 @@ def test_unknown_variant_suggests_close_names() -> None:
 
 def test_missing_weights_error_names_the_training_command(tmp_path: Path) -> None:
     with pytest.raises(variants.WeightsNotFoundError,
-                       match="python -m harness.feature_denoising.train --variant mean --attack fgsm_rs"):
+                       match="python -m research.feature_denoising.train --variant mean --attack fgsm_rs"):
         variants.load("mean", weights=tmp_path / "absent.pt")
 
 
@@ -335,7 +337,7 @@ def test_folders_run_through_the_harness_with_fresh_weights(tmp_path: Path) -> N
 def test_folder_without_weights_names_the_training_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     folder = shutil.copytree(ROOT / "defenses" / "fd_nonlocal", tmp_path / "fd_nonlocal")
     (folder / "variant.json").write_text(json.dumps({"variant": "nonlocal_gaussian", "weights": "absent.pt"}))
-    with pytest.raises(SystemExit, match="python -m harness.feature_denoising.train --variant nonlocal_gaussian"):
+    with pytest.raises(SystemExit, match="python -m research.feature_denoising.train --variant nonlocal_gaussian"):
         defense.run_folder(folder, [str(ROOT / "sample_data"), str(tmp_path / "out.csv")])
 
 

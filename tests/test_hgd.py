@@ -1,4 +1,4 @@
-"""HGD (harness.hgd): networks, losses, training, data recipe, registry and the defenses/hgd_* folders.
+"""HGD (submission_kit.hgd): networks, losses, training, data recipe, registry and the defenses/hgd_* folders.
 
 Offline and fast: tiny widths and tiny synthetic models; tests needing the CIFAR-10 archives or trained weights
 skip when they are missing.
@@ -18,11 +18,13 @@ import pytest
 import torch
 from torch import nn
 
-from harness import cifar10, zoo
+from research import cifar10
+from submission_kit import zoo
 from harness.competition import CompetitionConfig, run_competition
-from harness.hgd import data, losses, make_data, registry, train
-from harness.hgd.networks import DAE, DUNET, build_denoiser, widths_for
-from harness.runner import LimitPolicy
+from submission_kit.hgd import losses, registry
+from research.hgd import data, make_data, train
+from submission_kit.hgd.networks import DAE, DUNET, build_denoiser, widths_for
+from harness.limits import LimitPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDES = ("pgd", "fgd", "lgd", "cgd")
@@ -252,7 +254,7 @@ def test_set_round_trip_and_missing_data_message(tmp_path: Path) -> None:
     loaded = data.load_split(tmp_path, "train")
     assert np.array_equal(loaded.images, dataset.images) and loaded.attack_names == dataset.attack_names
     assert len(loaded.head(1)) == 2
-    with pytest.raises(data.DataNotFoundError, match="python -m harness.hgd.make_data"):
+    with pytest.raises(data.DataNotFoundError, match="python -m research.hgd.make_data"):
         data.load_split(tmp_path, "val")
 
 
@@ -295,7 +297,7 @@ def test_names_and_errors(tmp_path: Path) -> None:
     with pytest.raises(registry.UnknownDenoiserError, match="Did you mean 'dunet_lgd'"):
         registry.parse_name("dunet_lgdd")
     with pytest.raises(registry.DenoiserWeightsNotFoundError,
-                       match="python -m harness.hgd.train --arch dunet --guide cgd"):
+                       match="python -m research.hgd.train --arch dunet --guide cgd"):
         registry.load_denoiser("dunet_cgd", weights_dir=tmp_path)
     assert set(registry.names()) >= {"dunet_pgd", "dunet_fgd", "dunet_lgd", "dunet_cgd", "dae_pgd"}
 
@@ -323,6 +325,7 @@ def _sample_inputs(tmp_path: Path, count: int) -> Path:
 
 
 def test_folder_without_weights_names_the_training_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty" / "hgd").mkdir(parents=True)  # an HGD weights folder without the denoisers
     monkeypatch.setenv(registry.WEIGHTS_ENV, str(tmp_path / "empty"))
     inputs = _sample_inputs(tmp_path, 2)
     for folder in FOLDERS:
@@ -337,7 +340,7 @@ def test_folder_runs_with_a_fresh_denoiser(folder: str, tmp_path: Path, monkeypa
     """The folder's wiring before any training: an untrained DUNET is the identity, so it answers as `base`."""
     name = "dunet_" + folder.split("_")[1]
     weights = tmp_path / "weights"
-    registry.save_denoiser(weights / f"{name}.pt", DUNET(width=2), registry.parse_name(name), 2)
+    registry.save_denoiser(weights / "hgd" / f"{name}.pt", DUNET(width=2), registry.parse_name(name), 2)
     monkeypatch.setenv(registry.WEIGHTS_ENV, str(weights))
     inputs = _sample_inputs(tmp_path, 6)
     _folder_module(folder).main([str(inputs), str(tmp_path / "hgd.csv")])

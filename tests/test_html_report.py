@@ -15,7 +15,7 @@ import pytest
 
 from report_world import HOSTILE_LABEL, HOSTILE_LOG_LINES, ODD_NAME, build_world
 
-from harness import contract
+from submission_kit import contract
 from harness.cli import main
 from harness.html_report import CONTENT_SECURITY_POLICY, ReportError, build_report, content, figures, sanity
 from harness.html_report.browser import find_browser, headless_chromium

@@ -1,4 +1,4 @@
-"""PRN defense (harness.prn, Akhtar, Liu & Mian 2018) on tiny synthetic models and data: splits, perturbing,
+"""PRN defense (submission_kit.prn, Akhtar, Liu & Mian 2018) on tiny synthetic models and data: splits, perturbing,
 pools and their disjointness, Algorithm 1, the network, training, the DCT/SVM detector and the defense folders."""
 
 from __future__ import annotations
@@ -17,20 +17,21 @@ import pytest
 import torch
 from torch import nn
 
-from harness import contract, sdk, zoo
-from harness.attacks.universal import apply_universal, sgd_universal_perturbation
-from harness.prn import defense, make_pool, paths, splits
-from harness.prn.detector import EPS, Detector, dct_features, grayscale, residual_features
-from harness.prn.errors import run_command
-from harness.prn.make_pool import SGD_STEP_FRACTION, PoolSpec, grow_pool, method_params
-from harness.prn.network import PRN, load_prn, save_prn
-from harness.prn.perturb import (XI_INF, check_png_like, default_xi, fooling_rates, mean_l2_norm, norm_of, perturb,
+from submission_kit import contract, sdk, zoo
+from submission_kit.attack_methods.universal import apply_universal, sgd_universal_perturbation
+from submission_kit.prn import defense, paths
+from research.prn import make_pool, splits
+from submission_kit.prn.detector import EPS, Detector, dct_features, grayscale, residual_features
+from research.prn.errors import run_command
+from research.prn.make_pool import SGD_STEP_FRACTION, PoolSpec, grow_pool, method_params
+from submission_kit.prn.network import PRN, load_prn, save_prn
+from research.prn.perturb import (XI_INF, check_png_like, default_xi, fooling_rates, mean_l2_norm, norm_of, perturb,
                                  perturb_each, quantize)
-from harness.prn.pool import (PoolError, PoolNotFoundError, PoolOverlapError, check_against_test_pools,
+from research.prn.pool import (PoolError, PoolNotFoundError, PoolOverlapError, check_against_test_pools,
                               check_disjoint, keep_decision, load_pool, load_train_test, read_pool_files, reselect,
                               seed_departures, write_pool_files)
-from harness.prn.synthetic import load_synthetic, reconstruct, synthesize, unit_normalize
-from harness.prn.train import TrainConfig, agreement, clean_labels, draw_weights, train_prn
+from research.prn.synthetic import load_synthetic, reconstruct, synthesize, unit_normalize
+from research.prn.train import TrainConfig, agreement, clean_labels, draw_weights, train_prn
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -324,7 +325,7 @@ def test_grow_pool_cosine_rule_rejects_correlated_sgd_candidates(tmp_path: Path)
 
 
 class _TinyZoo:
-    """Stands in for harness.zoo / harness.cifar10 in make_pool.main (offline)."""
+    """Stands in for submission_kit.zoo / research.cifar10 in make_pool.main (offline)."""
 
     def __init__(self, images: np.ndarray) -> None:
         self.images = images
@@ -438,7 +439,7 @@ def test_algorithm_1_gives_up_after_max_attempts() -> None:
 def test_load_synthetic_checks_the_pool(tmp_path: Path) -> None:
     _write_pool(tmp_path / "m" / "uap_inf_train.npy", "train", _signs(2, seed=13), [0, 10])
     pool = load_pool(model="m", norm="inf", role="train", root=tmp_path)
-    with pytest.raises(FileNotFoundError, match="harness.prn.synthetic --model m --norm inf"):
+    with pytest.raises(FileNotFoundError, match="research.prn.synthetic --model m --norm inf"):
         load_synthetic("m", "inf", pool, root=tmp_path)
     coefficients = torch.tensor([[1.0, 0.0], [0.5, 0.5]], dtype=torch.float64)
     np.save(paths.synthetic_path("m", "inf", tmp_path), coefficients.numpy())
@@ -530,10 +531,10 @@ def test_commands_turn_user_errors_into_an_error_message_and_exit_2(tmp_path: Pa
 
     with pytest.raises(RuntimeError):
         run_command(bug)
-    done = subprocess.run([sys.executable, "-m", "harness.prn.train", "--norm", "inf", "--pools-dir",
+    done = subprocess.run([sys.executable, "-m", "research.prn.train", "--norm", "inf", "--pools-dir",
                            str(tmp_path)], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("error: UAP pool ") and "python -m harness.prn.make_pool" in done.stderr
+    assert done.stderr.startswith("error: UAP pool ") and "python -m research.prn.make_pool" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -609,12 +610,12 @@ def test_defense_rectifies_only_detected_images(tmp_path: Path) -> None:
 
 
 def test_missing_weights_name_the_command(tmp_path: Path) -> None:
-    with pytest.raises(defense.PRNWeightsNotFoundError, match="python -m harness.prn.train --model vgg6_w48"):
+    with pytest.raises(defense.PRNWeightsNotFoundError, match="python -m research.prn.train --model vgg6_w48"):
         defense.load_defense(weights_dir=tmp_path)
     torch.manual_seed(0)
     save_prn(paths.prn_path(zoo.TARGET_MODEL, "inf", tmp_path), PRN(width=2))
     assert defense.load_defense(weights_dir=tmp_path, always=True).detector is None
-    with pytest.raises(defense.PRNWeightsNotFoundError, match="harness.prn.train_detector --model vgg6_w48"):
+    with pytest.raises(defense.PRNWeightsNotFoundError, match="research.prn.train_detector --model vgg6_w48"):
         defense.load_defense(weights_dir=tmp_path)
 
 
@@ -653,7 +654,7 @@ _COMMITTED = all(p.is_file() for p in (paths.prn_path(zoo.TARGET_MODEL, "inf"),
 @pytest.mark.skipif(not _COMMITTED, reason="PRN, detector or target weights not committed yet")
 def test_committed_prn_defenses_run_through_the_harness(tmp_path: Path) -> None:
     from harness.competition import CompetitionConfig, run_competition
-    from harness.runner import LimitPolicy
+    from harness.limits import LimitPolicy
 
     config = CompetitionConfig(input_dir=ROOT / "sample_data", attacks_dirs=(ROOT / "attacks",),
                                defenses_dirs=(ROOT / "defenses",), output_dir=tmp_path / "results",

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import cifar10, zoo
-from harness.prn import make_pool, metrics, paths, synthetic, train, train_detector
-from harness.prn.pool import load_train_test
+from research import cifar10
+from submission_kit import zoo
+from submission_kit.prn import paths
+from research.prn import make_pool, metrics, synthetic, train, train_detector
+from research.prn.pool import load_train_test
 
 pytestmark = [
     pytest.mark.slow,

@@ -1,11 +1,11 @@
-"""harness.provenance: the environment fields written next to every stored result."""
+"""research.provenance: the environment fields written next to every stored result."""
 
 import json
 import platform
 
 import torch
 
-from harness import provenance
+from research import provenance
 
 
 def test_environment_records_device_threads_and_versions():

@@ -22,7 +22,7 @@ import pytest
 
 import harness
 from harness.isolation import Limits, SandboxKind, probe
-from harness.sandbox import run_submission
+from harness.process import run_submission
 from harness.submission import parse_submission
 
 IMAGE = "adv-harness/python-numpy-pil:bookworm"

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import write_submission
-from harness.runner import DevicePool, batches, opaque_name, pack_versions
+from harness.devices import DevicePool
+from harness.planning import batches, opaque_name, pack_versions
 from harness.isolation import SandboxKind, probe
-from harness.sandbox import Limits, run_process, run_submission
+from harness.process import Limits, run_process, run_submission
 from harness.submission import parse_submission
 
 
@@ -132,7 +133,7 @@ def test_run_submission_plain_uses_a_fresh_copy_and_private_home(tmp_path: Path)
 
 
 def test_thread_counts_follow_parallel_jobs(tmp_path: Path) -> None:
-    from harness.sandbox import scrubbed_environment
+    from harness.process import scrubbed_environment
     env = scrubbed_environment(home="/h", tmp="/t", gpu=None, threads=3)
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "3"
     assert "CUDA_VISIBLE_DEVICES" not in env

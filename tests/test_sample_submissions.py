@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import zoo
+from submission_kit import zoo
 from harness.competition import CompetitionConfig, run_competition
-from harness.runner import LimitPolicy
+from harness.limits import LimitPolicy
 from harness.submission import SubmissionType, discover
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +20,8 @@ def test_every_sample_folder_parses() -> None:
     found = discover([ROOT / "attacks", ROOT / "defenses"])
     assert found.problems == ()
     kinds = {s.name: s.type for s in found.submissions}
-    for name in ("noop", "random_noise", "fgsm", "i_fgsm", "mi_fgsm", "pgd", "step_ll", "iter_ll", "uap", "uap_sgd", "transfer"):
+    for name in ("noop", "random_noise", "fgsm", "i_fgsm", "mi_fgsm", "pgd", "step_ll", "iter_ll", "uap", "uap_sgd",
+                 "transfer"):
         assert kinds[name] is SubmissionType.ATTACK, name
     for name in ("step_target", "iter_target"):
         assert kinds[name] is SubmissionType.TARGETED_ATTACK, name

@@ -22,7 +22,8 @@ from conftest import (BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, NOOP, PLUS, TOWA
 from harness import sandbox_docker
 from harness.competition import run_competition
 from harness.isolation import SandboxKind, probe
-from harness.runner import LimitPolicy, default_scratch
+from harness.limits import LimitPolicy
+from harness.workspace import default_scratch
 
 #: The image scripts/build_sandbox_images.sh builds (debootstrap bookworm minbase + python3-numpy + python3-pil).
 IMAGE = "adv-harness/python-numpy-pil:bookworm"

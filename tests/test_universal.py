@@ -1,4 +1,5 @@
-"""DeepFool, UAP, projections and the fooling rate (harness.attacks.universal) on tiny synthetic models."""
+"""DeepFool, UAP, projections and the fooling rate (submission_kit.attack_methods.universal) on tiny synthetic
+models."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.attacks import universal
-from harness.attacks.universal import (
+from submission_kit.attack_methods import universal
+from submission_kit.attack_methods.universal import (
     apply_universal,
     deepfool,
     fooling_rate,

@@ -13,8 +13,10 @@ import torch
 import torchvision
 from PIL import Image
 
-from harness import cifar10, zoo
-from harness.zoo import data, evaluate, imagenet, registry
+from research import cifar10
+from submission_kit import zoo
+from submission_kit.zoo import imagenet, registry
+from research.zoo import data, evaluate
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +45,7 @@ def test_unknown_name_suggests_close_match() -> None:
 
 
 def test_missing_weights_error_names_training_command(name: str, tmp_path: Path) -> None:
-    with pytest.raises(zoo.WeightsNotFoundError, match=f"python -m harness.zoo.train --model {name}"):
+    with pytest.raises(zoo.WeightsNotFoundError, match=f"python -m research.zoo.train --model {name}"):
         zoo.load(name, weights=tmp_path / "absent.pt")
 
 
@@ -116,7 +118,7 @@ def test_augment_is_seeded_crop_and_flip() -> None:
     assert torch.equal(first, second) and first.shape == images.shape and first.dtype == torch.uint8
     padded = torch.nn.functional.pad(images, (0, 0, 4, 4, 4, 4))
     for i in range(len(images)):
-        crops = [padded[i, t : t + 32, l : l + 32] for t in range(9) for l in range(9)]
+        crops = [padded[i, t : t + 32, s : s + 32] for t in range(9) for s in range(9)]
         assert any(torch.equal(first[i], c) or torch.equal(first[i], c.flip(1)) for c in crops)
 
 
@@ -135,7 +137,7 @@ def test_to_input_range_layout_and_accuracy() -> None:
 
 def test_train_runs_one_tiny_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The training command end to end on a 40-image synthetic data set (seconds, no real data)."""
-    from harness.zoo import train
+    from research.zoo import train
 
     (tmp_path / "data").mkdir()
     for split in cifar10.SPLITS:

@@ -5,7 +5,7 @@ X'_{n+1} = Clip_{X,ε}(X'_n + α · sign(∇_X J(X'_n, y))), α = 1/255, N = min
 0-255 units), y = the target model's own prediction. White-box on the zoo's target model.
 """
 
-from harness.attacks import gradient, submission
+from submission_kit.attack_methods import gradient, submission
 
 
 def main(argv=None):

@@ -5,7 +5,7 @@ X'_{n+1} = Clip_{X,ε}(X'_n − α · sign(∇_X J(X'_n, y_LL))), y_LL = argmin 
 N = min(ε + 4, 1.25 ε) iterations (ε in 0-255 units). White-box on the zoo's target model.
 """
 
-from harness.attacks import gradient, submission
+from submission_kit.attack_methods import gradient, submission
 
 
 def main(argv=None):

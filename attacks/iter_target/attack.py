@@ -6,7 +6,7 @@ X'_{n+1} = Clip_{X,ε}(X'_n − α · sign(∇_X J(X'_n, y_target))), α = 1/255
 White-box on the zoo's target model.
 """
 
-from harness.attacks import gradient, submission
+from submission_kit.attack_methods import gradient, submission
 
 
 def main(argv=None):

@@ -4,7 +4,7 @@ g ← μ · g + ∇/‖∇‖₁, X* ← clip(X* + α · sign(g)) with decay μ 
 y = the target model's first prediction. White-box on the zoo's target model.
 """
 
-from harness.attacks import gradient, submission
+from submission_kit.attack_methods import gradient, submission
 
 MU = 1.0
 T = 10

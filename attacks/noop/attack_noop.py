@@ -4,7 +4,7 @@ Kurakin et al., "Adversarial Attacks and Defences Competition" (NIPS 2017 compet
 the organisers' baselines were a no-op, random noise and FGSM.
 """
 
-from harness import sdk
+from submission_kit import sdk
 
 
 def main() -> None:

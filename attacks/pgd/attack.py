@@ -8,7 +8,7 @@ White-box on the zoo's target model.
 
 import torch
 
-from harness.attacks import gradient, submission
+from submission_kit.attack_methods import gradient, submission
 
 ALPHA = 2 / 255
 STEPS = 20

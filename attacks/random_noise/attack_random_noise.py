@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 
-from harness import sdk
+from submission_kit import sdk
 
 SEED = 2017
 

@@ -4,7 +4,7 @@ X' = clip(X − ε · sign(∇_X J(X, y_LL))), y_LL = argmin of the target model
 White-box on the zoo's target model.
 """
 
-from harness.attacks import gradient, submission
+from submission_kit.attack_methods import gradient, submission
 
 
 def main(argv=None):

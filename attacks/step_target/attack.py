@@ -5,7 +5,7 @@ X' = clip(X − ε · sign(∇_X J(X, y_target))), y_target from INPUT_DIR/targe
 valid target uses its least-likely class). White-box on the zoo's target model.
 """
 
-from harness.attacks import gradient, submission
+from submission_kit.attack_methods import gradient, submission
 
 
 def main(argv=None):

@@ -5,7 +5,7 @@ on the fused logits of several models (equal weights) transfers to unseen models
 model except zoo.TARGET_MODEL, which this attack never queries, so it is black-box for the target.
 """
 
-from harness.attacks import gradient, submission
+from submission_kit.attack_methods import gradient, submission
 
 MU = 1.0
 T = 10

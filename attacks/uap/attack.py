@@ -8,7 +8,7 @@ At run time X' = clip(X + clip(v, −ε, ε), 0, 1): no model is loaded or queri
 
 from pathlib import Path
 
-from harness.attacks import submission
+from submission_kit.attack_methods import submission
 
 UAP_FILE = Path(__file__).resolve().with_name("uap.npy")
 

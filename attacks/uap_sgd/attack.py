@@ -11,7 +11,7 @@ loaded or queried.
 
 from pathlib import Path
 
-from harness.attacks import submission
+from submission_kit.attack_methods import submission
 
 UAP_FILE = Path(__file__).resolve().with_name("uap.npy")
 

@@ -1,9 +1,9 @@
-"""No defense: the zoo's target model (``harness.zoo.TARGET_MODEL``) classifies the images as they are.
+"""No defense: the zoo's target model (``submission_kit.zoo.TARGET_MODEL``) classifies the images as they are.
 
 The baseline every table needs: what the other defenses add is measured against it.
 """
 
-from harness.defenses import classify
+from submission_kit.defense_blocks import classify
 
 
 def main(argv=None):

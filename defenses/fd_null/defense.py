@@ -2,12 +2,12 @@
 
 Xie, Wu, van der Maaten, Yuille, He, "Feature Denoising for Improving Adversarial Robustness", CVPR 2019, at
 CIFAR-10 scale: the variant named in variant.json (null), adversarially trained by
-``harness.feature_denoising.train``; no input transformation. See README.md.
+``research.feature_denoising.train``; no input transformation. See README.md.
 """
 
 from pathlib import Path
 
-from harness.feature_denoising import defense
+from submission_kit.feature_denoising import defense
 
 
 def main(argv=None):

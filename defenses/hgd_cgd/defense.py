@@ -3,11 +3,11 @@
 F. Liao et al., "Defense against adversarial attacks using high-level representation guided denoiser", CVPR 2018.
 CGD, class label guided denoiser: the target model's cross-entropy with the true label on the denoised
 image.
-Weights: ``harness/hgd/weights/dunet_cgd.pt``; a missing file stops the run with the command that trains it.
-Code: ``harness/hgd/``; docs/hgd.md.
+Weights: ``submission_kit/hgd/weights/dunet_cgd.pt``; a missing file stops the run with the command that trains it.
+Code: ``submission_kit/hgd/``; docs/hgd.md.
 """
 
-from harness.hgd import defense
+from submission_kit.hgd import defense
 
 
 def main(argv=None):

@@ -3,11 +3,11 @@
 F. Liao et al., "Defense against adversarial attacks using high-level representation guided denoiser", CVPR 2018.
 PGD, pixel guided denoiser: L1 between the denoised and the clean image; the pixel-level baseline of
 Tables 2-3, which suffers from error amplification.
-Weights: ``harness/hgd/weights/dunet_pgd.pt``; a missing file stops the run with the command that trains it.
-Code: ``harness/hgd/``; docs/hgd.md.
+Weights: ``submission_kit/hgd/weights/dunet_pgd.pt``; a missing file stops the run with the command that trains it.
+Code: ``submission_kit/hgd/``; docs/hgd.md.
 """
 
-from harness.hgd import defense
+from submission_kit.hgd import defense
 
 
 def main(argv=None):

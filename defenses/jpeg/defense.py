@@ -4,12 +4,12 @@ The classic input-transformation baseline: G. K. Dziugaite, Z. Ghahramani, D. M.
 JPG compression on adversarial images", 2016; N. Das et al., "Keeping the bad guys out: protecting and
 vaccinating deep learning with JPEG compression", 2017; C. Guo, M. Rana, M. Cissé, L. van der Maaten,
 "Countering adversarial images using input transformations", ICLR 2018 (quality 75). Pillow ``quality=75``,
-``subsampling="4:2:0"``; see ``harness.defenses.filters.jpeg``.
+``subsampling="4:2:0"``; see ``submission_kit.defense_blocks.filters.jpeg``.
 """
 
 from functools import partial
 
-from harness.defenses import classify, denoise
+from submission_kit.defense_blocks import classify, denoise
 
 
 def main(argv=None):

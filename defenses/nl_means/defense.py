@@ -7,7 +7,7 @@ channel_axis=-1)`` on images in [0, 1], colour patches. scikit-image rounds the 
 
 from functools import partial
 
-from harness.defenses import classify, denoise
+from submission_kit.defense_blocks import classify, denoise
 
 
 def main(argv=None):

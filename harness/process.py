@@ -1,0 +1,388 @@
+"""Run one submission process and record what happened.
+
+Each run gets a fresh copy of the submission folder, a private HOME and TMPDIR, a scrubbed environment and
+resource limits, inside the strongest sandbox this machine offers (see :mod:`harness.isolation`); its stdout
+and stderr go to a log file; the whole process group (and cgroup, where available) is killed at the limit and
+after the entry point exits, so children cannot outlive their run. The outcome — exit code, timeout, wall time,
+a plain-words problem — is returned as data, never only printed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+from harness.isolation import (SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, CgroupJail, Limits,
+                               Protections, SandboxKind, apply_rlimits, bwrap_command)
+from harness.library import library_link, python_path
+from harness.names import one_line
+from harness.privilege import give_to_run, run_identity, stage_command
+from harness.submission import Submission, iter_files
+
+#: How often a running process's output folder is measured.
+POLL_SECONDS = 0.5
+
+__all__ = ["Limits", "RunRecord", "fresh_copy", "run_process", "run_submission", "scrubbed_environment"]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Outcome of one submission process.
+
+    Attributes:
+        exit_code: Process exit status; negative for "killed by signal"; None when it never started.
+        timed_out: True when the wall-clock limit killed it.
+        seconds: Wall time spent inside the process (0 when it never started).
+        problem: "" for a clean exit, else a plain-words reason ("exit code 1", "timed out after 60 s", …).
+        log: Path of the log file relative to the results folder.
+    """
+
+    exit_code: int | None
+    timed_out: bool
+    seconds: float
+    problem: str
+    log: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> "RunRecord":
+        """Inverse of :meth:`to_json`."""
+        return cls(exit_code=value["exit_code"], timed_out=bool(value["timed_out"]),
+                   seconds=float(value["seconds"]), problem=str(value["problem"]), log=str(value["log"]))
+
+
+def fresh_copy(submission: Submission, destination: Path) -> Path:
+    """Copy a submission's regular files (no symlinks, no caches) into ``destination``; mark the entry executable."""
+    destination.mkdir(parents=True, exist_ok=False)
+    for rel in iter_files(submission.path):
+        target = destination / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(submission.path / rel, target)
+    entry = destination / submission.entry_point
+    entry.chmod(entry.stat().st_mode | 0o755)
+    return destination
+
+
+def scrubbed_environment(*, home: str, tmp: str, gpu: str | None, threads: int | None = None,
+                         sandboxed: bool = False, library_parent: Path | None = None) -> dict[str, str]:
+    """The only environment a submission sees.
+
+    Args:
+        home: Private HOME folder (as the process sees it).
+        tmp: Private TMPDIR folder (as the process sees it).
+        gpu: Value for CUDA_VISIBLE_DEVICES; None leaves the variable out.
+        threads: CPU threads the run should use (OMP/MKL/OpenBLAS thread counts), so that parallel runs do not
+            oversubscribe the cores; None keeps the harness's own settings.
+        sandboxed: The run is in a bubblewrap or docker sandbox, where the submission library is mounted at
+            :data:`harness.library.SANDBOX_LIBRARY_PARENT`; ``PYTHONPATH`` holds only the library's folder.
+        library_parent: For a plain process, a folder holding only the library (:func:`harness.library.library_link`);
+            None puts the library's real parent folder on ``PYTHONPATH``.
+    """
+    python_bin = str(Path(sys.executable).parent)
+    env = {
+        "PATH": os.pathsep.join([python_bin, "/usr/local/bin", "/usr/bin", "/bin"]),
+        "HOME": home,
+        "TMPDIR": tmp,
+        "TMP": tmp,
+        "TEMP": tmp,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONPATH": str(library_parent) if library_parent and not sandboxed else python_path(sandboxed=sandboxed),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONUNBUFFERED": "1",
+        "MPLBACKEND": "Agg",
+    }
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    if threads is not None:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[name] = str(threads)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def folder_bytes(folder: Path) -> int:
+    """Total size of the regular files below ``folder`` (symlinks not followed)."""
+    return folder_usage(folder)[0]
+
+
+def folder_usage(folder: Path, *, stop_at_entries: int | None = None) -> tuple[int, int]:
+    """(bytes of regular files, entries) below ``folder``; symlinks not followed, unreadable folders skipped.
+
+    Counting stops once ``stop_at_entries`` entries are seen (a folder of millions of empty files is not walked).
+    """
+    total = count = 0
+    stack = [folder]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    count += 1
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+                    if stop_at_entries is not None and count >= stop_at_entries:
+                        return total, count
+        except OSError:
+            continue
+    return total, count
+
+
+def _over_output_limit(watch: Path | None, limits: Limits) -> str:
+    """Why the output folder is over its limits ("" when it is not): at least ``limits.output_mb`` (RLIMIT_FSIZE
+    stops a file exactly there) or more than ``limits.output_files`` entries."""
+    if watch is None or not (limits.output_mb or limits.output_files):
+        return ""
+    size, count = folder_usage(watch, stop_at_entries=limits.output_files + 1 if limits.output_files else None)
+    if limits.output_mb and size >= limits.output_mb << 20:
+        return f"output reached the {limits.output_mb} MB limit; run stopped"
+    if limits.output_files and count > limits.output_files:
+        return f"output folder holds more than {limits.output_files} files; run stopped"
+    return ""
+
+
+def _describe_exit(exit_code: int, limits: Limits, jail: CgroupJail | None) -> str:
+    if exit_code < 0:
+        number = -exit_code
+        if number == signal.SIGXCPU:
+            if limits.cpu_seconds is None:  # e.g. a docker client, whose container holds the limit
+                return "CPU time limit reached"
+            return f"CPU time limit of {limits.cpu_seconds:g} s reached"
+        if number == signal.SIGXFSZ:
+            return f"file size limit of {limits.output_mb} MB reached"
+        if number == signal.SIGKILL and jail is not None and jail.memory_limit_hit():
+            return f"memory limit of {limits.memory_mb} MB exceeded"
+        try:
+            return f"killed by {signal.Signals(number).name}"
+        except ValueError:
+            return f"killed by signal {number}"
+    if exit_code != 0:
+        if jail is not None and jail.memory_limit_hit():
+            return f"exit code {exit_code} (memory limit of {limits.memory_mb} MB reached)"
+        if jail is not None and jail.pids_limit_hit():
+            return f"exit code {exit_code} (process limit of {limits.max_processes} reached)"
+        if exit_code - 128 in (signal.SIGXFSZ, signal.SIGXCPU):  # a shell reporting its child's signal
+            inner = _describe_exit(128 - exit_code, limits, jail)
+            return f"exit code {exit_code} (a process was stopped: {inner})"
+        return f"exit code {exit_code}"
+    return ""
+
+
+class _LogPump:
+    """Copies a run's stdout+stderr from a pipe into its log, up to ``limit`` bytes (then flags and discards)."""
+
+    def __init__(self, source: int, log: BinaryIO, limit: int | None) -> None:
+        self.source, self.log, self.limit = source, log, limit
+        self.written = 0
+        self.over = threading.Event()
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                chunk = os.read(self.source, 1 << 16)
+                if not chunk:
+                    break
+                if self.limit is not None and self.written + len(chunk) > self.limit:
+                    chunk = chunk[:max(0, self.limit - self.written)]
+                    self.over.set()
+                if chunk:
+                    self.log.write(chunk)
+                    self.written += len(chunk)
+        except OSError:
+            pass
+        finally:
+            os.close(self.source)
+
+    def join(self) -> None:
+        self.thread.join(timeout=10)
+
+
+def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,
+                log_name: str, watch: Path | None = None, protections: Protections | None = None,
+                display: str | None = None, drop: Callable[[], None] | None = None) -> RunRecord:
+    """Run ``argv`` in its own session and process group under ``limits``, logging stdout+stderr.
+
+    Args:
+        argv: Command (``argv[0]`` relative to ``cwd`` when it starts with ``./``).
+        cwd: Working directory.
+        env: The complete environment.
+        limits: Resource limits.
+        log_path: Log file (overwritten; holds at most ``limits.log_mb`` of the run's output).
+        log_name: How the record names the log (path relative to the results folder).
+        watch: Output folder whose total size is held to ``limits.output_mb`` and ``limits.output_files``.
+        protections: What the machine enforces (cgroups); None for rlimits only.
+        display: The command line written at the top of the log (default: ``argv``).
+        drop: Called in the child last before exec (switches to the run's uid, see :mod:`harness.privilege`).
+
+    Returns:
+        The :class:`RunRecord`.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    jail = CgroupJail(protections.cgroup, limits) if protections and protections.cgroup else None
+    memory_by_cgroup = bool(jail and jail.memory_enforced)
+
+    def prepare_child() -> None:
+        if jail is not None:
+            jail.enter()
+        apply_rlimits(limits, memory_by_cgroup=memory_by_cgroup)
+        if drop is not None:
+            drop()
+
+    with open(log_path, "wb") as log:
+        log.write(f"$ {one_line(display or ' '.join(argv), limit=2000)}\n".encode())
+        log.flush()
+        start = time.monotonic()
+        read_end, write_end = os.pipe()
+        try:
+            process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=write_end,
+                                       stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=prepare_child)
+        except (OSError, subprocess.SubprocessError) as exc:
+            os.close(read_end)
+            os.close(write_end)
+            number = getattr(exc, "errno", None)
+            reason = os.strerror(number) if number else str(exc)
+            hint = " (add a #! line to the entry point)" if number == errno.ENOEXEC else ""
+            problem = one_line(f"entry point could not be started: {reason}{hint}")
+            log.write(f"[harness] {problem}\n".encode())
+            if jail is not None:
+                jail.remove()
+            return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
+        os.close(write_end)
+        log_limit = limits.log_mb << 20 if limits.log_mb else None
+        pump = _LogPump(read_end, log, log_limit)
+        timed_out = False
+        stopped = ""
+        while True:
+            remaining = limits.wall_seconds - (time.monotonic() - start)
+            if remaining <= 0:
+                timed_out = True
+                break
+            try:
+                process.wait(timeout=min(POLL_SECONDS, remaining))
+                break
+            except subprocess.TimeoutExpired:
+                if pump.over.is_set():
+                    stopped = f"log reached the {limits.log_mb} MB limit; run stopped"
+                    break
+                stopped = _over_output_limit(watch, limits)
+                if stopped:
+                    break
+        if timed_out or stopped:
+            _kill_group(process.pid)
+            if jail is not None:
+                jail.kill_all()
+        exit_code = process.wait()
+        seconds = time.monotonic() - start
+        _kill_group(process.pid)  # children that outlived the entry point
+        if jail is not None:
+            jail.kill_all()
+        pump.join()
+        if not stopped and pump.over.is_set():
+            stopped = f"log reached the {limits.log_mb} MB limit; run stopped"
+        if not stopped:
+            stopped = _over_output_limit(watch, limits)
+        if timed_out:
+            problem = f"timed out after {limits.wall_seconds:g} s"
+        elif stopped:
+            problem = stopped
+        else:
+            problem = _describe_exit(exit_code, limits, jail)
+        if problem:
+            log.write(f"\n[harness] {problem}\n".encode())
+    if jail is not None:
+        for _ in range(20):
+            jail.kill_all()
+            jail.remove()
+            if not any(folder.exists() for folder in jail.folders):
+                break
+            time.sleep(0.05)
+    return RunRecord(exit_code=exit_code, timed_out=timed_out, seconds=round(seconds, 3), problem=problem,
+                     log=log_name)
+
+
+def run_submission(submission: Submission, args: list[str], *, inputs: Path, outputs: Path, workdir: Path,
+                   limits: Limits, log_path: Path, log_name: str, gpu: str | None,
+                   protections: Protections, threads: int | None = None) -> RunRecord:
+    """Run a submission's entry point on a fresh copy of its folder, inside the sandbox.
+
+    Args:
+        submission: What to run.
+        args: Arguments after the entry point; ``{input}`` and ``{output}`` stand for the input and output
+            folders as the process sees them (NIPS 2017 argv: input dir, output dir/file[, ε]).
+        inputs: Input folder on the host (read-only for the process when sandboxed).
+        outputs: Output folder on the host (the only place the process may write when sandboxed).
+        workdir: An empty scratch folder owned by this run (holds the copy, HOME and TMPDIR).
+        limits: Resource limits.
+        log_path: Where stdout and stderr go.
+        log_name: The log's name in the returned record.
+        gpu: CUDA_VISIBLE_DEVICES for the run (None: leave unset).
+        protections: The sandbox in use (from :func:`harness.isolation.probe`).
+        threads: CPU threads for the run (see :func:`scrubbed_environment`).
+
+    Returns:
+        The :class:`RunRecord`.
+    """
+    code = fresh_copy(submission, workdir / "submission")
+    entry = f"./{submission.entry_point}"
+    display = None
+    if protections.kind in (SandboxKind.BWRAP, SandboxKind.DOCKER, SandboxKind.GVISOR):
+        sandbox_args = [a.replace("{input}", SANDBOX_INPUT).replace("{output}", SANDBOX_OUTPUT) for a in args]
+        display = f"{' '.join([entry, *sandbox_args])}    [{protections.kind.value} sandbox]"
+        env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=gpu, threads=threads, sandboxed=True)
+        if protections.kind is SandboxKind.BWRAP:
+            argv = bwrap_command([entry, *sandbox_args], code=code, inputs=inputs, outputs=outputs, gpu=gpu,
+                                 limits=limits)
+            identity = run_identity()
+            if identity is not None:  # a root harness: the run is the dedicated unprivileged uid
+                uid, gid = identity
+                give_to_run(code, uid=uid, gid=gid, writable=False)
+                give_to_run(inputs, uid=uid, gid=gid, writable=False)
+                give_to_run(outputs, uid=uid, gid=gid, writable=True)
+                argv, dropper = stage_command(argv, uid=uid, gid=gid)
+                try:
+                    return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path,
+                                       log_name=log_name, watch=outputs, protections=protections,
+                                       display=display, drop=dropper)
+                finally:
+                    dropper.cleanup()
+        else:
+            from harness.sandbox_docker import run_in_container
+            use_gpu = gpu if protections.kind is SandboxKind.DOCKER else None  # runsc here has no GPU support
+            image = (submission.container_gpu if use_gpu is not None else "") or submission.container
+            return run_in_container(image, [entry, *sandbox_args], kind=protections.kind, code=code, inputs=inputs,
+                                    outputs=outputs, limits=limits, env=env, gpu=use_gpu, log_path=log_path,
+                                    log_name=log_name, display=display)
+    else:
+        home, tmp = workdir / "home", workdir / "tmp"
+        home.mkdir()
+        tmp.mkdir()
+        env = scrubbed_environment(home=str(home), tmp=str(tmp), gpu=gpu, threads=threads,
+                                   library_parent=library_link(workdir / "library"))
+        argv = [entry, *(a.replace("{input}", str(inputs)).replace("{output}", str(outputs)) for a in args)]
+    return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path, log_name=log_name,
+                       watch=outputs, protections=protections, display=display)

@@ -1,0 +1,176 @@
+"""Typed records of finished work units, as stored in ``store/attack_runs`` and ``store/defense_runs``.
+
+Every record carries :data:`SCHEMA` (``"schema"`` in its JSON); :meth:`from_json` refuses another schema or a
+malformed value with :class:`RecordError`, and the store treats such a record as absent (the unit is redone), so a
+record is either read whole and typed or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.process import RunRecord
+
+__all__ = ["SCHEMA", "AttackUnitRecord", "DefenseAnswer", "DefenseUnitRecord", "ImageVerdict", "RecordError"]
+
+#: Version of the stored record layout; bump when a field changes meaning or shape.
+SCHEMA = 1
+
+
+class RecordError(ValueError):
+    """A stored record of another schema, or with missing or mistyped fields."""
+
+
+def _check_schema(value: dict[str, Any], kind: str) -> None:
+    if not isinstance(value, dict):
+        raise RecordError(f"{kind} record: expected a JSON object, got {type(value).__name__}")
+    if value.get("schema") != SCHEMA:
+        raise RecordError(f"{kind} record: schema {value.get('schema')!r}, this harness reads schema {SCHEMA}")
+
+
+def _optional_int(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer or null, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ImageVerdict:
+    """The referee's verdict on one attacked image.
+
+    Attributes:
+        image_id: The original image.
+        version: SHA-256 of the refereed pixels (the clean image's when the output was substituted).
+        problem: Why the output was replaced by the clean image ("" when it was used).
+        clipped_values: Pixel values the referee clipped into the ε-ball.
+        max_violation: Largest distance (0-255 units) of an output value outside the ε-ball.
+        linf: L∞ distance (0-255 units) of the refereed image from the clean one.
+    """
+
+    image_id: str
+    version: str
+    problem: str
+    clipped_values: int
+    max_violation: int
+    linf: int
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"image_id": self.image_id, "version": self.version, "problem": self.problem,
+                "clipped_values": self.clipped_values, "max_violation": self.max_violation, "linf": self.linf}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> ImageVerdict:
+        """Inverse of :meth:`to_json` (raises ``KeyError``/``TypeError``/``ValueError`` on bad input)."""
+        return cls(image_id=str(value["image_id"]), version=str(value["version"]), problem=str(value["problem"]),
+                   clipped_values=int(value["clipped_values"]), max_violation=int(value["max_violation"]),
+                   linf=int(value["linf"]))
+
+
+@dataclass(frozen=True)
+class AttackUnitRecord:
+    """One finished attack batch: the process's outcome and the referee's verdict per image.
+
+    Attributes:
+        key: The unit's key (:attr:`harness.planning.AttackUnit.key`).
+        attack: Submission name.
+        attack_hash: Content hash of the submission folder.
+        attack_type: ``"attack"`` or ``"targeted_attack"``.
+        epsilon: ε in 0-255 units.
+        run: The process's outcome.
+        images: One verdict per image of the batch, in batch order.
+    """
+
+    key: str
+    attack: str
+    attack_hash: str
+    attack_type: str
+    epsilon: int
+    run: RunRecord
+    images: tuple[ImageVerdict, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict with ``"schema"``."""
+        return {"schema": SCHEMA, "key": self.key, "attack": self.attack, "attack_hash": self.attack_hash,
+                "attack_type": self.attack_type, "epsilon": self.epsilon, "run": self.run.to_json(),
+                "images": [image.to_json() for image in self.images]}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> AttackUnitRecord:
+        """Inverse of :meth:`to_json`.
+
+        Raises:
+            RecordError: Another schema, or a missing or mistyped field.
+        """
+        _check_schema(value, "attack")
+        try:
+            return cls(key=str(value["key"]), attack=str(value["attack"]), attack_hash=str(value["attack_hash"]),
+                       attack_type=str(value["attack_type"]), epsilon=int(value["epsilon"]),
+                       run=RunRecord.from_json(value["run"]),
+                       images=tuple(ImageVerdict.from_json(image) for image in value["images"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordError(f"attack record: {exc!r}") from None
+
+
+@dataclass(frozen=True)
+class DefenseAnswer:
+    """A defense's answer for one image version: a label, or None with the reason."""
+
+    label: int | None
+    problem: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"label": self.label, "problem": self.problem}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> DefenseAnswer:
+        """Inverse of :meth:`to_json` (raises ``KeyError``/``TypeError`` on bad input)."""
+        return cls(label=_optional_int(value["label"]), problem=str(value["problem"]))
+
+
+@dataclass(frozen=True)
+class DefenseUnitRecord:
+    """One finished defense batch: the process's outcome and its answer per image version.
+
+    Attributes:
+        key: The unit's key (:attr:`harness.planning.DefenseUnit.key`).
+        defense: Submission name.
+        defense_hash: Content hash of the submission folder.
+        run: The process's outcome.
+        csv_notes: Problems found in its CSV (duplicate rows, unknown names, ...).
+        predictions: Image version (pixel hash) → answer.
+    """
+
+    key: str
+    defense: str
+    defense_hash: str
+    run: RunRecord
+    csv_notes: tuple[str, ...] = ()
+    predictions: dict[str, DefenseAnswer] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict with ``"schema"``."""
+        return {"schema": SCHEMA, "key": self.key, "defense": self.defense, "defense_hash": self.defense_hash,
+                "run": self.run.to_json(), "csv_notes": list(self.csv_notes),
+                "predictions": {version: answer.to_json() for version, answer in self.predictions.items()}}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> DefenseUnitRecord:
+        """Inverse of :meth:`to_json`.
+
+        Raises:
+            RecordError: Another schema, or a missing or mistyped field.
+        """
+        _check_schema(value, "defense")
+        try:
+            return cls(key=str(value["key"]), defense=str(value["defense"]),
+                       defense_hash=str(value["defense_hash"]), run=RunRecord.from_json(value["run"]),
+                       csv_notes=tuple(str(note) for note in value["csv_notes"]),
+                       predictions={str(version): DefenseAnswer.from_json(answer)
+                                    for version, answer in value["predictions"].items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RecordError(f"defense record: {exc!r}") from None
