@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
-from harness import __version__
+from harness import __version__, progress
 from harness.competition import CompetitionConfig, CompetitionError, rescore, run_competition
 from harness.contract import EpsilonError, parse_epsilon
 from harness.dataset import DatasetError
 from harness.report import leaderboard_tables, matrix_table
 from harness.isolation import SandboxKind
+from harness.parallelism import default_jobs
 from harness.runner import LimitPolicy
 from harness.submission import SubmissionError, suggest
 from harness.validate import validate_submission
@@ -70,7 +71,9 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
     run.add_argument("--max_epsilon", "--epsilon", type=_epsilon, nargs="+", default=[16],
                      help="one or more integer ε in 0..255 (default: 16)")
     run.add_argument("--batch_size", type=_positive_int, default=100, help="images per run (default: 100)")
-    run.add_argument("--jobs", type=_positive_int, default=1, help="runs in parallel (default: 1)")
+    run.add_argument("--jobs", type=_positive_int, default=None,
+                     help=f"runs in parallel, each with its share of the cores' threads (default: one per usable "
+                          f"core, {default_jobs()} here)")
     run.add_argument("--seed", type=int, default=0, help="seed of target draws and batching (default: 0)")
     run.add_argument("--seconds_per_image", type=_positive_float, default=5.0,
                      help="time limit per image of a run (default: 5, as NIPS 2017's 500 s per 100)")
@@ -101,22 +104,6 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="re-score a results folder without running anything")
     score.add_argument("--output_dir", type=Path, default=root / "results")
     return parser
-
-
-def _progress(enabled: bool) -> Callable[[str, int], Callable[[], None]] | None:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    def factory(label: str, total: int) -> Callable[[], None]:
-        bar = tqdm(total=total, desc=label, unit="run", leave=True, disable=None if total else True)
-
-        def tick() -> None:
-            bar.update(1)
-            if bar.n >= total:
-                bar.close()
-        return tick
-    return factory
 
 
 def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
@@ -161,7 +148,7 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             sandbox=SandboxKind(args.sandbox),
             only=tuple(args.only), num_classes=args.num_classes)
         result = run_competition(config, echo=lambda line: print(line, file=sys.stderr),
-                                 progress=_progress(not args.quiet))
+                                 progress=None if args.quiet else progress.reporter(sys.stderr))
         if not args.quiet:
             print(leaderboard_tables(result.scores))
             for matrix in result.matrices:

@@ -17,6 +17,7 @@ from harness.dataset import Dataset, load_dataset
 from harness.report import (ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS, TIMINGS, leaderboard_csv,
                             timings_csv, write_matrix)
 from harness.isolation import SandboxKind, probe
+from harness.parallelism import default_jobs
 from harness.runner import DevicePool, LimitPolicy, Outcome, Runner, Workspace, build_tables, visible_gpus
 from harness.scoring import Matrix, ScoreRow, accuracy_matrix, hit_matrix, score
 from harness.store import atomic_write_json, atomic_write_text
@@ -39,7 +40,7 @@ class CompetitionConfig:
         output_dir: Results folder.
         epsilons: ε values in 0–255 units (one leaderboard each).
         batch_size: Images per attack batch and per defense batch.
-        jobs: Units run in parallel.
+        jobs: Units run in parallel; None = one per usable core (:func:`harness.parallelism.default_jobs`).
         seed: Seeds target draws, batch shuffling and opaque names.
         force: Discard stored work and recompute everything.
         policy: Per-run resource limits.
@@ -54,7 +55,7 @@ class CompetitionConfig:
     output_dir: Path
     epsilons: tuple[int, ...] = (16,)
     batch_size: int = 100
-    jobs: int = 1
+    jobs: int | None = None
     seed: int = 0
     force: bool = False
     policy: LimitPolicy = field(default_factory=LimitPolicy)
@@ -104,13 +105,13 @@ def _select(discovery: Discovery, only: tuple[str, ...]) -> list[Submission]:
 
 
 def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = print,
-                    progress: Callable[[str, int], Callable[[], None]] | None = None) -> CompetitionResult:
+                    progress: Callable[[str, int], Callable[..., None]] | None = None) -> CompetitionResult:
     """Run every attack against every defense and write the results folder.
 
     Args:
         config: What to run.
         echo: Receives one-line messages (skipped submissions, warnings).
-        progress: Progress-bar factory, see :class:`harness.runner.Runner`.
+        progress: Progress factory (:func:`harness.progress.reporter`), see :class:`harness.runner.Runner`.
 
     Returns:
         The :class:`CompetitionResult`.
@@ -124,7 +125,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     epsilons = sorted({parse_epsilon(e) for e in config.epsilons})
     if not epsilons:
         raise CompetitionError("no epsilon given; pass --max_epsilon with one or more integers in 0..255")
-    if config.batch_size < 1 or config.jobs < 1:
+    jobs = default_jobs() if config.jobs is None else config.jobs
+    if config.batch_size < 1 or jobs < 1:
         raise CompetitionError("--batch_size and --jobs must be at least 1")
     dataset = load_dataset(config.input_dir, seed=config.seed, num_classes=config.num_classes)
     expected = {d: {SubmissionType.ATTACK, SubmissionType.TARGETED_ATTACK} for d in config.attacks_dirs}
@@ -158,8 +160,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     for note in protections.notes:
         echo(f"sandbox: {note}")
     gpus = visible_gpus()
-    runner = Runner(dataset, workspace, seed=config.seed, batch_size=config.batch_size, jobs=config.jobs,
-                    policy=config.policy, devices=DevicePool(gpus, config.jobs), protections=protections,
+    runner = Runner(dataset, workspace, seed=config.seed, batch_size=config.batch_size, jobs=jobs,
+                    policy=config.policy, devices=DevicePool(gpus, jobs), protections=protections,
                     progress=progress)
     outcome = runner.execute(attacks, defenses, epsilons)
     predictions, attack_rows, runs = build_tables(dataset, outcome, defenses)
@@ -171,6 +173,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "seed": config.seed,
         "epsilons": epsilons,
         "batch_size": config.batch_size,
+        "jobs": jobs,
         "limits": asdict(config.policy),
         "protections": protections.describe(),
         "dataset": {"root": str(dataset.root), "content_hash": dataset.content_hash, "images": len(dataset),

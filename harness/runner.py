@@ -37,6 +37,7 @@ from harness import contract
 from harness.dataset import Dataset, ImageRecord
 from harness.defense_output import parse_predictions
 from harness.isolation import Limits, Protections
+from harness.parallelism import threads_per_run
 from harness.sandbox import RunRecord, run_submission
 from harness.store import Store, key_of
 from harness.submission import Submission, SubmissionType, content_hash
@@ -268,12 +269,13 @@ class Runner:
         policy: Per-run resource limits.
         devices: GPU assignment.
         protections: The sandbox in use (:func:`harness.isolation.probe`).
-        progress: Called with (stage description, units) and returns a callback to tick per finished unit.
+        progress: Called with (stage description, units) and returns a callback to tick per finished unit, with
+            ``failed=True`` for a run that ended with a problem (:func:`harness.progress.reporter`).
     """
 
     def __init__(self, dataset: Dataset, workspace: Workspace, *, seed: int, batch_size: int, jobs: int,
                  policy: LimitPolicy, devices: DevicePool, protections: Protections,
-                 progress: Callable[[str, int], Callable[[], None]] | None = None) -> None:
+                 progress: Callable[[str, int], Callable[..., None]] | None = None) -> None:
         self.dataset = dataset
         self.workspace = workspace
         self.store = workspace.store
@@ -285,8 +287,8 @@ class Runner:
         self.protections = protections
         self.harness_hash = content_hash(_HARNESS_DIR)
         # Parallel runs share the cores: each gets its share of threads (torch oversubscribed is many times slower).
-        self.threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-        self.progress = progress or (lambda _label, _total: (lambda: None))
+        self.threads = threads_per_run(jobs)
+        self.progress = progress or (lambda _label, _total: (lambda failed=False: None))
 
     def version_of(self, submission: Submission) -> str:
         """Key of everything a submission's run depends on besides its inputs: its folder and the harness package
@@ -419,12 +421,15 @@ class Runner:
         def call(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
             result = fn()
             with lock:
-                tick()
+                tick(failed=bool(result["run"]["problem"]))
             return result
 
-        if len(work) <= 1:
-            return [call(fn) for fn in work]
-        return list(Parallel(n_jobs=self.jobs + 1, backend="threading")(delayed(call)(fn) for fn in work))
+        try:
+            if len(work) <= 1:
+                return [call(fn) for fn in work]
+            return list(Parallel(n_jobs=self.jobs + 1, backend="threading")(delayed(call)(fn) for fn in work))
+        finally:
+            getattr(tick, "close", lambda: None)()
 
     def execute(self, attacks: list[Submission], defenses: list[Submission], epsilons: list[int]) -> Outcome:
         """Run whatever is not in the store yet and return every record the scores need."""
