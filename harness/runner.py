@@ -38,7 +38,7 @@ from harness.dataset import Dataset, ImageRecord
 from harness.defense_output import parse_predictions
 from harness.isolation import Limits, Protections
 from harness.parallelism import threads_per_run
-from harness.sandbox import RunRecord, run_submission
+from harness.sandbox import RunRecord, precompile_library, run_submission
 from harness.store import Store, key_of
 from harness.submission import Submission, SubmissionType, content_hash
 from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
@@ -434,6 +434,7 @@ class Runner:
     def execute(self, attacks: list[Submission], defenses: list[Submission], epsilons: list[int]) -> Outcome:
         """Run whatever is not in the store yet and return every record the scores need."""
         outcome = Outcome()
+        precompile_library()
         clean_versions = self.clean_versions()
         outcome.clean_versions = clean_versions
 
