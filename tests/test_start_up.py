@@ -70,7 +70,7 @@ def test_sample_submissions_import_only_what_they_call_and_load_each_file_once(t
         (images / path.name).write_bytes(path.read_bytes())
     (images / "target_class.csv").write_text("".join(f"{p.name},3\n" for p in sorted(images.glob("*.png"))))
     code = f"""
-import collections, json, os, runpy, sys, torch
+import collections, gc, json, os, runpy, sys, torch
 real_load = torch.load
 loads = collections.Counter()
 def counting_load(f, *args, **kwargs):
@@ -90,11 +90,14 @@ for folder in {LIGHT_SAMPLES!r}:
     runpy.run_path(os.path.join(path, script), run_name="__main__")
     sys.path.remove(path)
     produced = len(os.listdir(out)) if folder.startswith("attacks/") else len(open(args[0]).read().split())
-    report[folder] = [produced, max(loads.values(), default=0)]
+    report[folder] = [produced, max(loads.values(), default=0), gc.get_freeze_count()]
+    gc.unfreeze()
 print(json.dumps({{"heavy": sorted(m for m in {HEAVY!r} if m in sys.modules), "runs": report}}))
 """
     result = _python(code, tmp_path)
     assert result["heavy"] == []
-    for folder, (produced, most_loads_of_one_file) in result["runs"].items():
+    for folder, (produced, most_loads_of_one_file, frozen) in result["runs"].items():
         assert produced == 4, folder  # it ran: 4 images or 4 CSV rows
         assert most_loads_of_one_file <= 1, f"{folder} loaded a weights file {most_loads_of_one_file} times"
+        if folder not in ("attacks/noop",):  # torch users skip the collection of torch's objects at exit
+            assert frozen > 10_000, f"{folder} did not call sdk.freeze_startup_objects()"
