@@ -96,7 +96,7 @@ class PlainLines:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if total == 0:
-            self._write(f"{PREFIX} {label}: nothing to run (every {unit} is stored)")
+            self._write(f"{PREFIX} {label}: nothing to run (0 {unit}s)")
             self._stop.set()
             return
         self._write(self._line())

@@ -70,7 +70,7 @@ def test_a_long_silence_still_writes_a_line_every_heartbeat() -> None:
 def test_an_empty_stage_says_so_and_a_terminal_gets_a_bar() -> None:
     stream = io.StringIO()
     progress.reporter(stream)("defenses", 0)
-    assert stream.getvalue() == "[progress] defenses: nothing to run (every run is stored)\n"
+    assert stream.getvalue() == "[progress] defenses: nothing to run (0 runs)\n"
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
