@@ -34,7 +34,8 @@ if [[ ! -x "$venv/bin/python" ]]; then
     # Debian/Ubuntu ship venv support separately.
     rm -rf "$venv"
     version="$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
-    as_root apt-get install -y -qq "python${version}-venv" || as_root apt-get install -y -qq python3-venv \
+    { as_root apt-get update -qq && { as_root apt-get install -y -qq "python${version}-venv" \
+        || as_root apt-get install -y -qq python3-venv; }; } \
       || { echo "install: python3 -m venv failed; install the python3-venv package" >&2; exit 1; }
     python3 -m venv "$venv"
   fi
