@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness import progress  # noqa: E402
 from harness.competition import CompetitionConfig, run_competition  # noqa: E402
 from harness.dataset import load_dataset  # noqa: E402
 from harness.isolation import SandboxKind, probe  # noqa: E402
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
                 CompetitionConfig(input_dir=ROOT / "sample_data", attacks_dirs=(ROOT / "attacks",),
                                   defenses_dirs=(ROOT / "defenses",), output_dir=work / "results",
                                   jobs=args.jobs, sandbox=sandbox),
-                echo=lambda line: print(line, file=sys.stderr))
+                echo=lambda line: print(line, file=sys.stderr), progress=progress.reporter(sys.stderr))
             wall = time.perf_counter() - start
             launches = result.outcome.executed["attack"] + result.outcome.executed["defense"]
             bound = launches * floor_seconds / cores
