@@ -8,7 +8,8 @@
    mean-colour defense) in batches of 100, so the harness's own work (copying, refereeing, hashing, storing,
    scoring) is a visible share of the wall time. Target: overhead ≤ 10 % of wall at 1,000 images.
 
-Each run starts from an empty results folder; a second, fully cached run is timed too.
+Each run starts from an empty results folder; a second, fully cached run is timed too. Runs are serial
+(``jobs=1``): with parallel runs the time inside submissions adds up to more than the wall time.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def synthetic(root: Path, images: int) -> CompetitionConfig:
     write_submission(attacks, "plus", "attack", PLUS)
     write_submission(defenses, "bucket", "defense", BUCKET_DEFENSE)
     return CompetitionConfig(input_dir=data, attacks_dirs=(attacks,), defenses_dirs=(defenses,),
-                             output_dir=root / "results", epsilons=(16,), batch_size=100,
+                             output_dir=root / "results", epsilons=(16,), batch_size=100, jobs=1,
                              policy=LimitPolicy())
 
 
@@ -72,7 +73,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_default:
             measure(CompetitionConfig(input_dir=ROOT / "sample_data", attacks_dirs=(ROOT / "attacks",),
-                                      defenses_dirs=(ROOT / "defenses",), output_dir=Path(tmp) / "default"),
+                                      defenses_dirs=(ROOT / "defenses",), output_dir=Path(tmp) / "default",
+                                      jobs=1),
                     "embedded default")
         (Path(tmp) / "synthetic").mkdir()
         measure(synthetic(Path(tmp) / "synthetic", args.images), "synthetic")

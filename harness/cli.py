@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
-from harness import __version__
+from harness import __version__, progress
 from harness.competition import CompetitionConfig, CompetitionError, rescore, run_competition
 from submission_kit.contract import EpsilonError, parse_epsilon
 from harness.dataset import DatasetError
@@ -16,6 +16,7 @@ from harness.report import leaderboard_tables, matrix_table
 from harness.isolation import SandboxKind
 from harness.names import one_line
 from harness.limits import LimitPolicy
+from harness.parallelism import default_jobs
 from harness.submission import SubmissionError, suggest
 from harness.validate import validate_submission
 
@@ -115,7 +116,9 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
                      help=f"one or more integer ε in 0..255 (default: {' '.join(map(str, _RUN.epsilons))})")
     run.add_argument("--batch_size", type=_positive_int, default=_RUN.batch_size,
                      help="images per run (default: %(default)s)")
-    run.add_argument("--jobs", type=_positive_int, default=_RUN.jobs, help="runs in parallel (default: %(default)s)")
+    run.add_argument("--jobs", type=_positive_int, default=_RUN.jobs,
+                     help=f"runs in parallel, each with its share of the cores' threads (default: one per usable "
+                          f"core, {default_jobs()} here)")
     run.add_argument("--num_classes", type=_positive_int, default=_RUN.num_classes,
                      help="classes to draw missing target classes from (default: largest label + 1)")
     run.add_argument("--only", nargs="+", default=list(_RUN.only), metavar="NAME",
@@ -143,22 +146,6 @@ def _write_report(output_dir: Path) -> str:
     from harness.html_report import build_report
 
     return f"report: {build_report(output_dir)}"
-
-
-def _progress(enabled: bool) -> Callable[[str, int], Callable[[], None]] | None:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    def factory(label: str, total: int) -> Callable[[], None]:
-        bar = tqdm(total=total, desc=label, unit="run", leave=True, disable=None if total else True)
-
-        def tick() -> None:
-            bar.update(1)
-            if bar.n >= total:
-                bar.close()
-        return tick
-    return factory
 
 
 def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
@@ -204,7 +191,7 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             sandbox=SandboxKind(args.sandbox),
             only=tuple(args.only), num_classes=args.num_classes)
         result = run_competition(config, echo=lambda line: print(one_line(line), file=sys.stderr),
-                                 progress=_progress(not args.quiet))
+                                 progress=None if args.quiet else progress.reporter(sys.stderr))
         if not args.quiet:
             print(leaderboard_tables(result.scores))
             for matrix in result.matrices:

@@ -29,6 +29,7 @@ from harness.tabulation import build_tables
 from harness.workspace import Workspace
 from harness.scoring import Matrix, ScoreRow, score
 from harness.store import atomic_write_json
+from harness.parallelism import default_jobs
 from harness.submission import Discovery, Submission, SubmissionType, discover, suggest
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
 
@@ -48,7 +49,7 @@ class CompetitionConfig:
         output_dir: Results folder.
         epsilons: ε values in 0–255 units (one leaderboard each).
         batch_size: Images per attack batch and per defense batch.
-        jobs: Units run in parallel.
+        jobs: Units run in parallel; None = one per usable core (:func:`harness.parallelism.default_jobs`).
         seed: Seeds target draws, batch shuffling and opaque names.
         force: Discard stored work and recompute everything.
         policy: Per-run resource limits.
@@ -63,7 +64,7 @@ class CompetitionConfig:
     output_dir: Path
     epsilons: tuple[int, ...] = (16,)
     batch_size: int = 100
-    jobs: int = 1
+    jobs: int | None = None
     seed: int = 0
     force: bool = False
     policy: LimitPolicy = field(default_factory=LimitPolicy)
@@ -150,13 +151,13 @@ def _select(discovery: Discovery, only: tuple[str, ...]) -> list[Submission]:
 
 
 def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = print,
-                    progress: Callable[[str, int], Callable[[], None]] | None = None) -> CompetitionResult:
+                    progress: Callable[[str, int], Callable[..., None]] | None = None) -> CompetitionResult:
     """Run every attack against every defense and write the results folder.
 
     Args:
         config: What to run.
         echo: Receives one-line messages (skipped submissions, warnings).
-        progress: Progress-bar factory, see :class:`harness.execution.Runner`.
+        progress: Progress factory (:func:`harness.progress.reporter`), see :class:`harness.execution.Runner`.
 
     Returns:
         The :class:`CompetitionResult`.
@@ -170,7 +171,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     epsilons = sorted({parse_epsilon(e) for e in config.epsilons})
     if not epsilons:
         raise CompetitionError("no epsilon given; pass --max_epsilon with one or more integers in 0..255")
-    if config.batch_size < 1 or config.jobs < 1:
+    jobs = default_jobs() if config.jobs is None else config.jobs
+    if config.batch_size < 1 or jobs < 1:
         raise CompetitionError("--batch_size and --jobs must be at least 1")
     try:
         stored_secret = load_secret(config.output_dir)
@@ -213,8 +215,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     for note in protections.notes:
         echo(one_line(f"sandbox: {note}"))
     gpus = visible_gpus()
-    runner = Runner(dataset, workspace, seed=config.seed, batch_size=config.batch_size, jobs=config.jobs,
-                    policy=config.policy, devices=DevicePool(gpus, config.jobs), protections=protections,
+    runner = Runner(dataset, workspace, seed=config.seed, batch_size=config.batch_size, jobs=jobs,
+                    policy=config.policy, devices=DevicePool(gpus, jobs), protections=protections,
                     progress=progress, secret=secret)
     outcome = runner.execute(attacks, defenses, epsilons)
     predictions, attack_rows, runs = build_tables(dataset, outcome, defenses)
@@ -228,6 +230,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "secret_sha256": fingerprint(secret),
         "epsilons": epsilons,
         "batch_size": config.batch_size,
+        "jobs": jobs,
         "limits": asdict(config.policy),
         "protections": protections.describe(),
         "dataset": {"root": str(dataset.root), "content_hash": dataset.content_hash, "images": len(dataset),

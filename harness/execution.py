@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import shutil
 import threading
 import uuid
@@ -37,7 +36,8 @@ from harness.isolation import Protections
 from harness.library import Fingerprint, fingerprint
 from harness.limits import LimitPolicy
 from harness.planning import AttackUnit, DefenseUnit, batches, opaque_name, pack_versions
-from harness.process import RunRecord, run_submission
+from harness.parallelism import threads_per_run
+from harness.process import RunRecord, precompile_library, run_submission
 from harness.secret import derive
 from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, RecordError
 from harness.store import key_of
@@ -105,7 +105,7 @@ class Runner:
 
     def __init__(self, dataset: Dataset, workspace: Workspace, *, seed: int, batch_size: int, jobs: int,
                  policy: LimitPolicy, devices: DevicePool, protections: Protections,
-                 progress: Callable[[str, int], Callable[[], None]] | None = None,
+                 progress: Callable[[str, int], Callable[..., None]] | None = None,
                  environment: Fingerprint | None = None, secret: bytes | None = None) -> None:
         self.secret = secret
         self.dataset = dataset
@@ -120,8 +120,8 @@ class Runner:
         #: What every run can use besides its folder and inputs (library content, Python/torch versions).
         self.environment: Fingerprint = environment or fingerprint()
         # Parallel runs share the cores: each gets its share of threads (torch oversubscribed is many times slower).
-        self.threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-        self.progress = progress or (lambda _label, _total: (lambda: None))
+        self.threads = threads_per_run(jobs)
+        self.progress = progress or (lambda _label, _total: (lambda failed=False: None))
 
     def version_of(self, submission: Submission) -> str:
         """Key of everything a submission's run depends on besides its inputs: its folder and the environment
@@ -265,16 +265,20 @@ class Runner:
         def call(fn: Callable[[], _Record]) -> _Record:
             result = fn()
             with lock:
-                tick()
+                tick(failed=bool(result.run.problem))
             return result
 
-        if len(work) <= 1:
-            return [call(fn) for fn in work]
-        return list(Parallel(n_jobs=self.jobs + 1, backend="threading")(delayed(call)(fn) for fn in work))
+        try:
+            if len(work) <= 1:
+                return [call(fn) for fn in work]
+            return list(Parallel(n_jobs=self.jobs + 1, backend="threading")(delayed(call)(fn) for fn in work))
+        finally:
+            getattr(tick, "close", lambda: None)()
 
     def execute(self, attacks: list[Submission], defenses: list[Submission], epsilons: list[int]) -> Outcome:
         """Run whatever is not in the store yet and return every record the scores need."""
         outcome = Outcome()
+        precompile_library()
         clean_versions = self.clean_versions()
         outcome.clean_versions = clean_versions
 

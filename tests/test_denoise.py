@@ -71,8 +71,10 @@ def test_every_scikit_image_call_names_the_channel_axis(monkeypatch: pytest.Monk
         calls.append(kwargs)
         return image
 
-    monkeypatch.setattr(filters, "denoise_tv_bregman", recorder)
-    monkeypatch.setattr(filters, "denoise_nl_means", recorder)
+    import skimage.restoration  # filters imports it when called (a JPEG defense never needs it)
+
+    monkeypatch.setattr(skimage.restoration, "denoise_tv_bregman", recorder)
+    monkeypatch.setattr(skimage.restoration, "denoise_nl_means", recorder)
     filters.rof(_colour_image())
     filters.nl_means(_colour_image())
     assert len(calls) == 4 and all(call["channel_axis"] == -1 for call in calls)
@@ -147,7 +149,9 @@ def test_transform_matches_the_per_image_filter() -> None:
 
 
 def test_all_cores_means_the_runs_share_when_the_harness_sets_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(filters.joblib, "cpu_count", lambda: 8)
+    import joblib  # filters imports it when called
+
+    monkeypatch.setattr(joblib, "cpu_count", lambda: 8)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert (filters.workers(-1), filters.workers(-2), filters.workers(3)) == (8, 7, 3)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")

@@ -77,6 +77,7 @@ def _run(
     args = sdk.attack_args(argv)
     device = sdk.device()
     model = load_models(models, device)
+    sdk.freeze_startup_objects()
     eps = contract.epsilon_to_unit(args.max_epsilon)
     targets = _read_targets(args.input_dir) if targeted else {}
     for batch in sdk.iter_batches(args.input_dir, batch_size=batch_size):

@@ -51,6 +51,7 @@ def run_defense(*, transform: Transform | None = None, model_name: str | None = 
     args = sdk.defense_args(argv)
     device = sdk.device()
     model = loader(device) if loader is not None else zoo.load(model_name or zoo.TARGET_MODEL, device=device)
+    sdk.freeze_startup_objects()
     names: list[str] = []
     labels: list[int] = []
     for batch in sdk.iter_batches(args.input_dir, batch_size=batch_size):

@@ -13,7 +13,9 @@ patches and TV denoises each colour plane on its own.
   2017; Guo et al. 2018).
 * :func:`map_images` -- applies one of them to every image of an (N, H, W, 3) array with joblib.
 
-This module imports neither torch nor the harness, so that with ``backend="loky"`` worker processes start quickly.
+This module imports neither torch nor the harness, so that with ``backend="loky"`` worker processes start quickly;
+scikit-image and joblib are imported by the functions that call them (a JPEG defense run on one thread needs
+neither).
 """
 
 from __future__ import annotations
@@ -23,10 +25,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import joblib
 import numpy as np
 from PIL import Image
-from skimage.restoration import denoise_nl_means, denoise_tv_bregman
 
 from submission_kit import contract
 
@@ -67,6 +67,8 @@ def rof(image: np.ndarray, *, weight: float = 10.0, max_num_iter: int = 100, eps
     Returns:
         float64 (H, W, 3), same scale as ``image``.
     """
+    from skimage.restoration import denoise_tv_bregman
+
     image = np.asarray(image, dtype=np.float64)
     # One call per channel: scikit-image 0.26's own channel loop reuses its output buffer, so channel c would
     # start from channel c-1's solution (order-dependent results, up to ~4 grey levels at eps=1e-3).
@@ -97,6 +99,8 @@ def nl_means(image: np.ndarray, *, patch_size: int = 2, patch_distance: int = 3,
     Returns:
         float64 (H, W, 3), same scale as ``image``.
     """
+    from skimage.restoration import denoise_nl_means
+
     return denoise_nl_means(np.asarray(image, dtype=np.float64), patch_size=patch_size,
                             patch_distance=patch_distance, h=h, fast_mode=fast_mode, sigma=sigma,
                             preserve_range=True, channel_axis=-1)
@@ -133,6 +137,8 @@ def workers(n_jobs: int) -> int:
         raise ValueError("n_jobs must be non-zero (1 = serial, -1 = all cores)")
     if n_jobs > 0:
         return n_jobs
+    import joblib
+
     cores = joblib.cpu_count()
     share = os.environ.get("OMP_NUM_THREADS", "")
     if share.isdigit() and int(share) > 0:
@@ -167,6 +173,8 @@ def map_images(function: Filter, images: np.ndarray, *, n_jobs: int = -1, backen
     count = workers(n_jobs)
     if count == 1 or len(images) <= 1:
         return _apply(function, images, options) if len(images) else images.copy()
+    import joblib
+
     chunks = np.array_split(images, min(len(images), count * CHUNKS_PER_WORKER))
     parts = joblib.Parallel(n_jobs=count, backend=backend)(
         joblib.delayed(_apply)(function, chunk, options) for chunk in chunks)

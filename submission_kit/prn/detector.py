@@ -9,6 +9,9 @@ features equal log ε.
 ℬ: "an SVM" — a scikit-learn ``Pipeline(StandardScaler, LinearSVC)`` by default (``kernel="rbf"`` gives an
 ``SVC``), trained on features of clean (label 0) and perturbed (label 1) training images. Stored with joblib
 next to the PRN weights, with a JSON record; ``predict`` returns True for "perturbed".
+
+scikit-learn, joblib and SciPy are imported by the functions that call them (together over a second per process),
+so the rectify-only defense (``defenses/prn_always``) never loads them.
 """
 
 from __future__ import annotations
@@ -16,17 +19,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import joblib
 import numpy as np
-import sklearn
 import torch
-from scipy import fft
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC, LinearSVC
 from torch import nn
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 __all__ = ["EPS", "LUMA", "Detector", "dct_features", "grayscale", "residual_features"]
 
@@ -51,6 +51,8 @@ def dct_features(difference: torch.Tensor) -> np.ndarray:
     Returns:
         float64 (N, H·W); a zero difference gives log(EPS) everywhere.
     """
+    from scipy import fft
+
     gray = grayscale(difference.detach().double()).cpu().numpy()
     coefficients = fft.dctn(gray, type=2, norm="ortho", axes=(1, 2))
     return np.log(np.abs(coefficients) + EPS).reshape(len(gray), -1)
@@ -89,6 +91,10 @@ class Detector:
             seed: ``random_state`` of the SVM.
             record: Provenance to keep with the detector.
         """
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVC, LinearSVC
+
         if kernel == "linear":
             svm = LinearSVC(C=C, random_state=seed, dual="auto", max_iter=10_000)
         elif kernel == "rbf":
@@ -109,6 +115,9 @@ class Detector:
 
     def save(self, path: str | Path) -> None:
         """Write the detector with joblib to ``path`` and its record to ``path`` with suffix ``.json``."""
+        import joblib
+        import sklearn
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         record = dict(self.record, sklearn=sklearn.__version__)
@@ -125,5 +134,7 @@ class Detector:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"detector {path} not found")
+        import joblib
+
         stored = joblib.load(path)
         return cls(pipeline=stored["pipeline"], record=stored["record"])

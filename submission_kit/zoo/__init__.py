@@ -11,10 +11,14 @@ Example::
     logits = model(images)  # images: float (N, 3, 32, 32) in [0, 1]
 
 Train with ``python -m research.zoo.train --model NAME``; tabulate with ``python -m research.zoo.evaluate``.
+
+The ImageNet names (:mod:`.imagenet`) are imported on first use: torchvision (and the ``torch._dynamo`` it pulls
+in) costs about a second per process, which no CIFAR-10 submission should pay.
 """
 
+from typing import Any
+
 from .base import CIFAR10_MEAN, CIFAR10_STD, ZooModel
-from .imagenet import IMAGENET_MEAN, IMAGENET_STD, ImageNetClassifier, UnknownArchitectureError, load_torchvision
 from .registry import (
     TARGET_MODEL,
     WEIGHTS_DIR,
@@ -46,3 +50,16 @@ __all__ = [
     "names",
     "weights_path",
 ]
+
+#: Names served lazily from :mod:`.imagenet` (importing it imports torchvision).
+_IMAGENET_NAMES = frozenset({"IMAGENET_MEAN", "IMAGENET_STD", "ImageNetClassifier", "UnknownArchitectureError",
+                             "load_torchvision"})
+
+
+def __getattr__(name: str) -> Any:
+    """Import :mod:`.imagenet` only when one of its names is asked for (PEP 562)."""
+    if name in _IMAGENET_NAMES:
+        from . import imagenet
+
+        return getattr(imagenet, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

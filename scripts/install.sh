@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Set-up shared by ./quickstart.sh and ./test.sh; idempotent (a second call changes nothing and takes seconds).
+#
+#   scripts/install.sh          # the harness and the submission library with its packages (the "kit" extra)
+#   scripts/install.sh --test   # the same plus what the tests need: the "test" extra (pytest, hypothesis,
+#                               # torchattacks, selenium, ruff, mypy), headless Chromium for the report's browser
+#                               # tests, and docker + gVisor with the local image of the container-sandbox tests
+#
+# 1. bubblewrap, the sandbox of every submission run, from apt when this user may install packages (root, or
+#    sudo without a password); otherwise a note (the harness then refuses to run submissions unless it is given
+#    --sandbox none).
+# 2. A virtual environment at $VENV (default: .venv in the repository) with torch, torchvision and this package
+#    (editable, so the repository's own harness/ and submission_kit/ are what runs). pip skips what is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extra="[kit]"
+testing=""
+[[ "${1:-}" == "--test" ]] && { extra="[test]"; testing=1; }
+venv="${VENV:-.venv}"
+
+as_root() {
+  if [[ "$(id -u)" == 0 ]]; then "$@"
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo -n "$@"
+  else return 1
+  fi
+}
+
+if ! command -v bwrap >/dev/null; then
+  if command -v apt-get >/dev/null && as_root apt-get update -qq && as_root apt-get install -y -qq bubblewrap; then
+    echo "install: bubblewrap installed"
+  else
+    echo "install: bubblewrap not installed (needs apt-get as root): the harness will refuse to run submissions" \
+         "unless given --sandbox none (no isolation)" >&2
+  fi
+fi
+
+if [[ -n "$testing" ]]; then
+  if ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+    as_root apt-get update -qq && as_root apt-get install -y -qq chromium chromium-driver \
+      || echo "install: chromium not installed: the report's browser tests will be skipped" >&2
+  fi
+  # docker, gVisor (runsc) and the local image of the container-sandbox tests (root only; idempotent).
+  if [[ "$(id -u)" == 0 ]]; then
+    scripts/build_sandbox_images.sh || echo "install: container sandboxes not set up: their tests will skip" >&2
+  else
+    echo "install: not root: docker/gVisor not set up (run scripts/build_sandbox_images.sh as root)" >&2
+  fi
+fi
+
+if [[ ! -x "$venv/bin/python" ]]; then
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    # Debian/Ubuntu ship venv support separately.
+    rm -rf "$venv"
+    version="$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+    { as_root apt-get update -qq && { as_root apt-get install -y -qq "python${version}-venv" \
+        || as_root apt-get install -y -qq python3-venv; }; } \
+      || { echo "install: python3 -m venv failed; install the python3-venv package" >&2; exit 1; }
+    python3 -m venv "$venv"
+  fi
+fi
+# pip takes tens of seconds even when everything is installed: skip it when this repository's package metadata
+# was installed into this environment before (the install is editable, so code changes need no reinstall).
+stamp="$venv/.adv-harness-$( { pwd; echo "$extra"; cat setup.cfg pyproject.toml; } | sha256sum | cut -c1-16)"
+if [[ ! -e "$stamp" ]]; then
+  "$venv/bin/python" -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+  "$venv/bin/python" -m pip install --quiet -e ".${extra}"
+  touch "$stamp"
+fi
+# Fail here, right after the install output, if a step broke.
+"$venv/bin/python" -c "import harness, torch; print(f'install: ready ($venv/bin/python, torch {torch.__version__})')"
