@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness.html_report import build_report  # noqa: E402
-from harness.html_report.browser import headless_chromium  # noqa: E402
+from research.browser import headless_chromium  # noqa: E402
 
 #: (page anchor, file name) of each picture.
 SHOTS = (("", "report_top.png"), ("#heatmaps", "report_heatmaps.png"))

@@ -355,11 +355,11 @@ def test_unreadable_outputs_are_failures_not_crashes_for_a_non_root_harness(open
 
 def test_failed_cleanup_is_recorded_as_a_run_failure(world: dict[str, Path],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness import runner
+    from harness import execution
 
     write_submission(world["attacks"], "plus", "attack", PLUS)
     write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
-    monkeypatch.setattr(runner, "remove_tree", lambda path: f"cleanup of {path} left 1 entry (x: Operation not "
+    monkeypatch.setattr(execution, "remove_tree", lambda path: f"cleanup of {path} left 1 entry (x: Operation not "
                                                              "permitted)")
     result = run_competition(config_for(world), echo=_quiet)
     problems = {r.name: r.problem for r in result.runs}

@@ -18,7 +18,7 @@ from report_world import HOSTILE_LABEL, HOSTILE_LOG_LINES, ODD_NAME, build_world
 from submission_kit import contract
 from harness.cli import main
 from harness.html_report import CONTENT_SECURITY_POLICY, ReportError, build_report, content, figures, sanity
-from harness.html_report.browser import find_browser, headless_chromium
+from research.browser import find_browser, headless_chromium
 from harness.secret import SECRET_FILE
 from harness.scoring import DEFENSE, Matrix, ScoreRow
 

@@ -1,8 +1,8 @@
 """A covert channel between two runs of the same (or colluding) submissions through the host's page cache, and the
 sandbox that closes it.
 
-Every run sees the same read-only files: the harness package is mounted into every run under every sandbox (here
-its largest file, which neither run otherwise reads). Run 1 (the sender) evicts the file's pages with
+Every run sees the same read-only files: the submission library is mounted into every run under every sandbox
+(here its largest file, a weights file neither run otherwise reads). Run 1 (the sender) evicts the file's pages with
 ``posix_fadvise(DONTNEED)`` and reads back the pages of its 1 bits; run 2 (the receiver, a later process in a
 fresh sandbox) probes each page with ``preadv2(RWF_NOWAIT)``, which fails with EAGAIN instead of reading a page that
 is not cached. (``mincore`` no longer
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-import harness
+import submission_kit
 from harness.isolation import Limits, SandboxKind, probe
 from harness.process import run_submission
 from harness.submission import parse_submission
@@ -33,7 +33,7 @@ _COMMON = """\
 #!/usr/bin/env python3
 import os, sys
 PAGE = os.sysconf("SC_PAGE_SIZE")
-FILE = os.path.join(os.environ["PYTHONPATH"].split(os.pathsep)[0], "harness", {shared!r})
+FILE = os.path.join(os.environ["PYTHONPATH"].split(os.pathsep)[0], "submission_kit", {shared!r})
 FIRST, BITS = {first}, {bits}
 fd = os.open(FILE, os.O_RDONLY)
 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)   # no readahead: one page per read
@@ -66,8 +66,8 @@ print("received", "".join(received))
 
 
 def _shared_file() -> str:
-    """Path (relative to the harness package) of its largest file: mounted read-only into every run."""
-    package = Path(harness.__file__).resolve().parent
+    """Path (relative to the submission library) of its largest file: mounted read-only into every run."""
+    package = Path(submission_kit.__file__).resolve().parent
     largest = max((p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts),
                   key=lambda p: p.stat().st_size)
     assert largest.stat().st_size >= (FIRST_PAGE + BITS) * 4096, largest
