@@ -194,7 +194,7 @@ class Runner:
                     self.store.put_image(contract.encode_png(verdict.image), version)
             images.append(ImageVerdict(image_id=record.image_id, version=version, problem=verdict.problem,
                                        clipped_values=verdict.clipped_values, max_violation=verdict.max_violation,
-                                       linf=verdict.linf))
+                                       linf=verdict.linf, note=verdict.note))
         result = AttackUnitRecord(key=key, attack=attack.name, attack_hash=attack.content_hash,
                                   attack_type=attack.type.value, epsilon=eps, run=run, images=tuple(images))
         self.store.write(self.store.attack_record_path(key), result.to_json())

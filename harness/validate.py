@@ -85,7 +85,9 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
                 if image.problem:
                     report.problems.append(f"{image.image_id}.png: {image.problem} "
                                            "(the clean image would be used)")
-                elif image.clipped_values:
+                elif image.note:
+                    report.lines.append(f"note: {image.image_id}.png: {image.note}")
+                if image.clipped_values and not image.problem:
                     report.problems.append(
                         f"{image.image_id}.png: {image.clipped_values} values outside the ε={eps} ball "
                         f"(largest violation {image.max_violation}); the referee clipped them")

@@ -97,6 +97,54 @@ def decode_png(data: bytes, *, what: str = "image") -> np.ndarray:
     return array
 
 
+#: Pillow modes an attack output may have besides RGB: every NIPS 2017 tool read outputs with
+#: ``Image.open(f).convert("RGB")``, so these are converted exactly as Pillow does (alpha dropped, grey
+#: replicated, palette looked up) and the conversion is recorded as a note, not a substitution.
+CONVERTIBLE_MODES = ("RGBA", "LA", "L", "P", "PA", "1", "RGBX", "CMYK", "YCbCr")
+
+
+def decode_output_png(data: bytes, *, what: str = "image") -> tuple[np.ndarray, str]:
+    """Decode an attack's output PNG into RGB uint8, converting the 8-bit modes NIPS 2017 tools accepted.
+
+    Args:
+        data: The file's bytes.
+        what: How to name the image in error messages.
+
+    Returns:
+        ``(array, note)``: array of shape (H, W, 3), dtype uint8, values 0–255, equal to Pillow's
+        ``.convert("RGB")`` of the file; ``note`` is "" for an RGB file, else e.g. ``"mode RGBA converted to RGB
+        (as PIL's convert('RGB'))"``.
+
+    Raises:
+        ImageError: If the bytes are not a PNG, hold 16-bit samples, or a mode outside
+            :data:`CONVERTIBLE_MODES` (e.g. 32-bit integer ``I``).
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 24 and data[24] > 8:
+        raise ImageError(f"{what}: {data[24]}-bit PNG, expected 8-bit RGB")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != "PNG":
+                raise ImageError(f"{what}: not a PNG file (format {img.format})")
+            mode = img.mode
+            if mode == IMAGE_MODE:
+                array = np.asarray(img, dtype=np.uint8)
+            elif mode in CONVERTIBLE_MODES:
+                array = np.asarray(img.convert(IMAGE_MODE), dtype=np.uint8)
+            else:
+                raise ImageError(f"{what}: mode {mode}, expected {IMAGE_MODE} (8-bit, 3 channels) or one of "
+                                 f"{', '.join(CONVERTIBLE_MODES)}")
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{what}: unreadable PNG (not an image file)") from None
+    except Exception as exc:  # Pillow raises many types for corrupt files
+        raise ImageError(f"{what}: unreadable PNG ({type(exc).__name__}: {exc})") from None
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ImageError(f"{what}: decoded to shape {array.shape}, expected (H, W, 3)")
+    note = "" if mode == IMAGE_MODE else f"mode {mode} converted to RGB (as PIL's convert('RGB'))"
+    return array, note
+
+
 def read_png(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a competition image.
 
@@ -275,6 +323,7 @@ class RefereeResult:
     Attributes:
         image: The image defenses will see: the clipped output, or the clean image when ``problem`` is set.
         problem: Empty when the output was usable; otherwise why the clean image was substituted.
+        note: "" or a remark on a usable output (e.g. its mode was converted to RGB).
         clipped_values: Channel values moved back onto the ε-ball (0 when substituted).
         max_violation: Largest violation in 0–255 units (0 when substituted).
         linf: L∞ distance of ``image`` to the clean image.
@@ -285,13 +334,16 @@ class RefereeResult:
     clipped_values: int
     max_violation: int
     linf: int
+    note: str = ""
 
 
 def referee(output_path: Path, clean: np.ndarray, epsilon: int) -> RefereeResult:
     """Turn one attack output file into the image defenses will classify.
 
-    Missing, unreadable, wrong-mode and wrong-size outputs are replaced by the clean image with the reason
-    recorded; usable outputs are clipped to the ε-ball. Symlinks are never followed.
+    Missing, unreadable (not a PNG, 16-bit, unknown mode) and wrong-size outputs are replaced by the clean image
+    with the reason recorded; RGBA, LA, L, P … outputs are converted as Pillow's ``.convert("RGB")`` does (as
+    every NIPS 2017 tool read them) with a note; usable outputs are clipped to the ε-ball. Symlinks are never
+    followed.
 
     Args:
         output_path: Where the attack should have written ``<ImageId>.png``.
@@ -311,7 +363,7 @@ def referee(output_path: Path, clean: np.ndarray, epsilon: int) -> RefereeResult
     if not output_path.is_file():
         return substitute("output is not a regular file")
     try:
-        adversarial = decode_png(output_path.read_bytes(), what=output_path.name)
+        adversarial, note = decode_output_png(output_path.read_bytes(), what=output_path.name)
     except (ImageError, OSError) as exc:
         return substitute(str(exc).replace(f"{output_path.name}: ", "", 1))
     if adversarial.shape != clean.shape:
@@ -319,4 +371,4 @@ def referee(output_path: Path, clean: np.ndarray, epsilon: int) -> RefereeResult
                           f"{clean.shape[1]}x{clean.shape[0]}")
     result = clip_to_ball(adversarial, clean, epsilon)
     return RefereeResult(image=result.image, problem="", clipped_values=result.clipped_values,
-                         max_violation=result.max_violation, linf=result.linf)
+                         max_violation=result.max_violation, linf=result.linf, note=note)

@@ -1,0 +1,53 @@
+"""NIPS 2017 submissions and datasets run unchanged (issue 18): every compatibility gap with its right value."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from submission_kit import contract
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# -- 2. attack outputs in other 8-bit modes are converted as PIL's .convert("RGB") -----------------------------
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "P", "1"])
+def test_output_modes_convert_exactly_as_pil_and_are_refereed(tmp_path: Path, mode: str) -> None:
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
+    rgb = np.clip(clean.astype(int) + rng.integers(-40, 41, size=clean.shape), 0, 255).astype(np.uint8)
+    if mode in ("RGBA", "LA"):
+        base = Image.fromarray(rgb).convert(mode[:-1])
+        alpha = Image.fromarray(rng.integers(0, 256, size=(6, 5), dtype=np.uint8))
+        output = Image.merge(mode, (*base.split(), alpha))  # half-transparent: alpha is dropped, not composited
+    else:
+        output = Image.fromarray(rgb).convert(mode)
+    path = tmp_path / "a.png"
+    path.write_bytes(_png(output))
+    expected = np.asarray(Image.open(path).convert("RGB"))
+    verdict = contract.referee(path, clean, 8)
+    assert verdict.problem == ""
+    assert verdict.note == f"mode {mode} converted to RGB (as PIL's convert('RGB'))"
+    low, high = contract.epsilon_ball(clean, 8)
+    np.testing.assert_array_equal(verdict.image, np.clip(expected, low, high))
+    assert verdict.linf == int(np.abs(verdict.image.astype(int) - clean).max())
+
+
+def test_rgb_output_has_no_note_and_bad_outputs_are_still_substituted(tmp_path: Path) -> None:
+    clean = np.zeros((4, 4, 3), dtype=np.uint8)
+    (tmp_path / "rgb.png").write_bytes(_png(Image.fromarray(clean)))
+    assert contract.referee(tmp_path / "rgb.png", clean, 8).note == ""
+    (tmp_path / "big.png").write_bytes(_png(Image.new("RGBA", (5, 4))))
+    assert contract.referee(tmp_path / "big.png", clean, 8).problem == "wrong size 5x4, expected 4x4"
+    (tmp_path / "deep.png").write_bytes(_png(Image.new("I;16", (4, 4))))
+    assert contract.referee(tmp_path / "deep.png", clean, 8).problem == "16-bit PNG, expected 8-bit RGB"
+    (tmp_path / "junk.png").write_bytes(b"not a png")
+    assert "unreadable PNG" in contract.referee(tmp_path / "junk.png", clean, 8).problem
