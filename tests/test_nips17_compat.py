@@ -51,3 +51,26 @@ def test_rgb_output_has_no_note_and_bad_outputs_are_still_substituted(tmp_path: 
     assert contract.referee(tmp_path / "deep.png", clean, 8).problem == "16-bit PNG, expected 8-bit RGB"
     (tmp_path / "junk.png").write_bytes(b"not a png")
     assert "unreadable PNG" in contract.referee(tmp_path / "junk.png", clean, 8).problem
+
+
+# -- 3. defense rows the NIPS 2017 evaluator accepted --------------------------------------------------------
+@pytest.mark.parametrize("data", [
+    b"a,3\nb,4\n",                                  # names without .png
+    b"\xef\xbb\xbfa.png,3\r\nb.png,4\r\n",          # UTF-8 byte-order mark, Windows line endings
+    b"\xef\xbb\xbfa,3\nb.jpg,4\n",                  # both, and a .jpg extension
+    b"filename,label\na.png,3\na.png,3\n\"b.png\", 4\n",  # header row, a repeated row, quoted name, spaces
+])
+def test_defense_csv_variants_the_nips17_evaluator_accepted(tmp_path: Path, data: bytes) -> None:
+    from harness.defense_output import Answer, parse_predictions
+
+    (tmp_path / "out.csv").write_bytes(data)
+    parsed = parse_predictions(tmp_path / "out.csv", expected={"a.png", "b.png"})
+    assert parsed.answers == {"a.png": Answer(3, ""), "b.png": Answer(4, "")}
+
+
+def test_unknown_rows_are_quoted(tmp_path: Path) -> None:
+    from harness.defense_output import parse_predictions
+
+    (tmp_path / "out.csv").write_bytes(b"/input/a.png,3\nzz.png,1\n")
+    parsed = parse_predictions(tmp_path / "out.csv", expected={"a.png"})
+    assert parsed.notes == ["2 row(s) name files that were not given (e.g. '/input/a.png')"]
