@@ -23,7 +23,7 @@ from typing import Any
 from harness.isolation import (SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, CgroupJail, Limits,
                                Protections, SandboxKind, apply_rlimits, bwrap_command, docker_command)
 from harness.library import library_link, python_path
-from harness.submission import Submission, iter_files
+from harness.submission import Submission, iter_files, scan_links
 
 #: How often a running process's output folder is measured.
 POLL_SECONDS = 0.5
@@ -61,12 +61,20 @@ class RunRecord:
 
 
 def fresh_copy(submission: Submission, destination: Path) -> Path:
-    """Copy a submission's regular files (no symlinks, no caches) into ``destination``; mark the entry executable."""
+    """Copy a submission's regular files (no caches) into ``destination`` and recreate, as relative links, the
+    symbolic links that resolve inside it (:func:`harness.submission.scan_links`); mark the entry executable."""
     destination.mkdir(parents=True, exist_ok=False)
     for rel in iter_files(submission.path):
         target = destination / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(submission.path / rel, target)
+    for link in scan_links(submission.path)[0]:
+        where, points_to = destination / link.path, destination / link.target
+        if (submission.path / link.target).is_dir():
+            points_to.mkdir(parents=True, exist_ok=True)
+        where.parent.mkdir(parents=True, exist_ok=True)
+        if not os.path.lexists(where):
+            os.symlink(os.path.relpath(points_to, where.parent), where)
     entry = destination / submission.entry_point
     entry.chmod(entry.stat().st_mode | 0o755)
     return destination

@@ -74,3 +74,87 @@ def test_unknown_rows_are_quoted(tmp_path: Path) -> None:
     (tmp_path / "out.csv").write_bytes(b"/input/a.png,3\nzz.png,1\n")
     parsed = parse_predictions(tmp_path / "out.csv", expected={"a.png"})
     assert parsed.notes == ["2 row(s) name files that were not given (e.g. '/input/a.png')"]
+
+
+# -- 1. symbolic links inside a submission folder ----------------------------------------------------------
+LINKED_ATTACK = "#!/bin/bash\ncat ckpt/w.txt > /dev/null || exit 1\ncp \"$1\"/*.png \"$2\"/\n"
+
+
+def _linked_attack(parent: Path, name: str = "linked") -> Path:
+    import json
+    import os
+
+    folder = parent / name
+    (folder / "store").mkdir(parents=True)
+    (folder / "store" / "w.txt").write_text("weights")
+    os.symlink("store", folder / "ckpt")
+    (folder / "metadata.json").write_text(json.dumps({"type": "attack", "entry_point": "run_attack.sh"}))
+    (folder / "run_attack.sh").write_text(LINKED_ATTACK)
+    (folder / "run_attack.sh").chmod(0o755)
+    return folder
+
+
+def test_links_inside_the_folder_are_kept_and_hashed(tmp_path: Path) -> None:
+    import os
+
+    from harness.process import fresh_copy
+    from harness.submission import parse_submission
+
+    folder = _linked_attack(tmp_path)
+    submission = parse_submission(folder)
+    assert submission.warnings == ()
+    copy = fresh_copy(submission, tmp_path / "copy")
+    assert (copy / "ckpt").is_symlink() and (copy / "ckpt" / "w.txt").read_text() == "weights"
+    assert os.readlink(copy / "ckpt") == "store"  # relative: valid wherever the copy is mounted
+    # absolute links into the folder are rewritten as relative ones, and the link counts in the hash
+    (folder / "ckpt").unlink()
+    os.symlink(folder / "store" / "w.txt", folder / "ckpt")
+    moved = parse_submission(folder)
+    assert moved.content_hash != submission.content_hash
+    copy = fresh_copy(moved, tmp_path / "copy2")
+    assert os.readlink(copy / "ckpt") == "store/w.txt"
+
+
+def test_links_leaving_the_folder_are_reported_by_name(tmp_path: Path) -> None:
+    import os
+
+    from harness.submission import parse_submission
+
+    folder = _linked_attack(tmp_path)
+    (tmp_path / "outside.txt").write_text("x")
+    os.symlink(tmp_path / "outside.txt", folder / "escape")
+    os.symlink("nowhere", folder / "dangling")
+    warnings = parse_submission(folder).warnings
+    assert [w.split(":")[0] for w in warnings] == [str(folder / "dangling"), str(folder / "escape")]
+    assert all("leaves the submission folder" in w for w in warnings)
+
+
+def test_linked_attack_runs_in_a_competition(world: dict[str, Path]) -> None:
+    from conftest import BUCKET_DEFENSE, config_for, write_submission
+    from harness.competition import run_competition
+
+    _linked_attack(world["attacks"])
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    result = run_competition(config_for(world), echo=lambda line: None)
+    assert {r.problem for r in result.runs if r.name == "linked"} == {""}
+    assert {r.problem for r in result.attack_images} == {""}
+
+
+# -- 4. entry points saved with Windows line endings ------------------------------------------------------
+@pytest.mark.parametrize("first, says", [
+    (b"#!/bin/bash\r\n", "ends with a Windows line ending"),
+    (b"#!/usr/bin/env python3\r\n", "ends with a Windows line ending"),
+    (b"\xef\xbb\xbf#!/bin/bash\n", "byte-order mark precedes its #! line"),
+])
+def test_unusable_interpreter_lines_are_reported_at_discovery_and_in_validate(
+        tmp_path: Path, first: bytes, says: str) -> None:
+    from harness.submission import discover
+    from harness.validate import validate_submission
+
+    folder = _linked_attack(tmp_path / "attacks", "crlf")
+    (folder / "run_attack.sh").write_bytes(first + LINKED_ATTACK.split("\n", 1)[1].replace("\n", "\r\n").encode())
+    found = discover([tmp_path / "attacks"])
+    assert found.submissions == () and len(found.problems) == 1
+    assert says in found.problems[0].message and str(folder / "run_attack.sh") in found.problems[0].message
+    report = validate_submission(folder, input_dir=Path("sample_data"))
+    assert len(report.problems) == 1 and says in report.problems[0]
