@@ -137,6 +137,23 @@ def _parse_label(path: Path, line_no: int, column: str, value: str) -> int:
     return label
 
 
+#: Inception-style classifiers (the NIPS 2017 models) have 1001 outputs: class 0 is the background class no
+#: image has, and the organisers drew target classes from 1..1000.
+BACKGROUND_CLASSES = 1001
+
+
+def target_classes(num_classes: int) -> range:
+    """The classes a target may be drawn from: the classes labels can take.
+
+    Args:
+        num_classes: Number of classifier outputs.
+
+    Returns:
+        ``range(1, 1001)`` for 1001 classes (class 0 is the background, NIPS 2017), else ``range(num_classes)``.
+    """
+    return range(1, num_classes) if num_classes == BACKGROUND_CLASSES else range(num_classes)
+
+
 def draw_targets(true_labels: list[int], *, num_classes: int, seed: int) -> list[int]:
     """Draw a target class ≠ true label for every image, reproducibly.
 
@@ -146,13 +163,16 @@ def draw_targets(true_labels: list[int], *, num_classes: int, seed: int) -> list
         seed: Seed of the draw; the same seed and labels always give the same targets.
 
     Returns:
-        One target per label, uniform over the other ``num_classes − 1`` classes.
+        One target per label, uniform over the other classes of :func:`target_classes` (1..1000 with 1001
+        classes, as NIPS 2017 drew them).
     """
-    if num_classes < 2:
+    classes = target_classes(num_classes)
+    if len(classes) < 2:
         raise DatasetError(f"cannot draw target classes with num_classes={num_classes}; need at least 2")
     rng = np.random.default_rng(seed)
-    offsets = rng.integers(1, num_classes, size=len(true_labels))
-    return [int((label + offset) % num_classes) for label, offset in zip(true_labels, offsets)]
+    count, first = len(classes), classes.start
+    offsets = rng.integers(1, count, size=len(true_labels))
+    return [int(first + (label - first + offset) % count) for label, offset in zip(true_labels, offsets)]
 
 
 def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | None = None) -> Dataset:

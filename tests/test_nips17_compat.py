@@ -158,3 +158,17 @@ def test_unusable_interpreter_lines_are_reported_at_discovery_and_in_validate(
     assert says in found.problems[0].message and str(folder / "run_attack.sh") in found.problems[0].message
     report = validate_submission(folder, input_dir=Path("sample_data"))
     assert len(report.problems) == 1 and says in report.problems[0]
+
+
+# -- 7. drawn targets are classes labels can take ------------------------------------------------------------
+def test_targets_with_1001_classes_are_drawn_from_1_to_1000() -> None:
+    from harness.dataset import draw_targets, target_classes
+
+    assert target_classes(1001) == range(1, 1001) and target_classes(10) == range(10)
+    labels = [1, 1000, 500] * 2000
+    targets = draw_targets(labels, num_classes=1001, seed=3)
+    assert min(targets) == 1 and max(targets) == 1000  # reaches both ends, never the background class 0
+    assert all(t != label for t, label in zip(targets, labels))
+    # with 2 classes the draw is forced, and other class counts keep their full range
+    assert draw_targets([0, 1], num_classes=2, seed=0) == [1, 0]
+    assert set(draw_targets([0] * 500, num_classes=10, seed=0)) == set(range(1, 10))
