@@ -50,6 +50,8 @@ class CompetitionConfig:
         sandbox: How submission processes are isolated.
         only: If set, run only these submissions (names).
         num_classes: Classes for drawn targets (default: largest label + 1).
+        dataset_metadata: The label file when it is not in ``input_dir`` (NIPS 2017 toolkit's flag).
+        only_present_images: Run on the labelled images that have a PNG, reporting how many were left out.
     """
 
     input_dir: Path
@@ -65,6 +67,8 @@ class CompetitionConfig:
     sandbox: SandboxKind = SandboxKind.AUTO
     only: tuple[str, ...] = ()
     num_classes: int | None = None
+    dataset_metadata: Path | None = None
+    only_present_images: bool = False
 
 
 @dataclass
@@ -167,7 +171,11 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         raise CompetitionError("no epsilon given; pass --max_epsilon with one or more integers in 0..255")
     if config.batch_size < 1 or config.jobs < 1:
         raise CompetitionError("--batch_size and --jobs must be at least 1")
-    dataset = load_dataset(config.input_dir, seed=config.seed, num_classes=config.num_classes)
+    dataset = load_dataset(config.input_dir, seed=config.seed, num_classes=config.num_classes,
+                           metadata=config.dataset_metadata, only_present=config.only_present_images)
+    if dataset.left_out:
+        echo(f"left out {len(dataset.left_out)} labelled image(s) without a PNG in {dataset.root} "
+             f"(--only_present_images); running on the {len(dataset)} present")
     expected = {d: {SubmissionType.ATTACK, SubmissionType.TARGETED_ATTACK} for d in config.attacks_dirs}
     for d in config.defenses_dirs:
         expected[d] = {SubmissionType.DEFENSE}
@@ -219,7 +227,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "protections": protections.describe(),
         "dataset": {"root": str(dataset.root), "content_hash": dataset.content_hash, "images": len(dataset),
                     "label_file": dataset.label_file, "targets_drawn": dataset.targets_drawn,
-                    "num_classes": dataset.num_classes},
+                    "num_classes": dataset.num_classes, "left_out": list(dataset.left_out)},
         "submissions": [{"name": s.name, "type": s.type.value, "entry_point": s.entry_point,
                          "content_hash": s.content_hash, "container": s.container,
                          "container_gpu": s.container_gpu, "path": str(s.path)} for s in selected],

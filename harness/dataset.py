@@ -42,6 +42,8 @@ class ImageRecord:
         sha256: Hex digest of the PNG file's bytes.
         height: Image height in pixels.
         width: Image width in pixels.
+        source: The file's name on disk when it differs from :attr:`file_name` (``cifar10_00.PNG``); "" else.
+            Submissions always see ``<image_id>.png``.
     """
 
     image_id: str
@@ -50,6 +52,7 @@ class ImageRecord:
     sha256: str
     height: int
     width: int
+    source: str = ""
 
     @property
     def file_name(self) -> str:
@@ -68,6 +71,7 @@ class Dataset:
         targets_drawn: True when TargetClass was absent and targets were drawn with ``seed``.
         num_classes: Number of classes targets were drawn from (labels lie in 0..num_classes−1).
         seed: Seed of the target draw.
+        left_out: Labelled images without a PNG that were left out (``only_present=True``), sorted.
     """
 
     root: Path
@@ -76,13 +80,14 @@ class Dataset:
     targets_drawn: bool
     num_classes: int
     seed: int
+    left_out: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.images)
 
     def path(self, record: ImageRecord) -> Path:
         """Path of a record's PNG file."""
-        return self.root / record.file_name
+        return self.root / (record.source or record.file_name)
 
     def by_id(self) -> dict[str, ImageRecord]:
         """Records keyed by image id."""
@@ -175,29 +180,56 @@ def draw_targets(true_labels: list[int], *, num_classes: int, seed: int) -> list
     return [int(first + (label - first + offset) % count) for label, offset in zip(true_labels, offsets)]
 
 
-def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | None = None) -> Dataset:
-    """Read and validate an input folder.
+def _locate(root: Path, metadata: Path | None) -> tuple[Path, Path]:
+    """The image folder and the label file of an input folder.
 
-    Args:
-        input_dir: Folder holding ``<ImageId>.png`` files and a label file (see :data:`LABEL_FILES`).
-        seed: Seed for drawing target classes when the label file has none.
-        num_classes: Classes to draw targets from; default ``max(TrueLabel) + 1`` (at least 2).
-
-    Returns:
-        The :class:`Dataset`, images sorted by id.
-
-    Raises:
-        DatasetError: Missing folder or label file, malformed rows, duplicate ids, images without labels or
-            labels without images (all listed), corrupt or non-RGB images, an empty dataset.
+    Besides ``<root>/*.png`` + ``<root>/dev_dataset.csv``, the NIPS 2017 development toolkit's layout is
+    understood: images in ``dataset/images/`` and ``dataset/dev_dataset.csv`` beside that folder, whether
+    ``root`` is ``dataset/`` or ``dataset/images/``; ``metadata`` (``--dataset_metadata``) names the label file.
     """
-    root = Path(input_dir)
     if not root.is_dir():
         raise DatasetError(f"input folder {root} does not exist; pass --input_dir with a folder of "
                            "<ImageId>.png files and a dev_dataset.csv or labels.csv")
-    label_path = next((root / name for name in LABEL_FILES if (root / name).is_file()), None)
-    if label_path is None:
+    if metadata is not None:
+        if not metadata.is_file():
+            raise DatasetError(f"label file {metadata} (--dataset_metadata) does not exist")
+    images = root
+    if not any(root.glob("*.[pP][nN][gG]")) and (root / "images").is_dir():
+        images = root / "images"  # the dev toolkit's dataset/ folder
+    if metadata is None:
+        for folder in dict.fromkeys((images, root, images.parent)):
+            metadata = next((folder / name for name in LABEL_FILES if (folder / name).is_file()), None)
+            if metadata is not None:
+                break
+    if metadata is None:
         raise DatasetError(f"{root}: no label file; add dev_dataset.csv (NIPS 2017 format) or labels.csv "
-                           "with columns ImageId,TrueLabel[,TargetClass]")
+                           "with columns ImageId,TrueLabel[,TargetClass], or name it with --dataset_metadata")
+    return images, metadata
+
+
+def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | None = None,
+                 metadata: Path | None = None, only_present: bool = False) -> Dataset:
+    """Read and validate an input folder.
+
+    Args:
+        input_dir: Folder holding ``<ImageId>.png`` files and a label file (see :data:`LABEL_FILES`), or the
+            NIPS 2017 dev toolkit's ``dataset/`` folder (images in ``images/``).
+        seed: Seed for drawing target classes when the label file has none.
+        num_classes: Classes to draw targets from; default ``max(TrueLabel) + 1`` (at least 2).
+        metadata: The label file, when it is not inside ``input_dir`` (the toolkit's ``--dataset_metadata``).
+        only_present: Run on the labelled images that have a PNG and record the others in
+            :attr:`Dataset.left_out` (the NIPS 2017 download script skips failed downloads), instead of refusing.
+
+    Returns:
+        The :class:`Dataset`, images sorted by id. A PNG whose extension differs in case (``x.PNG``) is used
+        as ``x.png``.
+
+    Raises:
+        DatasetError: Missing folder or label file, malformed rows, duplicate ids, images without labels or
+            labels without images (all listed; names differing only in case are named), corrupt or non-RGB
+            images, an empty dataset.
+    """
+    root, label_path = _locate(Path(input_dir), metadata)
     rows = _read_label_rows(label_path)
     if not rows:
         raise DatasetError(f"{label_path}: no images listed; the dataset is empty")
@@ -218,13 +250,26 @@ def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | Non
                                    "a target must differ from the true label")
         labels[image_id] = (true_label, target)
 
-    on_disk = {path.stem for path in root.glob("*.png") if path.is_file()}
-    unlabeled = sorted(on_disk - labels.keys())
-    missing = sorted(labels.keys() - on_disk)
+    # stem → file name; "x.PNG" stands for "x.png" when there is no "x.png" (the extension's case is safe to
+    # ignore: submissions are given the file as "x.png"; a stem differing in case is only named, never guessed).
+    on_disk: dict[str, str] = {}
+    for path in sorted(root.iterdir(), key=lambda p: (p.suffix != ".png", p.name)):
+        if path.suffix.lower() == ".png" and path.is_file():
+            on_disk.setdefault(path.stem, path.name)
+    unlabeled = sorted(on_disk.keys() - labels.keys())
+    missing = sorted(labels.keys() - on_disk.keys())
+    left_out: tuple[str, ...] = ()
+    if missing and only_present and not unlabeled and len(missing) < len(labels):
+        left_out, missing = tuple(missing), []
+        for image_id in left_out:
+            del labels[image_id]
     if unlabeled or missing:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} labelled image(s) have no PNG in {root}: {_preview(missing)}")
+            parts.append(f"{len(missing)} labelled image(s) have no PNG in {root}: {_preview(missing)}"
+                         + _case_hint(missing, unlabeled, on_disk)
+                         + ("" if unlabeled or len(missing) == len(labels) else
+                            "; pass --only_present_images to run on the labelled images present"))
         if unlabeled:
             parts.append(f"{len(unlabeled)} PNG file(s) have no row in {label_path.name}: {_preview(unlabeled)}")
         raise DatasetError("; ".join(parts))
@@ -247,16 +292,28 @@ def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | Non
 
     records = []
     for image_id, true_label, target in zip(ids, true_labels, targets):
-        path = root / f"{image_id}.png"
+        path = root / on_disk[image_id]
         try:
             data = path.read_bytes()
             image = decode_png(data, what=str(path))
         except (OSError, ImageError) as exc:
             raise DatasetError(f"{exc}; replace or remove this image (and its label row)") from None
         records.append(ImageRecord(image_id=image_id, true_label=true_label, target_class=target,
-                                   sha256=sha256_bytes(data), height=image.shape[0], width=image.shape[1]))
+                                   sha256=sha256_bytes(data), height=image.shape[0], width=image.shape[1],
+                                   source="" if path.name == f"{image_id}.png" else path.name))
     return Dataset(root=root, images=tuple(records), label_file=label_path.name, targets_drawn=targets_drawn,
-                   num_classes=num_classes, seed=seed)
+                   num_classes=num_classes, seed=seed, left_out=left_out)
+
+
+def _case_hint(missing: list[str], unlabeled: list[str], on_disk: dict[str, str]) -> str:
+    """" (file 'Img0.png' differs only in case from 'img0')" for the first missing id with such a file."""
+    lowered = {stem.lower(): stem for stem in unlabeled}
+    for image_id in missing:
+        if image_id.lower() in lowered:
+            found = on_disk[lowered[image_id.lower()]]
+            return (f" (file {found!r} differs only in case from ImageId {image_id!r}; rename the file or fix "
+                    "the row — names are case-sensitive)")
+    return ""
 
 
 def _preview(names: list[str], limit: int = 10) -> str:

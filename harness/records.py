@@ -62,7 +62,8 @@ class ImageVerdict:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {"image_id": self.image_id, "version": self.version, "problem": self.problem,
-                "clipped_values": self.clipped_values, "max_violation": self.max_violation, "linf": self.linf, "note": self.note}
+                "clipped_values": self.clipped_values, "max_violation": self.max_violation, "linf": self.linf,
+                "note": self.note}
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> ImageVerdict:

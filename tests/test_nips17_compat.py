@@ -172,3 +172,104 @@ def test_targets_with_1001_classes_are_drawn_from_1_to_1000() -> None:
     # with 2 classes the draw is forced, and other class counts keep their full range
     assert draw_targets([0, 1], num_classes=2, seed=0) == [1, 0]
     assert set(draw_targets([0] * 500, num_classes=10, seed=0)) == set(range(1, 10))
+
+
+# -- 5. dataset messages and the dev toolkit's layout and flags -------------------------------------------------
+def _nips_dataset(root: Path, ids: list[str], *, rows: list[str] | None = None, size: int = 4) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for index, image_id in enumerate(ids):
+        Image.fromarray(np.full((size, size, 3), 10 * index, dtype=np.uint8)).save(root / f"{image_id}.png")
+    listed = rows if rows is not None else [i.rsplit(".", 1)[0] if i.endswith(".PNG") else i for i in ids]
+    (root / "dev_dataset.csv").write_text("ImageId,TrueLabel,TargetClass\n"
+                                          + "".join(f"{i},{n + 1},{n + 2}\n" for n, i in enumerate(listed)))
+    return root
+
+
+def test_png_extension_in_upper_case_is_accepted_as_png(tmp_path: Path) -> None:
+    from harness.dataset import load_dataset
+
+    root = tmp_path / "data"
+    _nips_dataset(root, ["a", "b"], rows=["a", "b"])
+    (root / "b.png").rename(root / "b.PNG")
+    dataset = load_dataset(root)
+    assert [(r.image_id, r.file_name, dataset.path(r).name) for r in dataset.images] == [
+        ("a", "a.png", "a.png"), ("b", "b.png", "b.PNG")]
+
+
+def test_stem_differing_in_case_is_named(tmp_path: Path) -> None:
+    from harness.dataset import DatasetError, load_dataset
+
+    root = _nips_dataset(tmp_path / "data", ["a", "B"], rows=["a", "b"])
+    with pytest.raises(DatasetError, match="file 'B.png' differs only in case from ImageId 'b'"):
+        load_dataset(root)
+
+
+def test_only_present_images_runs_on_what_was_downloaded(tmp_path: Path) -> None:
+    from harness.dataset import DatasetError, load_dataset
+
+    root = _nips_dataset(tmp_path / "data", ["a", "b"], rows=["a", "b", "c", "d"])
+    with pytest.raises(DatasetError, match="2 labelled image.*c, d; pass --only_present_images"):
+        load_dataset(root)
+    dataset = load_dataset(root, only_present=True)
+    assert [r.image_id for r in dataset.images] == ["a", "b"] and dataset.left_out == ("c", "d")
+
+
+def test_dev_toolkit_layout_and_metadata_flag(tmp_path: Path) -> None:
+    from harness.dataset import load_dataset
+
+    data = tmp_path / "dataset"
+    _nips_dataset(data / "images", ["a", "b"])
+    (data / "images" / "dev_dataset.csv").rename(data / "dev_dataset.csv")
+    for root in (data, data / "images"):  # the toolkit's dataset/ folder or its images/ folder
+        assert [r.image_id for r in load_dataset(root).images] == ["a", "b"]
+    elsewhere = tmp_path / "meta.csv"
+    (data / "dev_dataset.csv").rename(elsewhere)
+    assert len(load_dataset(data / "images", metadata=elsewhere)) == 2
+
+
+def test_toolkit_command_line_is_accepted(world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import BUCKET_DEFENSE, NOOP, write_submission
+    from harness.cli import main
+
+    data = world["root"] / "dataset"
+    _nips_dataset(data / "images", ["a", "b"])
+    (data / "images" / "dev_dataset.csv").rename(data / "dev_dataset.csv")
+    write_submission(world["attacks"], "noop", "attack", NOOP)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    targeted = world["root"] / "targeted"
+    targeted.mkdir()
+    status = main(["--attacks_dir", str(world["attacks"]), "--targeted_attacks_dir", str(targeted),
+                   "--defenses_dir", str(world["defenses"]), "--dataset_dir", str(data / "images"),
+                   "--dataset_metadata", str(data / "dev_dataset.csv"),
+                   "--intermediate_results_dir", str(world["root"] / "tmp"), "--output_dir", str(world["results"]),
+                   "--epsilon", "16", "--save_all_classification", "--quiet", "--min_seconds", "20"],
+                  root=world["root"])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert "intermediate results are kept in" in err and "every classification is in" in err
+    assert (world["results"] / "per_image.csv").read_text().count("\n") == 1 + 2 * 2  # clean + noop, 2 images
+
+
+# -- 6. validate on images of the size the submission expects ---------------------------------------------------
+NEEDS_299 = """
+inp, out = Path(sys.argv[1]), Path(sys.argv[2])
+batch = np.zeros((4, 299, 299, 3), dtype=np.uint8)
+with open(out, "w") as f:
+    for i, p in enumerate(sorted(inp.glob("*.png"))):
+        batch[i] = np.asarray(Image.open(p))
+        f.write(f"{p.name},{1 + int(batch[i].mean()) % 1000}\\n")
+"""
+
+
+def test_validate_says_the_sample_size_and_runs_on_generated_299_images(tmp_path: Path) -> None:
+    from conftest import write_submission
+    from harness.validate import validate_submission
+
+    folder = write_submission(tmp_path, "inception", "defense", NEEDS_299)
+    report = validate_submission(folder, input_dir=Path("sample_data"))
+    assert "input: 4 image(s) of 32×32 from sample_data" in report.lines
+    assert len(report.problems) == 2 and "could not broadcast" in report.problems[0]
+    assert "the images it was given are 32×32" in report.problems[0] and "--image_size 299" in report.problems[0]
+    report = validate_submission(folder, input_dir=Path("sample_data"), image_size=299)
+    assert report.ok, report.problems
+    assert "input: 4 image(s) of 299×299 generated (--image_size)" in report.lines
