@@ -259,6 +259,19 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
                      log=log_name)
 
 
+#: Folder holding a ``python`` command inside the sandbox when the interpreter's folder has none.
+SANDBOX_PYTHON_ALIAS = "/python_alias"
+
+
+def python_alias_needed() -> bool:
+    """True when the interpreter's folder has no ``python`` command (e.g. a system ``/usr/bin/python3``).
+
+    NIPS 2017 entry points call ``python`` (the organisers' containers had one); such runs are then given a
+    ``python`` that is the harness's own interpreter, on ``PATH`` before everything else.
+    """
+    return not (Path(sys.executable).parent / "python").exists()
+
+
 def run_submission(submission: Submission, args: list[str], *, inputs: Path, outputs: Path, workdir: Path,
                    limits: Limits, log_path: Path, log_name: str, gpu: str | None,
                    protections: Protections, threads: int | None = None) -> RunRecord:
@@ -290,6 +303,10 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
         env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=gpu, threads=threads, sandboxed=True)
         if protections.kind is SandboxKind.BWRAP:
             argv = bwrap_command([entry, *sandbox_args], code=code, inputs=inputs, outputs=outputs, gpu=gpu)
+            if python_alias_needed():
+                at = argv.index("--")
+                argv[at:at] = ["--symlink", str(Path(sys.executable).resolve()), f"{SANDBOX_PYTHON_ALIAS}/python"]
+                env["PATH"] = SANDBOX_PYTHON_ALIAS + os.pathsep + env["PATH"]
         else:
             image = (submission.container_gpu if gpu else submission.container) or submission.container
             argv = docker_command([entry, *sandbox_args], image=image, code=code, inputs=inputs, outputs=outputs,
@@ -300,6 +317,11 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
         tmp.mkdir()
         env = scrubbed_environment(home=str(home), tmp=str(tmp), gpu=gpu, threads=threads,
                                    library_parent=library_link(workdir / "library"))
+        if python_alias_needed():
+            alias = workdir / "python_alias"
+            alias.mkdir()
+            (alias / "python").symlink_to(Path(sys.executable).resolve())
+            env["PATH"] = str(alias) + os.pathsep + env["PATH"]
         argv = [entry, *(a.replace("{input}", str(inputs)).replace("{output}", str(outputs)) for a in args)]
     return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path, log_name=log_name,
                        watch=outputs, protections=protections, display=display)

@@ -155,3 +155,35 @@ def test_nips17_world_exact_scores(nips17_world: dict[str, Path]) -> None:
     }
     targets = {(r.image_id, r.target_class) for r in result.predictions}
     assert targets == {(image_id, target) for image_id, _, target in IMAGES}
+
+
+@pytest.mark.parametrize("sandbox", ["none", "bwrap"])
+def test_entry_points_calling_python_run_where_the_interpreter_is_python3_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: str) -> None:
+    import sys
+
+    from harness.isolation import SandboxKind, probe
+    from harness.process import Limits, run_submission
+    from harness.submission import parse_submission
+
+    try:
+        protections = probe(SandboxKind(sandbox))
+    except RuntimeError as exc:
+        pytest.skip(f"no {sandbox} sandbox here: {exc}")
+    only_python3 = tmp_path / "bin"  # an interpreter folder without a `python` (Debian's /usr/bin)
+    only_python3.mkdir()
+    (only_python3 / "python3").symlink_to(Path(sys.executable).resolve())
+    monkeypatch.setattr(sys, "executable", str(only_python3 / "python3"))
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "metadata.json").write_text('{"type": "defense", "entry_point": "run_defense.sh"}')
+    (folder / "run_defense.sh").write_text(
+        '#!/bin/bash\npython -c "import sys; open(sys.argv[1], \'w\').write(\'ok\')" "$2"\n')
+    inputs, outputs, work = tmp_path / "in", tmp_path / "out", tmp_path / "work"
+    for d in (inputs, outputs, work):
+        d.mkdir()
+    record = run_submission(parse_submission(folder), ["{input}", "{output}/result.csv"], inputs=inputs,
+                            outputs=outputs, workdir=work, limits=Limits(wall_seconds=60), log_path=tmp_path / "log",
+                            log_name="log", gpu=None, protections=protections)
+    assert record.problem == "", (tmp_path / "log").read_text()
+    assert (outputs / "result.csv").read_text() == "ok"
