@@ -122,6 +122,8 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
                          help="accepted and not needed: intermediate results are kept in OUTPUT_DIR/store")
     toolkit.add_argument("--save_all_classification", action="store_true",
                          help="accepted and always on: every classification is in OUTPUT_DIR/per_image.csv")
+    toolkit.add_argument("--gpu", action="store_true",
+                         help="accepted: GPUs are used whenever nvidia-smi lists them or CUDA_VISIBLE_DEVICES is set")
 
     validate = commands.add_parser("validate", help="check one submission folder on a few sample images")
     validate.add_argument("path", type=Path, help="the submission folder")
@@ -192,6 +194,9 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
         if args.save_all_classification:
             print(f"note: --save_all_classification is always on; every classification is in "
                   f"{args.output_dir / 'per_image.csv'}", file=sys.stderr)
+        if args.gpu:
+            print("note: --gpu is not needed; each run gets a GPU whenever nvidia-smi lists them or "
+                  "CUDA_VISIBLE_DEVICES is set", file=sys.stderr)
         config = CompetitionConfig(
             input_dir=args.input_dir,
             attacks_dirs=tuple(args.attacks_dir or [root / "attacks"]) + tuple(args.targeted_attacks_dir),

@@ -242,11 +242,12 @@ def test_toolkit_command_line_is_accepted(world: dict[str, Path], capsys: pytest
                    "--defenses_dir", str(world["defenses"]), "--dataset_dir", str(data / "images"),
                    "--dataset_metadata", str(data / "dev_dataset.csv"),
                    "--intermediate_results_dir", str(world["root"] / "tmp"), "--output_dir", str(world["results"]),
-                   "--epsilon", "16", "--save_all_classification", "--quiet", "--min_seconds", "20"],
+                   "--epsilon=16", "--save_all_classification", "--gpu", "--quiet", "--min_seconds", "20"],
                   root=world["root"])
     err = capsys.readouterr().err
     assert status == 0, err
     assert "intermediate results are kept in" in err and "every classification is in" in err
+    assert "--gpu is not needed" in err
     assert (world["results"] / "per_image.csv").read_text().count("\n") == 1 + 2 * 2  # clean + noop, 2 images
 
 
