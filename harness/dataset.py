@@ -197,7 +197,8 @@ def _locate(root: Path, metadata: Path | None) -> tuple[Path, Path]:
     if not any(root.glob("*.[pP][nN][gG]")) and (root / "images").is_dir():
         images = root / "images"  # the dev toolkit's dataset/ folder
     if metadata is None:
-        for folder in dict.fromkeys((images, root, images.parent)):
+        toolkit_parent = (images.parent,) if images.name == "images" else ()  # dataset/dev_dataset.csv
+        for folder in dict.fromkeys((images, root, *toolkit_parent)):
             metadata = next((folder / name for name in LABEL_FILES if (folder / name).is_file()), None)
             if metadata is not None:
                 break

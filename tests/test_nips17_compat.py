@@ -225,6 +225,13 @@ def test_dev_toolkit_layout_and_metadata_flag(tmp_path: Path) -> None:
     elsewhere = tmp_path / "meta.csv"
     (data / "dev_dataset.csv").rename(elsewhere)
     assert len(load_dataset(data / "images", metadata=elsewhere)) == 2
+    other = data / "images"  # a label file beside a folder not named images/ is not the toolkit's: not used
+    other.rename(tmp_path / "pngs")
+    (tmp_path / "meta.csv").rename(tmp_path / "dev_dataset.csv")
+    from harness.dataset import DatasetError
+
+    with pytest.raises(DatasetError, match="no label file.*--dataset_metadata"):
+        load_dataset(tmp_path / "pngs")
 
 
 def test_toolkit_command_line_is_accepted(world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
