@@ -59,6 +59,11 @@ def _add_run_options(parser: argparse.ArgumentParser, root: Path) -> None:
     """The options ``run`` and ``validate`` share: dataset, seed, sandbox and per-run limits."""
     parser.add_argument("--input_dir", "--dataset_dir", type=Path, default=root / "sample_data",
                         help="folder of <ImageId>.png files plus dev_dataset.csv or labels.csv (default: %(default)s)")
+    parser.add_argument("--dataset_metadata", type=Path, default=None,
+                        help="the label file (dev_dataset.csv) when it is not inside --input_dir (NIPS 2017 toolkit)")
+    parser.add_argument("--only_present_images", action="store_true",
+                        help="run on the labelled images that have a PNG and report how many were left out "
+                             "(the NIPS 2017 download script skips failed downloads)")
     parser.add_argument("--seed", type=int, default=_RUN.seed,
                         help="seed of the defense batch order (drawn targets and opaque names come from the results "
                              "folder's secret, not from this seed; default: %(default)s)")
@@ -125,6 +130,13 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
                      help="run only these submissions")
     run.add_argument("--force", action="store_true", help="discard stored results and recompute everything")
     run.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    toolkit = run.add_argument_group("NIPS 2017 development toolkit flags (accepted; what they map to)")
+    toolkit.add_argument("--intermediate_results_dir", type=Path, default=None,
+                         help="accepted and not needed: intermediate results are kept in OUTPUT_DIR/store")
+    toolkit.add_argument("--save_all_classification", action="store_true",
+                         help="accepted and always on: every classification is in OUTPUT_DIR/per_image.csv")
+    toolkit.add_argument("--gpu", action="store_true",
+                         help="accepted: GPUs are used whenever nvidia-smi lists them or CUDA_VISIBLE_DEVICES is set")
 
     validate = commands.add_parser("validate", help="check one submission folder on a few sample images")
     validate.add_argument("path", type=Path, help="the submission folder")
@@ -132,6 +144,9 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
     validate.add_argument("--images", type=_positive_int, default=4, help="images to run on (default: 4)")
     validate.add_argument("--max_epsilon", type=_epsilon, default=_RUN.epsilons[0],
                           help="ε in 0..255 for attacks (default: %(default)s)")
+    validate.add_argument("--image_size", type=_positive_int, default=None, metavar="PIXELS",
+                          help="run on generated random PIXELS×PIXELS images instead of --input_dir (whose sample "
+                               "images are 32×32); NIPS 2017 submissions take 299")
 
     score = commands.add_parser("score", help="re-score a results folder without running anything")
     score.add_argument("--output_dir", type=Path, default=root / "results")
@@ -168,7 +183,8 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
         if args.command == "validate":
             report = validate_submission(args.path, input_dir=args.input_dir, images=args.images,
                                          epsilon=args.max_epsilon, seed=args.seed, policy=_policy(args),
-                                         sandbox=SandboxKind(args.sandbox))
+                                         sandbox=SandboxKind(args.sandbox), image_size=args.image_size,
+                                         metadata=args.dataset_metadata, only_present=args.only_present_images)
             for line in report.lines:
                 print(one_line(line))
             for problem in report.problems:
@@ -182,6 +198,15 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
         if args.command == "report":
             print(_write_report(args.output_dir))
             return 0
+        if args.intermediate_results_dir is not None:
+            print(f"note: --intermediate_results_dir is not needed; intermediate results are kept in "
+                  f"{args.output_dir / 'store'} (use --output_dir to move them)", file=sys.stderr)
+        if args.save_all_classification:
+            print(f"note: --save_all_classification is always on; every classification is in "
+                  f"{args.output_dir / 'per_image.csv'}", file=sys.stderr)
+        if args.gpu:
+            print("note: --gpu is not needed; each run gets a GPU whenever nvidia-smi lists them or "
+                  "CUDA_VISIBLE_DEVICES is set", file=sys.stderr)
         config = CompetitionConfig(
             input_dir=args.input_dir,
             attacks_dirs=tuple(args.attacks_dir or [root / "attacks"]) + tuple(args.targeted_attacks_dir),
@@ -189,7 +214,8 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             output_dir=args.output_dir, epsilons=tuple(args.max_epsilon), batch_size=args.batch_size,
             jobs=args.jobs, seed=args.seed, force=args.force, policy=_policy(args),
             sandbox=SandboxKind(args.sandbox),
-            only=tuple(args.only), num_classes=args.num_classes)
+            only=tuple(args.only), num_classes=args.num_classes, dataset_metadata=args.dataset_metadata,
+            only_present_images=args.only_present_images)
         result = run_competition(config, echo=lambda line: print(one_line(line), file=sys.stderr),
                                  progress=None if args.quiet else progress.reporter(sys.stderr))
         if not args.quiet:

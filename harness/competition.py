@@ -56,6 +56,8 @@ class CompetitionConfig:
         sandbox: How submission processes are isolated.
         only: If set, run only these submissions (names).
         num_classes: Classes for drawn targets (default: largest label + 1).
+        dataset_metadata: The label file when it is not in ``input_dir`` (NIPS 2017 toolkit's flag).
+        only_present_images: Run on the labelled images that have a PNG, reporting how many were left out.
     """
 
     input_dir: Path
@@ -71,6 +73,8 @@ class CompetitionConfig:
     sandbox: SandboxKind = SandboxKind.AUTO
     only: tuple[str, ...] = ()
     num_classes: int | None = None
+    dataset_metadata: Path | None = None
+    only_present_images: bool = False
 
 
 @dataclass
@@ -179,7 +183,11 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     except SecretError as exc:
         raise CompetitionError(one_line(str(exc))) from None
     secret = stored_secret or new_secret()
-    dataset = load_dataset(config.input_dir, seed=config.seed, num_classes=config.num_classes, secret=secret)
+    dataset = load_dataset(config.input_dir, seed=config.seed, num_classes=config.num_classes, secret=secret,
+                           metadata=config.dataset_metadata, only_present=config.only_present_images)
+    if dataset.left_out:
+        echo(f"left out {len(dataset.left_out)} labelled image(s) without a PNG in {dataset.root} "
+             f"(--only_present_images); running on the {len(dataset)} present")
     expected = {d: {SubmissionType.ATTACK, SubmissionType.TARGETED_ATTACK} for d in config.attacks_dirs}
     for d in config.defenses_dirs:
         expected[d] = {SubmissionType.DEFENSE}
@@ -236,7 +244,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "dataset": {"root": str(dataset.root), "content_hash": dataset.content_hash, "images": len(dataset),
                     "label_file": dataset.label_file, "targets_drawn": dataset.targets_drawn,
                     "targets_from_secret": dataset.targets_secret,
-                    "num_classes": dataset.num_classes},
+                    "num_classes": dataset.num_classes, "left_out": list(dataset.left_out)},
         "submissions": [{"name": s.name, "type": s.type.value, "entry_point": s.entry_point,
                          "content_hash": s.content_hash, "container": s.container,
                          "container_gpu": s.container_gpu, "path": str(s.path)} for s in selected],

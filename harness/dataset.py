@@ -45,6 +45,8 @@ class ImageRecord:
         sha256: Hex digest of the PNG file's bytes.
         height: Image height in pixels.
         width: Image width in pixels.
+        source: The file's name on disk when it differs from :attr:`file_name` (``cifar10_00.PNG``); "" else.
+            Submissions always see ``<image_id>.png``.
     """
 
     image_id: str
@@ -53,6 +55,7 @@ class ImageRecord:
     sha256: str
     height: int
     width: int
+    source: str = ""
 
     @property
     def file_name(self) -> str:
@@ -72,6 +75,7 @@ class Dataset:
         num_classes: Number of classes targets were drawn from (labels lie in 0..num_classes−1).
         seed: Seed of the target draw (unused when ``targets_secret``).
         targets_secret: True when drawn targets came from a secret rather than ``seed``.
+        left_out: Labelled images without a PNG that were left out (``only_present=True``), sorted.
     """
 
     root: Path
@@ -81,13 +85,14 @@ class Dataset:
     num_classes: int
     seed: int
     targets_secret: bool = False
+    left_out: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.images)
 
     def path(self, record: ImageRecord) -> Path:
         """Path of a record's PNG file."""
-        return self.root / record.file_name
+        return self.root / (record.source or record.file_name)
 
     def by_id(self) -> dict[str, ImageRecord]:
         """Records keyed by image id."""
@@ -144,6 +149,23 @@ def _parse_label(path: Path, line_no: int, column: str, value: str, num_classes:
     return label
 
 
+#: Inception-style classifiers (the NIPS 2017 models) have 1001 outputs: class 0 is the background class no
+#: image has, and the organisers drew target classes from 1..1000.
+BACKGROUND_CLASSES = 1001
+
+
+def target_classes(num_classes: int) -> range:
+    """The classes a target may be drawn from: the classes labels can take.
+
+    Args:
+        num_classes: Number of classifier outputs.
+
+    Returns:
+        ``range(1, 1001)`` for 1001 classes (class 0 is the background, NIPS 2017), else ``range(num_classes)``.
+    """
+    return range(1, num_classes) if num_classes == BACKGROUND_CLASSES else range(num_classes)
+
+
 def draw_targets(true_labels: list[int], *, num_classes: int, seed: int) -> list[int]:
     """Draw a target class ≠ true label for every image, reproducibly.
 
@@ -153,40 +175,70 @@ def draw_targets(true_labels: list[int], *, num_classes: int, seed: int) -> list
         seed: Seed of the draw; the same seed and labels always give the same targets.
 
     Returns:
-        One target per label, uniform over the other ``num_classes − 1`` classes.
+        One target per label, uniform over the other classes of :func:`target_classes` (1..1000 with 1001
+        classes, as NIPS 2017 drew them).
     """
-    if num_classes < 2:
+    classes = target_classes(num_classes)
+    if len(classes) < 2:
         raise DatasetError(f"cannot draw target classes with num_classes={num_classes}; need at least 2")
     rng = np.random.default_rng(seed)
-    offsets = rng.integers(1, num_classes, size=len(true_labels))
-    return [int((label + offset) % num_classes) for label, offset in zip(true_labels, offsets)]
+    count, first = len(classes), classes.start
+    offsets = rng.integers(1, count, size=len(true_labels))
+    return [int(first + (label - first + offset) % count) for label, offset in zip(true_labels, offsets)]
 
 
-def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | None = None,
-                 secret: bytes | None = None) -> Dataset:
-    """Read and validate an input folder.
+def _locate(root: Path, metadata: Path | None) -> tuple[Path, Path]:
+    """The image folder and the label file of an input folder.
 
-    Args:
-        input_dir: Folder holding ``<ImageId>.png`` files and a label file (see :data:`LABEL_FILES`).
-        seed: Seed for drawing target classes when the label file has none (and no ``secret`` is given).
-        secret: Draw missing target classes from this secret instead of ``seed`` (:mod:`harness.secret`).
-        num_classes: Classes to draw targets from; default ``max(TrueLabel) + 1`` (at least 2).
-
-    Returns:
-        The :class:`Dataset`, images sorted by id.
-
-    Raises:
-        DatasetError: Missing folder or label file, malformed rows, duplicate ids, images without labels or
-            labels without images (all listed), corrupt or non-RGB images, an empty dataset.
+    Besides ``<root>/*.png`` + ``<root>/dev_dataset.csv``, the NIPS 2017 development toolkit's layout is
+    understood: images in ``dataset/images/`` and ``dataset/dev_dataset.csv`` beside that folder, whether
+    ``root`` is ``dataset/`` or ``dataset/images/``; ``metadata`` (``--dataset_metadata``) names the label file.
     """
-    root = Path(input_dir)
     if not root.is_dir():
         raise DatasetError(f"input folder {root} does not exist; pass --input_dir with a folder of "
                            "<ImageId>.png files and a dev_dataset.csv or labels.csv")
-    label_path = next((root / name for name in LABEL_FILES if (root / name).is_file()), None)
-    if label_path is None:
+    if metadata is not None:
+        if not metadata.is_file():
+            raise DatasetError(f"label file {metadata} (--dataset_metadata) does not exist")
+    images = root
+    if not any(root.glob("*.[pP][nN][gG]")) and (root / "images").is_dir():
+        images = root / "images"  # the dev toolkit's dataset/ folder
+    if metadata is None:
+        toolkit_parent = (images.parent,) if images.name == "images" else ()  # dataset/dev_dataset.csv
+        for folder in dict.fromkeys((images, root, *toolkit_parent)):
+            metadata = next((folder / name for name in LABEL_FILES if (folder / name).is_file()), None)
+            if metadata is not None:
+                break
+    if metadata is None:
         raise DatasetError(f"{root}: no label file; add dev_dataset.csv (NIPS 2017 format) or labels.csv "
-                           "with columns ImageId,TrueLabel[,TargetClass]")
+                           "with columns ImageId,TrueLabel[,TargetClass], or name it with --dataset_metadata")
+    return images, metadata
+
+
+def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | None = None,
+                 secret: bytes | None = None, metadata: Path | None = None, only_present: bool = False) -> Dataset:
+    """Read and validate an input folder.
+
+    Args:
+        input_dir: Folder holding ``<ImageId>.png`` files and a label file (see :data:`LABEL_FILES`), or the
+            NIPS 2017 dev toolkit's ``dataset/`` folder (images in ``images/``).
+        seed: Seed for drawing target classes when the label file has none (and no ``secret`` is given).
+        secret: Draw missing target classes from this secret instead of ``seed`` (:mod:`harness.secret`).
+        num_classes: Classes to draw targets from; default ``max(TrueLabel) + 1`` (at least 2).
+        metadata: The label file, when it is not inside ``input_dir`` (the toolkit's ``--dataset_metadata``).
+        only_present: Run on the labelled images that have a PNG and record the others in
+            :attr:`Dataset.left_out` (the NIPS 2017 download script skips failed downloads), instead of refusing.
+
+    Returns:
+        The :class:`Dataset`, images sorted by id. A PNG whose extension differs in case (``x.PNG``) is used
+        as ``x.png``.
+
+    Raises:
+        DatasetError: Missing folder or label file, malformed rows, duplicate ids, images without labels or
+            labels without images (all listed; names differing only in case are named), corrupt or non-RGB
+            images, an empty dataset.
+    """
+    root, label_path = _locate(Path(input_dir), metadata)
     rows = _read_label_rows(label_path)
     if not rows:
         raise DatasetError(f"{label_path}: no images listed; the dataset is empty")
@@ -207,13 +259,26 @@ def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | Non
                                    "a target must differ from the true label")
         labels[image_id] = (true_label, target)
 
-    on_disk = {path.stem for path in root.glob("*.png") if path.is_file()}
-    unlabeled = sorted(on_disk - labels.keys())
-    missing = sorted(labels.keys() - on_disk)
+    # stem → file name; "x.PNG" stands for "x.png" when there is no "x.png" (the extension's case is safe to
+    # ignore: submissions are given the file as "x.png"; a stem differing in case is only named, never guessed).
+    on_disk: dict[str, str] = {}
+    for path in sorted(root.iterdir(), key=lambda p: (p.suffix != ".png", p.name)):
+        if path.suffix.lower() == ".png" and path.is_file():
+            on_disk.setdefault(path.stem, path.name)
+    unlabeled = sorted(on_disk.keys() - labels.keys())
+    missing = sorted(labels.keys() - on_disk.keys())
+    left_out: tuple[str, ...] = ()
+    if missing and only_present and not unlabeled and len(missing) < len(labels):
+        left_out, missing = tuple(missing), []
+        for image_id in left_out:
+            del labels[image_id]
     if unlabeled or missing:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} labelled image(s) have no PNG in {root}: {_preview(missing)}")
+            parts.append(f"{len(missing)} labelled image(s) have no PNG in {root}: {_preview(missing)}"
+                         + _case_hint(missing, unlabeled, on_disk)
+                         + ("" if unlabeled or len(missing) == len(labels) else
+                            "; pass --only_present_images to run on the labelled images present"))
         if unlabeled:
             parts.append(f"{len(unlabeled)} PNG file(s) have no row in {label_path.name}: {_preview(unlabeled)}")
         raise DatasetError("; ".join(parts))
@@ -237,16 +302,29 @@ def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | Non
 
     records = []
     for image_id, true_label, target in zip(ids, true_labels, targets):
-        path = root / f"{image_id}.png"
+        path = root / on_disk[image_id]
         try:
             data = path.read_bytes()
             image = decode_png(data, what=str(path))
         except (OSError, ImageError) as exc:
             raise DatasetError(f"{exc}; replace or remove this image (and its label row)") from None
         records.append(ImageRecord(image_id=image_id, true_label=true_label, target_class=target,
-                                   sha256=sha256_bytes(data), height=image.shape[0], width=image.shape[1]))
+                                   sha256=sha256_bytes(data), height=image.shape[0], width=image.shape[1],
+                                   source="" if path.name == f"{image_id}.png" else path.name))
     return Dataset(root=root, images=tuple(records), label_file=label_path.name, targets_drawn=targets_drawn,
-                   num_classes=num_classes, seed=seed, targets_secret=targets_drawn and secret is not None)
+                   num_classes=num_classes, seed=seed, targets_secret=targets_drawn and secret is not None,
+                   left_out=left_out)
+
+
+def _case_hint(missing: list[str], unlabeled: list[str], on_disk: dict[str, str]) -> str:
+    """" (file 'Img0.png' differs only in case from 'img0')" for the first missing id with such a file."""
+    lowered = {stem.lower(): stem for stem in unlabeled}
+    for image_id in missing:
+        if image_id.lower() in lowered:
+            found = on_disk[lowered[image_id.lower()]]
+            return (f" (file {found!r} differs only in case from ImageId {image_id!r}; rename the file or fix "
+                    "the row — names are case-sensitive)")
+    return ""
 
 
 def _preview(names: list[str], limit: int = 10) -> str:

@@ -2,6 +2,10 @@
 
 Nothing in the file can stop the run: every expected image gets either a label or the reason it has none
 ("missing row", "duplicate rows", "non-integer label …"), and rows naming unknown files are counted as notes.
+
+The variants the NIPS 2017 evaluator accepted are accepted: a file name with or without its ``.png`` extension
+(or with ``.jpg``), a UTF-8 byte-order mark, Windows line endings, a header row, and a row repeated with the same
+label. Rows that disagree for one image stay "duplicate rows" (the evaluator silently kept the last one).
 """
 
 from __future__ import annotations
@@ -71,9 +75,10 @@ def parse_predictions(path: Path, *, expected: set[str], num_classes: int | None
         notes.append(f"output file larger than {MAX_CSV_BYTES >> 20} MiB; read only its beginning")
         data = data[:MAX_CSV_BYTES]
         data = data[:data.rfind(b"\n") + 1]  # never keep half a row: "b.png,12" must not become "b.png,1"
-    text = data.decode("utf-8", errors="replace").replace("\0", "")
+    text = data.decode("utf-8", errors="replace").replace("\0", "").removeprefix("\ufeff")
     labels: dict[str, list[str]] = {}
     unknown = malformed = unparseable = 0
+    unknown_example = ""
     for line in text.splitlines():
         try:
             row = next(csv.reader([line]), [])
@@ -85,13 +90,15 @@ def parse_predictions(path: Path, *, expected: set[str], num_classes: int | None
         if len(row) < 2:
             malformed += 1
             continue
-        name = row[0].strip()
-        if name not in expected:
+        name = _expected_name(row[0].strip(), expected)
+        if name is None:
             unknown += 1
+            unknown_example = unknown_example or row[0].strip()
             continue
         labels.setdefault(name, []).append(row[1].strip())
     if unknown:
-        notes.append(f"{unknown} row(s) name files that were not given")
+        shown = unknown_example if len(unknown_example) <= 40 else unknown_example[:40] + "…"
+        notes.append(f"{unknown} row(s) name files that were not given (e.g. {shown!r})")
     if malformed:
         notes.append(f"{malformed} row(s) without a label column")
     if unparseable:
@@ -101,7 +108,7 @@ def parse_predictions(path: Path, *, expected: set[str], num_classes: int | None
         values = labels.get(name)
         if not values:
             answers[name] = Answer(None, "missing row")
-        elif len(values) > 1:
+        elif len(set(values)) > 1:
             answers[name] = Answer(None, "duplicate rows")
         else:
             answers[name] = _label(values[0], num_classes)
@@ -113,3 +120,13 @@ def _label(text: str, num_classes: int | None) -> Answer:
         return Answer(parse_label(text, num_classes=num_classes), "")
     except ValueError as exc:
         return Answer(None, str(exc))
+
+
+def _expected_name(name: str, expected: set[str]) -> str | None:
+    """The expected file ``name`` designates: itself, ``name + ".png"`` or ``<stem>.png`` for ``<stem>.jpg``
+    (as the NIPS 2017 evaluator matched rows); None when it names no given file."""
+    if name in expected:
+        return name
+    stem = name[:-4] if name.lower().endswith((".png", ".jpg")) else name
+    candidate = stem + ".png"
+    return candidate if candidate in expected else None

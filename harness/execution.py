@@ -202,7 +202,7 @@ class Runner:
                     self.store.put_image(contract.encode_png(verdict.image), version)
             images.append(ImageVerdict(image_id=record.image_id, version=version, problem=verdict.problem,
                                        clipped_values=verdict.clipped_values, max_violation=verdict.max_violation,
-                                       linf=verdict.linf))
+                                       linf=verdict.linf, note=verdict.note))
         run = _with_cleanup(run, scratch, self.workspace.root)
         result = AttackUnitRecord(key=key, attack=attack.name, attack_hash=attack.content_hash,
                                   attack_type=attack.type.value, epsilon=eps, run=run, images=tuple(images))

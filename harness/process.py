@@ -27,7 +27,7 @@ from harness.isolation import (SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, Cgro
 from harness.library import library_dir, library_link, python_path
 from harness.names import one_line
 from harness.privilege import give_to_run, run_identity, stage_command
-from harness.submission import Submission, iter_files
+from harness.submission import Submission, iter_files, scan_links
 
 #: How often a running process's output folder is measured.
 POLL_SECONDS = 0.5
@@ -66,12 +66,20 @@ class RunRecord:
 
 
 def fresh_copy(submission: Submission, destination: Path) -> Path:
-    """Copy a submission's regular files (no symlinks, no caches) into ``destination``; mark the entry executable."""
+    """Copy a submission's regular files (no caches) into ``destination`` and recreate, as relative links, the
+    symbolic links that resolve inside it (:func:`harness.submission.scan_links`); mark the entry executable."""
     destination.mkdir(parents=True, exist_ok=False)
     for rel in iter_files(submission.path):
         target = destination / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(submission.path / rel, target)
+    for link in scan_links(submission.path)[0]:
+        where, points_to = destination / link.path, destination / link.target
+        if (submission.path / link.target).is_dir():
+            points_to.mkdir(parents=True, exist_ok=True)
+        where.parent.mkdir(parents=True, exist_ok=True)
+        if not os.path.lexists(where):
+            os.symlink(os.path.relpath(points_to, where.parent), where)
     entry = destination / submission.entry_point
     entry.chmod(entry.stat().st_mode | 0o755)
     return destination
@@ -327,6 +335,19 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
                      log=log_name)
 
 
+#: Folder holding a ``python`` command inside the sandbox when the interpreter's folder has none.
+SANDBOX_PYTHON_ALIAS = "/python_alias"
+
+
+def python_alias_needed() -> bool:
+    """True when the interpreter's folder has no ``python`` command (e.g. a system ``/usr/bin/python3``).
+
+    NIPS 2017 entry points call ``python`` (the organisers' containers had one); such runs are then given a
+    ``python`` that is the harness's own interpreter, on ``PATH`` before everything else.
+    """
+    return not (Path(sys.executable).parent / "python").exists()
+
+
 def run_submission(submission: Submission, args: list[str], *, inputs: Path, outputs: Path, workdir: Path,
                    limits: Limits, log_path: Path, log_name: str, gpu: str | None,
                    protections: Protections, threads: int | None = None) -> RunRecord:
@@ -359,6 +380,10 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
         if protections.kind is SandboxKind.BWRAP:
             argv = bwrap_command([entry, *sandbox_args], code=code, inputs=inputs, outputs=outputs, gpu=gpu,
                                  limits=limits)
+            if python_alias_needed():  # before the root is made read-only
+                at = argv.index("--remount-ro") if "--remount-ro" in argv else argv.index("--")
+                argv[at:at] = ["--symlink", str(Path(sys.executable).resolve()), f"{SANDBOX_PYTHON_ALIAS}/python"]
+                env["PATH"] = SANDBOX_PYTHON_ALIAS + os.pathsep + env["PATH"]
             identity = run_identity()
             if identity is not None:  # a root harness: the run is the dedicated unprivileged uid
                 uid, gid = identity
@@ -385,6 +410,11 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
         tmp.mkdir()
         env = scrubbed_environment(home=str(home), tmp=str(tmp), gpu=gpu, threads=threads,
                                    library_parent=library_link(workdir / "library"))
+        if python_alias_needed():
+            alias = workdir / "python_alias"
+            alias.mkdir()
+            (alias / "python").symlink_to(Path(sys.executable).resolve())
+            env["PATH"] = str(alias) + os.pathsep + env["PATH"]
         argv = [entry, *(a.replace("{input}", str(inputs)).replace("{output}", str(outputs)) for a in args)]
     return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path, log_name=log_name,
                        watch=outputs, protections=protections, display=display)

@@ -48,6 +48,7 @@ class ImageVerdict:
         clipped_values: Pixel values the referee clipped into the ε-ball.
         max_violation: Largest distance (0-255 units) of an output value outside the ε-ball.
         linf: L∞ distance (0-255 units) of the refereed image from the clean one.
+        note: "" or a remark on a used output (e.g. "mode RGBA converted to RGB …").
     """
 
     image_id: str
@@ -56,18 +57,20 @@ class ImageVerdict:
     clipped_values: int
     max_violation: int
     linf: int
+    note: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {"image_id": self.image_id, "version": self.version, "problem": self.problem,
-                "clipped_values": self.clipped_values, "max_violation": self.max_violation, "linf": self.linf}
+                "clipped_values": self.clipped_values, "max_violation": self.max_violation, "linf": self.linf,
+                "note": self.note}
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> ImageVerdict:
         """Inverse of :meth:`to_json` (raises ``KeyError``/``TypeError``/``ValueError`` on bad input)."""
         return cls(image_id=str(value["image_id"]), version=str(value["version"]), problem=str(value["problem"]),
                    clipped_values=int(value["clipped_values"]), max_violation=int(value["max_violation"]),
-                   linf=int(value["linf"]))
+                   linf=int(value["linf"]), note=str(value.get("note", "")))
 
 
 @dataclass(frozen=True)

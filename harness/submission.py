@@ -90,8 +90,55 @@ def iter_files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+@dataclass(frozen=True)
+class Link:
+    """A symbolic link inside a submission folder that resolves inside it (kept in every fresh copy).
+
+    Attributes:
+        path: The link, relative to the folder.
+        target: What it resolves to (all links followed), relative to the folder.
+    """
+
+    path: Path
+    target: Path
+
+
+def scan_links(folder: Path) -> tuple[list[Link], list[str]]:
+    """Symbolic links below ``folder`` (not inside :data:`IGNORED_NAMES`), sorted by path.
+
+    Public NIPS 2017 submissions link checkpoints (``ckpt -> store``); the organisers' docker volume mount kept
+    such links, so links resolving to an existing file or folder inside ``folder`` are kept (and hashed).
+
+    Returns:
+        ``(kept, leaving)``: the links resolving inside the folder, and one plain-words remark per link that
+        leaves it, dangles or points into an ignored cache (such links are not copied into runs).
+    """
+    root = folder.resolve()
+    kept: list[Link] = []
+    leaving: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_NAMES)
+        for name in sorted(dirnames + filenames):
+            full = Path(dirpath) / name
+            if name in IGNORED_NAMES or not full.is_symlink():
+                continue
+            rel = full.relative_to(folder)
+            try:
+                target = full.resolve(strict=True).relative_to(root)
+            except (OSError, RuntimeError, ValueError):
+                target = None
+            if target is None or any(part in IGNORED_NAMES for part in target.parts):
+                leaving.append(f"{folder / rel}: symbolic link to {os.readlink(full)!r} leaves the submission "
+                               "folder (or leads nowhere); runs get a copy of the folder without it — move "
+                               "what it points to into the folder and link to that")
+            else:
+                kept.append(Link(path=rel, target=target))
+    return kept, leaving
+
+
 def content_hash(folder: Path) -> str:
-    """SHA-256 over relative paths, executable bits and bytes of every file in ``folder``."""
+    """SHA-256 over relative paths, executable bits and bytes of every file in ``folder``, and over the links
+    kept inside it (:func:`scan_links`: path and target)."""
     digest = hashlib.sha256()
     for rel in iter_files(folder):
         full = folder / rel
@@ -101,6 +148,8 @@ def content_hash(folder: Path) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
         digest.update(b"\0")
+    for link in scan_links(folder)[0]:  # no line for a folder without links: its hash is unchanged
+        digest.update(f"{link.path.as_posix()}\0link\0{link.target.as_posix()}\0".encode())
     return digest.hexdigest()
 
 
@@ -165,7 +214,8 @@ def parse_submission(folder: str | Path) -> Submission:
         present = [p.as_posix() for p in iter_files(folder)]
         raise SubmissionError(f"{meta_path}: entry_point {entry!r} does not exist in {folder}"
                               f"{suggest(entry, present)}")
-    warnings = []
+    _check_interpreter_line(entry_path)
+    warnings = list(scan_links(folder)[1])
     if not os.access(entry_path, os.X_OK):
         warnings.append(f"{entry_path}: not executable; the harness marks its copy executable "
                         f"(fix with: chmod +x {entry_path})")
@@ -182,6 +232,24 @@ def parse_submission(folder: str | Path) -> Submission:
         container_gpu=metadata.get("container_gpu", ""),
         warnings=tuple(warnings),
     )
+
+
+def _check_interpreter_line(entry_path: Path) -> None:
+    """Raise SubmissionError when the entry point's ``#!`` line cannot be used by the system: saved with
+    Windows line endings (``#!/bin/bash\\r`` → "No such file or directory") or preceded by a byte-order mark."""
+    try:
+        with open(entry_path, "rb") as handle:
+            first = handle.readline(4096)
+    except OSError as exc:
+        raise SubmissionError(f"{entry_path}: cannot read the entry point ({exc.strerror or exc})") from None
+    fix = f"sed -i 's/\\r$//' {entry_path}  (or dos2unix)"
+    if first.startswith(b"#!") and first.rstrip(b"\n").endswith(b"\r"):
+        raise SubmissionError(f"{entry_path}: its #! line ends with a Windows line ending (\\r), so the system "
+                              "looks for an interpreter whose name ends in '\\r' and fails with 'No such file or "
+                              f"directory'; save it with Unix line endings: {fix}")
+    if first.startswith(b"\xef\xbb\xbf#!"):
+        raise SubmissionError(f"{entry_path}: a UTF-8 byte-order mark precedes its #! line, so the system cannot "
+                              f"run it; save it without the mark (UTF-8 without BOM)")
 
 
 @dataclass(frozen=True)

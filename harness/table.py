@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
@@ -61,6 +61,8 @@ class AttackImageRow:
         clipped_values: Channel values moved back onto the ε-ball.
         max_violation: Largest violation in 0–255 units.
         linf: L∞ distance of the refereed image to the clean one.
+        note: "" or a remark on a used output (its mode converted to RGB); a results folder written before
+            this column existed reads as "".
     """
 
     epsilon: int
@@ -71,6 +73,7 @@ class AttackImageRow:
     clipped_values: int
     max_violation: int
     linf: int
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,10 @@ def read_csv(path: Path, row_type: type[Row]) -> list[Row]:
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
-        if header != names:
+        optional = [f.name for f in fields(row_type) if f.default is not MISSING]
+        if header is not None and header != names and header == names[:len(names) - len(optional)]:
+            names = header  # an older folder without the trailing optional columns: they take their defaults
+        elif header != names:
             raise ValueError(f"{path}: header {header} does not match the expected {names}; "
                              "was it written by another version of the harness?")
         rows = []

@@ -37,7 +37,7 @@ def build_tables(dataset: Dataset, outcome: Outcome, defenses: list[Submission]
             attack_rows.append(AttackImageRow(
                 epsilon=attack_record.epsilon, attack=attack_record.attack, attack_type=attack_record.attack_type,
                 image_id=image.image_id, problem=image.problem, clipped_values=image.clipped_values,
-                max_violation=image.max_violation, linf=image.linf))
+                max_violation=image.max_violation, linf=image.linf, note=image.note))
             truth = labels[image.image_id]
             for defense in defenses:
                 label, problem = answer(defense.name, image.version)

@@ -91,6 +91,13 @@ def decode_png(data: bytes, *, what: str = "image", expected_size: tuple[int, in
     Raises:
         ImageError: If the bytes are not a PNG, not 8-bit RGB, of the wrong or too large a size (one-line message).
     """
+    array, _ = _decode(data, what=what, expected_size=expected_size, max_pixels=max_pixels, convertible=False)
+    return array
+
+
+def _decode(data: bytes, *, what: str, expected_size: tuple[int, int] | None, max_pixels: int,
+            convertible: bool) -> tuple[np.ndarray, str]:
+    """Header checks, then decoding; see :func:`decode_png` and :func:`decode_output_png`."""
     if data[:8] != PNG_SIGNATURE:
         kind = _identify(data)
         raise ImageError(f"{what}: not a PNG file (format {kind})" if kind
@@ -108,21 +115,24 @@ def decode_png(data: bytes, *, what: str = "image", expected_size: tuple[int, in
         rawmode = _raw_mode(img) or ""
         if "16" in rawmode or img.mode.startswith("I;16"):
             raise ImageError(f"{what}: 16-bit PNG, expected 8-bit RGB")
-        if img.mode != IMAGE_MODE:
-            raise ImageError(f"{what}: mode {img.mode}, expected {IMAGE_MODE} (8-bit, 3 channels)")
-        if rawmode != IMAGE_MODE:
+        mode = img.mode
+        if mode != IMAGE_MODE and not (convertible and mode in CONVERTIBLE_MODES):
+            accepted = f" or one of {', '.join(CONVERTIBLE_MODES)}" if convertible else ""
+            raise ImageError(f"{what}: mode {mode}, expected {IMAGE_MODE} (8-bit, 3 channels){accepted}")
+        if mode == IMAGE_MODE and rawmode != IMAGE_MODE:
             raise ImageError(f"{what}: pixel layout {one_line(rawmode, limit=20)}, expected 8-bit RGB")
         if getattr(img, "n_frames", 1) != 1:
             raise ImageError(f"{what}: animated PNG ({img.n_frames} frames), expected one 8-bit RGB image")
         try:
             img.load()
-            array = np.asarray(img, dtype=np.uint8)
+            array = np.asarray(img if mode == IMAGE_MODE else img.convert(IMAGE_MODE), dtype=np.uint8)
         except Exception as exc:  # truncated or corrupt image data
             raise ImageError(f"{what}: unreadable PNG ({one_line(f'{type(exc).__name__}: {exc}', limit=200)})"
                              ) from None
     if array.ndim != 3 or array.shape[2] != 3:
         raise ImageError(f"{what}: decoded to shape {array.shape}, expected (H, W, 3)")
-    return array
+    note = "" if mode == IMAGE_MODE else f"mode {mode} converted to RGB (as PIL's convert('RGB'))"
+    return array, note
 
 
 def _raw_mode(img: PngImagePlugin.PngImageFile) -> str | None:
@@ -144,6 +154,36 @@ def _identify(data: bytes) -> str:
         except Exception:
             continue
     return ""
+
+
+#: Pillow modes an attack output may have besides RGB: every NIPS 2017 tool read outputs with
+#: ``Image.open(f).convert("RGB")``, so these are converted exactly as Pillow does (alpha dropped, grey
+#: replicated, palette looked up) and the conversion is recorded as a note, not a substitution.
+CONVERTIBLE_MODES = ("RGBA", "LA", "L", "P", "PA", "1", "RGBX", "CMYK", "YCbCr")
+
+
+def decode_output_png(data: bytes, *, what: str = "image", expected_size: tuple[int, int] | None = None
+                      ) -> tuple[np.ndarray, str]:
+    """Decode an attack's output PNG into RGB uint8, converting the 8-bit modes NIPS 2017 tools accepted.
+
+    The same header checks as :func:`decode_png` come first (size, bit depth, frames); an 8-bit file in one of
+    :data:`CONVERTIBLE_MODES` is then converted exactly as Pillow's ``.convert("RGB")`` does.
+
+    Args:
+        data: The file's bytes.
+        what: How to name the image in error messages.
+        expected_size: (height, width) the image must have; None accepts any size up to :data:`MAX_PIXELS`.
+
+    Returns:
+        ``(array, note)``: array of shape (H, W, 3), dtype uint8, values 0–255, equal to Pillow's
+        ``.convert("RGB")`` of the file; ``note`` is "" for an RGB file, else e.g. ``"mode RGBA converted to RGB
+        (as PIL's convert('RGB'))"``.
+
+    Raises:
+        ImageError: If the bytes are not a PNG, hold 16-bit samples, a mode outside :data:`CONVERTIBLE_MODES`
+            (e.g. 32-bit integer ``I``), or have the wrong size (one-line message).
+    """
+    return _decode(data, what=what, expected_size=expected_size, max_pixels=MAX_PIXELS, convertible=True)
 
 
 def read_png(path: str | os.PathLike[str]) -> np.ndarray:
@@ -324,6 +364,7 @@ class RefereeResult:
     Attributes:
         image: The image defenses will see: the clipped output, or the clean image when ``problem`` is set.
         problem: Empty when the output was usable; otherwise why the clean image was substituted.
+        note: "" or a remark on a usable output (e.g. its mode was converted to RGB).
         clipped_values: Channel values moved back onto the ε-ball (0 when substituted).
         max_violation: Largest violation in 0–255 units (0 when substituted).
         linf: L∞ distance of ``image`` to the clean image.
@@ -334,6 +375,7 @@ class RefereeResult:
     clipped_values: int
     max_violation: int
     linf: int
+    note: str = ""
 
 
 def _no_follow(path: str, flags: int) -> int:
@@ -343,8 +385,10 @@ def _no_follow(path: str, flags: int) -> int:
 def referee(output_path: Path, clean: np.ndarray, epsilon: int) -> RefereeResult:
     """Turn one attack output file into the image defenses will classify.
 
-    Missing, unreadable, wrong-mode and wrong-size outputs are replaced by the clean image with the reason
-    recorded; usable outputs are clipped to the ε-ball. Symlinks are never followed.
+    Missing, unreadable (not a PNG, 16-bit, unknown mode) and wrong-size outputs are replaced by the clean image
+    with the reason recorded; RGBA, LA, L, P … outputs are converted as Pillow's ``.convert("RGB")`` does (as
+    every NIPS 2017 tool read them) with a note; usable outputs are clipped to the ε-ball. Symlinks are never
+    followed.
 
     Args:
         output_path: Where the attack should have written ``<ImageId>.png``.
@@ -375,13 +419,13 @@ def referee(output_path: Path, clean: np.ndarray, epsilon: int) -> RefereeResult
     try:
         with open(output_path, "rb", opener=_no_follow) as handle:
             data = handle.read(largest + 1)
-        adversarial = decode_png(data, what=output_path.name, expected_size=(height, width))
+        adversarial, note = decode_output_png(data, what=output_path.name, expected_size=(height, width))
     except (ImageError, OSError) as exc:
         text = str(exc) if isinstance(exc, ImageError) else f"output unreadable ({exc.strerror or exc})"
         return substitute(text.replace(f"{output_path.name}: ", "", 1))
     result = clip_to_ball(adversarial, clean, epsilon)
     return RefereeResult(image=result.image, problem="", clipped_values=result.clipped_values,
-                         max_violation=result.max_violation, linf=result.linf)
+                         max_violation=result.max_violation, linf=result.linf, note=note)
 
 
 def visible_perturbation(adversarial: np.ndarray, clean: np.ndarray) -> np.ndarray:

@@ -54,7 +54,7 @@ inp, out = Path(sys.argv[1]), Path(sys.argv[2])
 files = sorted(inp.glob("*.png"))
 x = np.asarray(Image.open(files[0]))
 Image.fromarray(x).save(out / files[0].name, format="JPEG")            # JPEG bytes named .png
-Image.fromarray(x[..., 0]).save(out / files[1].name)                   # grayscale
+Image.fromarray(x[..., 0].astype(np.uint16) * 256).save(out / files[1].name)  # 16-bit grayscale (8-bit: converted)
 Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(out / files[2].name)  # wrong size
 (out / files[3].name).write_bytes(b"garbage")                         # not an image
 os.symlink(files[4], out / files[4].name)                              # symlink to the clean input
@@ -160,7 +160,7 @@ def test_bad_outputs_are_refereed_and_recorded(fault_world: dict[str, Path]) -> 
     result = run_competition(config_for(fault_world, policy=_policy()), echo=lambda _: None)
 
     reasons = {r.image_id: r.problem for r in result.attack_images if r.attack == "bad_formats"}
-    assert reasons == {"img0": "not a PNG file (format JPEG)", "img1": "mode L, expected RGB (8-bit, 3 channels)",
+    assert reasons == {"img0": "not a PNG file (format JPEG)", "img1": "16-bit PNG, expected 8-bit RGB",
                        "img2": "wrong size 3x3, expected 8x8", "img3": "unreadable PNG (not an image file)",
                        "img4": "output is a symbolic link", "img5": ""}
     row = leaderboard(fault_world["results"])["bad_formats"]
