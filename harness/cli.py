@@ -106,6 +106,12 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
     run.add_argument("--batch_size", type=_positive_int, default=_RUN.batch_size,
                      help="images per run (default: %(default)s)")
     run.add_argument("--jobs", type=_positive_int, default=_RUN.jobs, help="runs in parallel (default: %(default)s)")
+    cluster = run.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                         help="run every unit on the Dask cluster of this scheduler (e.g. tcp://host:8786); "
+                              "see README, 'Running on a cluster'")
+    cluster.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                         help="run every unit on a local Dask cluster of N worker processes")
     run.add_argument("--num_classes", type=_positive_int, default=_RUN.num_classes,
                      help="classes to draw missing target classes from (default: largest label + 1)")
     run.add_argument("--only", nargs="+", default=list(_RUN.only), metavar="NAME",
@@ -179,7 +185,7 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             output_dir=args.output_dir, epsilons=tuple(args.max_epsilon), batch_size=args.batch_size,
             jobs=args.jobs, seed=args.seed, force=args.force, policy=_policy(args),
             sandbox=SandboxKind(args.sandbox),
-            only=tuple(args.only), num_classes=args.num_classes)
+            only=tuple(args.only), num_classes=args.num_classes, scheduler=args.scheduler, workers=args.workers)
         result = run_competition(config, echo=lambda line: print(line, file=sys.stderr),
                                  progress=_progress(not args.quiet))
         if not args.quiet:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import shutil
@@ -50,6 +51,8 @@ class CompetitionConfig:
         sandbox: How submission processes are isolated.
         only: If set, run only these submissions (names).
         num_classes: Classes for drawn targets (default: largest label + 1).
+        scheduler: Address of a Dask scheduler (``tcp://host:8786``) whose workers run every unit.
+        workers: Start a local Dask cluster of this many worker processes and run every unit on it.
     """
 
     input_dir: Path
@@ -65,6 +68,8 @@ class CompetitionConfig:
     sandbox: SandboxKind = SandboxKind.AUTO
     only: tuple[str, ...] = ()
     num_classes: int | None = None
+    scheduler: str | None = None
+    workers: int | None = None
 
 
 @dataclass
@@ -201,10 +206,17 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     for note in protections.notes:
         echo(f"sandbox: {note}")
     gpus = visible_gpus()
-    runner = Runner(dataset, workspace, seed=config.seed, batch_size=config.batch_size, jobs=config.jobs,
-                    policy=config.policy, devices=DevicePool(gpus, config.jobs), protections=protections,
-                    progress=progress)
-    outcome = runner.execute(attacks, defenses, epsilons)
+    with contextlib.ExitStack() as cluster:
+        executor = None
+        if config.scheduler is not None or config.workers is not None:
+            from harness.dask_executor import connect  # its ClusterError is a CompetitionError
+            executor = cluster.enter_context(connect(
+                scheduler=config.scheduler, workers=config.workers, sandbox=config.sandbox, echo=echo,
+                paths=[output_dir, dataset.root, *sorted({s.path for s in selected})]))
+        runner = Runner(dataset, workspace, seed=config.seed, batch_size=config.batch_size, jobs=config.jobs,
+                        policy=config.policy, devices=DevicePool(gpus, config.jobs), protections=protections,
+                        progress=progress, executor=executor)
+        outcome = runner.execute(attacks, defenses, epsilons)
     predictions, attack_rows, runs = build_tables(dataset, outcome, defenses)
     scores = score(predictions, attack_rows, runs, epsilons=epsilons, defenses=[d.name for d in defenses],
                    attacks=[(a.name, a.type.value) for a in attacks])
@@ -227,6 +239,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "executed_units": outcome.executed,
         "reused_units": outcome.reused,
         "gpus": gpus,
+        **({"workers": executor.workers, "scheduling_seconds": executor.driver_seconds} if executor else {}),
         "platform": {"python": sys.version.split()[0], "system": platform.platform()},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_seconds": 0.0,

@@ -9,6 +9,7 @@ a plain-words problem — is returned as data, never only printed.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import shutil
@@ -164,6 +165,21 @@ def _describe_exit(exit_code: int, limits: Limits, jail: CgroupJail | None) -> s
     return ""
 
 
+#: prctl(2) option: the signal a process receives when the thread that started it dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: be SIGKILLed when the harness (a Dask worker, say) dies, so a run never outlives
+    the process driving it. Covers the entry point itself; a sandbox's PID namespace (bubblewrap's
+    ``--die-with-parent``) covers every process of the run. A no-op where prctl is unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,
                 log_name: str, watch: Path | None = None, protections: Protections | None = None,
                 display: str | None = None) -> RunRecord:
@@ -188,6 +204,7 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
     memory_by_cgroup = bool(jail and jail.memory_enforced)
 
     def prepare_child() -> None:
+        _die_with_parent()
         if jail is not None:
             jail.enter()
         apply_rlimits(limits, memory_by_cgroup=memory_by_cgroup)
