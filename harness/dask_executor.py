@@ -193,8 +193,9 @@ def check_workers(client: Client, *, paths: list[Path], sandbox: SandboxKind, ve
             break
         time.sleep(0.1)
     if not client.scheduler_info()["workers"]:
-        raise ClusterError(f"the Dask scheduler at {client.scheduler.address} has no workers; start some with "
-                           f"`dask worker {client.scheduler.address}`")
+        address = client.scheduler_info().get("address", "ADDRESS")
+        raise ClusterError(f"the Dask scheduler at {address} has no workers; start some with "
+                           f"`dask worker {address}`")
     answers: dict[str, dict[str, Any]] = client.run(describe_worker, [str(p) for p in paths], sandbox.value)
     problems = []
     for address, answer in sorted(answers.items()):
@@ -283,7 +284,8 @@ class DaskExecutor:
         tick = runner.progress(label, len(units))
         log_path = runner.workspace.root / PROGRESS_LOG
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        [scattered] = self.client.scatter([context], broadcast=True, hash=False)
+        [scattered] = self.client.scatter(  # type: ignore[no-untyped-call]
+            [context], broadcast=True, hash=False)
         futures = {}
         for index, unit in enumerate(units):
             future = self.client.submit(run_unit, scattered, unit, key=f"harness-{label}-{unit.key}",
@@ -295,13 +297,15 @@ class DaskExecutor:
         with open(log_path, "a") as log:
             log.write(f"{time.strftime('%H:%M:%S')} {label}: {len(units)} units on "
                       f"{len(self.client.scheduler_info()['workers'])} workers\n")
-            for done, future in enumerate(as_completed([f for _, f in futures.values()]), start=1):
+            for done, future in enumerate(as_completed(  # type: ignore[no-untyped-call]
+                    [f for _, f in futures.values()]), start=1):
                 index = futures[future.key][0]
                 unit = units[index]
                 try:
                     record = future.result()
-                except KilledWorker:
-                    record = _worker_died_record(unit, context, _allowed_failures() + 1)
+                except KilledWorker as exc:  # the scheduler's allowed failures, not the driver's configuration
+                    deaths = int(getattr(exc, "allowed_failures", _allowed_failures())) + 1
+                    record = _worker_died_record(unit, context, deaths)
                     path = (runner.store.attack_record_path(unit.key) if isinstance(unit, AttackUnit)
                             else runner.store.defense_record_path(unit.version, unit.key))
                     runner.store.write(path, record.to_json())
@@ -331,15 +335,15 @@ def connect(*, scheduler: str | None, workers: int | None, paths: list[Path], sa
     with contextlib.ExitStack() as stack:
         if scheduler is not None:
             try:
-                client = stack.enter_context(Client(scheduler, timeout="20s"))
+                client = stack.enter_context(Client(scheduler, timeout="20s"))  # type: ignore[no-untyped-call]
             except OSError as exc:
                 raise ClusterError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc}); start it "
                                    "with `dask scheduler` and check the address") from None
         else:
-            cluster = stack.enter_context(LocalCluster(
+            cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=workers or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
                 dashboard_address="127.0.0.1:0" if dashboard else None, silence_logs=40))
-            client = stack.enter_context(Client(cluster))
+            client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
         if dashboard and client.dashboard_link:
             echo(f"Dask dashboard: {client.dashboard_link}")
         described = check_workers(client, paths=paths, sandbox=sandbox, version=__version__)
