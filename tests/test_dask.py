@@ -142,7 +142,7 @@ def test_local_cluster_of_two_workers_gives_the_single_process_bytes(world: dict
     manifest = json.loads((world["root"] / "dask" / "manifest.json").read_text())
     assert len(manifest["workers"]) == 2
     for worker in manifest["workers"].values():
-        assert worker["protections"]["kind"] == manifest["protections"]["kind"]
+        assert worker["protections"] == manifest["protections"]
     log = (world["root"] / "dask" / "logs" / "cluster.log").read_text()
     assert "attacks: 6/6 done, 0 failed" in log and "defenses: 6/6 done, 0 failed" in log
 
