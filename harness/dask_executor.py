@@ -342,7 +342,7 @@ def connect(*, scheduler: str | None, workers: int | None, paths: list[Path], sa
         else:
             cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=workers or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address="127.0.0.1:0" if dashboard else None, silence_logs=40))
+                dashboard_address="127.0.0.1:0", silence_logs=40))
             client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
         if dashboard and client.dashboard_link:
             echo(f"Dask dashboard: {client.dashboard_link}")

@@ -261,8 +261,8 @@ def test_worker_that_cannot_see_the_folders_is_refused(world: dict[str, Path], t
     from distributed import Client, LocalCluster
 
     from harness.dask_executor import ClusterError, check_workers
-    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         with pytest.raises(ClusterError, match=r"worker tcp://127\.0\.0\.1:\d+ cannot see .*nowhere.*shared"):
             check_workers(client, paths=[world["root"], world["root"] / "nowhere"], sandbox=SandboxKind.NONE,
                           version=__import__("harness").__version__)
