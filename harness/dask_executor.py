@@ -76,6 +76,8 @@ class WorkerContext:
         environment: The driver's environment fingerprint (part of every key).
         harness_version: The driver's harness version; a worker with another one refuses the task.
         clean_versions: Pixel hash of every clean image, by image id.
+        host_slots: Units that run at once on each host (all its workers together), by host address; a run
+            gets ``cores // slots`` CPU threads of its host.
     """
 
     dataset: Dataset
@@ -87,6 +89,7 @@ class WorkerContext:
     environment: Fingerprint
     harness_version: str
     clean_versions: dict[str, str]
+    host_slots: dict[str, int]
 
 
 # -- worker side ----------------------------------------------------------------------------------------
@@ -109,16 +112,21 @@ def _worker_protections(kind: SandboxKind) -> Protections:
     return _PROTECTIONS[kind]
 
 
-def _concurrency() -> int:
-    """Units this worker runs at once: 1 per GPU resource, else its thread count."""
+def _slots(nthreads: int, resources: dict[str, Any]) -> int:
+    """Units a worker runs at once: one per GPU when it offers the GPU resource, else one per thread."""
+    gpus = resources.get("GPU")
+    return max(1, int(gpus) if gpus else int(nthreads))
+
+
+def _concurrency(host_slots: dict[str, int]) -> int:
+    """Units running at once on this worker's host (all its workers), for the per-run thread share."""
     try:
         from distributed import get_worker
         worker = get_worker()
     except ValueError:
         return 1
-    if worker.state.total_resources.get("GPU"):
-        return max(1, int(worker.state.total_resources["GPU"]))
-    return max(1, int(worker.state.nthreads))
+    own = _slots(worker.state.nthreads, dict(worker.state.total_resources))
+    return max(own, host_slots.get(str(worker.ip), own))
 
 
 def _worker_runner(context: WorkerContext) -> Runner:
@@ -129,10 +137,17 @@ def _worker_runner(context: WorkerContext) -> Runner:
         raise ClusterError(f"worker {_worker_name()} runs harness {__version__}, the driver "
                            f"{context.harness_version}: install harness {context.harness_version} on it and "
                            "restart it")
-    jobs = _concurrency()
-    return Runner(context.dataset, context.workspace, seed=context.seed, batch_size=context.batch_size,
-                  jobs=jobs, policy=context.policy, devices=DevicePool(visible_gpus(), jobs),
-                  protections=_worker_protections(context.sandbox), environment=context.environment)
+    try:
+        from distributed import get_worker
+        own = _slots(get_worker().state.nthreads, dict(get_worker().state.total_resources))
+    except ValueError:
+        own = 1
+    runner = Runner(context.dataset, context.workspace, seed=context.seed, batch_size=context.batch_size,
+                    jobs=own, policy=context.policy, devices=DevicePool(visible_gpus(), own),
+                    protections=_worker_protections(context.sandbox), environment=context.environment)
+    sharing = _concurrency(context.host_slots)  # the host's cores are shared by every unit running on it
+    runner.threads = max(1, (os.cpu_count() or 1) // sharing) if sharing > 1 else None
+    return runner
 
 
 def run_unit(context: WorkerContext, unit: _Unit) -> _Record:
@@ -263,10 +278,14 @@ class DaskExecutor:
 
     def context(self, runner: Runner, clean_versions: dict[str, str]) -> WorkerContext:
         from harness import __version__
+        slots: dict[str, int] = {}
+        for worker in self.client.scheduler_info()["workers"].values():
+            host = str(worker.get("host", ""))
+            slots[host] = slots.get(host, 0) + _slots(int(worker.get("nthreads", 1)), worker.get("resources", {}))
         return WorkerContext(dataset=runner.dataset, workspace=runner.workspace, seed=runner.seed,
                              batch_size=runner.batch_size, policy=runner.policy, sandbox=runner.protections.kind,
                              environment=runner.environment, harness_version=__version__,
-                             clean_versions=clean_versions)
+                             clean_versions=clean_versions, host_slots=slots)
 
     def run(self, runner: Runner, label: str, units: list[Any], clean_versions: dict[str, str]) -> list[Any]:
         """Run ``units`` (all attack or all defense units) as one task each; records in the order of ``units``.

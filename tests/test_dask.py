@@ -33,6 +33,7 @@ marks = Path(MARKS)
 start = time.time()
 first = not any(marks.glob("*.json"))
 (marks / f"{os.getpid()}.json").write_text(json.dumps({"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    "threads": os.environ.get("OMP_NUM_THREADS"),
     "start": start, "pid": os.getpid(), "ppid": os.getppid(), "first": first}))
 time.sleep(SLEEP if first or not ONLY_FIRST else 0)
 for p in sorted(inp.glob("*.png")):
@@ -236,6 +237,8 @@ def test_gpu_workers_each_run_alone_on_their_own_gpu(world: dict[str, Path], tmp
     runs = marks_of(marks)
     assert len(runs) == 6
     assert {r["gpu"] for r in runs} == {"0", "1"}
+    # two GPU workers on one host: each run gets half of the host's cores (the worker's, not the driver's)
+    assert {r["threads"] for r in runs} == {str(max(1, (os.cpu_count() or 1) // 2))}
     for gpu in ("0", "1"):
         spans = sorted((float(str(r["start"])), float(str(r["end"]))) for r in runs if r["gpu"] == gpu)
         assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
