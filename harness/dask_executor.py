@@ -167,6 +167,12 @@ def run_unit(context: WorkerContext, unit: _Unit) -> _Record:
     return runner.run_defense_unit(unit)
 
 
+def _remove_scratch(folder: str) -> None:
+    """Run on every worker after a stage: remove this machine's scratch folder of the competition."""
+    import shutil
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def describe_worker(paths: list[str], sandbox: str) -> dict[str, Any]:
     """Run on every worker by :func:`check_workers`: its harness version, the paths it cannot use, its sandbox
     and cores."""
@@ -335,6 +341,8 @@ class DaskExecutor:
                 log.flush()
                 future.release()
         self.driver_seconds[label] = round(time.monotonic() - started, 3)
+        # a worker killed mid-unit leaves its scratch folder on its own machine: every worker clears its own
+        self.client.run(_remove_scratch, str(runner.workspace.scratch))
         return results
 
 
