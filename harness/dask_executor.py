@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
 from harness.competition import CompetitionError
 from harness.dataset import Dataset
 from harness.defense_output import parse_predictions
+from harness.devices import DevicePool
 from harness.isolation import Protections, SandboxKind, probe
 from harness.library import Fingerprint
 from harness.limits import LimitPolicy
@@ -94,6 +95,7 @@ class WorkerContext:
 
 # -- worker side ----------------------------------------------------------------------------------------
 _PROTECTIONS: dict[SandboxKind, Protections] = {}
+_POOLS: dict[tuple[tuple[str, ...], int], DevicePool] = {}
 
 
 def _worker_name() -> str:
@@ -131,19 +133,25 @@ def _concurrency(host_slots: dict[str, int]) -> int:
 
 def _worker_runner(context: WorkerContext) -> Runner:
     from harness import __version__
-    from harness.devices import DevicePool, visible_gpus
+    from harness.devices import visible_gpus
     from harness.execution import Runner
     if __version__ != context.harness_version:
         raise ClusterError(f"worker {_worker_name()} runs harness {__version__}, the driver "
                            f"{context.harness_version}: install harness {context.harness_version} on it and "
                            "restart it")
+    gpus = visible_gpus()
     try:
         from distributed import get_worker
-        own = _slots(get_worker().state.nthreads, dict(get_worker().state.total_resources))
+        worker = get_worker()
+        own = _slots(worker.state.nthreads, dict(worker.state.total_resources))
+        if gpus and str(worker.name).isdigit():  # a local cluster's workers 0, 1, ... start on different GPUs
+            offset = int(str(worker.name)) % len(gpus)
+            gpus = gpus[offset:] + gpus[:offset]
     except ValueError:
         own = 1
+    pool = _POOLS.setdefault((tuple(gpus), own), DevicePool(gpus, own))  # shared by this worker's threads
     runner = Runner(context.dataset, context.workspace, seed=context.seed, batch_size=context.batch_size,
-                    jobs=own, policy=context.policy, devices=DevicePool(visible_gpus(), own),
+                    jobs=own, policy=context.policy, devices=pool,
                     protections=_worker_protections(context.sandbox), environment=context.environment)
     sharing = _concurrency(context.host_slots)  # the host's cores are shared by every unit running on it
     runner.threads = max(1, (os.cpu_count() or 1) // sharing) if sharing > 1 else None
