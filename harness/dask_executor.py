@@ -29,6 +29,7 @@ import contextlib
 import importlib.util
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
@@ -175,6 +176,10 @@ def run_unit(context: WorkerContext, unit: _Unit) -> _Record:
     return runner.run_defense_unit(unit)
 
 
+def _identity(value: WorkerContext) -> WorkerContext:
+    return value
+
+
 def _remove_scratch(folder: str) -> None:
     """Run on every worker after a stage: remove this machine's scratch folder of the competition."""
     import shutil
@@ -317,11 +322,13 @@ class DaskExecutor:
         tick = runner.progress(label, len(units))
         log_path = runner.workspace.root / PROGRESS_LOG
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        [scattered] = self.client.scatter(  # type: ignore[no-untyped-call]
-            [context], broadcast=True, hash=False)
+        # the context travels once, as a task's result: unlike scattered data it is recomputed when the worker
+        # holding it dies
+        shared = self.client.submit(_identity, context, key=f"harness-context-{label}-{uuid.uuid4().hex}",
+                                    pure=False)
         futures = {}
         for index, unit in enumerate(units):
-            future = self.client.submit(run_unit, scattered, unit, key=f"harness-{label}-{unit.key}",
+            future = self.client.submit(run_unit, shared, unit, key=f"harness-{label}-{unit.key}",
                                         resources=self.resources, pure=False, retries=0)
             futures[future.key] = (index, future)
         results: list[Any] = [None] * len(units)
