@@ -169,15 +169,23 @@ def _describe_exit(exit_code: int, limits: Limits, jail: CgroupJail | None) -> s
 _PR_SET_PDEATHSIG = 1
 
 
+def _find_prctl() -> Any:
+    """libc's prctl, looked up once in the harness (never in a freshly forked child); None where absent."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _find_prctl()
+
+
 def _die_with_parent() -> None:
     """In the child before exec: be SIGKILLed when the harness (a Dask worker, say) dies, so a run never outlives
     the process driving it. Covers the entry point itself; a sandbox's PID namespace (bubblewrap's
     ``--die-with-parent``) covers every process of the run. A no-op where prctl is unavailable."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
 def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,
