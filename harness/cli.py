@@ -124,6 +124,12 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=_positive_int, default=_RUN.jobs,
                      help=f"runs in parallel, each with its share of the cores' threads (default: one per usable "
                           f"core, {default_jobs()} here)")
+    cluster = run.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                         help="run every unit on the Dask cluster of this scheduler (e.g. tcp://host:8786); "
+                              "see README, 'Running on a cluster'")
+    cluster.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                         help="run every unit on a local Dask cluster of N worker processes")
     run.add_argument("--num_classes", type=_positive_int, default=_RUN.num_classes,
                      help="classes to draw missing target classes from (default: largest label + 1)")
     run.add_argument("--only", nargs="+", default=list(_RUN.only), metavar="NAME",
@@ -215,7 +221,7 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             jobs=args.jobs, seed=args.seed, force=args.force, policy=_policy(args),
             sandbox=SandboxKind(args.sandbox),
             only=tuple(args.only), num_classes=args.num_classes, dataset_metadata=args.dataset_metadata,
-            only_present_images=args.only_present_images)
+            only_present_images=args.only_present_images, scheduler=args.scheduler, workers=args.workers)
         result = run_competition(config, echo=lambda line: print(one_line(line), file=sys.stderr),
                                  progress=None if args.quiet else progress.reporter(sys.stderr))
         if not args.quiet:

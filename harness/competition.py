@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import sys
@@ -58,6 +59,8 @@ class CompetitionConfig:
         num_classes: Classes for drawn targets (default: largest label + 1).
         dataset_metadata: The label file when it is not in ``input_dir`` (NIPS 2017 toolkit's flag).
         only_present_images: Run on the labelled images that have a PNG, reporting how many were left out.
+        scheduler: Address of a Dask scheduler (``tcp://host:8786``) whose workers run every unit.
+        workers: Start a local Dask cluster of this many worker processes and run every unit on it.
     """
 
     input_dir: Path
@@ -75,6 +78,8 @@ class CompetitionConfig:
     num_classes: int | None = None
     dataset_metadata: Path | None = None
     only_present_images: bool = False
+    scheduler: str | None = None
+    workers: int | None = None
 
 
 @dataclass
@@ -223,10 +228,17 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     for note in protections.notes:
         echo(one_line(f"sandbox: {note}"))
     gpus = visible_gpus()
-    runner = Runner(dataset, workspace, seed=config.seed, batch_size=config.batch_size, jobs=jobs,
-                    policy=config.policy, devices=DevicePool(gpus, jobs), protections=protections,
-                    progress=progress, secret=secret)
-    outcome = runner.execute(attacks, defenses, epsilons)
+    with contextlib.ExitStack() as cluster:
+        executor = None
+        if config.scheduler is not None or config.workers is not None:
+            from harness.dask_executor import connect  # its ClusterError is a CompetitionError
+            executor = cluster.enter_context(connect(
+                scheduler=config.scheduler, workers=config.workers, sandbox=config.sandbox, echo=echo,
+                paths=[output_dir, dataset.root, *sorted({s.path for s in selected})]))
+        runner = Runner(dataset, workspace, seed=config.seed, batch_size=config.batch_size, jobs=jobs,
+                        policy=config.policy, devices=DevicePool(gpus, jobs), protections=protections,
+                        progress=progress, secret=secret, executor=executor)
+        outcome = runner.execute(attacks, defenses, epsilons)
     predictions, attack_rows, runs = build_tables(dataset, outcome, defenses)
     scores = score(predictions, attack_rows, runs, epsilons=epsilons, defenses=[d.name for d in defenses],
                    attacks=[(a.name, a.type.value) for a in attacks])
@@ -252,6 +264,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "executed_units": outcome.executed,
         "reused_units": outcome.reused,
         "gpus": gpus,
+        **({"workers": executor.workers, "scheduling_seconds": executor.driver_seconds} if executor else {}),
         "platform": {"python": sys.version.split()[0], "system": platform.platform()},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_seconds": 0.0,

@@ -24,7 +24,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from joblib import Parallel, delayed
 
@@ -44,6 +44,9 @@ from harness.store import key_of
 from harness.submission import Submission, SubmissionType
 from harness.workspace import Workspace
 from submission_kit import contract
+
+if TYPE_CHECKING:
+    from harness.dask_executor import DaskExecutor
 
 __all__ = ["Outcome", "Runner"]
 
@@ -101,12 +104,15 @@ class Runner:
             submission library).
         secret: The results folder's secret (:mod:`harness.secret`); opaque names derive from it (from ``seed``
             when None, e.g. in ``validate``).
+        executor: Runs each stage's units on a Dask cluster instead of local threads
+            (:class:`harness.dask_executor.DaskExecutor`).
     """
 
     def __init__(self, dataset: Dataset, workspace: Workspace, *, seed: int, batch_size: int, jobs: int,
                  policy: LimitPolicy, devices: DevicePool, protections: Protections,
                  progress: Callable[[str, int], Callable[..., None]] | None = None,
-                 environment: Fingerprint | None = None, secret: bytes | None = None) -> None:
+                 environment: Fingerprint | None = None, secret: bytes | None = None,
+                 executor: DaskExecutor | None = None) -> None:
         self.secret = secret
         self.dataset = dataset
         self.workspace = workspace
@@ -122,6 +128,7 @@ class Runner:
         # Parallel runs share the cores: each gets its share of threads (torch oversubscribed is many times slower).
         self.threads = threads_per_run(jobs)
         self.progress = progress or (lambda _label, _total: (lambda failed=False: None))
+        self.executor = executor
 
     def version_of(self, submission: Submission) -> str:
         """Key of everything a submission's run depends on besides its inputs: its folder and the environment
@@ -292,8 +299,11 @@ class Runner:
             else:
                 outcome.attack_records.append(record)
         outcome.reused["attack"] = len(outcome.attack_records)
-        fresh = self._parallel("attacks", [
-            functools.partial(self.run_attack_unit, unit, clean_versions) for unit in pending_attacks])
+        if self.executor is not None:
+            fresh = self.executor.run(self, "attacks", pending_attacks, clean_versions)
+        else:
+            fresh = self._parallel("attacks", [
+                functools.partial(self.run_attack_unit, unit, clean_versions) for unit in pending_attacks])
         outcome.executed["attack"] = len(fresh)
         outcome.fresh_keys.update(r.key for r in fresh)
         outcome.attack_records += fresh
@@ -317,8 +327,11 @@ class Runner:
             outcome.reused["defense"] += len(used)
             for group in pack_versions(pending, originals, size=self.batch_size, seed=self.seed):
                 defense_work.append(DefenseUnit(defense, group, self.version_of(defense)))
-        fresh_defenses = self._parallel("defenses", [functools.partial(self.run_defense_unit, unit)
-                                                     for unit in defense_work])
+        if self.executor is not None:
+            fresh_defenses = self.executor.run(self, "defenses", defense_work, clean_versions)
+        else:
+            fresh_defenses = self._parallel("defenses", [functools.partial(self.run_defense_unit, unit)
+                                                         for unit in defense_work])
         outcome.executed["defense"] = len(fresh_defenses)
         outcome.fresh_keys.update(r.key for r in fresh_defenses)
         for defense_record in fresh_defenses:

@@ -10,6 +10,7 @@ a plain-words problem — is returned as data, never only printed.
 from __future__ import annotations
 
 import compileall
+import ctypes
 import errno
 import os
 import shutil
@@ -232,6 +233,29 @@ class _LogPump:
         self.thread.join(timeout=10)
 
 
+#: prctl(2) option: the signal a process receives when the thread that started it dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _find_prctl() -> Any:
+    """libc's prctl, looked up once in the harness (never in a freshly forked child); None where absent."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _find_prctl()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: be SIGKILLed when the harness (a Dask worker, say) dies, so a run never outlives
+    the process driving it. Covers the entry point itself; a sandbox's PID namespace (bubblewrap's
+    ``--die-with-parent``) covers every process of the run. A no-op where prctl is unavailable."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
 def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,
                 log_name: str, watch: Path | None = None, protections: Protections | None = None,
                 display: str | None = None, drop: Callable[[], None] | None = None) -> RunRecord:
@@ -257,6 +281,7 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
     memory_by_cgroup = bool(jail and jail.memory_enforced)
 
     def prepare_child() -> None:
+        _die_with_parent()
         if jail is not None:
             jail.enter()
         apply_rlimits(limits, memory_by_cgroup=memory_by_cgroup)

@@ -1,0 +1,394 @@
+"""Run the competition's work units on a Dask cluster (``distributed``): many machines, GPUs as resources.
+
+The local path (:meth:`harness.execution.Runner._parallel`: threads driving processes) and this one share every
+unit function: a Dask task is one work unit (attack × ε × batch, or defense × packed batch), keyed by the unit's
+content key, and runs :meth:`~harness.execution.Runner.run_attack_unit` or
+:meth:`~harness.execution.Runner.run_defense_unit` on the worker. The worker writes the unit's record atomically
+to the shared store; only the small record travels back. A task whose record already exists returns it (tasks
+are idempotent, so a rerun after a worker death or a driver restart does no work twice).
+
+Version 1 needs a shared filesystem: the dataset, the submission folders and the results folder at the same path
+on every worker. :func:`check_workers` refuses a worker that cannot see them or runs another harness version,
+naming the worker and the fix.
+
+Workers:
+
+* each probes its own sandbox (:func:`harness.isolation.probe`); ``manifest.json`` → ``workers`` records them;
+* a worker that owns a GPU is started with ``CUDA_VISIBLE_DEVICES`` set and the Dask resource ``GPU=1``; when any
+  worker advertises ``GPU``, every unit asks for ``GPU=1``, so one run at a time uses each GPU;
+* a run gets ``cores // concurrent units`` CPU threads of the worker's own machine.
+
+A worker that dies mid-unit (SIGKILL, out of memory) is replaced by its nanny and the scheduler reruns the unit
+elsewhere; after Dask's ``distributed.scheduler.allowed-failures`` retries the unit raises
+:class:`distributed.KilledWorker` and is recorded as a failed run ("worker died N times").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
+
+from harness.competition import CompetitionError
+from harness.dataset import Dataset
+from harness.defense_output import parse_predictions
+from harness.devices import DevicePool
+from harness.isolation import Protections, SandboxKind, probe
+from harness.library import Fingerprint
+from harness.limits import LimitPolicy
+from harness.planning import AttackUnit, DefenseUnit
+from harness.process import RunRecord
+from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, RecordError
+from harness.workspace import Workspace
+
+if TYPE_CHECKING:  # distributed is imported only when a cluster is used
+    from distributed import Client
+
+from harness.execution import Runner
+from harness.secret import load as load_secret
+
+__all__ = ["ClusterError", "DaskExecutor", "WorkerContext", "check_workers", "connect"]
+
+#: Plain progress lines go to this file of the results folder.
+PROGRESS_LOG = "logs/cluster.log"
+
+_Record = Union[AttackUnitRecord, DefenseUnitRecord]
+_Unit = Union[AttackUnit, DefenseUnit]
+
+
+class ClusterError(CompetitionError):
+    """The cluster cannot run this competition (unreachable scheduler, refused workers); the message says why."""
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What a worker needs to run any unit of one competition (pickled once per task; small).
+
+    Attributes:
+        dataset: The images and labels (paths must exist on the worker).
+        workspace: The results folder (shared).
+        seed: Seeds opaque names.
+        batch_size: Images per batch.
+        policy: Per-run limits.
+        sandbox: The sandbox kind asked for; each worker probes what it can give.
+        environment: The driver's environment fingerprint (part of every key).
+        harness_version: The driver's harness version; a worker with another one refuses the task.
+        clean_versions: Pixel hash of every clean image, by image id.
+        host_slots: Units that run at once on each host (all its workers together), by host address; a run
+            gets ``cores // slots`` CPU threads of its host.
+    """
+
+    dataset: Dataset
+    workspace: Workspace
+    seed: int
+    batch_size: int
+    policy: LimitPolicy
+    sandbox: SandboxKind
+    environment: Fingerprint
+    harness_version: str
+    clean_versions: dict[str, str]
+    host_slots: dict[str, int]
+
+
+# -- worker side ----------------------------------------------------------------------------------------
+_PROTECTIONS: dict[SandboxKind, Protections] = {}
+_POOLS: dict[tuple[tuple[str, ...], int], DevicePool] = {}
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+        return f"{worker.address} ({worker.name})" if worker.name != worker.address else str(worker.address)
+    except ValueError:
+        return f"process {os.getpid()}"
+
+
+def _worker_protections(kind: SandboxKind) -> Protections:
+    """The sandbox this worker process gives (probed once per process)."""
+    if kind not in _PROTECTIONS:
+        _PROTECTIONS[kind] = probe(kind)
+    return _PROTECTIONS[kind]
+
+
+def _slots(nthreads: int, resources: dict[str, Any]) -> int:
+    """Units a worker runs at once: one per GPU when it offers the GPU resource, else one per thread."""
+    gpus = resources.get("GPU")
+    return max(1, int(gpus) if gpus else int(nthreads))
+
+
+def _concurrency(host_slots: dict[str, int]) -> int:
+    """Units running at once on this worker's host (all its workers), for the per-run thread share."""
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except ValueError:
+        return 1
+    own = _slots(worker.state.nthreads, dict(worker.state.total_resources))
+    return max(own, host_slots.get(str(worker.ip), own))
+
+
+def _worker_runner(context: WorkerContext) -> Runner:
+    from harness import __version__
+    from harness.devices import visible_gpus
+    from harness.execution import Runner
+    if __version__ != context.harness_version:
+        raise ClusterError(f"worker {_worker_name()} runs harness {__version__}, the driver "
+                           f"{context.harness_version}: install harness {context.harness_version} on it and "
+                           "restart it")
+    gpus = visible_gpus()
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+        own = _slots(worker.state.nthreads, dict(worker.state.total_resources))
+        if gpus and str(worker.name).isdigit():  # a local cluster's workers 0, 1, ... start on different GPUs
+            offset = int(str(worker.name)) % len(gpus)
+            gpus = gpus[offset:] + gpus[:offset]
+    except ValueError:
+        own = 1
+    pool = _POOLS.setdefault((tuple(gpus), own), DevicePool(gpus, own))  # shared by this worker's threads
+    runner = Runner(context.dataset, context.workspace, seed=context.seed, batch_size=context.batch_size,
+                    jobs=own, policy=context.policy, devices=pool,
+                    protections=_worker_protections(context.sandbox), environment=context.environment,
+                    secret=load_secret(context.workspace.root))  # from the shared results folder, never sent
+    sharing = _concurrency(context.host_slots)  # the host's cores are shared by every unit running on it
+    runner.threads = max(1, (os.cpu_count() or 1) // sharing) if sharing > 1 else None
+    return runner
+
+
+def run_unit(context: WorkerContext, unit: _Unit) -> _Record:
+    """Task body: the unit's stored record if it exists (idempotent), else run the unit and store its record."""
+    runner = _worker_runner(context)
+    store = runner.store
+    if isinstance(unit, AttackUnit):
+        from harness.execution import _attack_record
+        record = _attack_record(store.read(store.attack_record_path(unit.key)))
+        if record is not None and all(store.image_path(i.version).exists() for i in record.images):
+            return record
+        return runner.run_attack_unit(unit, context.clean_versions)
+    stored = store.read(store.defense_record_path(unit.version, unit.key))
+    if stored is not None:
+        with contextlib.suppress(RecordError):
+            return DefenseUnitRecord.from_json(stored)
+    return runner.run_defense_unit(unit)
+
+
+def _identity(value: WorkerContext) -> WorkerContext:
+    return value
+
+
+def _remove_scratch(folder: str) -> None:
+    """Run on every worker after a stage: remove this machine's scratch folder of the competition."""
+    import shutil
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def describe_worker(paths: list[str], sandbox: str) -> dict[str, Any]:
+    """Run on every worker by :func:`check_workers`: its harness version, the paths it cannot use, its sandbox
+    and cores."""
+    from harness import __version__
+    missing = [p for p in paths if not Path(p).exists()]
+    output = Path(paths[0])
+    unwritable = ""
+    if output.exists():
+        probe_file = output / f".worker-check-{os.getpid()}.tmp"
+        try:
+            probe_file.write_text("ok")
+            probe_file.unlink()
+        except OSError as exc:
+            unwritable = f"{output} is not writable ({exc.strerror})"
+    try:
+        protections: dict[str, object] = _worker_protections(SandboxKind(sandbox)).describe()
+    except RuntimeError as exc:
+        protections = {"error": str(exc)}
+    return {"harness_version": __version__, "missing": missing, "unwritable": unwritable,
+            "protections": protections, "cores": os.cpu_count() or 1,
+            "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def check_workers(client: Client, *, paths: list[Path], sandbox: SandboxKind, version: str) -> dict[str, Any]:
+    """Ask every worker what it sees; return worker address → description for the manifest.
+
+    Args:
+        client: Connected client.
+        paths: The results folder first, then the dataset and submission folders.
+        sandbox: The sandbox kind asked for.
+        version: The driver's harness version.
+
+    Raises:
+        ClusterError: No worker, or a worker with another harness version, missing paths or a sandbox it
+            cannot give; the message names the worker and the fix.
+    """
+    for _ in range(100):  # a freshly started cluster may take a moment to register its workers
+        if client.scheduler_info()["workers"]:
+            break
+        time.sleep(0.1)
+    if not client.scheduler_info()["workers"]:
+        address = client.scheduler_info().get("address", "ADDRESS")
+        raise ClusterError(f"the Dask scheduler at {address} has no workers; start some with "
+                           f"`dask worker {address}`")
+    answers: dict[str, dict[str, Any]] = client.run(describe_worker, [str(p) for p in paths], sandbox.value)
+    problems = []
+    for address, answer in sorted(answers.items()):
+        if answer["harness_version"] != version:
+            problems.append(f"worker {address} runs harness {answer['harness_version']}, the driver {version}: "
+                            f"install harness {version} on it and restart it")
+        if answer["missing"]:
+            problems.append(f"worker {address} cannot see {', '.join(answer['missing'])}: every worker needs the "
+                            "dataset, submission and results folders at the same path (mount the shared "
+                            "filesystem there, or stop that worker)")
+        if answer["unwritable"]:
+            problems.append(f"worker {address}: {answer['unwritable']}; give the worker's user write access")
+        if "error" in answer["protections"]:
+            problems.append(f"worker {address}: {answer['protections']['error']}")
+    if problems:
+        raise ClusterError("; ".join(problems))
+    return dict(sorted(answers.items()))
+
+
+# -- driver side ----------------------------------------------------------------------------------------
+def _allowed_failures() -> int:
+    import dask
+    return int(dask.config.get("distributed.scheduler.allowed-failures"))
+
+
+def _worker_died_record(unit: _Unit, context: WorkerContext, deaths: int) -> _Record:
+    """The failed-run record of a unit that killed its worker every time it ran."""
+    problem = f"worker died {deaths} times"
+    if isinstance(unit, AttackUnit):
+        log = f"logs/attacks/{unit.attack.name}/eps{unit.epsilon}_{unit.key[:12]}.log"
+        run = RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log)
+        images = tuple(ImageVerdict(image_id=r.image_id, version=context.clean_versions[r.image_id],
+                                    problem="missing output image", clipped_values=0, max_violation=0, linf=0)
+                       for r in unit.images)
+        return AttackUnitRecord(key=unit.key, attack=unit.attack.name, attack_hash=unit.attack.content_hash,
+                                attack_type=unit.attack.type.value, epsilon=unit.epsilon, run=run, images=images)
+    log = f"logs/defenses/{unit.defense.name}/{unit.key[:12]}.log"
+    run = RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log)
+    parsed = parse_predictions(Path(os.devnull) / "absent.csv", expected=set(unit.versions))
+    predictions = {version: DefenseAnswer(label=None, problem=parsed.answers[version].problem)
+                   for version in unit.versions}
+    return DefenseUnitRecord(key=unit.key, defense=unit.defense.name, defense_hash=unit.defense.content_hash,
+                             run=run, csv_notes=(), predictions=predictions)
+
+
+class DaskExecutor:
+    """Submits a stage's units to a Dask cluster and gathers their records (the hook of
+    :class:`harness.execution.Runner`).
+
+    Args:
+        client: A connected :class:`distributed.Client`.
+        workers: What :func:`check_workers` returned (worker address → description).
+        echo: Receives plain one-line messages.
+    """
+
+    def __init__(self, client: Client, *, workers: dict[str, Any], echo: Callable[[str], None] = print) -> None:
+        self.client = client
+        self.workers = workers
+        self.echo = echo
+        resources = client.scheduler_info()["workers"].values()
+        #: Every unit asks for one GPU when a worker offers any (one run per GPU at a time).
+        self.resources = {"GPU": 1} if any(w.get("resources", {}).get("GPU") for w in resources) else None
+        #: Seconds the driver spent submitting and collecting, per stage (scheduling overhead).
+        self.driver_seconds: dict[str, float] = {}
+
+    def context(self, runner: Runner, clean_versions: dict[str, str]) -> WorkerContext:
+        from harness import __version__
+        slots: dict[str, int] = {}
+        for worker in self.client.scheduler_info()["workers"].values():
+            host = str(worker.get("host", ""))
+            slots[host] = slots.get(host, 0) + _slots(int(worker.get("nthreads", 1)), worker.get("resources", {}))
+        return WorkerContext(dataset=runner.dataset, workspace=runner.workspace, seed=runner.seed,
+                             batch_size=runner.batch_size, policy=runner.policy, sandbox=runner.protections.kind,
+                             environment=runner.environment, harness_version=__version__,
+                             clean_versions=clean_versions, host_slots=slots)
+
+    def run(self, runner: Runner, label: str, units: list[Any], clean_versions: dict[str, str]) -> list[Any]:
+        """Run ``units`` (all attack or all defense units) as one task each; records in the order of ``units``.
+
+        A unit that killed its worker more than Dask's allowed failures gets a failed-run record, stored like
+        any other.
+
+        Raises:
+            ClusterError: A worker refused a task (another harness version); it reaches the caller as is.
+        """
+        from distributed import KilledWorker, as_completed
+        if not units:
+            return []
+        context = self.context(runner, clean_versions)
+        tick = runner.progress(label, len(units))
+        log_path = runner.workspace.root / PROGRESS_LOG
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        # the context travels once, as a task's result: unlike scattered data it is recomputed when the worker
+        # holding it dies
+        shared = self.client.submit(_identity, context, key=f"harness-context-{label}-{uuid.uuid4().hex}",
+                                    pure=False)
+        futures = {}
+        for index, unit in enumerate(units):
+            future = self.client.submit(run_unit, shared, unit, key=f"harness-{label}-{unit.key}",
+                                        resources=self.resources, pure=False, retries=0)
+            futures[future.key] = (index, future)
+        results: list[Any] = [None] * len(units)
+        failed = 0
+        started = time.monotonic()
+        with open(log_path, "a") as log:
+            log.write(f"{time.strftime('%H:%M:%S')} {label}: {len(units)} units on "
+                      f"{len(self.client.scheduler_info()['workers'])} workers\n")
+            for done, future in enumerate(as_completed(  # type: ignore[no-untyped-call]
+                    [f for _, f in futures.values()]), start=1):
+                index = futures[future.key][0]
+                unit = units[index]
+                try:
+                    record = future.result()
+                except KilledWorker as exc:  # the scheduler's allowed failures, not the driver's configuration
+                    deaths = int(getattr(exc, "allowed_failures", _allowed_failures())) + 1
+                    record = _worker_died_record(unit, context, deaths)
+                    path = (runner.store.attack_record_path(unit.key) if isinstance(unit, AttackUnit)
+                            else runner.store.defense_record_path(unit.version, unit.key))
+                    runner.store.write(path, record.to_json())
+                results[index] = record
+                failed += bool(record.run.problem)
+                tick()
+                log.write(f"{time.strftime('%H:%M:%S')} {label}: {done}/{len(units)} done, {failed} failed\n")
+                log.flush()
+                future.release()
+        self.driver_seconds[label] = round(time.monotonic() - started, 3)
+        # a worker killed mid-unit leaves its scratch folder on its own machine: every worker clears its own
+        self.client.run(_remove_scratch, str(runner.workspace.scratch))
+        return results
+
+
+@contextlib.contextmanager
+def connect(*, scheduler: str | None, workers: int | None, paths: list[Path], sandbox: SandboxKind,
+            echo: Callable[[str], None] = print) -> Iterator[DaskExecutor]:
+    """A :class:`DaskExecutor` on the cluster at ``scheduler``, or on a local cluster of ``workers`` processes
+    (one thread each, loopback only). The local cluster is closed on exit.
+
+    Raises:
+        ClusterError: The scheduler cannot be reached or a worker is refused (see :func:`check_workers`).
+    """
+    from distributed import Client, LocalCluster
+
+    from harness import __version__
+    dashboard = importlib.util.find_spec("bokeh") is not None
+    with contextlib.ExitStack() as stack:
+        if scheduler is not None:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout="20s"))  # type: ignore[no-untyped-call]
+            except OSError as exc:
+                raise ClusterError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc}); start it "
+                                   "with `dask scheduler` and check the address") from None
+        else:
+            cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=workers or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address="127.0.0.1:0", silence_logs=40))
+            client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
+        if dashboard and client.dashboard_link:
+            echo(f"Dask dashboard: {client.dashboard_link}")
+        described = check_workers(client, paths=paths, sandbox=sandbox, version=__version__)
+        yield DaskExecutor(client, workers=described, echo=echo)

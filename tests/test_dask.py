@@ -1,0 +1,298 @@
+"""Running on a Dask cluster (issue 19): local clusters, clusters started with the `dask` command-line tools on
+loopback, killed workers, GPU workers, refused workers, a killed driver. Plain (unsandboxed) runs where a test
+needs a submission to reach a file outside its folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import BUCKET_DEFENSE, NOOP, PLUS, config_for, write_submission
+from harness.competition import CompetitionError, run_competition
+from harness.isolation import SandboxKind
+
+pytest.importorskip("distributed")
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = ("leaderboard.csv", "per_image.csv")
+
+#: Attack that records (CUDA_VISIBLE_DEVICES, start, end, pid, parent pid) in $MARKS/<pid>.json, after
+#: sleeping $SLEEP seconds; a no-op otherwise.
+RECORDING = """
+import json, time
+inp, out, eps = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+marks = Path(MARKS)
+start = time.time()
+first = not any(marks.glob("*.json"))
+(marks / f"{os.getpid()}.json").write_text(json.dumps({"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    "threads": os.environ.get("OMP_NUM_THREADS"),
+    "start": start, "pid": os.getpid(), "ppid": os.getppid(), "first": first}))
+time.sleep(SLEEP if first or not ONLY_FIRST else 0)
+for p in sorted(inp.glob("*.png")):
+    Image.open(p).save(out / p.name)
+mark = json.loads((marks / f"{os.getpid()}.json").read_text())
+mark["end"] = time.time()
+(marks / f"{os.getpid()}.json").write_text(json.dumps(mark))
+"""
+
+#: Attack that SIGKILLs the process that started it (its Dask worker), every time.
+SUICIDAL = """
+import signal
+os.kill(os.getppid(), signal.SIGKILL)
+"""
+
+
+def recording(marks: Path, *, sleep: float, only_first: bool) -> str:
+    return (f"MARKS = {str(marks)!r}\nSLEEP = {sleep}\nONLY_FIRST = {only_first}\n" + RECORDING)
+
+
+def marks_of(folder: Path) -> list[dict[str, object]]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().split()[2] != "Z"
+
+
+class CommandLineCluster:
+    """A `dask scheduler` and `dask worker` processes on loopback, each in its own process group."""
+
+    def __init__(self, folder: Path, *, allowed_failures: int = 1) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.file = folder / "scheduler.json"
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT),
+                    "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(allowed_failures)}
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._start([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+                     "--no-dashboard", "--scheduler-file", str(self.file)], "scheduler")
+        deadline = time.monotonic() + 60
+        while not self.file.exists():
+            assert time.monotonic() < deadline, (folder / "scheduler.log").read_text()
+            time.sleep(0.1)
+        self.address = str(json.loads(self.file.read_text())["address"])
+        self.workers = 0
+
+    def _start(self, argv: list[str], name: str, env: dict[str, str] | None = None) -> None:
+        log = open(self.folder / f"{name}.log", "wb")
+        self.processes.append(subprocess.Popen(argv, cwd=ROOT, env=env or self.env, stdout=log,
+                                               stderr=subprocess.STDOUT, start_new_session=True))
+
+    def add_worker(self, name: str, *, nthreads: int = 1, env: dict[str, str] | None = None,
+                   extra: tuple[str, ...] = ()) -> None:
+        self._start([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(self.file), "--host",
+                     "127.0.0.1", "--nthreads", str(nthreads), "--no-dashboard", "--name", name, *extra],
+                    name, {**self.env, **(env or {})})
+        self.workers += 1
+
+    def wait(self) -> None:
+        from distributed import Client
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(self.workers, timeout=90)
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def cli_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CommandLineCluster]:
+    """A scheduler and two workers started through the `dask` command line (allowed failures: 1)."""
+    cluster = CommandLineCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.add_worker("w1")
+        cluster.add_worker("w2")
+        cluster.wait()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def no_leftovers(results: Path) -> None:
+    assert not list(results.rglob("*.tmp")), "a temporary file survived"
+
+
+def test_local_cluster_of_two_workers_gives_the_single_process_bytes(world: dict[str, Path]) -> None:
+    write_submission(world["attacks"], "noop", "attack", NOOP)
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    local = run_competition(config_for(world, batch_size=2, output_dir=world["root"] / "local"), echo=lambda _: None)
+    lines: list[str] = []
+    clustered = run_competition(config_for(world, batch_size=2, workers=2, output_dir=world["root"] / "dask"),
+                                echo=lines.append)
+    for name in FILES:
+        assert (world["root"] / "local" / name).read_bytes() == (world["root"] / "dask" / name).read_bytes()
+    assert clustered.outcome.executed == local.outcome.executed == {"attack": 6, "defense": 6}
+    manifest = json.loads((world["root"] / "dask" / "manifest.json").read_text())
+    assert len(manifest["workers"]) == 2
+    for worker in manifest["workers"].values():
+        assert worker["protections"] == manifest["protections"]
+    log = (world["root"] / "dask" / "logs" / "cluster.log").read_text()
+    assert "attacks: 6/6 done, 0 failed" in log and "defenses: 6/6 done, 0 failed" in log
+
+
+def test_command_line_cluster_via_scheduler(world: dict[str, Path], cli_cluster: CommandLineCluster) -> None:
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    run_competition(config_for(world, batch_size=3, output_dir=world["root"] / "local"), echo=lambda _: None)
+    argv = [sys.executable, "run_competition.py", "--input_dir", str(world["data"]), "--attacks_dir",
+            str(world["attacks"]), "--defenses_dir", str(world["defenses"]), "--output_dir",
+            str(world["root"] / "dask"), "--batch_size", "3", "--max_epsilon", "16", "--scheduler",
+            cli_cluster.address, "--quiet", "--seconds_per_image", "5", "--min_seconds", "20"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for name in FILES:
+        assert (world["root"] / "local" / name).read_bytes() == (world["root"] / "dask" / name).read_bytes()
+    manifest = json.loads((world["root"] / "dask" / "manifest.json").read_text())
+    assert sorted(manifest["workers"]) == sorted(cli_cluster_workers(cli_cluster))
+
+
+def cli_cluster_workers(cluster: CommandLineCluster) -> list[str]:
+    from distributed import Client
+    with Client(cluster.address, timeout="30s") as client:
+        return list(client.scheduler_info()["workers"])
+
+
+def test_worker_killed_mid_unit_reruns_elsewhere(world: dict[str, Path], cli_cluster: CommandLineCluster) -> None:
+    marks = world["root"] / "marks"
+    marks.mkdir()
+    write_submission(world["attacks"], "slow", "attack", recording(marks, sleep=120, only_first=True))
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    config = config_for(world, batch_size=100, scheduler=cli_cluster.address, sandbox=SandboxKind.NONE)
+    import threading
+    result: list[object] = []
+    driver = threading.Thread(target=lambda: result.append(run_competition(config, echo=lambda _: None)))
+    driver.start()
+    deadline = time.monotonic() + 120
+    while not marks_of(marks):
+        assert time.monotonic() < deadline and driver.is_alive(), "the slow attack never started"
+        time.sleep(0.1)
+    first = marks_of(marks)[0]
+    os.kill(int(str(first["ppid"])), signal.SIGKILL)  # its worker
+    driver.join(timeout=240)
+    assert not driver.is_alive() and result
+    runs = marks_of(marks)
+    assert len(runs) == 2 and runs[1]["ppid"] != first["ppid"]  # rerun by another worker process
+    records = list((world["results"] / "store" / "attack_runs").rglob("*.json"))
+    assert len(records) == 1
+    rows = (world["results"] / "runs.csv").read_text()
+    assert "worker died" not in rows
+    deadline = time.monotonic() + 10
+    while alive(int(str(first["pid"]))):  # the killed worker's run died with it (parent-death signal)
+        assert time.monotonic() < deadline, "the first run outlived its worker"
+        time.sleep(0.1)
+    no_leftovers(world["results"])
+    cli_cluster.wait()  # the nanny restarted the worker
+
+
+def test_unit_that_kills_its_worker_every_time_is_a_failed_run(world: dict[str, Path],
+                                                                 cli_cluster: CommandLineCluster) -> None:
+    write_submission(world["attacks"], "suicidal", "attack", SUICIDAL)
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    result = run_competition(config_for(world, scheduler=cli_cluster.address, sandbox=SandboxKind.NONE),
+                             echo=lambda _: None)
+    failed = [r for r in result.runs if r.problem]
+    assert [(r.name, r.problem) for r in failed] == [("suicidal", "worker died 2 times")]
+    board = {(s.track, s.name): s for s in result.scores}
+    assert board[("attack", "suicidal")].failed_runs == 1
+    assert board[("attack", "plus")].failed_runs == 0 and board[("defense", "bucket")].failed_runs == 0
+    rerun = run_competition(config_for(world, scheduler=cli_cluster.address, sandbox=SandboxKind.NONE),
+                            echo=lambda _: None)
+    assert rerun.outcome.executed == {"attack": 0, "defense": 0}  # the failure is a stored record
+    cli_cluster.wait()
+
+
+def test_gpu_workers_each_run_alone_on_their_own_gpu(world: dict[str, Path], tmp_path: Path) -> None:
+    marks = world["root"] / "marks"
+    marks.mkdir()
+    write_submission(world["attacks"], "recorder", "attack", recording(marks, sleep=0.5, only_first=False))
+    cluster = CommandLineCluster(tmp_path / "gpus")
+    try:
+        for gpu in ("0", "1"):  # two threads each: only the GPU resource keeps their runs apart
+            cluster.add_worker(f"gpu{gpu}", nthreads=2, env={"CUDA_VISIBLE_DEVICES": gpu},
+                               extra=("--resources", "GPU=1"))
+        cluster.wait()
+        run_competition(config_for(world, batch_size=1, scheduler=cluster.address, sandbox=SandboxKind.NONE),
+                        echo=lambda _: None)
+    finally:
+        cluster.close()
+    runs = marks_of(marks)
+    assert len(runs) == 6
+    assert {r["gpu"] for r in runs} == {"0", "1"}
+    # two GPU workers on one host: each run gets half of the host's cores (the worker's, not the driver's)
+    assert {r["threads"] for r in runs} == {str(max(1, (os.cpu_count() or 1) // 2))}
+    for gpu in ("0", "1"):
+        spans = sorted((float(str(r["start"])), float(str(r["end"]))) for r in runs if r["gpu"] == gpu)
+        assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
+
+
+def test_worker_of_another_harness_version_is_refused(world: dict[str, Path], tmp_path: Path) -> None:
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    preload = tmp_path / "other_version.py"
+    preload.write_text("import harness\nharness.__version__ = '0.0.0-other'\n")
+    cluster = CommandLineCluster(tmp_path / "versions")
+    try:
+        cluster.add_worker("old", extra=("--preload", str(preload)))
+        cluster.wait()
+        with pytest.raises(CompetitionError, match=r"worker tcp://127\.0\.0\.1:\d+ .*runs harness 0\.0\.0-other.*"
+                                                   r"install harness"):
+            run_competition(config_for(world, scheduler=cluster.address), echo=lambda _: None)
+    finally:
+        cluster.close()
+    assert not (world["results"] / "store" / "attack_runs").exists()
+
+
+def test_worker_that_cannot_see_the_folders_is_refused(world: dict[str, Path], tmp_path: Path) -> None:
+    from distributed import Client, LocalCluster
+
+    from harness.dask_executor import ClusterError, check_workers
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        with pytest.raises(ClusterError, match=r"worker tcp://127\.0\.0\.1:\d+ cannot see .*nowhere.*shared"):
+            check_workers(client, paths=[world["root"], world["root"] / "nowhere"], sandbox=SandboxKind.NONE,
+                          version=__import__("harness").__version__)
+
+
+def test_driver_killed_and_restarted_resumes(world: dict[str, Path], cli_cluster: CommandLineCluster) -> None:
+    marks = world["root"] / "marks"
+    marks.mkdir()
+    write_submission(world["attacks"], "recorder", "attack", recording(marks, sleep=1.0, only_first=False))
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    argv = [sys.executable, "run_competition.py", "--input_dir", str(world["data"]), "--attacks_dir",
+            str(world["attacks"]), "--defenses_dir", str(world["defenses"]), "--output_dir", str(world["results"]),
+            "--batch_size", "1", "--scheduler", cli_cluster.address, "--sandbox", "none", "--quiet"]
+    driver = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = world["results"] / "store" / "attack_runs"
+    deadline = time.monotonic() + 120
+    while not (records.exists() and list(records.rglob("*.json"))):
+        assert time.monotonic() < deadline and driver.poll() is None
+        time.sleep(0.05)
+    driver.kill()
+    driver.wait()
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((world["results"] / "manifest.json").read_text())
+    assert manifest["reused_units"]["attack"] >= 1
+    assert manifest["reused_units"]["attack"] + manifest["executed_units"]["attack"] == 6
+    assert len(list(records.rglob("*.json"))) == 6
+    rows = (world["results"] / "runs.csv").read_text()
+    assert "worker died" not in rows and "exit code" not in rows
+    no_leftovers(world["results"])
