@@ -20,7 +20,9 @@ Workers:
 
 A worker that dies mid-unit (SIGKILL, out of memory) is replaced by its nanny and the scheduler reruns the unit
 elsewhere; after Dask's ``distributed.scheduler.allowed-failures`` retries the unit raises
-:class:`distributed.KilledWorker` and is recorded as a failed run ("worker died N times").
+:class:`distributed.KilledWorker`. Dask counts a death against every unit the dead worker held, so such a unit is
+then run once more alone, with nothing else in flight: only if it kills its worker again is it recorded as a
+failed run ("worker died N times"); a unit that merely stood beside the culprit gets its real record.
 """
 
 from __future__ import annotations
@@ -336,27 +338,49 @@ class DaskExecutor:
         results: list[Any] = [None] * len(units)
         failed = 0
         started = time.monotonic()
+        suspects: list[int] = []
+
+        def finish(index: int, record: Any, done: int, log: Any) -> None:
+            nonlocal failed
+            results[index] = record
+            failed += bool(record.run.problem)
+            tick(failed=bool(record.run.problem))
+            log.write(f"{time.strftime('%H:%M:%S')} {label}: {done}/{len(units)} done, {failed} failed\n")
+            log.flush()
+
         with open(log_path, "a") as log:
             log.write(f"{time.strftime('%H:%M:%S')} {label}: {len(units)} units on "
                       f"{len(self.client.scheduler_info()['workers'])} workers\n")
-            for done, future in enumerate(as_completed(  # type: ignore[no-untyped-call]
-                    [f for _, f in futures.values()]), start=1):
+            done = 0
+            for future in as_completed([f for _, f in futures.values()]):  # type: ignore[no-untyped-call]
                 index = futures[future.key][0]
-                unit = units[index]
                 try:
                     record = future.result()
+                except KilledWorker:
+                    # Dask counts a worker's death against every unit it was running or holding: an innocent unit
+                    # beside one that kills its worker can reach the allowed failures too. Rerun each alone below.
+                    suspects.append(index)
+                    future.release()
+                    continue
+                done += 1
+                finish(index, record, done, log)
+                future.release()
+            for index in suspects:  # one at a time, nothing else in flight: a death is this unit's own doing
+                unit = units[index]
+                alone = self.client.submit(run_unit, shared, unit, key=f"harness-{label}-{unit.key}-alone",
+                                           resources=self.resources, pure=False, retries=0)
+                try:
+                    record = alone.result()
                 except KilledWorker as exc:  # the scheduler's allowed failures, not the driver's configuration
                     deaths = int(getattr(exc, "allowed_failures", _allowed_failures())) + 1
                     record = _worker_died_record(unit, context, deaths)
                     path = (runner.store.attack_record_path(unit.key) if isinstance(unit, AttackUnit)
                             else runner.store.defense_record_path(unit.version, unit.key))
                     runner.store.write(path, record.to_json())
-                results[index] = record
-                failed += bool(record.run.problem)
-                tick()
-                log.write(f"{time.strftime('%H:%M:%S')} {label}: {done}/{len(units)} done, {failed} failed\n")
-                log.flush()
-                future.release()
+                alone.release()  # type: ignore[no-untyped-call]
+                done += 1
+                finish(index, record, done, log)
+        getattr(tick, "close", lambda: None)()
         self.driver_seconds[label] = round(time.monotonic() - started, 3)
         # a worker killed mid-unit leaves its scratch folder on its own machine: every worker clears its own
         self.client.run(_remove_scratch, str(runner.workspace.scratch))
