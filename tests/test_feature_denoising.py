@@ -433,8 +433,6 @@ def test_folder_without_weights_names_the_training_command(tmp_path: Path, capsy
         defense.run_folder(folder, [str(ROOT / "sample_data"), str(tmp_path / "out.csv")])
 
 
-@pytest.mark.skipif(not all(variants.weights_path(v).is_file() for v in FOLDERS.values()),
-                    reason="feature-denoising weights not trained yet")
 def test_trained_folders_classify_sample_data(tmp_path: Path) -> None:
     rows = _run_folders(tmp_path, ROOT / "defenses")
     for name, predictions in rows.items():
