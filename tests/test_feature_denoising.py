@@ -256,6 +256,15 @@ def test_pgd_training_attack_mixes_clean_and_random_starts() -> None:
                                   generator=torch.Generator().manual_seed(0))
     expected = gradient.pgd(model, x, eps=8 / 255, alpha=4 / 255, steps=2, random_start=False, y=y)
     assert torch.allclose(all_clean, expected)
+    # Per image: a clean start ends where clean-start PGD ends; a random start elsewhere. The share of clean starts
+    # follows clean_start_prob (0, the recipe's 0.2, 0.5 and 1 on 64 images; bounds at > 4 binomial SDs).
+    x, y = _batch(64)
+    reference = gradient.pgd(model, x, eps=8 / 255, alpha=4 / 255, steps=2, random_start=False, y=y)
+    for prob, low, high in ((0.0, 0, 0), (0.2, 1, 26), (0.5, 16, 48), (1.0, 64, 64)):
+        mixed = training_examples(model, x, y, attack="pgd", eps=8 / 255, pgd_steps=2, clean_start_prob=prob,
+                                  generator=torch.Generator().manual_seed(1))
+        from_clean = torch.isclose(mixed, reference, atol=1e-6).flatten(1).all(dim=1)
+        assert low <= int(from_clean.sum()) <= high, (prob, int(from_clean.sum()))
     with pytest.raises(ValueError, match="unknown training attack"):
         training_examples(model, x, y, attack="cw", eps=8 / 255, generator=torch.Generator())
 
