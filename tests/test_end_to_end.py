@@ -165,6 +165,7 @@ def test_attacks_see_only_images_and_defenses_see_opaque_names(world: dict[str, 
     spy_defense = """
     inp, out = Path(sys.argv[1]), Path(sys.argv[2])
     print("NAMES", sorted(os.listdir(inp)))
+    print("LEVELS", [int(np.asarray(Image.open(p))[0, 0, 0]) for p in sorted(inp.glob("*.png"))])
     with open(out, "w") as f:
         for p in sorted(inp.glob("*.png")):
             f.write(f"{p.name},{int(np.asarray(Image.open(p)).mean()) // 50}\\n")
@@ -191,8 +192,17 @@ def test_attacks_see_only_images_and_defenses_see_opaque_names(world: dict[str, 
     for name in names:
         stem = name.removesuffix(".png")
         assert len(stem) == 24 and all(c in "0123456789abcdef" for c in stem)
-    # No batch holds two versions of the same original image.
-    assert len(defense_logs) == 2
+    # No batch holds two versions of the same original image: each defense run is one batch, and every grey level
+    # it sees (clean v, or v + 16 from `plus`, clipped at 255) names its original, the largest v not above it.
+    values = (10, 45, 90, 120, 180, 240)
+    assert len(defense_logs) == 2  # 12 versions of 6 originals need two batches, and get no more
+    seen = []
+    for log in defense_logs:
+        levels = eval(next(line for line in log.splitlines() if line.startswith("LEVELS"))[len("LEVELS "):])  # noqa: S307
+        originals = [max(v for v in values if v <= level) for level in levels]
+        assert len(originals) == len(set(originals)), levels
+        seen += levels
+    assert sorted(seen) == sorted([*values, *(min(v + 16, 255) for v in values)])
 
 
 def test_bad_submissions_are_recorded_and_others_unaffected(world: dict[str, Path], tmp_path: Path) -> None:
