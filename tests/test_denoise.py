@@ -419,8 +419,14 @@ def test_table1_script_runs_end_to_end_on_a_tiny_configuration(tmp_path: Path, m
     out.write_text(report.replace("(Findings: written by hand", "(Hand-written findings"))
     assert "Hand-written findings" in table1.main(["--images", "10", "--n-jobs", "1", "--vdef",
                                                    str(tmp_path / "v_def.npy"), "--out", str(out), *uap_args])
+    # Findings written for other inputs are not kept: another UAP for one model drops them, with a note.
+    np.save(tmp_path / "other.npy", np.zeros((3, 32, 32), dtype=np.float32))
+    other = uap_args[:-1] + [f"{uap_args[-1].split('=')[0]}={tmp_path / 'other.npy'}"]
+    rerun = table1.main(["--images", "10", "--n-jobs", "1", "--vdef", str(tmp_path / "v_def.npy"), "--out", str(out),
+                         *other])
+    assert "Hand-written findings" not in rerun and "were written for other inputs" in rerun
     for row in table1.PAPER_TABLE:
         assert f"| {row} |" in report
     assert "white-box" in report and report.count("black-box") >= 2 and "weight 20" in report and "h 0.1" in report
-    with pytest.raises(SystemExit, match="make_uap --model"):
+    with pytest.raises(SystemExit, match="make_uap --method sgd --model"):
         table1.main(["--uap", f"{zoo.TARGET_MODEL}={tmp_path / 'missing.npy'}", "--out", str(out)])
