@@ -9,12 +9,20 @@ the JPEG baseline, and the effect of v_def image by image. Writes a markdown rep
 
     python benchmarks/lee2018_table1.py --images 5000
 
+is the command behind the committed report (its default inputs are the ones the report lists).
+
 Inputs (each made by its own command; the error message names it when a file is missing):
 
-* UAPs: ``attacks/uap/uap.npy`` for the target model; ``<HARNESS_CACHE>/uap/<model>.npy`` for the others
-  (``python -m research.uap.make_uap --model M --xi 10 --out ...``), or ``--uap MODEL=PATH``;
+* UAPs (SGD, Shafahi et al. 2020): ``attacks/uap_sgd/uap.npy`` for the target model (committed);
+  ``<HARNESS_CACHE>/uap/<model>_sgd.npy`` for the others (``python -m research.uap.make_uap --method sgd --model M
+  --xi 10 --n-train 5000 --epochs 10 --seed 0 --out ...``, about 2 min each), or ``--uap MODEL=PATH`` (e.g. the
+  DeepFool UAP ``attacks/uap/uap.npy``);
 * v_def: ``defenses/tv_denoise_vdef/v_def.npy`` (``python -m research.lee2018.make_vdef ...``) or ``--vdef``;
 * the zoo's trained weights.
+
+The report's hand-written findings are kept across reruns only while the inputs are the ones they were written
+for (:func:`inputs_key`: the commands that made the UAPs and v_def, or the files' hashes, and the image subset);
+a rerun with other inputs replaces them with a note saying so.
 
 Perturbed images are rounded to 8 bits (``round(255 · clip(x + δ, 0, 1))``) as the competition's PNGs are;
 v_def is added in floating point, then clipped to [0, 1], then the image is denoised.
@@ -23,7 +31,9 @@ v_def is added in floating point, then clipped to [0, 1], then the image is deno
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import platform
 import sys
 import time
@@ -42,7 +52,9 @@ from submission_kit.attack_methods import universal
 from submission_kit.defense_blocks import denoise, vdef
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET_UAP = ROOT / "attacks" / "uap" / "uap.npy"
+TARGET_UAP = ROOT / "attacks" / "uap_sgd" / "uap.npy"
+#: The command that makes a zoo model's UAP as the committed report's (Shafahi et al.'s SGD, 10 epochs).
+MAKE_UAP = "python -m research.uap.make_uap --method sgd --model {model} --xi 10 --n-train 5000 --epochs 10 --seed 0"
 DEFAULT_VDEF = ROOT / "defenses" / "tv_denoise_vdef" / "v_def.npy"
 CLEAN = "clean"
 
@@ -134,15 +146,42 @@ def _pct(values: np.ndarray) -> str:
     return f"{values.mean() * 100:.1f}"
 
 
-NOTES_START, NOTES_END = "<!-- findings:start -->", "<!-- findings:end -->"
+NOTES_START, NOTES_END = "<!-- findings:start", "<!-- findings:end -->"
+_NOTES_HEAD = re.compile(r"<!-- findings:start(?: inputs=([0-9a-f]+))? -->")
 
 
-def kept_notes(path: Path) -> str:
-    """The hand-written findings block of an existing report (kept across reruns), or a placeholder."""
+def input_identity(path: Path) -> str:
+    """What an input array is, independent of where it lies: the command in its JSON record without ``--out``,
+    else the SHA-256 of the file."""
+    record_path = path.with_suffix(".json")
+    if record_path.is_file():
+        command = json.loads(record_path.read_text()).get("command")
+        if command:
+            return re.sub(r"(\s--out\s+\S+)+", "", command)
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def inputs_key(identities: dict[str, str], *, images: int, seed: int) -> str:
+    """Short key (16 hex digits) of a report's inputs: ``identities`` maps each input (``"UAP of MODEL"``,
+    ``"v_def"``) to :func:`input_identity`; ``images`` and ``seed`` give the test-image subset."""
+    text = json.dumps({"inputs": identities, "images": images, "seed": seed}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def kept_notes(path: Path, key: str) -> str:
+    """The hand-written findings block of an existing report if it was written for the inputs ``key``;
+    otherwise a placeholder (saying when findings for other inputs were dropped)."""
     text = path.read_text() if path.is_file() else ""
-    if NOTES_START in text and NOTES_END in text:
-        return text[text.index(NOTES_START):text.index(NOTES_END) + len(NOTES_END)]
-    return f"{NOTES_START}\n(Findings: written by hand after a run; kept when the tables are regenerated.)\n{NOTES_END}"
+    head = _NOTES_HEAD.search(text)
+    start = f"<!-- findings:start inputs={key} -->"
+    if head is not None and NOTES_END in text:
+        if head.group(1) == key:
+            return text[head.start():text.index(NOTES_END) + len(NOTES_END)]
+        return (f"{start}\n(Findings: none yet for these inputs. The hand-written findings of the previous report "
+                f"were written for other inputs (key {head.group(1) or 'not recorded'}) and were dropped; they are "
+                f"in the file's git history.)\n{NOTES_END}")
+    return f"{start}\n(Findings: written by hand after a run; kept when the tables are regenerated from the same " \
+           f"inputs.)\n{NOTES_END}"
 
 
 def render(correct: dict[tuple[str, str], np.ndarray], table: dict[str, Defense], *, target: str,
@@ -241,13 +280,13 @@ def _describe(path: Path) -> str:
 
 
 def _parse_uaps(items: Sequence[str], target: str, others: Sequence[str]) -> dict[str, Path]:
-    paths = {target: TARGET_UAP} | {name: cifar10.cache_dir() / "uap" / f"{name}.npy" for name in others}
+    paths = {target: TARGET_UAP} | {name: cifar10.cache_dir() / "uap" / f"{name}_sgd.npy" for name in others}
     for item in items:
         name, _, path = item.partition("=")
         if name not in paths or not path:
             raise SystemExit(f"--uap expects MODEL=PATH with MODEL in {sorted(paths)}, got {item!r}")
         paths[name] = Path(path)
-    missing = [f"python -m research.uap.make_uap --model {name} --xi 10 --out {path}"
+    missing = [f"{MAKE_UAP.format(model=name)} --out {path}"
                for name, path in paths.items() if not path.is_file()]
     if missing:
         raise SystemExit("UAP file(s) missing; make them with:\n    " + "\n    ".join(missing))
@@ -296,7 +335,9 @@ def main(argv: Sequence[str] | None = None) -> str:
                      f"model {target}: `{_shown(zoo.weights_path(target))}`; torch {torch.__version__}, python "
                      f"{platform.python_version()}, device {device}, {torch.get_num_threads()} threads"],
     }
-    report = render(correct, table, target=target, columns=list(uaps), meta=meta, notes=kept_notes(args.out))
+    key = inputs_key({f"UAP of {name}": input_identity(path) for name, path in uap_paths.items()}
+                     | {"v_def": input_identity(args.vdef)}, images=len(images), seed=args.seed)
+    report = render(correct, table, target=target, columns=list(uaps), meta=meta, notes=kept_notes(args.out, key))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
     print(report)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -254,6 +256,15 @@ def test_pgd_training_attack_mixes_clean_and_random_starts() -> None:
                                   generator=torch.Generator().manual_seed(0))
     expected = gradient.pgd(model, x, eps=8 / 255, alpha=4 / 255, steps=2, random_start=False, y=y)
     assert torch.allclose(all_clean, expected)
+    # Per image: a clean start ends where clean-start PGD ends; a random start elsewhere. The share of clean starts
+    # follows clean_start_prob (0, the recipe's 0.2, 0.5 and 1 on 64 images; bounds at > 4 binomial SDs).
+    x, y = _batch(64)
+    reference = gradient.pgd(model, x, eps=8 / 255, alpha=4 / 255, steps=2, random_start=False, y=y)
+    for prob, low, high in ((0.0, 0, 0), (0.2, 1, 26), (0.5, 16, 48), (1.0, 64, 64)):
+        mixed = training_examples(model, x, y, attack="pgd", eps=8 / 255, pgd_steps=2, clean_start_prob=prob,
+                                  generator=torch.Generator().manual_seed(1))
+        from_clean = torch.isclose(mixed, reference, atol=1e-6).flatten(1).all(dim=1)
+        assert low <= int(from_clean.sum()) <= high, (prob, int(from_clean.sum()))
     with pytest.raises(ValueError, match="unknown training attack"):
         training_examples(model, x, y, attack="cw", eps=8 / 255, generator=torch.Generator())
 
@@ -277,6 +288,96 @@ def test_train_command_writes_weights_record_and_log(tmp_path: Path) -> None:
     assert "--steps 2" in record["reproduce"] and 0 <= record["test_accuracy"] <= 1
     assert "finished mean" in out.with_suffix(".log").read_text()
     variants.load("mean", weights=out)
+
+
+class _Clock:
+    """Stands in for ``time`` in the training module: every reading advances one second, so a wall-clock budget
+    stops a run at the same step on every machine."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+    def strftime(self, fmt: str) -> str:
+        return "00:00:00"
+
+
+def _fake_cifar(monkeypatch: pytest.MonkeyPatch) -> None:
+    generator = np.random.default_rng(0)
+    images = generator.integers(0, 256, size=(48, 32, 32, 3), dtype=np.uint8)
+    labels = generator.integers(0, 10, size=48).astype(np.int64)
+    monkeypatch.setattr(train.cifar10, "load_split", lambda split, root=None: (images, labels))
+    monkeypatch.setattr(train, "test_subset", lambda n, root=None: (images[:8], labels[:8], np.arange(8)))
+    monkeypatch.setattr(train, "pgd_accuracy", lambda *args, **kwargs: 0.0)
+
+
+def _train_args(out: Path) -> list[str]:
+    return ["--train-images", "48", "--batch-size", "8", "--monitor-images", "0", "--test-images", "8",
+            "--eval-images", "8", "--threads", "1", "--out", str(out)]
+
+
+def test_budget_stopped_run_is_repeated_exactly_by_its_record(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_cifar(monkeypatch)
+    monkeypatch.setattr(train, "time", _Clock())
+    # The machine slows down after calibration: the whole 2-epoch plan (12 steps) is scheduled, and the budget
+    # (0.35 min = 21 clock readings, about 10 of them for calibration) stops the run part-way.
+    monkeypatch.setattr(train, "plan_steps", lambda planned, *args, **kwargs: planned)
+    out = tmp_path / "budget" / "baseline.pt"
+    out.parent.mkdir()
+    assert train.main(["--variant", "baseline", "--epochs", "2", "--max-minutes", "0.35", *_train_args(out)]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["stopped_by_budget"] and 2 <= record["steps"] < record["scheduled_steps"], record
+    assert f"--steps {record['scheduled_steps']} --stop-after {record['steps']}" in record["reproduce"]
+    monkeypatch.undo()
+    _fake_cifar(monkeypatch)
+
+    def rerun(command: str, name: str) -> dict[str, torch.Tensor]:
+        argv = command.split()[3:]  # after "python -m research.feature_denoising.train"
+        path = tmp_path / name / "baseline.pt"
+        path.parent.mkdir()
+        assert train.main([*argv, *_train_args(path)]) == 0
+        rerun_record = json.loads(path.with_suffix(".json").read_text())
+        assert rerun_record["reproduce"] == record["reproduce"]
+        return torch.load(path)
+
+    original = torch.load(out)
+    repeated = rerun(record["reproduce"], "repeated")
+    assert original.keys() == repeated.keys()
+    assert all(torch.equal(original[key], repeated[key]) for key in original)
+    # The schedule length matters: the same steps under a schedule of their own length give other weights.
+    record["reproduce"] = record["reproduce"].replace(f"--steps {record['scheduled_steps']} --stop-after ", "--steps ")
+    shorter = rerun(record["reproduce"], "shorter")
+    assert not all(torch.equal(original[key], shorter[key]) for key in original)
+
+
+def test_reproduce_command_states_schedule_and_stop() -> None:
+    command = train.reproduce_command("baseline", attack="fgsm_rs", pgd_steps=3, seed=0, scheduled_steps=992,
+                                      steps=977)
+    assert command == ("python -m research.feature_denoising.train --variant baseline --attack fgsm_rs "
+                       "--steps 992 --stop-after 977 --max-minutes 0 --seed 0")
+    assert "--stop-after" not in train.reproduce_command("mean", attack="fgsm_rs", pgd_steps=3, seed=0,
+                                                         scheduled_steps=675, steps=675)
+    with pytest.raises(ValueError, match="steps done"):
+        train.reproduce_command("mean", attack="fgsm_rs", pgd_steps=3, seed=0, scheduled_steps=5, steps=6)
+    with pytest.raises(SystemExit):
+        train.main(["--variant", "mean", "--stop-after", "3"])
+
+
+def test_committed_records_reproduce_their_schedules() -> None:
+    """Each committed record's reproduce command states the schedule its log says the run used."""
+    for record_path in sorted((ROOT / "submission_kit" / "feature_denoising" / "weights").glob("*.json")):
+        record = json.loads(record_path.read_text())
+        log = record_path.with_suffix(".log").read_text()
+        match = re.search(r"-> (\d+) of \d+ planned steps", log)
+        scheduled = int(match.group(1)) if match else int(re.search(r"--steps (\d+)", record["command"]).group(1))
+        assert record["scheduled_steps"] == scheduled, record_path.name
+        assert f"--steps {scheduled}" in record["reproduce"], record_path.name
+        assert ("--stop-after" in record["reproduce"]) == (record["steps"] < scheduled), record_path.name
+        assert record["stopped_by_budget"] == (record["steps"] < scheduled), record_path.name
 
 
 # -- defense folders -------------------------------------------------------------------------------------------
@@ -341,8 +442,6 @@ def test_folder_without_weights_names_the_training_command(tmp_path: Path, capsy
         defense.run_folder(folder, [str(ROOT / "sample_data"), str(tmp_path / "out.csv")])
 
 
-@pytest.mark.skipif(not all(variants.weights_path(v).is_file() for v in FOLDERS.values()),
-                    reason="feature-denoising weights not trained yet")
 def test_trained_folders_classify_sample_data(tmp_path: Path) -> None:
     rows = _run_folders(tmp_path, ROOT / "defenses")
     for name, predictions in rows.items():

@@ -18,7 +18,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.usefixtures("one_torch_thread"),
     pytest.mark.skipif(not cifar10.available(), reason="CIFAR-10 archives not available"),
-    pytest.mark.skipif(not zoo.weights_path(zoo.TARGET_MODEL).is_file(), reason="target model not trained"),
 ]
 
 

@@ -62,29 +62,48 @@ def test_device_pool_round_robin() -> None:
         assert none is None
 
 
+def _gone(pid: int, *, patience: float = 30.0) -> bool:
+    """Whether process ``pid`` is dead (absent or a zombie) within ``patience`` seconds: a killed process is gone
+    at once; one that was not killed sleeps 300 s, so no machine load blurs the two."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     marker = tmp_path / "child_alive"
     script = tmp_path / "parent.sh"
-    script.write_text(f"#!/bin/bash\n(sleep 3; touch {marker}) &\nsleep 30\n")
+    pid_file = tmp_path / "child.pid"
+    script.write_text(f"#!/bin/bash\n(echo $BASHPID > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; sleep 300; "
+                      f"touch {marker}) &\nwhile [ ! -e {pid_file} ]; do sleep 0.01; done\nsleep 300\n")
     script.chmod(0o755)
     start = time.monotonic()
-    record = run_process([str(script)], cwd=tmp_path, env={"PATH": os.environ["PATH"]}, limits=Limits(1.0),
+    record = run_process([str(script)], cwd=tmp_path, env={"PATH": os.environ["PATH"]}, limits=Limits(5.0),
                          log_path=tmp_path / "log.txt", log_name="log.txt")
-    assert time.monotonic() - start < 10
-    assert record.timed_out and record.problem == "timed out after 1 s"
-    time.sleep(3.5)
-    assert not marker.exists(), "a child of the timed-out run survived"
+    assert time.monotonic() - start < 120  # far below the script's 300 s, far above any load
+    assert record.timed_out and record.problem == "timed out after 5 s"
+    assert _gone(int(pid_file.read_text())), "a child of the timed-out run survived"
+    assert not marker.exists()
 
 
 def test_children_do_not_outlive_a_clean_exit(tmp_path: Path) -> None:
     marker = tmp_path / "orphan_alive"
     script = tmp_path / "parent.sh"
-    script.write_text(f"#!/bin/bash\n(sleep 2; touch {marker}) &\nexit 0\n")
+    pid_file = tmp_path / "orphan.pid"
+    script.write_text(f"#!/bin/bash\n(echo $BASHPID > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; sleep 300; "
+                      f"touch {marker}) &\nwhile [ ! -e {pid_file} ]; do sleep 0.01; done\nexit 0\n")
     script.chmod(0o755)
-    record = run_process([str(script)], cwd=tmp_path, env={"PATH": os.environ["PATH"]}, limits=Limits(10.0),
+    record = run_process([str(script)], cwd=tmp_path, env={"PATH": os.environ["PATH"]}, limits=Limits(120.0),
                          log_path=tmp_path / "log.txt", log_name="log.txt")
     assert record.exit_code == 0 and record.problem == ""
-    time.sleep(2.5)
+    assert _gone(int(pid_file.read_text())), "a child outlived its run's clean exit"
     assert not marker.exists()
 
 

@@ -3,7 +3,7 @@
 Usage::
 
     python -m research.feature_denoising.train --variant nonlocal_gaussian \
-        [--attack fgsm_rs|pgd --pgd-steps K --epochs E --max-minutes M --seed S --steps N]
+        [--attack fgsm_rs|pgd --pgd-steps K --epochs E --max-minutes M --seed S --steps N --stop-after D]
 
 Recipe (Xie et al., "Feature Denoising for Improving Adversarial Robustness", CVPR 2019, Sec. 5, scaled to
 CIFAR-10 on a CPU): every update uses adversarial images only, ε = 8/255, made on the current weights with
@@ -15,7 +15,10 @@ Budget: ``--max-minutes`` is a wall-clock budget for the training loop. Before t
 a throw-away copy of the model, and the one-cycle schedule is shortened to the number of steps that fits (never
 more than ``--epochs`` epochs), so the learning rate still warms up and anneals completely; if the machine slows
 down during the run and the budget runs out anyway, training stops there and the record says so. ``--steps N``
-fixes the schedule length instead (how the JSON record's ``reproduce`` command repeats a budgeted run).
+fixes the schedule length instead, and ``--stop-after D`` stops after D of those N steps: the JSON record keeps
+the scheduled length (``scheduled_steps``) beside the steps done (``steps``), and its ``reproduce`` command gives
+both, so a run the budget stopped is repeated exactly (same one-cycle learning rates, same data order, same
+weights on the same machine and torch version).
 
 At the end the model is evaluated (clean accuracy on the 5,000 test images, PGD-10 accuracy on a shared subset)
 and saved: ``weights/<variant>.pt`` (state dict), ``.json`` (run record) and ``.log`` (this log).
@@ -46,7 +49,7 @@ from submission_kit.feature_denoising import variants
 from .adversarial import ATTACKS, FGSM_RS_STEP, adversarial_step, pgd_step_size, training_examples
 from .evaluation import pgd_accuracy, test_subset
 
-__all__ = ["main", "plan_steps", "train"]
+__all__ = ["main", "plan_steps", "reproduce_command", "train"]
 
 #: Training and evaluation budget ε (the usual CIFAR-10 L∞ budget; the seed trains with 16/255 on ImageNet).
 EPS = 8 / 255
@@ -101,7 +104,8 @@ def _monitor(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, pgd_im
 
 
 def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_steps: int = 3,
-          max_minutes: float | None = None, steps: int | None = None, eps: float = EPS,
+          max_minutes: float | None = None, steps: int | None = None, stop_after: int | None = None,
+          eps: float = EPS,
           batch_size: int = 256, max_lr: float = 0.2, weight_decay: float = 5e-4, label_smoothing: float = 0.1,
           clean_start_prob: float = 0.2, train_images: int | None = None, monitor_images: int = 1000,
           monitor_pgd_images: int = 200, calibration_steps: int = 3, device: str | torch.device = "cpu",
@@ -118,6 +122,8 @@ def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_ste
         pgd_steps: K of ``"pgd"``.
         max_minutes: Wall-clock budget of the training loop (see the module docstring); None for none.
         steps: Fixed number of SGD steps (overrides ``epochs`` and the budget's shortening).
+        stop_after: Stop after this many of the scheduled steps (the schedule keeps its length; how a run stopped
+            by its budget is repeated); None: run the whole schedule.
         eps: L∞ budget on the [0, 1] scale.
         batch_size: Images per step.
         max_lr: Peak learning rate.
@@ -135,13 +141,17 @@ def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_ste
         log: Receives progress lines.
 
     Returns:
-        ``(model, summary)`` with keys ``steps``, ``planned_steps``, ``steps_per_epoch``, ``epochs_run``,
+        ``(model, summary)`` with keys ``steps`` (done), ``scheduled_steps`` (length of the one-cycle schedule),
+        ``planned_steps`` (``epochs`` x steps per epoch, or ``steps``), ``steps_per_epoch``, ``epochs_run``,
         ``seconds_per_step`` (calibrated, or measured when not budgeted), ``minutes`` (training loop),
         ``epoch_minutes``, ``stopped_by_budget``, ``nonfinite_loss_steps``, ``last_epoch_train_accuracy`` (on
         adversarial batches).
     """
     if attack not in ATTACKS:
         raise ValueError(f"unknown training attack {attack!r}; choices: {', '.join(ATTACKS)}")
+    if stop_after is not None and (stop_after < 1 or steps is None or stop_after > steps):
+        raise ValueError(f"stop_after={stop_after} needs steps (the schedule length) with 1 <= stop_after <= steps; "
+                         f"got steps={steps}")
     torch.manual_seed(seed)
     np.random.seed(seed)
     data_generator = torch.Generator().manual_seed(seed)
@@ -207,14 +217,17 @@ def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_ste
     full_epoch_seconds: list[float] = []
     train_acc = 0.0
     epoch = 0
-    while done < total and not stopped:
+    last = total if stop_after is None else stop_after
+    if last < total:
+        log(f"stopping after {last} of the {total} scheduled steps (--stop-after)")
+    while done < last and not stopped:
         epoch += 1
         epoch_start = time.perf_counter()
         order = torch.randperm(len(images), generator=data_generator)
         seen = correct = 0
         loss_sum = 0.0
         for position in range(steps_per_epoch):
-            if done >= total:
+            if done >= last:
                 break
             x, y = batch(order[position * batch_size:(position + 1) * batch_size], data_generator)
             x_adv = training_examples(model, x, y, attack=attack, eps=eps, pgd_steps=pgd_steps,
@@ -253,6 +266,7 @@ def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_ste
     model.eval()
     summary: dict[str, float | int | bool] = {
         "steps": done,
+        "scheduled_steps": total,
         "planned_steps": planned,
         "steps_per_epoch": steps_per_epoch,
         "epochs_run": round(done / steps_per_epoch, 3),
@@ -266,6 +280,34 @@ def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_ste
         "last_epoch_train_accuracy": train_acc,
     }
     return model, summary
+
+
+def reproduce_command(variant: str, *, attack: str, pgd_steps: int, seed: int, scheduled_steps: int, steps: int,
+                      batch_size: int = 256, max_lr: float = 0.2, weight_decay: float = 5e-4,
+                      train_images: int | None = None) -> str:
+    """The command that repeats a run without its wall-clock budget: same schedule length, same steps done.
+
+    Args:
+        variant: Variant name.
+        attack, pgd_steps, seed: As given to :func:`train`.
+        scheduled_steps: Length of the one-cycle schedule the run used (``summary["scheduled_steps"]``).
+        steps: Steps done (fewer than ``scheduled_steps`` when the budget stopped the run).
+        batch_size, max_lr, weight_decay: Stated only when they differ from the command-line defaults.
+        train_images: Training-image subset, if any.
+
+    Returns:
+        A shell command line (``python -m research.feature_denoising.train ...``).
+    """
+    if not 1 <= steps <= scheduled_steps:
+        raise ValueError(f"steps done ({steps}) must lie in 1..scheduled_steps ({scheduled_steps})")
+    return (f"python -m research.feature_denoising.train --variant {variant} --attack {attack}"
+            + (f" --pgd-steps {pgd_steps}" if attack == "pgd" else "")
+            + f" --steps {scheduled_steps}" + (f" --stop-after {steps}" if steps < scheduled_steps else "")
+            + f" --max-minutes 0 --seed {seed}"
+            + (f" --batch-size {batch_size}" if batch_size != 256 else "")
+            + (f" --lr {max_lr:g}" if max_lr != 0.2 else "")
+            + (f" --weight-decay {weight_decay:g}" if weight_decay != 5e-4 else "")
+            + (f" --train-images {train_images}" if train_images else ""))
 
 
 def _variant_name(text: str) -> str:
@@ -288,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=recipe.max_minutes,
                         help="wall-clock budget of the training loop; the schedule is shortened to fit (0: none)")
     parser.add_argument("--steps", type=int, help="fixed number of SGD steps (overrides --epochs and the budget)")
+    parser.add_argument("--stop-after", type=int, help="stop after this many of the --steps scheduled steps (the "
+                        "learning-rate schedule keeps its --steps length; repeats a run its budget stopped)")
     parser.add_argument("--seed", type=int, default=recipe.seed)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=0.2, help="peak one-cycle learning rate")
@@ -304,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if present, else CPU), 'cpu', 'cuda:0', ...")
     args = parser.parse_args(argv)
+    if args.stop_after is not None and (args.steps is None or not 1 <= args.stop_after <= args.steps):
+        parser.error("--stop-after D needs --steps N (the schedule length) with 1 <= D <= N")
 
     max_minutes = args.max_minutes if args.max_minutes and args.max_minutes > 0 else None
     out = args.out if args.out is not None else variants.weights_path(args.variant)
@@ -315,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"command: {command}")
     model, summary = train(args.variant, epochs=args.epochs, seed=args.seed, attack=args.attack,
                            pgd_steps=args.pgd_steps, max_minutes=max_minutes, steps=args.steps,
+                           stop_after=args.stop_after,
                            batch_size=args.batch_size, max_lr=args.lr, weight_decay=args.weight_decay,
                            train_images=args.train_images, monitor_images=args.monitor_images,
                            monitor_pgd_images=args.monitor_pgd_images, device=device, data_root=args.data, log=log)
@@ -329,10 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     _save_atomically(lambda tmp: torch.save(state, tmp), out)
-    reproduce = (f"python -m research.feature_denoising.train --variant {args.variant} --attack {args.attack}"
-                 + (f" --pgd-steps {args.pgd_steps}" if args.attack == "pgd" else "")
-                 + f" --steps {summary['steps']} --max-minutes 0 --seed {args.seed}"
-                 + (f" --train-images {args.train_images}" if args.train_images else ""))
+    reproduce = reproduce_command(args.variant, attack=args.attack, pgd_steps=args.pgd_steps, seed=args.seed,
+                                  scheduled_steps=int(summary["scheduled_steps"]), steps=int(summary["steps"]),
+                                  batch_size=args.batch_size, max_lr=args.lr, weight_decay=args.weight_decay,
+                                  train_images=args.train_images)
     record = {
         "variant": args.variant,
         "description": variants.get(args.variant).description,
