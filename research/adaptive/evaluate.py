@@ -254,7 +254,11 @@ def main(argv: Sequence[str] | None = None) -> str:
     args = parse_args(argv)
     started = time.monotonic()
     correct, meta = evaluate(args)
-    command = "python -m research.adaptive.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
+    shown = list(sys.argv[1:] if argv is None else argv)
+    if "--note" in shown:  # the note is prose for the report, not part of the figures' recipe
+        at = shown.index("--note")
+        del shown[at:at + 2]
+    command = "python -m research.adaptive.evaluate " + " ".join(shown)
     report = render(correct, args, meta, command.strip(), time.monotonic() - started)
     if args.note:
         head, rest = report.split("\n\n", 1)
