@@ -26,3 +26,10 @@ def test_render_reports_strongest_adaptive_worst_case_and_checklist():
     assert "| jpeg | 50.0 / 25.0 | 50.0 / 0.0 |" in report       # sweep: oblivious PGD / adaptive
     assert "| jpeg | yes | yes (25.0 ≤ 50.0 ≤ 100.0) | yes (0.0 % at ε = 64) |" in report
     assert "| base | yes | yes (0.0 ≤ 50.0 ≤ 100.0) | NO (50.0 % at ε = 64) |" in report
+
+
+def test_rerun_keeps_the_hand_written_reading(tmp_path):
+    path = tmp_path / "report.md"
+    assert evaluate.kept_reading(path) == ""
+    path.write_text(f"# old figures\n\n{evaluate.READING}\n\nMy reading.\n")
+    assert evaluate.kept_reading(path) == f"{evaluate.READING}\n\nMy reading.\n"

@@ -235,6 +235,18 @@ def render(correct: dict, args, meta: dict, command: str, wall: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Heading of the hand-written reading at the end of the report; a rerun keeps everything from it on.
+READING = "## Reading (hand-written; kept by reruns)"
+
+
+def kept_reading(path: Path) -> str:
+    """The hand-written section of an existing report (from :data:`READING` on), or ""."""
+    if not path.is_file():
+        return ""
+    text = path.read_text()
+    return text[text.index(READING):] if READING in text else ""
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000, help="CIFAR-10 test images (seeded subset)")
@@ -263,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     if args.note:
         head, rest = report.split("\n\n", 1)
         report = f"{head}\n\n{args.note}\n\n{rest}"
+    reading = kept_reading(args.out)
+    if reading:
+        report = f"{report}\n{reading}"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
     print(report)
