@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from harness import __version__
 from submission_kit.contract import parse_epsilon
+from harness.adaptive import aims_from_manifest
 from harness.dataset import Dataset, load_dataset
 from harness.report import ATTACK_IMAGES, MANIFEST, PER_IMAGE, RUNS, write_results
 from harness.cleanup import remove_tree
@@ -259,7 +260,9 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
                     "num_classes": dataset.num_classes, "left_out": list(dataset.left_out)},
         "submissions": [{"name": s.name, "type": s.type.value, "entry_point": s.entry_point,
                          "content_hash": s.content_hash, "container": s.container,
-                         "container_gpu": s.container_gpu, "path": str(s.path)} for s in selected],
+                         "container_gpu": s.container_gpu, "path": str(s.path),
+                         **({"targets_defense": s.targets_defense} if s.targets_defense else {})}
+                        for s in selected],
         "skipped": [{"path": str(p.path), "problem": p.message} for p in discovery.problems],
         "executed_units": outcome.executed,
         "reused_units": outcome.reused,
@@ -273,7 +276,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     }
     matrices = write_results(output_dir, scores=scores, predictions=predictions, attack_images=attack_rows,
                              runs=runs, defenses=[d.name for d in defenses], attacks=[a.name for a in attacks],
-                             targeted=[a.name for a in attacks if a.type is SubmissionType.TARGETED_ATTACK])
+                             targeted=[a.name for a in attacks if a.type is SubmissionType.TARGETED_ATTACK],
+                             aims={a.name: a.targets_defense for a in attacks if a.targets_defense})
     _remove(workspace.scratch, echo)
     manifest["wall_seconds"] = round(time.time() - started, 3)
     atomic_write_json(output_dir / MANIFEST, manifest)
@@ -315,7 +319,8 @@ def rescore(output_dir: Path) -> list[ScoreRow]:
                    attacks=attacks)
     write_results(output_dir, scores=scores, predictions=predictions, attack_images=attack_images, runs=runs,
                   defenses=defenses, attacks=[a for a, _ in attacks],
-                  targeted=[a for a, t in attacks if t == SubmissionType.TARGETED_ATTACK.value])
+                  targeted=[a for a, t in attacks if t == SubmissionType.TARGETED_ATTACK.value],
+                  aims=aims_from_manifest(manifest))
     return scores
 
 

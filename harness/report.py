@@ -11,6 +11,7 @@ from typing import Iterable
 
 from tabulate import tabulate
 
+from harness.adaptive import WORST_CASE, worst_case_csv, worst_cases
 from harness.scoring import TRACKS, Matrix, ScoreRow, accuracy_matrix, hit_matrix
 from harness.store import atomic_write_text
 from harness.table import AttackImageRow, PredictionRow, RunRow, write_csv
@@ -109,8 +110,10 @@ def matrix_table(matrix: Matrix, title: str) -> str:
 
 def write_results(output_dir: Path, *, scores: list[ScoreRow], predictions: list[PredictionRow],
                   attack_images: list[AttackImageRow], runs: list[RunRow], defenses: list[str],
-                  attacks: list[str], targeted: list[str]) -> list[Matrix]:
+                  attacks: list[str], targeted: list[str], aims: dict[str, str] | None = None) -> list[Matrix]:
     """Write the leaderboard, matrices and tables into ``output_dir`` (each file atomically).
+
+    ``aims`` (attack → the defense it is aimed at, :mod:`harness.adaptive`) only labels ``worst_case.csv``.
 
     Returns:
         The accuracy matrices (one per ε).
@@ -125,4 +128,7 @@ def write_results(output_dir: Path, *, scores: list[ScoreRow], predictions: list
         hit_matrix(predictions, epsilon=e, defenses=defenses, targeted_attacks=targeted) for e in epsilons])
     atomic_write_text(output_dir / TIMINGS, timings_csv(scores))
     atomic_write_text(output_dir / LEADERBOARD, leaderboard_csv(scores))
+    atomic_write_text(output_dir / WORST_CASE, worst_case_csv([
+        case for e in epsilons
+        for case in worst_cases(predictions, epsilon=e, defenses=defenses, attacks=attacks, aims=aims or {})]))
     return accuracy

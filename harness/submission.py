@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.names import entry_point_problem, name_problem, one_line, shown
+from harness.names import NAME_PATTERN, NAME_RULE, entry_point_problem, name_problem, one_line, shown
 
 METADATA_FILE = "metadata.json"
 #: Folders and files never hashed nor copied (caches that change without the submission changing).
@@ -56,6 +56,9 @@ class Submission:
         container: Docker image from metadata ("" when absent).
         container_gpu: GPU docker image from metadata ("" when absent).
         warnings: Non-fatal remarks (e.g. entry point not executable).
+        targets_defense: Attacks only, optional: the defense the attack was written against (metadata key
+            ``targets_defense``; adaptive attacks). A label for views (:mod:`harness.adaptive`); never used in
+            scoring ("" when absent).
     """
 
     name: str
@@ -66,6 +69,7 @@ class Submission:
     container: str = ""
     container_gpu: str = ""
     warnings: tuple[str, ...] = field(default=())
+    targets_defense: str = ""
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,10 @@ def parse_submission(folder: str | Path) -> Submission:
     for key in ("container", "container_gpu"):
         if key in metadata and not isinstance(metadata[key], str):
             raise SubmissionError(f"{meta_path}: \"{key}\" must be a string (a docker image name)")
+    aim = metadata.get("targets_defense", "")
+    if not isinstance(aim, str) or (aim and not NAME_PATTERN.fullmatch(aim)):
+        raise SubmissionError(f"{meta_path}: \"targets_defense\" must be the folder name of one defense "
+                              f"({NAME_RULE}), e.g. \"targets_defense\": \"jpeg\"")
     return Submission(
         name=folder.name,
         type=SubmissionType(raw_type),
@@ -231,6 +239,7 @@ def parse_submission(folder: str | Path) -> Submission:
         container=metadata.get("container", ""),
         container_gpu=metadata.get("container_gpu", ""),
         warnings=tuple(warnings),
+        targets_defense=aim,
     )
 
 

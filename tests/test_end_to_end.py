@@ -67,7 +67,7 @@ def test_outputs_written(full_world: dict[str, Path]) -> None:
     run_competition(config_for(full_world, epsilons=(4, 16)), echo=lambda _: None)
     results = full_world["results"]
     for name in ("leaderboard.csv", "timings.csv", "per_image.csv", "attack_images.csv", "runs.csv",
-                 "accuracy_matrix.csv",
+                 "accuracy_matrix.csv", "worst_case.csv",
                  "targeted_hit_matrix.csv", "manifest.json"):
         assert (results / name).is_file(), name
     assert not (results / "tmp").exists()

@@ -365,3 +365,36 @@ def test_a_results_folder_without_its_store_still_gets_a_report(world: Path, tmp
     parser = _Tables()
     parser.feed(page)
     assert parser.rows == _csv_rows(copy / "leaderboard.csv")
+
+
+class _WorstCaseTable(_Tables):
+    """Cells of the ``<table class="worst-case">``."""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table" and ("class", "worst-case") in attrs:
+            self._in_board = 1
+        elif self._in_board and tag == "tr":
+            self._row = []
+        elif self._in_board and tag == "td":
+            self._cell = []
+
+
+def test_worst_case_table_shows_the_attacks_aimed_at_each_defense(world: Path, tmp_path: Path) -> None:
+    """Issue 21: per defense, its worst case over all attacks, with the attacks written against it marked."""
+    import json
+
+    copy = tmp_path / "results"
+    shutil.copytree(world, copy, ignore=shutil.ignore_patterns("report"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for submission in manifest["submissions"]:
+        if submission["name"] == "fgsm":
+            submission["targets_defense"] = "bucket"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    build_report(copy)
+    parser = _WorstCaseTable()
+    parser.feed((copy / "report" / "index.html").read_text(encoding="utf-8"))
+    headers, rows = content.worst_case(content.load_results(copy))
+    assert parser.rows == rows and len(rows) == 2 * 3  # 2 ε × 3 defenses
+    aimed = headers.index("aimed attacks")
+    assert {row[1] for row in rows if row[aimed] == "fgsm"} == {"bucket"}
+    assert all(row[aimed] == "" for row in rows if row[1] != "bucket")

@@ -137,6 +137,7 @@ def _render(results: content.Results, writer: _Writer) -> None:
             if rows:
                 cells = list(csv.reader(io.StringIO(leaderboard_csv(rows))))[1:]  # exactly leaderboard.csv's cells
                 boards.append({"epsilon": eps, "track": track, "title": content.TRACK_TITLES[track], "rows": cells})
+    worst_headers, worst_rows = content.worst_case(results) if results.attacks else ([], [])
     environment = _environment()
     common = {"csp": CONTENT_SECURITY_POLICY, "header": content.header(results)}
     page = environment.get_template("index.html.j2").render(
@@ -144,7 +145,7 @@ def _render(results: content.Results, writer: _Writer) -> None:
         curves=figure_list, heatmaps=heatmaps, flags=sanity.flags(scores, accuracy, hits),
         gallery=entries, images=images, defenses=results.defenses, failed=content.failed_runs(results),
         referee=content.referee_lines(results), missing=content.missing_answers(results),
-        skipped=results.manifest.get("skipped", []) or [])
+        skipped=results.manifest.get("skipped", []) or [], worst_headers=worst_headers, worst_rows=worst_rows)
     writer.write("index.html", page.encode("utf-8"))
     manifest = results.manifest
     timing_page = environment.get_template("timings.html.j2").render(

@@ -383,3 +383,16 @@ def leaderboard_csv_href() -> str:
 
 
 TRACK_TITLES = {DEFENSE: "Defenses", ATTACK: "Attacks", TARGETED_ATTACK: "Targeted attacks"}
+
+
+def worst_case(results: Results) -> tuple[list[str], list[list[str]]]:
+    """Each defense's worst case per ε over every attack, the attacks aimed at it (``targets_defense``) marked:
+    :func:`harness.adaptive.worst_case_view` of the per-image table, as ``worst_case.csv``."""
+    from harness.adaptive import aims_from_manifest, worst_case_view, worst_cases
+
+    attacks = [name for name, _ in results.attacks]
+    aims = aims_from_manifest(results.manifest)
+    cases = [case for eps in results.epsilons
+             for case in worst_cases(results.predictions, epsilon=eps, defenses=results.defenses, attacks=attacks,
+                                     aims=aims)]
+    return worst_case_view(cases)
