@@ -138,10 +138,11 @@ def _render(results: content.Results, writer: _Writer) -> None:
                 cells = list(csv.reader(io.StringIO(leaderboard_csv(rows))))[1:]  # exactly leaderboard.csv's cells
                 boards.append({"epsilon": eps, "track": track, "title": content.TRACK_TITLES[track], "rows": cells})
     environment = _environment()
+    n_images = max((s.images for s in scores), default=0)
     common = {"csp": CONTENT_SECURITY_POLICY, "header": content.header(results)}
     page = environment.get_template("index.html.j2").render(
         **common, boards=boards, columns=LEADERBOARD_COLUMNS, leaderboard_href=content.leaderboard_csv_href(),
-        curves=figure_list, heatmaps=heatmaps, flags=sanity.flags(scores, accuracy, hits),
+        curves=figure_list, heatmaps=heatmaps, flags=sanity.flags(scores, accuracy, hits, images=n_images or None),
         gallery=entries, images=images, defenses=results.defenses, failed=content.failed_runs(results),
         referee=content.referee_lines(results), missing=content.missing_answers(results),
         skipped=results.manifest.get("skipped", []) or [])
