@@ -160,7 +160,9 @@ def build_report(output_dir: Path) -> Path:
     """Build (or rebuild) the HTML report of a results folder, running nothing.
 
     The report is built in a temporary folder next to ``report/`` and swapped in by two renames, so a reader
-    sees the old report or the whole new one; a failed build leaves the old report untouched.
+    sees the old report or the whole new one (between the two renames, briefly none); a failed build leaves the
+    old report untouched. Temporary folders of killed builds are removed, so two builds of one folder must not
+    run at the same time.
 
     Args:
         output_dir: A results folder written by ``run`` (tables, manifest, logs, store).
