@@ -398,3 +398,11 @@ def test_worst_case_table_shows_the_attacks_aimed_at_each_defense(world: Path, t
     aimed = headers.index("aimed attacks")
     assert {row[1] for row in rows if row[aimed] == "fgsm"} == {"bucket"}
     assert all(row[aimed] == "" for row in rows if row[1] != "bucket")
+
+
+def test_differences_of_one_image_are_not_flagged_when_n_is_given() -> None:
+    accuracy = [_matrix(8, COLUMNS, d=(0.9, 0.50, 0.55, 0.6, 0.8))]  # pgd one image (of 20) above fgsm
+    assert [f.check for f in sanity.flags([], accuracy, [])] == ["iterative weaker than single-step"]
+    assert sanity.flags([], accuracy, [], images=20) == []
+    two_images = [_matrix(8, COLUMNS, d=(0.9, 0.50, 0.60, 0.6, 0.8))]
+    assert [f.check for f in sanity.flags([], two_images, [], images=20)] == ["iterative weaker than single-step"]

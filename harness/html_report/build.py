@@ -139,10 +139,11 @@ def _render(results: content.Results, writer: _Writer) -> None:
                 boards.append({"epsilon": eps, "track": track, "title": content.TRACK_TITLES[track], "rows": cells})
     worst_headers, worst_rows = content.worst_case(results) if results.attacks else ([], [])
     environment = _environment()
+    n_images = max((s.images for s in scores), default=0)
     common = {"csp": CONTENT_SECURITY_POLICY, "header": content.header(results)}
     page = environment.get_template("index.html.j2").render(
         **common, boards=boards, columns=LEADERBOARD_COLUMNS, leaderboard_href=content.leaderboard_csv_href(),
-        curves=figure_list, heatmaps=heatmaps, flags=sanity.flags(scores, accuracy, hits),
+        curves=figure_list, heatmaps=heatmaps, flags=sanity.flags(scores, accuracy, hits, images=n_images or None),
         gallery=entries, images=images, defenses=results.defenses, failed=content.failed_runs(results),
         referee=content.referee_lines(results), missing=content.missing_answers(results),
         skipped=results.manifest.get("skipped", []) or [], worst_headers=worst_headers, worst_rows=worst_rows)
@@ -160,7 +161,9 @@ def build_report(output_dir: Path) -> Path:
     """Build (or rebuild) the HTML report of a results folder, running nothing.
 
     The report is built in a temporary folder next to ``report/`` and swapped in by two renames, so a reader
-    sees the old report or the whole new one; a failed build leaves the old report untouched.
+    sees the old report or the whole new one (between the two renames, briefly none); a failed build leaves the
+    old report untouched. Temporary folders of killed builds are removed, so two builds of one folder must not
+    run at the same time.
 
     Args:
         output_dir: A results folder written by ``run`` (tables, manifest, logs, store).

@@ -54,6 +54,9 @@ def _curves(axes: object, series: dict[str, list[tuple[int, float]]], title: str
             xs, ys = zip(*points)
             ax.plot(xs, [100 * y for y in ys], marker=markers[index % len(markers)], markersize=4,  # type: ignore
                     linewidth=1.2, label=name)
+        ticks = sorted({0, *(x for points in series.values() for x, _ in points)})
+        ax.set_xticks(ticks)  # type: ignore[attr-defined]
+        ax.set_xlim(-0.05 * max(ticks[-1], 1), 1.05 * max(ticks[-1], 1))  # type: ignore[attr-defined]
         ax.set_title(title)  # type: ignore[attr-defined]
         ax.set_xlabel("ε (0–255)")  # type: ignore[attr-defined]
         ax.set_ylabel(ylabel)  # type: ignore[attr-defined]

@@ -15,6 +15,8 @@ A flag is a hint to look closer, not a verdict (on 20 images one image is 5 %). 
   (all-or-nothing > 5 %): with a large enough bound, attacks should reach 100 % success.
 * ``above clean accuracy`` — a defense is more accurate under an attack than on clean images.
 
+With ``images`` (N) given, a difference of one image or less is sampling noise and raises no flag.
+
 Which submission plays which role is read from the names of the NIPS 2017 sample attacks
 (:data:`SINGLE_STEP`, :data:`WHITE_BOX`, :data:`TRANSFER`, :data:`RANDOM_NOISE`); other names take no part
 in the role checks.
@@ -28,12 +30,13 @@ from dataclasses import dataclass
 from harness.scoring import DEFENSE, Matrix, ScoreRow
 from harness.table import CLEAN
 
-#: Single-step attack → its iterative versions (targeted pairs are compared on hit rates).
+#: Single-step attack → its iterative versions (compared on accuracy).
 SINGLE_STEP: dict[str, tuple[str, ...]] = {
     "fgsm": ("i_fgsm", "pgd", "mi_fgsm", "bim"),
     "step_ll": ("iter_ll",),
-    "step_target": ("iter_target",),
 }
+#: Targeted single-step attack → its iterative versions (compared on target hit rates).
+SINGLE_STEP_TARGETED: dict[str, tuple[str, ...]] = {"step_target": ("iter_target",)}
 #: Untargeted white-box gradient attacks.
 WHITE_BOX = frozenset({"fgsm", "i_fgsm", "pgd", "mi_fgsm", "bim", "step_ll", "iter_ll", "cw", "deepfool"})
 #: Transfer (black-box) attacks.
@@ -71,25 +74,33 @@ def _cells(matrix: Matrix) -> dict[tuple[str, str], float]:
             for column, rate in zip(matrix.columns, rates) if rate is not None}
 
 
-def flags(scores: list[ScoreRow], accuracy: list[Matrix], hits: list[Matrix]) -> list[Flag]:
+def flags(scores: list[ScoreRow], accuracy: list[Matrix], hits: list[Matrix], *, images: int | None = None
+          ) -> list[Flag]:
     """Every sanity flag of a competition.
 
     Args:
         scores: The leaderboard (:func:`harness.scoring.score`).
         accuracy: Accuracy matrices (clean column first), one per ε.
         hits: Targeted hit matrices, one per ε (may be empty).
+        images: N; when given, differences of one image (1/N) or less raise no flag (sampling noise on small
+            sets). Without it every strict difference counts.
 
     Returns:
         Flags ordered by check, ε and subject.
     """
     found: list[Flag] = []
+    margin = 1.0 / images if images else 0.0
+
+    def worse(weaker: float, stronger: float) -> bool:  # "weaker > stronger", beyond the margin
+        return weaker - stronger > margin + 1e-9
+
     for matrix in hits:
         cells = _cells(matrix)
         for defense, _ in matrix.rows:
-            for single, iterated in SINGLE_STEP.items():
+            for single, iterated in SINGLE_STEP_TARGETED.items():
                 for other in iterated:
                     h_single, h_other = cells.get((defense, single)), cells.get((defense, other))
-                    if h_single is not None and h_other is not None and h_other < h_single:
+                    if h_single is not None and h_other is not None and worse(h_single, h_other):
                         found.append(Flag("iterative weaker than single-step", matrix.epsilon, defense,
                                           f"targeted hits {_pct(h_other)} with {other} < {_pct(h_single)} with "
                                           f"{single}"))
@@ -101,26 +112,26 @@ def flags(scores: list[ScoreRow], accuracy: list[Matrix], hits: list[Matrix]) ->
             acc = {a: cells[(defense, a)] for a in attacks if (defense, a) in cells}
             for single, iterated in SINGLE_STEP.items():
                 for other in iterated:
-                    if single in acc and other in acc and acc[other] > acc[single]:
+                    if single in acc and other in acc and worse(acc[other], acc[single]):
                         found.append(Flag("iterative weaker than single-step", eps, defense,
                                           f"accuracy {_pct(acc[other])} under {other} > {_pct(acc[single])} "
                                           f"under {single}"))
             white = {a: v for a, v in acc.items() if a in WHITE_BOX}
             for transfer in (a for a in acc if a in TRANSFER):
-                if white and acc[transfer] < min(white.values()):
+                if white and worse(min(white.values()), acc[transfer]):
                     best = min(white, key=lambda a: (white[a], a))
                     found.append(Flag("transfer stronger than white-box", eps, defense,
                                       f"accuracy {_pct(acc[transfer])} under {transfer} < {_pct(white[best])} "
                                       f"under the best white-box attack ({best})"))
             for noise in (a for a in acc if a in RANDOM_NOISE):
                 for attack in sorted(a for a in acc if a in WHITE_BOX | TRANSFER):
-                    if acc[attack] > acc[noise]:
+                    if worse(acc[attack], acc[noise]):
                         found.append(Flag("attack weaker than random noise", eps, defense,
                                           f"accuracy {_pct(acc[attack])} under {attack} > {_pct(acc[noise])} "
                                           f"under {noise}"))
             clean = cells.get((defense, CLEAN))
             if clean is not None:
-                for attack in sorted(a for a, v in acc.items() if v > clean):
+                for attack in sorted(a for a, v in acc.items() if worse(v, clean)):
                     found.append(Flag("above clean accuracy", eps, defense,
                                       f"accuracy {_pct(acc[attack])} under {attack} > clean {_pct(clean)}"))
 
@@ -131,7 +142,7 @@ def flags(scores: list[ScoreRow], accuracy: list[Matrix], hits: list[Matrix]) ->
     for name, rows in sorted(defense_rows.items()):
         rows = sorted(rows, key=lambda r: r.epsilon)
         for low, high in itertools.pairwise(rows):
-            if low.normalized is not None and high.normalized is not None and high.normalized > low.normalized:
+            if low.normalized is not None and high.normalized is not None and worse(high.normalized, low.normalized):
                 found.append(Flag("accuracy rises with ε", high.epsilon, name,
                                   f"normalized accuracy {_pct(high.normalized)} at ε = {high.epsilon} > "
                                   f"{_pct(low.normalized)} at ε = {low.epsilon}"))
