@@ -18,6 +18,7 @@ from torch import nn
 from submission_kit import zoo
 from submission_kit.attack_methods import adaptive, autoattack, transfer
 from submission_kit.defense_blocks import classify, denoise
+from tiny_models import TinyNet, tiny_model
 
 torchattacks = pytest.importorskip("torchattacks")
 
@@ -25,28 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EPS = 8 / 255
 
 
-class TinyNet(nn.Module):
-    """Conv-BN-ReLU-pool-conv-ReLU-GAP-linear; any input side >= 2 works (global pooling)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features((x - 0.5) / 0.25))
-
-
 def tiny(seed: int = 0) -> TinyNet:
-    torch.manual_seed(seed)
-    model = TinyNet()
-    with torch.no_grad():
-        model.features[1].running_mean.uniform_(-0.3, 0.3)
-        model.features[1].running_var.uniform_(0.5, 2.0)
-    return model.eval()
+    """:func:`tiny_models.tiny_model` in eval mode."""
+    return tiny_model(seed).eval()
 
 
 def images(n: int = 6, seed: int = 1) -> torch.Tensor:

@@ -22,38 +22,13 @@ from torch import nn
 from harness.library import python_path
 from submission_kit import contract, sdk, zoo
 from submission_kit.attack_methods import gradient, submission
+from tiny_models import TinyNet, tiny_model
 
 torchattacks = pytest.importorskip("torchattacks")
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = ROOT / "sample_data"
 EPS = 8 / 255
-
-
-class TinyNet(nn.Module):
-    """Conv-BN-ReLU-pool-conv-ReLU-GAP-linear; normalizes inside forward like the zoo models."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features((x - 0.5) / 0.25))
-
-
-def tiny_model(seed: int = 0) -> TinyNet:
-    """A TinyNet with seeded weights and non-trivial BatchNorm statistics, left in TRAINING mode on purpose."""
-    torch.manual_seed(seed)
-    model = TinyNet()
-    with torch.no_grad():
-        bn = model.features[1]
-        bn.running_mean.uniform_(-0.3, 0.3)
-        bn.running_var.uniform_(0.5, 2.0)
-    return model
 
 
 class ConstantNet(nn.Module):
