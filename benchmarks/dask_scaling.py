@@ -56,7 +56,7 @@ def one(root: Path, workers: int, output: Path) -> None:
 
     config = CompetitionConfig(input_dir=root / "data", attacks_dirs=(root / "attacks",),
                                defenses_dirs=(root / "defenses",), output_dir=output, epsilons=(16,),
-                               batch_size=100, workers=workers or None)
+                               batch_size=100, workers=workers or None, jobs=1)
     start = time.perf_counter()
     result = run_competition(config, echo=lambda _: None)
     wall = time.perf_counter() - start

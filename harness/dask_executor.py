@@ -16,7 +16,9 @@ Workers:
 * each probes its own sandbox (:func:`harness.isolation.probe`); ``manifest.json`` → ``workers`` records them;
 * a worker that owns a GPU is started with ``CUDA_VISIBLE_DEVICES`` set and the Dask resource ``GPU=1``; when any
   worker advertises ``GPU``, every unit asks for ``GPU=1``, so one run at a time uses each GPU;
-* a run gets ``cores // concurrent units`` CPU threads of the worker's own machine.
+* a worker runs one submission process per GPU, or ``RUNS`` of them (a Dask resource it advertises; threads beyond
+  it prepare and referee units meanwhile), or one per thread; a run gets ``cores // concurrent runs`` CPU
+  threads of the worker's own machine.
 
 A worker that dies mid-unit (SIGKILL, out of memory) is replaced by its nanny and the scheduler reruns the unit
 elsewhere; after Dask's ``distributed.scheduler.allowed-failures`` retries the unit raises
@@ -58,6 +60,10 @@ __all__ = ["ClusterError", "DaskExecutor", "WorkerContext", "check_workers", "co
 
 #: Plain progress lines go to this file of the results folder.
 PROGRESS_LOG = "logs/cluster.log"
+
+#: Submission processes each worker of a local cluster (``--workers N``) runs at once. Its one extra thread
+#: prepares and referees units while the process runs, as the ``--jobs`` path's extra thread does.
+LOCAL_RUNS = 1
 
 _Record = Union[AttackUnitRecord, DefenseUnitRecord]
 _Unit = Union[AttackUnit, DefenseUnit]
@@ -119,9 +125,12 @@ def _worker_protections(kind: SandboxKind) -> Protections:
 
 
 def _slots(nthreads: int, resources: dict[str, Any]) -> int:
-    """Units a worker runs at once: one per GPU when it offers the GPU resource, else one per thread."""
+    """Submission processes a worker runs at once: one per GPU when it offers the ``GPU`` resource, else its
+    ``RUNS`` resource, else one per thread. Threads beyond ``RUNS`` pipeline the harness's own work (copying the
+    next unit's inputs, refereeing and storing the last unit's outputs) with the running processes."""
     gpus = resources.get("GPU")
-    return max(1, int(gpus) if gpus else int(nthreads))
+    runs = resources.get("RUNS")
+    return max(1, int(gpus) if gpus else int(runs) if runs else int(nthreads))
 
 
 def _concurrency(host_slots: dict[str, int]) -> int:
@@ -391,7 +400,8 @@ class DaskExecutor:
 def connect(*, scheduler: str | None, workers: int | None, paths: list[Path], sandbox: SandboxKind,
             echo: Callable[[str], None] = print) -> Iterator[DaskExecutor]:
     """A :class:`DaskExecutor` on the cluster at ``scheduler``, or on a local cluster of ``workers`` processes
-    (one thread each, loopback only). The local cluster is closed on exit.
+    (loopback only; each runs one submission process at a time and has a second thread that pipelines the
+    harness's own work with it). The local cluster is closed on exit.
 
     Raises:
         ClusterError: The scheduler cannot be reached or a worker is refused (see :func:`check_workers`).
@@ -409,7 +419,8 @@ def connect(*, scheduler: str | None, workers: int | None, paths: list[Path], sa
                                    "with `dask scheduler` and check the address") from None
         else:
             cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=workers or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                n_workers=workers or 1, threads_per_worker=LOCAL_RUNS + 1, resources={"RUNS": LOCAL_RUNS},
+                processes=True, host="127.0.0.1",
                 dashboard_address="127.0.0.1:0", silence_logs=40))
             client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
         if dashboard and client.dashboard_link:

@@ -24,8 +24,8 @@ pytest.importorskip("distributed")
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ("leaderboard.csv", "per_image.csv")
 
-#: Attack that records (CUDA_VISIBLE_DEVICES, start, end, pid, parent pid) in $MARKS/<pid>.json, after
-#: sleeping $SLEEP seconds; a no-op otherwise.
+#: Attack that records (CUDA_VISIBLE_DEVICES, start, end, pid, parent pid, attack scratch folders present when
+#: it ends) in $MARKS/<pid>.json, after sleeping $SLEEP seconds; a no-op otherwise.
 RECORDING = """
 import json, time
 inp, out, eps = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
@@ -40,6 +40,7 @@ for p in sorted(inp.glob("*.png")):
     Image.open(p).save(out / p.name)
 mark = json.loads((marks / f"{os.getpid()}.json").read_text())
 mark["end"] = time.time()
+mark["scratch_folders"] = len(list(inp.parent.parent.glob("a-*")))  # units prepared on this machine meanwhile
 (marks / f"{os.getpid()}.json").write_text(json.dumps(mark))
 """
 
@@ -146,6 +147,19 @@ def test_local_cluster_of_two_workers_gives_the_single_process_bytes(world: dict
         assert worker["protections"] == manifest["protections"]
     log = (world["root"] / "dask" / "logs" / "cluster.log").read_text()
     assert "attacks: 6/6 done, 0 failed" in log and "defenses: 6/6 done, 0 failed" in log
+
+
+def test_local_worker_prepares_the_next_unit_while_one_process_runs(world: dict[str, Path]) -> None:
+    marks = world["root"] / "marks"
+    marks.mkdir()
+    write_submission(world["attacks"], "recorder", "attack", recording(marks, sleep=3, only_first=True))
+    run_competition(config_for(world, batch_size=1, workers=1, sandbox=SandboxKind.NONE), echo=lambda _: None)
+    runs = marks_of(marks)
+    assert len(runs) == 6
+    spans = sorted((float(str(r["start"])), float(str(r["end"]))) for r in runs)
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans  # one at a time
+    first = next(r for r in runs if r["first"])
+    assert first["scratch_folders"] == 2  # the next unit's inputs were ready while the first unit ran
 
 
 def test_command_line_cluster_via_scheduler(world: dict[str, Path], cli_cluster: CommandLineCluster) -> None:
