@@ -310,3 +310,11 @@ def test_driver_killed_and_restarted_resumes(world: dict[str, Path], cli_cluster
     rows = (world["results"] / "runs.csv").read_text()
     assert "worker died" not in rows and "exit code" not in rows
     no_leftovers(world["results"])
+
+
+def test_submission_processes_per_worker_come_from_gpu_then_runs_then_threads() -> None:
+    from harness.dask_executor import _slots
+    assert _slots(3, {"RUNS": 2}) == 2  # the third thread pipelines the harness's own work
+    assert _slots(2, {"GPU": 1, "RUNS": 2}) == 1  # one run per GPU, whatever RUNS says
+    assert _slots(4, {}) == 4
+    assert _slots(1, {"RUNS": 0}) == 1
