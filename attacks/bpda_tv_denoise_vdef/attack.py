@@ -1,28 +1,26 @@
-"""BPDA-PGD aimed at defenses/tv_denoise_vdef: Athalye, Carlini & Wagner, "Obfuscated Gradients Give a False Sense of
-Security", ICML 2018 (Sec. 4.1).
+"""BPDA-PGD aimed at defenses/tv_denoise_vdef: Athalye, Carlini & Wagner, "Obfuscated Gradients Give a False
+Sense of Security", ICML 2018 (Sec. 4.1).
 
-The defense's own transformation (submission_kit.defense_blocks.denoise, same options as the defense
-folder) after x ↦ clip(x + v_def, 0, 1) (differentiated exactly); the denoiser's backward pass is the identity.
-PGD, 20 steps, α = ε / 4, random start, y = the defense's prediction on the clean image. v_def is one fixed
-array, so EOT over it is a single exact sample.
+Forward: the defense's own transformation (submission_kit.defense_blocks.sample_defenses, the defense folder's
+source of options), then the zoo's target model; backward: the identity through the denoiser.
+Before the denoiser, x ↦ clip(x + v_def, 0, 1) is differentiated exactly; v_def is one fixed array, so EOT over
+it is a single exact sample.
+PGD (Madry et al. 2018; 20 steps, α = ε / 4, random start), y = the defense's prediction on the clean image.
 """
 
-from functools import partial
 from pathlib import Path
 
-from submission_kit.attack_methods import adaptive, universal
-from submission_kit.defense_blocks import denoise, vdef
+from submission_kit.attack_methods import adaptive
+from submission_kit.defense_blocks import sample_defenses
 
-#: A copy of defenses/tv_denoise_vdef/v_def.npy (the attack's sandbox cannot read the defense folder; a test checks the
-#: two files are identical).
+DEFENSE = "tv_denoise_vdef"
+#: A copy of defenses/tv_denoise_vdef/v_def.npy (the attack's sandbox cannot read the defense folder).
 V_DEF = Path(__file__).resolve().with_name("v_def.npy")
 STEPS = 20
 
 
 def build(model, device):
-    v = vdef.load(V_DEF).to(device)
-    approximated = adaptive.bpda(partial(denoise.tv_denoise, weight=10.0))
-    return adaptive.Defended(model, lambda x: approximated(universal.apply_universal(x, v)))
+    return adaptive.Defended(model, sample_defenses.transform(DEFENSE, v_def=V_DEF, wrap=adaptive.bpda))
 
 
 def main(argv=None):

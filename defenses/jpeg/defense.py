@@ -5,15 +5,14 @@ JPG compression on adversarial images", 2016; N. Das et al., "Keeping the bad gu
 vaccinating deep learning with JPEG compression", 2017; C. Guo, M. Rana, M. Cissé, L. van der Maaten,
 "Countering adversarial images using input transformations", ICLR 2018 (quality 75). Pillow ``quality=75``,
 ``subsampling="4:2:0"``; see ``submission_kit.defense_blocks.filters.jpeg``.
+Options: ``submission_kit.defense_blocks.sample_defenses`` (shared with the BPDA attack aimed at it).
 """
 
-from functools import partial
-
-from submission_kit.defense_blocks import classify, denoise
+from submission_kit.defense_blocks import classify, sample_defenses
 
 
 def main(argv=None):
-    classify.run_defense(transform=partial(denoise.jpeg, quality=75, subsampling="4:2:0"), argv=argv)
+    classify.run_defense(transform=sample_defenses.transform("jpeg"), argv=argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import importlib.util
 import sys
 import time
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ import torch
 from research import cifar10
 from submission_kit import sdk, zoo
 from submission_kit.attack_methods import autoattack, gradient, submission, transfer
-from submission_kit.defense_blocks import denoise, vdef
+from submission_kit.defense_blocks import sample_defenses
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFENSES = ["base", "tv_denoise", "tv_denoise_vdef", "nl_means", "nl_means_vdef", "jpeg", "hgd_pgd", "hgd_fgd",
@@ -46,18 +45,16 @@ Transform = Callable[[torch.Tensor], torch.Tensor] | None
 
 
 def defense_transforms(device: torch.device) -> dict[str, Transform]:
-    """The sample defense folders' pipelines (same options as ``defenses/<name>/defense.py``)."""
+    """The sample defense folders' pipelines (the same sources of options as ``defenses/<name>/defense.py``)."""
     from submission_kit.hgd.defense import denoise_transform
     from submission_kit.hgd.registry import load_denoiser
     from submission_kit.prn.defense import load_defense
 
-    tv = partial(denoise.tv_denoise, weight=10.0)
-    result: dict[str, Transform] = {
-        "base": None, "tv_denoise": tv, "nl_means": denoise.nl_means,
-        "tv_denoise_vdef": denoise.with_offset(tv, vdef.load(ROOT / "defenses/tv_denoise_vdef/v_def.npy")),
-        "nl_means_vdef": denoise.with_offset(denoise.nl_means, vdef.load(ROOT / "defenses/nl_means_vdef/v_def.npy")),
-        "jpeg": partial(denoise.jpeg, quality=75, subsampling="4:2:0"),
-    }
+    result: dict[str, Transform] = {"base": None}
+    for name in ("tv_denoise", "nl_means", "jpeg"):
+        result[name] = sample_defenses.transform(name)
+    for name in ("tv_denoise_vdef", "nl_means_vdef"):
+        result[name] = sample_defenses.transform(name, v_def=ROOT / "defenses" / name / "v_def.npy")
     for guide in ("pgd", "fgd", "lgd", "cgd"):
         result[f"hgd_{guide}"] = denoise_transform(load_denoiser(f"dunet_{guide}", device))
     result["prn"] = load_defense(zoo.TARGET_MODEL, always=False, device=device)
