@@ -96,6 +96,29 @@ with open(out, "w") as f:
         f.write(f"{p.name},0\\n")
 """
 
+#: Attack that allocates 4 GB, 64 MB at a time (a memory limit must stop it).
+MEMORY_HOG = """
+blocks = []
+for _ in range(64):
+    blocks.append(bytearray(64 << 20))   # 64 MB at a time, 4 GB in all
+print("allocated", len(blocks))
+"""
+
+
+def fork_bomb(*, child_seconds: int) -> str:
+    """Attack body that forks 200 children, each sleeping ``child_seconds`` (a process limit must stop it)."""
+    return f"""
+import time
+children = []
+for i in range(200):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep({child_seconds})
+        os._exit(0)
+    children.append(pid)
+print("forked", len(children))
+"""
+
 
 @pytest.fixture
 def world(tmp_path: Path) -> dict[str, Path]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, PLUS, config_for, write_submission
+from conftest import BUCKET_DEFENSE, MEMORY_HOG, PLUS, config_for, fork_bomb, write_submission
 from harness.competition import run_competition
 from harness.isolation import SandboxKind, probe
 from harness.limits import LimitPolicy
@@ -117,24 +117,7 @@ import time
 time.sleep(30)
 """
 
-FORK_BOMB = """
-import time
-children = []
-for i in range(200):
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(20)
-        os._exit(0)
-    children.append(pid)
-print("forked", len(children))
-"""
-
-MEMORY_HOG = """
-blocks = []
-for _ in range(64):
-    blocks.append(bytearray(64 << 20))   # 64 MB at a time, 4 GB in all
-print("allocated", len(blocks))
-"""
+FORK_BOMB = fork_bomb(child_seconds=20)
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, NOOP, PLUS, TOWARD_TARGET, config_for,
-                      write_submission)
+from conftest import (BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, MEMORY_HOG, NOOP, PLUS, TOWARD_TARGET, config_for,
+                      fork_bomb, write_submission)
 from harness import sandbox_docker
 from harness.competition import run_competition
 from harness.isolation import SandboxKind, probe
@@ -115,24 +115,7 @@ for p in sorted(inp.glob("*.png")):
     Image.open(p).save(out / p.name)
 """
 
-FORK_BOMB = """
-import time
-children = []
-for i in range(200):
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(60)
-        os._exit(0)
-    children.append(pid)
-print("forked", len(children))
-"""
-
-MEMORY_HOG = """
-blocks = []
-for _ in range(64):
-    blocks.append(bytearray(64 << 20))   # 64 MB at a time, 4 GB in all
-print("allocated", len(blocks))
-"""
+FORK_BOMB = fork_bomb(child_seconds=60)
 
 SLEEPER = """
 import time
