@@ -213,6 +213,9 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
         if args.gpu:
             print("note: --gpu is not needed; each run gets a GPU whenever nvidia-smi lists them or "
                   "CUDA_VISIBLE_DEVICES is set", file=sys.stderr)
+        if args.jobs is not None and (args.scheduler is not None or args.workers is not None):
+            raise CompetitionError("--jobs sets the runs at once on this machine; with --scheduler or --workers "
+                                   "each worker's threads and RUNS resource decide: drop --jobs")
         config = CompetitionConfig(
             input_dir=args.input_dir,
             attacks_dirs=tuple(args.attacks_dir or [root / "attacks"]) + tuple(args.targeted_attacks_dir),
@@ -240,6 +243,10 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
     except (CompetitionError, DatasetError, SubmissionError, EpsilonError, ReportError) as exc:
         print(one_line(f"error: {exc}"), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; finished units are kept in the results folder: rerun the same command to resume",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -178,6 +178,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         harness.submission.SubmissionError: Missing submission folder or duplicate names.
     """
     started = time.time()
+    config = _absolute(config)  # cluster workers resolve paths in their own working folders
     epsilons = sorted({parse_epsilon(e) for e in config.epsilons})
     if not epsilons:
         raise CompetitionError("no epsilon given; pass --max_epsilon with one or more integers in 0..255")
@@ -251,7 +252,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "secret_sha256": fingerprint(secret),
         "epsilons": epsilons,
         "batch_size": config.batch_size,
-        "jobs": jobs,
+        "jobs": None if executor else jobs,  # on a cluster each worker's threads and RUNS decide
         "limits": asdict(config.policy),
         "protections": protections.describe(),
         "dataset": {"root": str(dataset.root), "content_hash": dataset.content_hash, "images": len(dataset),
@@ -284,6 +285,15 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     return CompetitionResult(scores=scores, predictions=predictions, attack_images=attack_rows, runs=runs,
                              discovery=discovery, outcome=outcome, dataset=dataset, manifest=manifest,
                              matrices=matrices)
+
+
+def _absolute(config: CompetitionConfig) -> CompetitionConfig:
+    """``config`` with every folder made absolute (relative to the current folder)."""
+    return replace(config, input_dir=config.input_dir.absolute(),
+                   attacks_dirs=tuple(p.absolute() for p in config.attacks_dirs),
+                   defenses_dirs=tuple(p.absolute() for p in config.defenses_dirs),
+                   output_dir=config.output_dir.absolute(),
+                   dataset_metadata=None if config.dataset_metadata is None else config.dataset_metadata.absolute())
 
 
 def _remove(folder: Path, echo: Callable[[str], None]) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ if TYPE_CHECKING:  # distributed is imported only when a cluster is used
 from harness.execution import Runner
 from harness.secret import load as load_secret
 
-__all__ = ["ClusterError", "DaskExecutor", "WorkerContext", "check_workers", "connect"]
+__all__ = ["ClusterError", "DaskExecutor", "WorkerContext", "check_address", "check_workers", "connect"]
 
 #: Plain progress lines go to this file of the results folder.
 PROGRESS_LOG = "logs/cluster.log"
@@ -189,6 +190,16 @@ def run_unit(context: WorkerContext, unit: _Unit) -> _Record:
     return runner.run_defense_unit(unit)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _log_line(log: Any, text: str) -> None:
+    """One dated line of the plain progress log, flushed at once (``tail -f`` shows it live)."""
+    log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+    log.flush()
+
+
 def _identity(value: WorkerContext) -> WorkerContext:
     return value
 
@@ -243,9 +254,15 @@ def check_workers(client: Client, *, paths: list[Path], sandbox: SandboxKind, ve
         address = client.scheduler_info().get("address", "ADDRESS")
         raise ClusterError(f"the Dask scheduler at {address} has no workers; start some with "
                            f"`dask worker {address}`")
-    answers: dict[str, dict[str, Any]] = client.run(describe_worker, [str(p) for p in paths], sandbox.value)
+    _check_scheduler(client)
+    answers: dict[str, Any] = client.run(describe_worker, [str(p) for p in paths], sandbox.value, on_error="return")
     problems = []
     for address, answer in sorted(answers.items()):
+        if isinstance(answer, BaseException):
+            problems.append(f"worker {address} cannot run the harness ({_exception_text(answer)}): install the "
+                            f"harness {version} in the Python environment of `dask worker` there (pip install -e "
+                            "<checkout>, or start it with PYTHONPATH=<checkout>) and restart it")
+            continue
         if answer["harness_version"] != version:
             problems.append(f"worker {address} runs harness {answer['harness_version']}, the driver {version}: "
                             f"install harness {version} on it and restart it")
@@ -260,6 +277,34 @@ def check_workers(client: Client, *, paths: list[Path], sandbox: SandboxKind, ve
     if problems:
         raise ClusterError("; ".join(problems))
     return dict(sorted(answers.items()))
+
+
+def harness_location() -> str:
+    """Run on the scheduler by :func:`check_workers`: where it imports the harness from (it unpickles tasks)."""
+    import harness
+    return str(Path(harness.__file__).parent)
+
+
+def _exception_text(exc: BaseException) -> str:
+    """``Type: message`` of an exception a worker or the scheduler returned, on one line (Dask wraps an error it
+    could not unpickle as ``Exception('Type("message")')``; that is unwrapped)."""
+    name, text = type(exc).__name__, " ".join(str(exc).split())
+    wrapped = re.fullmatch(r"(\w+)\((['\"])(.*)\2\)", text)
+    if type(exc) is Exception and wrapped:
+        name, text = wrapped.group(1), wrapped.group(3)
+    return f"{name}: {text}" if text else name
+
+
+def _check_scheduler(client: Client) -> None:
+    """Refuse a scheduler that cannot import the harness (it would fail every task graph with a traceback)."""
+    try:
+        client.run_on_scheduler(harness_location)  # type: ignore[no-untyped-call]
+    except Exception as exc:  # whatever the scheduler raised while unpickling or running the probe
+        address = client.scheduler_info().get("address", "the scheduler")
+        raise ClusterError(f"the Dask scheduler at {address} cannot import the harness ({_exception_text(exc)}): "
+                           "install the harness in the Python environment of `dask scheduler` too (it unpickles "
+                           "the tasks; pip install -e <checkout>, or start it with PYTHONPATH=<checkout>) and "
+                           "restart it") from None
 
 
 # -- driver side ----------------------------------------------------------------------------------------
@@ -354,46 +399,73 @@ class DaskExecutor:
             results[index] = record
             failed += bool(record.run.problem)
             tick(failed=bool(record.run.problem))
-            log.write(f"{time.strftime('%H:%M:%S')} {label}: {done}/{len(units)} done, {failed} failed\n")
-            log.flush()
+            _log_line(log, f"{label}: {done}/{len(units)} done, {failed} failed")
 
         with open(log_path, "a") as log:
-            log.write(f"{time.strftime('%H:%M:%S')} {label}: {len(units)} units on "
-                      f"{len(self.client.scheduler_info()['workers'])} workers\n")
+            _log_line(log, f"{label}: {_count(len(units), 'unit')} on "
+                           f"{_count(len(self.client.scheduler_info()['workers']), 'worker')}")
             done = 0
-            for future in as_completed([f for _, f in futures.values()]):  # type: ignore[no-untyped-call]
-                index = futures[future.key][0]
-                try:
-                    record = future.result()
-                except KilledWorker:
-                    # Dask counts a worker's death against every unit it was running or holding: an innocent unit
-                    # beside one that kills its worker can reach the allowed failures too. Rerun each alone below.
-                    suspects.append(index)
+            try:
+                for future in as_completed([f for _, f in futures.values()]):  # type: ignore[no-untyped-call]
+                    index = futures[future.key][0]
+                    try:
+                        record = future.result()
+                    except KilledWorker:
+                        # Dask counts a worker's death against every unit it was running or holding: an innocent
+                        # unit beside one that kills its worker can reach the allowed failures too. Rerun each
+                        # alone below.
+                        suspects.append(index)
+                        _log_line(log, f"{label}: unit {units[index].key[:12]} lost its worker too often; it "
+                                       "reruns alone at the end of the stage")
+                        future.release()
+                        continue
+                    done += 1
+                    finish(index, record, done, log)
                     future.release()
-                    continue
-                done += 1
-                finish(index, record, done, log)
-                future.release()
-            for index in suspects:  # one at a time, nothing else in flight: a death is this unit's own doing
-                unit = units[index]
-                alone = self.client.submit(run_unit, shared, unit, key=f"harness-{label}-{unit.key}-alone",
-                                           resources=self.resources, pure=False, retries=0)
-                try:
-                    record = alone.result()
-                except KilledWorker as exc:  # the scheduler's allowed failures, not the driver's configuration
-                    deaths = int(getattr(exc, "allowed_failures", _allowed_failures())) + 1
-                    record = _worker_died_record(unit, context, deaths)
-                    path = (runner.store.attack_record_path(unit.key) if isinstance(unit, AttackUnit)
-                            else runner.store.defense_record_path(unit.version, unit.key))
-                    runner.store.write(path, record.to_json())
-                alone.release()  # type: ignore[no-untyped-call]
-                done += 1
-                finish(index, record, done, log)
+                for index in suspects:  # one at a time, nothing else in flight: a death is this unit's own doing
+                    unit = units[index]
+                    alone = self.client.submit(run_unit, shared, unit, key=f"harness-{label}-{unit.key}-alone",
+                                               resources=self.resources, pure=False, retries=0)
+                    futures[alone.key] = (index, alone)
+                    try:
+                        record = alone.result()
+                    except KilledWorker as exc:  # the scheduler's allowed failures, not the driver's setting
+                        deaths = int(getattr(exc, "allowed_failures", _allowed_failures())) + 1
+                        record = _worker_died_record(unit, context, deaths)
+                        path = (runner.store.attack_record_path(unit.key) if isinstance(unit, AttackUnit)
+                                else runner.store.defense_record_path(unit.version, unit.key))
+                        runner.store.write(path, record.to_json())
+                    alone.release()  # type: ignore[no-untyped-call]
+                    done += 1
+                    finish(index, record, done, log)
+            except BaseException:  # Ctrl-C, a refused worker: the cluster must not go on running this stage
+                self.client.cancel([f for _, f in futures.values()] + [shared])  # type: ignore[no-untyped-call]
+                _log_line(log, f"{label}: stopped after {done}/{len(units)} units; rerun the same command to "
+                               "resume (finished units are kept)")
+                raise
         getattr(tick, "close", lambda: None)()
         self.driver_seconds[label] = round(time.monotonic() - started, 3)
         # a worker killed mid-unit leaves its scratch folder on its own machine: every worker clears its own
         self.client.run(_remove_scratch, str(runner.workspace.scratch))
         return results
+
+
+def check_address(address: str) -> None:
+    """Refuse what is certainly not a scheduler address, with the fix.
+
+    Raises:
+        ClusterError: An empty address, a dashboard (http) address, or a port that is not a number.
+    """
+    if not address.strip():
+        raise ClusterError("--scheduler needs an address, e.g. tcp://HOST:8786 (`dask scheduler` prints it)")
+    scheme, _, rest = address.rpartition("://")
+    if scheme in ("http", "https"):
+        raise ClusterError(f"--scheduler {address} is the Dask dashboard's web address; pass the scheduler's own "
+                           "address instead, e.g. tcp://HOST:8786 (`dask scheduler` prints it as "
+                           "'Scheduler at: ...')")
+    port = rest.rsplit(":", 1)[1] if ":" in rest else ""
+    if port and not port.isdigit():
+        raise ClusterError(f"--scheduler {address}: the port {port!r} is not a number; pass e.g. tcp://HOST:8786")
 
 
 @contextlib.contextmanager
@@ -412,11 +484,15 @@ def connect(*, scheduler: str | None, workers: int | None, paths: list[Path], sa
     dashboard = importlib.util.find_spec("bokeh") is not None
     with contextlib.ExitStack() as stack:
         if scheduler is not None:
+            check_address(scheduler)
             try:
                 client = stack.enter_context(Client(scheduler, timeout="20s"))  # type: ignore[no-untyped-call]
             except OSError as exc:
                 raise ClusterError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc}); start it "
                                    "with `dask scheduler` and check the address") from None
+            except ValueError as exc:
+                raise ClusterError(f"--scheduler {scheduler!r} is not a Dask scheduler address ({exc}); pass the "
+                                   "address `dask scheduler` prints, e.g. tcp://HOST:8786") from None
         else:
             cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=workers or 1, threads_per_worker=LOCAL_RUNS + 1, resources={"RUNS": LOCAL_RUNS},

@@ -62,6 +62,28 @@ def test_bad_inputs_give_one_line_errors(world: dict[str, Path], tmp_path: Path,
     assert "run the competition into this folder first" in capsys.readouterr().err
 
 
+def test_jobs_with_a_cluster_is_refused(world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    assert main(_run_args(world, "--jobs", "2", "--workers", "2")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --jobs sets the runs at once on this machine; with --scheduler or --workers each "
+                   "worker's threads and RUNS resource decide: drop --jobs")
+    assert not world["results"].exists()
+
+
+def test_ctrl_c_is_one_message_and_exit_status_130(world: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.cli
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.cli, "run_competition", interrupted)
+    assert main(_run_args(world)) == 130
+    assert capsys.readouterr().err.strip() == ("interrupted; finished units are kept in the results folder: rerun "
+                                               "the same command to resume")
+
+
 def test_validate_reports_problems(world: dict[str, Path], tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     good = write_submission(tmp_path / "subs", "plus", "attack", PLUS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def alive(pid: int) -> bool:
 class CommandLineCluster:
     """A `dask scheduler` and `dask worker` processes on loopback, each in its own process group."""
 
-    def __init__(self, folder: Path, *, allowed_failures: int = 1) -> None:
+    def __init__(self, folder: Path, *, allowed_failures: int = 1, harness_on_scheduler: bool = True) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.file = folder / "scheduler.json"
@@ -79,7 +80,8 @@ class CommandLineCluster:
                     "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(allowed_failures)}
         self.processes: list[subprocess.Popen[bytes]] = []
         self._start([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
-                     "--no-dashboard", "--scheduler-file", str(self.file)], "scheduler")
+                     "--no-dashboard", "--scheduler-file", str(self.file)], "scheduler",
+                    None if harness_on_scheduler else self.without_harness())
         deadline = time.monotonic() + 60
         while not self.file.exists():
             assert time.monotonic() < deadline, (folder / "scheduler.log").read_text()
@@ -87,16 +89,21 @@ class CommandLineCluster:
         self.address = str(json.loads(self.file.read_text())["address"])
         self.workers = 0
 
+    def without_harness(self) -> dict[str, str]:
+        """An environment in which Python cannot import the harness (no PYTHONPATH; started outside the checkout)."""
+        return {k: v for k, v in self.env.items() if k != "PYTHONPATH"}
+
     def _start(self, argv: list[str], name: str, env: dict[str, str] | None = None) -> None:
         log = open(self.folder / f"{name}.log", "wb")
-        self.processes.append(subprocess.Popen(argv, cwd=ROOT, env=env or self.env, stdout=log,
+        cwd = ROOT if env is None or "PYTHONPATH" in env else self.folder
+        self.processes.append(subprocess.Popen(argv, cwd=cwd, env=env or self.env, stdout=log,
                                                stderr=subprocess.STDOUT, start_new_session=True))
 
     def add_worker(self, name: str, *, nthreads: int = 1, env: dict[str, str] | None = None,
-                   extra: tuple[str, ...] = ()) -> None:
+                   extra: tuple[str, ...] = (), harness: bool = True) -> None:
         self._start([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(self.file), "--host",
                      "127.0.0.1", "--nthreads", str(nthreads), "--no-dashboard", "--name", name, *extra],
-                    name, {**self.env, **(env or {})})
+                    name, {**(self.env if harness else self.without_harness()), **(env or {})})
         self.workers += 1
 
     def wait(self) -> None:
@@ -283,6 +290,86 @@ def test_worker_that_cannot_see_the_folders_is_refused(world: dict[str, Path], t
         with pytest.raises(ClusterError, match=r"worker tcp://127\.0\.0\.1:\d+ cannot see .*nowhere.*shared"):
             check_workers(client, paths=[world["root"], world["root"] / "nowhere"], sandbox=SandboxKind.NONE,
                           version=__import__("harness").__version__)
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("127.0.0.1:8786x", "--scheduler 127.0.0.1:8786x: the port '8786x' is not a number; pass e.g. tcp://HOST:8786"),
+    ("http://127.0.0.1:8787/status", "is the Dask dashboard's web address; pass the scheduler's own address"),
+    ("", "--scheduler needs an address, e.g. tcp://HOST:8786"),
+])
+def test_malformed_scheduler_address_is_a_one_line_error(world: dict[str, Path], address: str, message: str) -> None:
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    with pytest.raises(CompetitionError) as raised:
+        run_competition(config_for(world, scheduler=address), echo=lambda _: None)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_worker_without_the_harness_is_refused_in_one_line(world: dict[str, Path], tmp_path: Path) -> None:
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    cluster = CommandLineCluster(tmp_path / "bare")
+    try:
+        cluster.add_worker("bare", harness=False)
+        cluster.wait()
+        with pytest.raises(CompetitionError) as raised:
+            run_competition(config_for(world, scheduler=cluster.address), echo=lambda _: None)
+    finally:
+        cluster.close()
+    text = str(raised.value)
+    assert "cannot run the harness (ModuleNotFoundError: No module named 'harness')" in text, text
+    assert "(bare)" in text or "worker tcp://127.0.0.1:" in text
+    assert "PYTHONPATH=<checkout>" in text and "\n" not in text
+
+
+def test_scheduler_without_the_harness_is_refused_in_one_line(world: dict[str, Path], tmp_path: Path) -> None:
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    cluster = CommandLineCluster(tmp_path / "bare", harness_on_scheduler=False)
+    try:
+        cluster.add_worker("w")
+        cluster.wait()
+        with pytest.raises(CompetitionError) as raised:
+            run_competition(config_for(world, scheduler=cluster.address), echo=lambda _: None)
+    finally:
+        cluster.close()
+    text = str(raised.value)
+    assert f"the Dask scheduler at {cluster.address} cannot import the harness" in text, text
+    assert "\n" not in text
+
+
+def test_relative_folders_work_on_workers_started_elsewhere(world: dict[str, Path], cli_cluster: CommandLineCluster,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    monkeypatch.chdir(world["root"])  # the workers run in the checkout, not here
+    relative = {"data": Path("data"), "attacks": Path("attacks"), "defenses": Path("defenses"),
+                "results": Path("results")}
+    result = run_competition(config_for(relative, scheduler=cli_cluster.address), echo=lambda _: None)
+    assert result.outcome.executed == {"attack": 1, "defense": 2}
+    manifest = json.loads((world["results"] / "manifest.json").read_text())
+    assert manifest["dataset"]["root"] == str(world["data"]) and manifest["jobs"] is None
+    log = (world["results"] / "logs" / "cluster.log").read_text().splitlines()
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line) for line in log), log
+    assert log[0].endswith("attacks: 1 unit on 2 workers"), log
+
+
+def test_interrupted_driver_cancels_its_units_on_the_cluster(world: dict[str, Path],
+                                                            cli_cluster: CommandLineCluster) -> None:
+    marks = world["root"] / "marks"
+    marks.mkdir()
+    write_submission(world["attacks"], "slow", "attack", recording(marks, sleep=1, only_first=False))
+    config = config_for(world, batch_size=1, scheduler=cli_cluster.address, sandbox=SandboxKind.NONE)
+
+    def interrupting(label: str, total: int):  # Ctrl-C as soon as the first unit is done
+        def tick(*, failed: bool = False) -> None:
+            raise KeyboardInterrupt
+        return tick
+
+    with pytest.raises(KeyboardInterrupt):
+        run_competition(config, echo=lambda _: None, progress=interrupting)
+    time.sleep(5)  # 6 units of 1 s on 2 workers: all would have run by now
+    assert len(marks_of(marks)) <= 4  # the 2 running when the driver stopped and at most 1 queued per worker
+    log = (world["results"] / "logs" / "cluster.log").read_text()
+    assert re.search(r"attacks: stopped after [01]/6 units; rerun the same command to resume", log), log
+    cli_cluster.wait()
 
 
 def test_driver_killed_and_restarted_resumes(world: dict[str, Path], cli_cluster: CommandLineCluster) -> None:
