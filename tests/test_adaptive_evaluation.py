@@ -33,3 +33,32 @@ def test_rerun_keeps_the_hand_written_reading(tmp_path):
     assert evaluate.kept_reading(path) == ""
     path.write_text(f"# old figures\n\n{evaluate.READING}\n\nMy reading.\n")
     assert evaluate.kept_reading(path) == f"{evaluate.READING}\n\nMy reading.\n"
+
+
+def test_attack_batches_get_their_own_true_labels_only_when_asked():
+    import torch
+    images = np.arange(5 * 2 * 2 * 3, dtype=np.uint8).reshape(5, 2, 2, 3)
+    labels = np.array([3, 1, 4, 1, 5])
+    seen = []
+
+    def attack(x, eps, y=None):
+        seen.append(None if y is None else y.tolist())
+        return x
+
+    out = evaluate._attack(attack, images, 8, torch.device("cpu"), 2, labels=labels)
+    assert seen == [[3, 1], [4, 1], [5]] and np.array_equal(out, images)  # aligned slices; eps 8 leaves x as is
+    seen.clear()
+    evaluate._attack(attack, images, 8, torch.device("cpu"), 2)
+    assert seen == [None, None, None]
+
+
+def test_true_label_reports_say_so():
+    args = evaluate.parse_args(["--images", "4", "--epsilons", "8", "--sweep", "--defenses", "base",
+                                "--adaptive-labels", "true"])
+    correct = {(0, "base", "clean"): np.ones(4, bool)}
+    correct.update({(8, "base", a): np.ones(4, bool) for a in ATTACKS})
+    report = evaluate.render(correct, args, {"seconds": {}}, "python -m research.adaptive.evaluate", 1.0)
+    assert "given the TRUE labels (research only" in report
+    default = evaluate.render(correct, evaluate.parse_args(["--images", "4", "--epsilons", "8", "--sweep",
+                                                            "--defenses", "base"]), {"seconds": {}}, "cmd", 1.0)
+    assert "TRUE labels" not in default

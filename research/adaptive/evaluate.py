@@ -103,11 +103,15 @@ def _correct(model, transform: Transform, images: np.ndarray, labels: np.ndarray
     return np.concatenate(out) == labels
 
 
-def _attack(function, images: np.ndarray, epsilon: int, device, batch: int) -> np.ndarray:
+def _attack(function, images: np.ndarray, epsilon: int, device, batch: int, labels: np.ndarray | None = None):
+    """Adversarial uint8 images of ``function(x, eps)`` (or ``function(x, eps, y)`` when ``labels`` are given)."""
     out = []
     for part in _batches(len(images), batch):
         x = sdk.to_tensor(images[part], device)
-        adv = function(x, epsilon / 255)
+        if labels is None:
+            adv = function(x, epsilon / 255)
+        else:
+            adv = function(x, epsilon / 255, torch.as_tensor(labels[part], device=device))
         out.append(submission.to_uint8_within(adv, images[part], epsilon))
     return np.concatenate(out)
 
@@ -145,11 +149,13 @@ def evaluate(args) -> tuple[dict, dict]:
             predictor = module.labels(target, device) if hasattr(module, "labels") else None
             from submission_kit.attack_methods import adaptive
 
-            def run(x, eps, defended=defended, predictor=predictor, steps=module.STEPS):
-                return adaptive.adaptive_pgd(defended, x, eps=eps, steps=steps,
-                                             y=predictor(x) if predictor is not None else None)
+            def run(x, eps, y=None, defended=defended, predictor=predictor, steps=module.STEPS):
+                if y is None and predictor is not None:
+                    y = predictor(x)
+                return adaptive.adaptive_pgd(defended, x, eps=eps, steps=steps, y=y)
 
-            adv = _attack(run, images, epsilon, device, args.batch_size)
+            adv = _attack(run, images, epsilon, device, args.batch_size,
+                          labels=labels if args.adaptive_labels == "true" else None)
             correct[(epsilon, d, "adaptive")] = _correct(target, t, adv, labels, device, args.batch_size)
             seconds[f"{AIMED[d]}@{epsilon}"] = round(time.monotonic() - started, 1)
             print(f"eps {epsilon} {AIMED[d]}: {seconds[f'{AIMED[d]}@{epsilon}']} s", file=sys.stderr, flush=True)
@@ -171,7 +177,9 @@ def render(correct: dict, args, meta: dict, command: str, wall: float) -> str:
         f"√(p(1−p)/{n}) ≤ {50 / np.sqrt(n):.1f} points.",
         "",
         "Accuracy (%) against the true label. Attacks use the model's (adaptive: the defense's) own clean "
-        "prediction. Columns: `oblivious PGD` = attacks/pgd on the bare target model; `strongest non-adaptive` = "
+        "prediction" + (" — except the adaptive attacks here, which are given the TRUE labels (research only: "
+                        "attack folders never see labels)" if args.adaptive_labels == "true" else "") +
+        ". Columns: `oblivious PGD` = attacks/pgd on the bare target model; `strongest non-adaptive` = "
         "the lowest accuracy over noise, FGSM, PGD, APGD (CE then T, "
         f"{args.apgd_iter} iterations), Square ({args.square_queries} queries), CW-L∞ and the DI/TI transfer "
         "attacks; `adaptive` = the attack folder aimed at the defense (BPDA or end-to-end PGD, 20 steps of ε/4); "
@@ -253,6 +261,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--apgd-iter", type=int, default=100)
     parser.add_argument("--square-queries", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--adaptive-labels", choices=["prediction", "true"], default="prediction",
+                        help="labels the adaptive attacks move away from: the defense's own clean prediction (as "
+                             "the attack folders do; they never see labels) or the true labels (research only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "adaptive_evaluation.md")
     parser.add_argument("--note", default="", help="a paragraph added under the title (e.g. why this size)")
