@@ -304,35 +304,27 @@ def test_malformed_scheduler_address_is_a_one_line_error(world: dict[str, Path],
     assert message in str(raised.value) and "\n" not in str(raised.value)
 
 
-def test_worker_without_the_harness_is_refused_in_one_line(world: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("missing_on", "message"), [
+    ("worker", "worker tcp://127.0.0.1:{port} cannot run the harness (ModuleNotFoundError: No module named "
+               "'harness'): install the harness"),
+    ("scheduler", "the Dask scheduler at {address} cannot import the harness"),
+])
+def test_scheduler_or_worker_without_the_harness_is_refused_in_one_line(world: dict[str, Path], tmp_path: Path,
+                                                                         missing_on: str, message: str) -> None:
     write_submission(world["attacks"], "plus", "attack", PLUS)
-    cluster = CommandLineCluster(tmp_path / "bare")
+    cluster = CommandLineCluster(tmp_path / "bare", harness_on_scheduler=missing_on != "scheduler")
     try:
-        cluster.add_worker("bare", harness=False)
+        cluster.add_worker("w", harness=missing_on != "worker")
         cluster.wait()
         with pytest.raises(CompetitionError) as raised:
             run_competition(config_for(world, scheduler=cluster.address), echo=lambda _: None)
     finally:
         cluster.close()
     text = str(raised.value)
-    assert "cannot run the harness (ModuleNotFoundError: No module named 'harness')" in text, text
-    assert "(bare)" in text or "worker tcp://127.0.0.1:" in text
+    pattern = re.escape(message).replace(re.escape("{port}"), r"\d+").replace(re.escape("{address}"),
+                                                                              re.escape(cluster.address))
+    assert re.search(pattern, text), text
     assert "PYTHONPATH=<checkout>" in text and "\n" not in text
-
-
-def test_scheduler_without_the_harness_is_refused_in_one_line(world: dict[str, Path], tmp_path: Path) -> None:
-    write_submission(world["attacks"], "plus", "attack", PLUS)
-    cluster = CommandLineCluster(tmp_path / "bare", harness_on_scheduler=False)
-    try:
-        cluster.add_worker("w")
-        cluster.wait()
-        with pytest.raises(CompetitionError) as raised:
-            run_competition(config_for(world, scheduler=cluster.address), echo=lambda _: None)
-    finally:
-        cluster.close()
-    text = str(raised.value)
-    assert f"the Dask scheduler at {cluster.address} cannot import the harness" in text, text
-    assert "\n" not in text
 
 
 def test_relative_folders_work_on_workers_started_elsewhere(world: dict[str, Path], cli_cluster: CommandLineCluster,
