@@ -90,12 +90,18 @@ class CommandLineCluster:
         self.workers = 0
 
     def without_harness(self) -> dict[str, str]:
-        """An environment in which Python cannot import the harness (no PYTHONPATH; started outside the checkout)."""
-        return {k: v for k, v in self.env.items() if k != "PYTHONPATH"}
+        """An environment in which `import harness` fails as on a machine without it. The harness may be installed
+        in this Python (pip install -e), so a package of that name that raises ModuleNotFoundError comes first on
+        the path; processes with this environment start outside the checkout (see :meth:`_start`)."""
+        shadow = self.folder / "no_harness"
+        (shadow / "harness").mkdir(parents=True, exist_ok=True)
+        (shadow / "harness" / "__init__.py").write_text(
+            'raise ModuleNotFoundError("No module named \'harness\'", name="harness")\n')
+        return {**self.env, "PYTHONPATH": str(shadow)}
 
     def _start(self, argv: list[str], name: str, env: dict[str, str] | None = None) -> None:
         log = open(self.folder / f"{name}.log", "wb")
-        cwd = ROOT if env is None or "PYTHONPATH" in env else self.folder
+        cwd = self.folder if env is not None and env.get("PYTHONPATH") != str(ROOT) else ROOT
         self.processes.append(subprocess.Popen(argv, cwd=cwd, env=env or self.env, stdout=log,
                                                stderr=subprocess.STDOUT, start_new_session=True))
 
