@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import textwrap
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -151,3 +155,34 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+
+@contextlib.contextmanager
+def tcp_listener(host: str) -> Iterator[tuple[int, list[bytes]]]:
+    """A TCP server on ``host`` (any free port) in a thread while the block runs: yields (port, the first 16 bytes
+    of every connection it accepted). A sandboxed submission must never reach it."""
+    listener = socket.socket()
+    listener.bind((host, 0))
+    listener.listen(5)
+    listener.settimeout(0.5)
+    accepted: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+                accepted.append(connection.recv(16))
+                connection.close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], accepted
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import socket
-import threading
 from pathlib import Path
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, MEMORY_HOG, PLUS, config_for, fork_bomb, write_submission
+from conftest import BUCKET_DEFENSE, MEMORY_HOG, PLUS, config_for, fork_bomb, tcp_listener, write_submission
 from harness.competition import run_competition
 from harness.isolation import SandboxKind, probe
 from harness.limits import LimitPolicy
@@ -166,26 +164,7 @@ def test_sandbox_blocks_vandalism_snooping_and_network(fault_world: dict[str, Pa
     secrets = [str(fault_world["data"] / "dev_dataset.csv"), str(fault_world["data"]),
                str(fault_world["defenses"] / "bucket" / "run.py"), str(fault_world["results"]),
                str(Path.home() / ".cache"), str(Path(__file__).resolve().parent.parent / "sample_data")]
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(5)
-    listener.settimeout(0.5)
-    port = listener.getsockname()[1]
-    accepted: list[bytes] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-                accepted.append(connection.recv(16))
-                connection.close()
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with tcp_listener("127.0.0.1") as (port, accepted):
         write_submission(fault_world["attacks"], "vandal", "attack", VANDAL.format(targets=targets))
         write_submission(fault_world["attacks"], "snoop", "attack",
                          "import socket\n" + SNOOP.format(secrets=secrets, port=port))
@@ -195,10 +174,6 @@ def test_sandbox_blocks_vandalism_snooping_and_network(fault_world: dict[str, Pa
         before = snapshot(root, skip=fault_world["results"])
         result = run_competition(config_for(fault_world, policy=_policy(), sandbox=SandboxKind.BWRAP),
                                  echo=lambda _: None)
-    finally:
-        stop.set()
-        thread.join()
-        listener.close()
     assert accepted == [], "a sandboxed submission reached a loopback listener"
     assert snapshot(root, skip=fault_world["results"]) == before
     assert not canary.exists()

@@ -12,13 +12,12 @@ import json
 import os
 import socket
 import stat
-import threading
 from pathlib import Path
 
 import pytest
 
 from conftest import (BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, MEMORY_HOG, NOOP, PLUS, TOWARD_TARGET, config_for,
-                      fork_bomb, write_submission)
+                      fork_bomb, tcp_listener, write_submission)
 from harness import sandbox_docker
 from harness.competition import run_competition
 from harness.isolation import SandboxKind, probe
@@ -143,39 +142,16 @@ def _host_addresses() -> list[str]:
 def test_hostile_submissions_are_contained(kind: SandboxKind, world: dict[str, Path]) -> None:
     write_container_submission(world["attacks"], "plus", "attack", PLUS)
     write_container_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
-    listener = socket.socket()
-    listener.bind(("0.0.0.0", 0))
-    listener.listen(5)
-    listener.settimeout(0.5)
-    port = listener.getsockname()[1]
-    accepted: list[bytes] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-                accepted.append(connection.recv(16))
-                connection.close()
-            except OSError:
-                continue
-
     hosts = _host_addresses()
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    write_container_submission(world["attacks"], "hostile", "attack", HOSTILE.format(hosts=hosts, port=port))
     write_container_submission(world["attacks"], "fork_bomb", "attack", FORK_BOMB)
     write_container_submission(world["attacks"], "memory_hog", "attack", MEMORY_HOG)
     write_container_submission(world["attacks"], "sleeper", "attack", SLEEPER)
     inputs_before = {p.name: p.read_bytes() for p in world["data"].iterdir()}
     policy = LimitPolicy(seconds_per_image=1.0, minimum_seconds=20.0, memory_mb=300, max_processes=40,
                          output_mb=20)
-    try:
+    with tcp_listener("0.0.0.0") as (port, accepted):
+        write_container_submission(world["attacks"], "hostile", "attack", HOSTILE.format(hosts=hosts, port=port))
         result = run_competition(config_for(world, policy=policy, sandbox=kind), echo=lambda _: None)
-    finally:
-        stop.set()
-        thread.join()
-        listener.close()
     assert accepted == [], "a container reached a listener on the host"
     board = _board(world["results"])
     logs = {r.name: (world["results"] / r.log).read_text() for r in result.runs}
