@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from harness.competition import CompetitionConfig
+from harness.isolation import SandboxKind, probe
 from harness.limits import LimitPolicy
 
 #: Synthetic world: an image is a uniform colour v; its class is v // 50 (classes 0..4).
@@ -36,6 +37,19 @@ def write_dataset(root: Path, values: list[int], *, targets: list[int] | None = 
     (root / label_file).write_text(header + "\n" + "\n".join(rows) + "\n")
     return root
 
+
+
+def _bwrap_works() -> bool:
+    try:
+        probe(SandboxKind.BWRAP)
+    except RuntimeError:
+        return False
+    return True
+
+
+#: Whether bubblewrap can create namespaces here; tests that need it are marked ``needs_bwrap``.
+HAVE_BWRAP = _bwrap_works()
+needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap cannot create namespaces on this machine")
 
 _PRELUDE = """\
 #!/usr/bin/env python3

@@ -13,17 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, MEMORY_HOG, PLUS, config_for, fork_bomb, tcp_listener, write_submission
+from conftest import (BUCKET_DEFENSE, MEMORY_HOG, PLUS, config_for, fork_bomb, needs_bwrap, tcp_listener,
+                      write_submission)
 from harness.competition import run_competition
 from harness.isolation import SandboxKind, probe
 from harness.limits import LimitPolicy
 
-try:
-    probe(SandboxKind.BWRAP)
-    HAVE_BWRAP = True
-except RuntimeError:
-    HAVE_BWRAP = False
-needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap cannot create namespaces on this machine")
 HAVE_CGROUPS = bool(probe(SandboxKind.NONE).cgroup)
 
 

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, write_dataset, write_submission
+from conftest import (BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, needs_bwrap, write_dataset,
+                      write_submission)
 from harness import isolation
 from submission_kit import contract
 from harness.cleanup import remove_tree
@@ -38,12 +39,6 @@ from harness.process import run_submission
 from harness.secret import SECRET_FILE
 from harness.submission import discover, parse_submission
 
-try:
-    probe(SandboxKind.BWRAP)
-    HAVE_BWRAP = True
-except RuntimeError:
-    HAVE_BWRAP = False
-needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap cannot create namespaces on this machine")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="simulating a non-root harness needs root to drop to")
 
 

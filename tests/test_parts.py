@@ -10,19 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import config_for, needs_bwrap, write_dataset, write_submission
 
-from conftest import write_dataset, write_submission
 from harness.competition import run_competition
-from harness.isolation import SandboxKind, probe
-from conftest import config_for
+from harness.isolation import SandboxKind
 
 ROOT = Path(__file__).resolve().parent.parent
 
-try:
-    probe(SandboxKind.BWRAP)
-    HAVE_BWRAP = True
-except RuntimeError:
-    HAVE_BWRAP = False
 
 
 def _modules_after(code: str) -> set[str]:
@@ -115,7 +109,7 @@ with open(out, "w") as f:
 """
 
 
-@pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap cannot create namespaces on this machine")
+@needs_bwrap
 def test_sandboxed_run_sees_the_library_and_nothing_else_of_the_project(tmp_path):
     world = {"data": write_dataset(tmp_path / "data", [10, 60]), "attacks": tmp_path / "attacks",
              "defenses": tmp_path / "defenses", "results": tmp_path / "results"}

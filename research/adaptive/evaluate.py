@@ -103,7 +103,8 @@ def _correct(model, transform: Transform, images: np.ndarray, labels: np.ndarray
     return np.concatenate(out) == labels
 
 
-def _attack(function, images: np.ndarray, epsilon: int, device, batch: int, labels: np.ndarray | None = None):
+def _attack(function, images: np.ndarray, epsilon: int, device, batch: int,
+            labels: np.ndarray | None = None) -> np.ndarray:
     """Adversarial uint8 images of ``function(x, eps)`` (or ``function(x, eps, y)`` when ``labels`` are given)."""
     out = []
     for part in _batches(len(images), batch):
