@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from harness.cleanup import remove_tree  # noqa: E402
 from harness.isolation import Limits, SandboxKind, probe  # noqa: E402
 from harness.process import run_submission  # noqa: E402
 from harness.submission import parse_submission  # noqa: E402
@@ -59,6 +60,14 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", choices=list(KINDS), default=list(KINDS))
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="sandbox_cost-"))
+    try:
+        measure(args, root)
+    finally:
+        remove_tree(root)
+
+
+def measure(args: argparse.Namespace, root: Path) -> None:
+    """Launch the trivial submission under each kind, interleaved, and print the table."""
     folder = root / "trivial"
     folder.mkdir()
     (folder / "metadata.json").write_text(json.dumps({"type": "attack", "entry_point": "run.py",

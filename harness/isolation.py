@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
-from harness.privilege import run_identity, stage_command
+from harness.privilege import run_identity, stage_command, staging_parent
 
 #: Paths of the run's folders inside a bubblewrap sandbox (the NIPS 2017 containers used similar fixed paths).
 SANDBOX_CODE = "/code"
@@ -129,6 +129,10 @@ def _bwrap_works() -> tuple[bool, str]:
     identity = run_identity()
     dropper = None
     if identity is not None:
+        try:
+            staging_parent(uid=identity[0], gid=identity[1])
+        except OSError as exc:
+            return False, str(exc)
         command, dropper = stage_command(command, uid=identity[0], gid=identity[1])
     try:
         subprocess.run(command, check=True, capture_output=True, timeout=30, preexec_fn=dropper)

@@ -9,7 +9,9 @@ Folders a run needs (the Python installation, the referee's package, the run's s
 folder the dedicated uid cannot traverse (``/root`` is mode 700 and often holds a pyenv Python). For those the
 child process, still root, enters a private mount namespace and bind-mounts each such folder onto an empty
 placeholder in a world-traversable staging folder, then drops to :data:`RUN_UID`; bubblewrap binds the placeholder.
-The mounts vanish with the run's mount namespace.
+The mounts vanish with the run's mount namespace. The staging folder is named for the harness process that made it
+(pid and start time), so the folders of a harness that was killed before it could delete them are removed by the
+next one (:func:`sweep_stale_staging`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ _MS_BIND = 4096
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
 _BIND_OPTIONS = ("--bind", "--ro-bind", "--ro-bind-try", "--bind-try")
+#: Staging folders are ``<tempdir>/adv-harness-stage-<pid>-<start time>-<random>``.
+STAGING_PREFIX = "adv-harness-stage-"
 
 try:
     _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
@@ -61,6 +65,70 @@ def reachable(path: Path, *, uid: int, gid: int) -> bool:
     except OSError:
         return False
     return allows(info, 0o5 if stat.S_ISDIR(info.st_mode) else 0o4)
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot (``/proc/PID/stat`` field 22), None if none."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat_line.rsplit(")", 1)[1].split()[19]  # fields after "(comm)" start at field 3
+
+
+def _staging_owner() -> str:
+    return f"{os.getpid()}-{_start_time(os.getpid()) or 0}"
+
+
+def staging_parent(*, uid: int, gid: int) -> Path:
+    """Where staging folders go: the temporary folder (``TMPDIR``), or ``/tmp``, ``/var/tmp``, ``/dev/shm`` when
+    ``uid`` cannot traverse it (a root harness's TMPDIR may lie below ``/root``).
+
+    Raises:
+        OSError: None of them is both writable here and traversable by ``uid``.
+    """
+    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
+        folder = Path(candidate)
+        if folder.is_dir() and os.access(folder, os.W_OK | os.X_OK) and reachable(folder, uid=uid, gid=gid):
+            return folder
+    raise OSError(f"no temporary folder is both writable by the harness and traversable by uid {uid} "
+                  f"(TMPDIR is {tempfile.gettempdir()}): set TMPDIR to a folder every user may traverse, e.g. /tmp")
+
+
+def sweep_stale_staging(parent: Path | None = None) -> list[Path]:
+    """Delete staging folders whose harness process is gone (it was killed before its own clean-up ran).
+
+    A folder is stale when no process has its pid, or the process with that pid started at another time (the pid
+    was reused). Only folders owned by this process's user are touched; folders of another naming are left alone.
+
+    Args:
+        parent: The folder to look in (default: :func:`tempfile.gettempdir`).
+
+    Returns:
+        The folders deleted. Never raises.
+    """
+    parent = Path(parent or tempfile.gettempdir())
+    removed: list[Path] = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(STAGING_PREFIX):
+            continue
+        fields = entry.name[len(STAGING_PREFIX):].split("-")
+        if len(fields) != 3 or not fields[0].isdigit() or not fields[1].isdigit():
+            continue
+        try:
+            if entry.is_symlink() or not entry.is_dir() or entry.stat().st_uid != os.geteuid():
+                continue
+        except OSError:
+            continue
+        if _start_time(int(fields[0])) == fields[1]:
+            continue  # its harness is alive
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
 
 
 def _mount(source: bytes | None, target: bytes, flags: int) -> None:
@@ -127,7 +195,9 @@ def stage_command(command: list[str], *, uid: int, gid: int) -> tuple[list[str],
             source = command[index + 1]
             if os.path.exists(source) and not reachable(Path(source), uid=uid, gid=gid):
                 if staging is None:
-                    staging = Path(tempfile.mkdtemp(prefix="adv-harness-stage-"))
+                    parent = staging_parent(uid=uid, gid=gid)
+                    sweep_stale_staging(parent)
+                    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_staging_owner()}-", dir=parent))
                     staging.chmod(0o711)
                 placeholder = staging / uuid.uuid4().hex[:12]
                 if os.path.isdir(source):

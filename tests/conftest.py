@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import tempfile
 import textwrap
 import threading
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from harness.cleanup import remove_tree
 from harness.competition import CompetitionConfig
 from harness.isolation import SandboxKind, probe
 from harness.limits import LimitPolicy
@@ -136,6 +138,15 @@ for i in range(200):
     children.append(pid)
 print("forked", len(children))
 """
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A folder an unprivileged uid can reach (pytest's tmp_path lies below a mode-700 folder when root)."""
+    folder = Path(tempfile.mkdtemp(prefix="adv-harness-test-"))
+    folder.chmod(0o755)
+    yield folder
+    remove_tree(folder)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def _records(output: Path) -> dict[str, bytes]:
     return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*.json"))}
 
 
-def test_sigkill_at_several_points_then_rerun(world: dict[str, Path]) -> None:
+def test_sigkill_at_several_points_then_rerun(world: dict[str, Path], open_tmp: Path) -> None:
     write_submission(world["attacks"], "noop", "attack", SLOW + NOOP)
     write_submission(world["attacks"], "plus", "attack", SLOW + PLUS)
     write_submission(world["attacks"], "toward_target", "targeted_attack", SLOW + TOWARD_TARGET)
@@ -43,10 +43,12 @@ def test_sigkill_at_several_points_then_rerun(world: dict[str, Path]) -> None:
 
     interrupted = world["root"] / "interrupted"
     code = "import sys; from harness.cli import main; sys.exit(main(sys.argv[1:]))"
+    scratch = open_tmp  # the harnesses' temporary folder (a root harness stages folders there)
+    env = {**os.environ, "TMPDIR": str(scratch)}
     kills = 0
     for delay in (0.8, 2.0, 3.5, 5.0, 7.0):
         process = subprocess.Popen([sys.executable, "-c", code, *_args(world, interrupted)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         time.sleep(delay)
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
@@ -54,7 +56,9 @@ def test_sigkill_at_several_points_then_rerun(world: dict[str, Path]) -> None:
         process.wait()
     assert kills >= 2, "the run finished too fast to be interrupted; make the submissions slower"
     finished_before = _records(interrupted)
-    assert main(_args(world, interrupted)) == 0
+    subprocess.run([sys.executable, "-c", code, *_args(world, interrupted)], check=True, env=env)
+    # What the killed harnesses could not delete (staging folders of a root harness) the next one did.
+    assert sorted(p.name for p in scratch.iterdir()) == []
     finished_after = _records(interrupted)
     # Work finished before the last rerun was not redone: every record is byte-identical.
     assert {k: v for k, v in finished_after.items() if k in finished_before} == finished_before

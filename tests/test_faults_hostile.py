@@ -14,11 +14,10 @@ import os
 import random
 import struct
 import sys
-import tempfile
 import warnings
 import zlib
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -287,15 +286,6 @@ def test_deep_folder_chain_in_an_output_is_removed_and_later_runs_work(world: di
     assert not default_scratch(world["results"]).exists()
     forced = run_competition(config_for(world, force=True), echo=_quiet)
     assert forced.predictions == first.predictions
-
-
-@pytest.fixture
-def open_tmp() -> Iterator[Path]:
-    """A folder an unprivileged uid can reach (pytest's tmp_path lies below a mode-700 folder when root)."""
-    folder = Path(tempfile.mkdtemp(prefix="hostile-"))
-    folder.chmod(0o755)
-    yield folder
-    remove_tree(folder)
 
 
 def test_remove_tree_survives_depth_and_permissions_of_a_non_root_harness(open_tmp: Path) -> None:

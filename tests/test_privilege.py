@@ -1,0 +1,128 @@
+"""harness.privilege: staging folders of a root harness, and the sweep of those a killed harness left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import BUCKET_DEFENSE, PLUS, needs_bwrap, write_submission
+from harness.cli import main
+from harness.privilege import (RUN_GID, RUN_UID, STAGING_PREFIX, reachable, stage_command, staging_parent,
+                               sweep_stale_staging)
+
+# A child that stages a folder the run uid cannot reach, prints the staging folder and dies without cleaning up
+# (as a SIGKILLed harness does).
+_STAGE_AND_DIE = """
+import os, sys, tempfile
+tempfile.tempdir = sys.argv[1]
+from harness.privilege import RUN_GID, RUN_UID, stage_command
+command, dropper = stage_command(["bwrap", "--ro-bind", sys.argv[2], "/code", "--", "true"], uid=RUN_UID,
+                                 gid=RUN_GID)
+print(dropper.placeholders, flush=True)
+os._exit(0)
+"""
+
+
+@pytest.fixture
+def private(tmp_path: Path) -> Path:
+    """A folder the run uid cannot traverse into."""
+    folder = tmp_path / "private" / "code"
+    folder.mkdir(parents=True)
+    (tmp_path / "private").chmod(0o700)
+    return folder
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _own_start_time() -> str:
+    return Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+
+def test_a_killed_harness_leaves_staging_the_next_one_removes(open_tmp: Path, private: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    scratch = open_tmp
+    out = subprocess.run([sys.executable, "-c", _STAGE_AND_DIE, str(scratch), str(private)], check=True,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}).stdout
+    left = Path(out.strip())
+    assert left.parent == scratch and left.is_dir()  # the killed harness could not clean up
+
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    command, dropper = stage_command(["bwrap", "--ro-bind", str(private), "/code", "--", "true"], uid=RUN_UID,
+                                     gid=RUN_GID)
+    assert not left.exists()
+    assert dropper.placeholders is not None and dropper.placeholders.is_dir()
+    assert dropper.placeholders.name.startswith(f"{STAGING_PREFIX}{os.getpid()}-{_own_start_time()}-")
+    assert command[2] != str(private) and command[2].startswith(str(dropper.placeholders))
+    dropper.cleanup()
+    assert list(scratch.iterdir()) == []
+
+
+def test_sweep_removes_only_stale_folders_of_its_own_naming(tmp_path: Path) -> None:
+    dead = tmp_path / f"{STAGING_PREFIX}{_dead_pid()}-12345-abc"
+    reused = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-1-abc"  # this pid, another start time: the pid was reused
+    alive = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-{_own_start_time()}-abc"
+    other_naming = tmp_path / f"{STAGING_PREFIX}abc"
+    unrelated = tmp_path / "adv-harness-other-1-2-abc"
+    for folder in (dead, reused, alive, other_naming, unrelated):
+        (folder / "placeholder").mkdir(parents=True)
+    not_a_folder = tmp_path / f"{STAGING_PREFIX}{_dead_pid()}-1-file"
+    not_a_folder.write_text("")
+
+    removed = sweep_stale_staging(tmp_path)
+
+    assert sorted(removed) == sorted([dead, reused])
+    assert not dead.exists() and not reused.exists()
+    assert alive.is_dir() and other_naming.is_dir() and unrelated.is_dir() and not_a_folder.is_file()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a folder owned by another user")
+def test_sweep_leaves_other_users_folders_alone(tmp_path: Path) -> None:
+    foreign = tmp_path / f"{STAGING_PREFIX}{_dead_pid()}-1-abc"
+    foreign.mkdir()
+    os.chown(foreign, 65534, 65534)
+    assert sweep_stale_staging(tmp_path) == []
+    assert foreign.is_dir()
+
+
+def test_sweep_of_a_missing_folder_is_empty(tmp_path: Path) -> None:
+    assert sweep_stale_staging(tmp_path / "nowhere") == []
+
+
+def test_staging_goes_where_the_run_uid_can_traverse(private: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tempfile.tempdir", str(private.parent))  # a TMPDIR below a mode-700 folder (as /root)
+    command, dropper = stage_command(["bwrap", "--bind", str(private), "/out", "--", "true"], uid=RUN_UID,
+                                     gid=RUN_GID)
+    try:
+        assert dropper.placeholders is not None
+        assert staging_parent(uid=RUN_UID, gid=RUN_GID) == dropper.placeholders.parent != private.parent
+        assert reachable(Path(command[2]), uid=RUN_UID, gid=RUN_GID)
+    finally:
+        dropper.cleanup()
+
+
+def test_no_traversable_temporary_folder_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("harness.privilege.reachable", lambda *_args, **_kwargs: False)
+    with pytest.raises(OSError, match=r"traversable by uid 65533 .*set TMPDIR to a folder every user may traverse"):
+        staging_parent(uid=RUN_UID, gid=RUN_GID)
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root harness stages folders")
+def test_root_harness_with_a_private_tmpdir_runs_submissions(world: dict[str, Path], private: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    monkeypatch.setattr("tempfile.tempdir", str(private.parent))
+    output = world["root"] / "out"
+    assert main(["--input_dir", str(world["data"]), "--attacks_dir", str(world["attacks"]), "--defenses_dir",
+                 str(world["defenses"]), "--output_dir", str(output), "--quiet", "--max_epsilon", "8"]) == 0
+    runs = (output / "runs.csv").read_text()
+    assert "exit code" not in runs and runs.count("\n") >= 3, runs
