@@ -9,7 +9,9 @@ are idempotent, so a rerun after a worker death or a driver restart does no work
 
 Version 1 needs a shared filesystem: the dataset, the submission folders and the results folder at the same path
 on every worker. :func:`check_workers` refuses a worker that cannot see them or runs another harness version,
-naming the worker and the fix.
+naming the worker and the fix. A worker that joins while the competition runs is checked the same way by the
+first unit it is given (and described for the manifest); ``logs/cluster.log`` and ``manifest.json`` →
+``worker_events`` record every worker that joined or left during the run, with the units a lost worker was running.
 
 Workers:
 
@@ -33,6 +35,7 @@ import contextlib
 import importlib.util
 import os
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -90,6 +93,7 @@ class WorkerContext:
         clean_versions: Pixel hash of every clean image, by image id.
         host_slots: Units that run at once on each host (all its workers together), by host address; a run
             gets ``cores // slots`` CPU threads of its host.
+        paths: The results folder, then the dataset and submission folders: what every worker must see.
     """
 
     dataset: Dataset
@@ -102,10 +106,12 @@ class WorkerContext:
     harness_version: str
     clean_versions: dict[str, str]
     host_slots: dict[str, int]
+    paths: tuple[str, ...]
 
 
 # -- worker side ----------------------------------------------------------------------------------------
 _PROTECTIONS: dict[SandboxKind, Protections] = {}
+_CHECKED: set[tuple[tuple[str, ...], SandboxKind, str]] = set()  # what this worker process has already passed
 _POOLS: dict[tuple[tuple[str, ...], int], DevicePool] = {}
 
 
@@ -145,14 +151,32 @@ def _concurrency(host_slots: dict[str, int]) -> int:
     return max(own, host_slots.get(str(worker.ip), own))
 
 
-def _worker_runner(context: WorkerContext) -> Runner:
+def _check_self(context: WorkerContext) -> None:
+    """Refuse to run units of a competition this worker cannot serve (it may have joined after the driver's check
+    of every worker): the same checks and messages as :func:`check_workers`, once per worker process.
+
+    Raises:
+        ClusterError: Another harness version, folders it cannot see or write, or a sandbox it cannot give.
+    """
     from harness import __version__
-    from harness.devices import visible_gpus
-    from harness.execution import Runner
-    if __version__ != context.harness_version:
+    if __version__ != context.harness_version:  # before anything else of this version runs
         raise ClusterError(f"worker {_worker_name()} runs harness {__version__}, the driver "
                            f"{context.harness_version}: install harness {context.harness_version} on it and "
                            "restart it")
+    checked = (context.paths, context.sandbox, context.harness_version)
+    if checked in _CHECKED or not context.paths:
+        return
+    problems = _worker_problems(_worker_name(), describe_worker(list(context.paths), context.sandbox.value),
+                                context.harness_version)
+    if problems:
+        raise ClusterError("; ".join(problems))
+    _CHECKED.add(checked)
+
+
+def _worker_runner(context: WorkerContext) -> Runner:
+    from harness.devices import visible_gpus
+    from harness.execution import Runner
+    _check_self(context)
     gpus = visible_gpus()
     try:
         from distributed import get_worker
@@ -218,7 +242,7 @@ def describe_worker(paths: list[str], sandbox: str) -> dict[str, Any]:
     output = Path(paths[0])
     unwritable = ""
     if output.exists():
-        probe_file = output / f".worker-check-{os.getpid()}.tmp"
+        probe_file = output / f".worker-check-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"  # threads check at once
         try:
             probe_file.write_text("ok")
             probe_file.unlink()
@@ -256,27 +280,33 @@ def check_workers(client: Client, *, paths: list[Path], sandbox: SandboxKind, ve
                            f"`dask worker {address}`")
     _check_scheduler(client)
     answers: dict[str, Any] = client.run(describe_worker, [str(p) for p in paths], sandbox.value, on_error="return")
-    problems = []
-    for address, answer in sorted(answers.items()):
-        if isinstance(answer, BaseException):
-            problems.append(f"worker {address} cannot run the harness ({_exception_text(answer)}): install the "
-                            f"harness {version} in the Python environment of `dask worker` there (pip install -e "
-                            "<checkout>, or start it with PYTHONPATH=<checkout>) and restart it")
-            continue
-        if answer["harness_version"] != version:
-            problems.append(f"worker {address} runs harness {answer['harness_version']}, the driver {version}: "
-                            f"install harness {version} on it and restart it")
-        if answer["missing"]:
-            problems.append(f"worker {address} cannot see {', '.join(answer['missing'])}: every worker needs the "
-                            "dataset, submission and results folders at the same path (mount the shared "
-                            "filesystem there, or stop that worker)")
-        if answer["unwritable"]:
-            problems.append(f"worker {address}: {answer['unwritable']}; give the worker's user write access")
-        if "error" in answer["protections"]:
-            problems.append(f"worker {address}: {answer['protections']['error']}")
+    problems = [problem for address, answer in sorted(answers.items())
+                for problem in _worker_problems(address, answer, version)]
     if problems:
         raise ClusterError("; ".join(problems))
     return dict(sorted(answers.items()))
+
+
+def _worker_problems(address: str, answer: dict[str, Any] | BaseException, version: str) -> list[str]:
+    """What keeps a worker from running this competition (from :func:`describe_worker`'s answer), each with
+    the fix; empty when it may run units."""
+    if isinstance(answer, BaseException):
+        return [f"worker {address} cannot run the harness ({_exception_text(answer)}): install the harness "
+                f"{version} in the Python environment of `dask worker` there (pip install -e <checkout>, or start "
+                "it with PYTHONPATH=<checkout>) and restart it"]
+    problems = []
+    if answer["harness_version"] != version:
+        problems.append(f"worker {address} runs harness {answer['harness_version']}, the driver {version}: "
+                        f"install harness {version} on it and restart it")
+    if answer["missing"]:
+        problems.append(f"worker {address} cannot see {', '.join(answer['missing'])}: every worker needs the "
+                        "dataset, submission and results folders at the same path (mount the shared "
+                        "filesystem there, or stop that worker)")
+    if answer["unwritable"]:
+        problems.append(f"worker {address}: {answer['unwritable']}; give the worker's user write access")
+    if "error" in answer["protections"]:
+        problems.append(f"worker {address}: {answer['protections']['error']}")
+    return problems
 
 
 def harness_location() -> str:
@@ -337,21 +367,98 @@ class DaskExecutor:
     """Submits a stage's units to a Dask cluster and gathers their records (the hook of
     :class:`harness.execution.Runner`).
 
+    Workers that join or leave while it runs are followed through the scheduler's events: each is logged to
+    ``logs/cluster.log`` of the results folder and listed in :attr:`events`; a worker that joins is described for
+    the manifest (and checked by the first unit it runs, see :func:`_check_self`).
+
     Args:
         client: A connected :class:`distributed.Client`.
         workers: What :func:`check_workers` returned (worker address → description).
+        paths: The results folder first, then the dataset and submission folders (as for :func:`check_workers`).
+        sandbox: The sandbox kind asked for.
         echo: Receives plain one-line messages.
     """
 
-    def __init__(self, client: Client, *, workers: dict[str, Any], echo: Callable[[str], None] = print) -> None:
+    def __init__(self, client: Client, *, workers: dict[str, Any], paths: list[Path] | None = None,
+                 sandbox: SandboxKind = SandboxKind.AUTO, echo: Callable[[str], None] = print) -> None:
         self.client = client
+        #: Worker address → its description (harness version, protections, cores), joiners included.
         self.workers = workers
+        self.paths = [str(p) for p in paths or []]
+        self.sandbox = sandbox
         self.echo = echo
+        #: Workers that joined or left during the run: {"time", "worker", "event": "joined" | "left", ...}.
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._describing: list[threading.Thread] = []
         resources = client.scheduler_info()["workers"].values()
         #: Every unit asks for one GPU when a worker offers any (one run per GPU at a time).
         self.resources = {"GPU": 1} if any(w.get("resources", {}).get("GPU") for w in resources) else None
         #: Seconds the driver spent submitting and collecting, per stage (scheduling overhead).
         self.driver_seconds: dict[str, float] = {}
+
+    # -- cluster membership ----------------------------------------------------------------------------
+    def follow_membership(self) -> None:
+        """Start logging workers that join or leave (the scheduler's ``add-worker``/``remove-worker`` events)."""
+        self.client.subscribe_topic("all", self._on_scheduler_event)  # type: ignore[no-untyped-call]
+
+    def stop_following(self) -> None:
+        """Stop listening, and wait (briefly) for descriptions of joined workers still under way."""
+        with contextlib.suppress(Exception):  # the connection may already be gone
+            self.client.unsubscribe_topic("all")  # type: ignore[no-untyped-call]
+        for thread in self._describing:
+            thread.join(timeout=30)
+
+    def _log(self, text: str) -> None:
+        if not self.paths:
+            return
+        path = Path(self.paths[0]) / PROGRESS_LOG
+        with self._lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as log:
+                _log_line(log, text)
+
+    def _on_scheduler_event(self, event: tuple[float, Any]) -> None:
+        """Called on the client's event loop for every event of the scheduler's ``all`` topic; never raises."""
+        stamp, message = event
+        if not isinstance(message, dict) or message.get("action") not in ("add-worker", "remove-worker"):
+            return
+        address = str(message.get("worker", "?"))
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+        if message["action"] == "add-worker":
+            with self._lock:
+                self.events.append({"time": when, "worker": address, "event": "joined"})
+            self._log(f"worker {address} joined; its first unit checks that it can serve this competition")
+            if self.paths:
+                thread = threading.Thread(target=self._describe, args=(address,), daemon=True)
+                self._describing.append(thread)
+                thread.start()
+            return
+        units = sorted(str(k)[len("harness-"):] for k in message.get("processing-tasks", ())
+                       if str(k).startswith("harness-") and not str(k).startswith("harness-context-"))
+        expected = bool(message.get("expected"))
+        with self._lock:
+            self.events.append({"time": when, "worker": address, "event": "left", "expected": expected,
+                                "units_running": units})
+        how = "left" if expected else "was lost (died or unreachable)"
+        rerun = f" while running {_count(len(units), 'unit')} ({', '.join(u[:40] for u in units)}), which rerun " \
+                "elsewhere" if units else ""
+        self._log(f"worker {address} {how}{rerun}")
+
+    def _describe(self, address: str) -> None:
+        """Describe a worker that joined during the run, for the manifest (thread; never raises)."""
+        try:
+            answers = self.client.run(describe_worker, self.paths, self.sandbox.value, workers=[address],
+                                      on_error="return")
+        except Exception as exc:  # the worker left again, the connection closed
+            answers = {address: exc}
+        for worker, answer in answers.items():
+            from harness import __version__
+            problems = _worker_problems(worker, answer, __version__)
+            with self._lock:
+                self.workers[worker] = {"error": "; ".join(problems)} if problems else answer
+            if problems:
+                self._log(f"worker {worker} cannot serve this competition: {'; '.join(problems)}")
 
     def context(self, runner: Runner, clean_versions: dict[str, str]) -> WorkerContext:
         from harness import __version__
@@ -362,7 +469,7 @@ class DaskExecutor:
         return WorkerContext(dataset=runner.dataset, workspace=runner.workspace, seed=runner.seed,
                              batch_size=runner.batch_size, policy=runner.policy, sandbox=runner.protections.kind,
                              environment=runner.environment, harness_version=__version__,
-                             clean_versions=clean_versions, host_slots=slots)
+                             clean_versions=clean_versions, host_slots=slots, paths=tuple(self.paths))
 
     def run(self, runner: Runner, label: str, units: list[Any], clean_versions: dict[str, str]) -> list[Any]:
         """Run ``units`` (all attack or all defense units) as one task each; records in the order of ``units``.
@@ -502,4 +609,9 @@ def connect(*, scheduler: str | None, workers: int | None, paths: list[Path], sa
         if dashboard and client.dashboard_link:
             echo(f"Dask dashboard: {client.dashboard_link}")
         described = check_workers(client, paths=paths, sandbox=sandbox, version=__version__)
-        yield DaskExecutor(client, workers=described, echo=echo)
+        executor = DaskExecutor(client, workers=described, paths=paths, sandbox=sandbox, echo=echo)
+        executor.follow_membership()
+        try:
+            yield executor
+        finally:
+            executor.stop_following()

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -106,8 +108,8 @@ class CommandLineCluster:
                                                stderr=subprocess.STDOUT, start_new_session=True))
 
     def add_worker(self, name: str, *, nthreads: int = 1, env: dict[str, str] | None = None,
-                   extra: tuple[str, ...] = (), harness: bool = True) -> None:
-        self._start([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(self.file), "--host",
+                   extra: tuple[str, ...] = (), harness: bool = True, prefix: tuple[str, ...] = ()) -> None:
+        self._start([*prefix, sys.executable, "-m", "dask", "worker", "--scheduler-file", str(self.file), "--host",
                      "127.0.0.1", "--nthreads", str(nthreads), "--no-dashboard", "--name", name, *extra],
                     name, {**(self.env if harness else self.without_harness()), **(env or {})})
         self.workers += 1
@@ -226,7 +228,101 @@ def test_worker_killed_mid_unit_reruns_elsewhere(world: dict[str, Path], cli_clu
         assert time.monotonic() < deadline, "the first run outlived its worker"
         time.sleep(0.1)
     no_leftovers(world["results"])
+    # the loss is on record: cluster.log and the manifest name the lost worker and the unit it was running
+    manifest = json.loads((world["results"] / "manifest.json").read_text())
+    lost = [e for e in manifest["worker_events"] if e["event"] == "left"]
+    unit = f"attacks-{records[0].stem}"
+    assert [(e["expected"], e["units_running"]) for e in lost] == [(False, [unit])]
+    log = (world["results"] / "logs" / "cluster.log").read_text()
+    assert re.search(rf"worker {re.escape(lost[0]['worker'])} was lost \(died or unreachable\) while running 1 "
+                     rf"unit \({unit[:40]}\), which rerun elsewhere", log), log
     cli_cluster.wait()  # the nanny restarted the worker
+
+
+def test_worker_that_joins_during_the_run_is_logged_and_described(world: dict[str, Path],
+                                                                  tmp_path_factory: pytest.TempPathFactory) -> None:
+    marks = world["root"] / "marks"
+    marks.mkdir()
+    write_submission(world["attacks"], "slow", "attack", recording(marks, sleep=2, only_first=False))
+    cluster = CommandLineCluster(tmp_path_factory.mktemp("joining"))
+    try:
+        cluster.add_worker("w1")
+        cluster.wait()
+        config = config_for(world, batch_size=1, scheduler=cluster.address, sandbox=SandboxKind.NONE)
+        driver = _drive(config)
+        _wait_for_marks(marks, driver)
+        cluster.add_worker("late")
+        driver.join(timeout=240)
+        assert not driver.is_alive() and driver.result == ["ok"], driver.result
+    finally:
+        cluster.close()
+    manifest = json.loads((world["results"] / "manifest.json").read_text())
+    joined = [e["worker"] for e in manifest["worker_events"] if e["event"] == "joined"]
+    assert len(joined) == 1 and len(manifest["workers"]) == 2
+    assert manifest["workers"][joined[0]]["protections"] == manifest["protections"]  # described for the record
+    log = (world["results"] / "logs" / "cluster.log").read_text()
+    assert f"worker {joined[0]} joined" in log
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare(1) to hide "
+                    "the folders from one worker")
+def test_worker_that_joins_unable_to_see_the_folders_stops_the_run_in_one_line(
+        world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
+    marks = world["root"] / "marks"
+    marks.mkdir()
+    write_submission(world["attacks"], "slow", "attack", recording(marks, sleep=2, only_first=False))
+    cluster = CommandLineCluster(tmp_path_factory.mktemp("blind"))
+    try:
+        cluster.add_worker("w1")
+        cluster.wait()
+        config = config_for(world, batch_size=1, scheduler=cluster.address, sandbox=SandboxKind.NONE)
+        driver = _drive(config)
+        _wait_for_marks(marks, driver, finished=True)
+        # a worker on a machine without the shared filesystem: the competition's folders are not there
+        cluster.add_worker("blind", prefix=("unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                                            'mount -t tmpfs none "$0" && exec "$@"', str(world["root"])))
+        driver.join(timeout=240)
+        assert not driver.is_alive()
+    finally:
+        cluster.close()
+    assert len(driver.result) == 1 and isinstance(driver.result[0], CompetitionError), driver.result
+    message = str(driver.result[0])
+    assert re.fullmatch(rf"worker tcp://127\.0\.0\.1:\d+ \(blind\) cannot see {re.escape(str(world['results']))}.*"
+                        r": every worker needs the dataset, submission and results folders at the same path \(mount "
+                        r"the shared filesystem there, or stop that worker\)", message), message
+    assert list((world["results"] / "store" / "attack_runs").rglob("*.json"))  # finished units are kept
+    log = (world["results"] / "logs" / "cluster.log").read_text()
+    assert "joined" in log and "rerun the same command to resume" in log
+
+
+class _Driver(threading.Thread):
+    """run_competition in a thread; ``result`` holds "ok" or the exception it raised."""
+
+    def __init__(self, config: object) -> None:
+        super().__init__(daemon=True)
+        self.config = config
+        self.result: list[object] = []
+
+    def run(self) -> None:
+        try:
+            run_competition(self.config, echo=lambda _: None)  # type: ignore[arg-type]
+            self.result.append("ok")
+        except Exception as exc:  # the test looks at it
+            self.result.append(exc)
+
+
+def _drive(config: object) -> _Driver:
+    driver = _Driver(config)
+    driver.start()
+    return driver
+
+
+def _wait_for_marks(marks: Path, driver: _Driver, *, finished: bool = False) -> None:
+    """Until a run of the recording attack has started (or ``finished``)."""
+    deadline = time.monotonic() + 120
+    while not [m for m in marks_of(marks) if not finished or "end" in m]:
+        assert time.monotonic() < deadline and driver.is_alive(), f"no unit started: {driver.result}"
+        time.sleep(0.1)
 
 
 def test_unit_that_kills_its_worker_every_time_is_a_failed_run(world: dict[str, Path],
@@ -403,3 +499,15 @@ def test_submission_processes_per_worker_come_from_gpu_then_runs_then_threads() 
     assert _slots(2, {"GPU": 1, "RUNS": 2}) == 1  # one run per GPU, whatever RUNS says
     assert _slots(4, {}) == 4
     assert _slots(1, {"RUNS": 0}) == 1
+
+
+def test_threads_of_one_worker_check_the_results_folder_at_once(tmp_path: Path) -> None:
+    """The writability probe of :func:`describe_worker` is per call, not per process (a worker's threads run their
+    first units, each checking the worker, at the same moment)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.dask_executor import describe_worker
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: describe_worker([str(tmp_path)], "none")["unwritable"], range(200)))
+    assert set(answers) == {""}
+    assert list(tmp_path.iterdir()) == []
