@@ -62,6 +62,15 @@ fi
 # was installed into this environment before (the install is editable, so code changes need no reinstall).
 stamp="$venv/.adv-harness-$( { pwd; echo "$extra"; cat setup.cfg pyproject.toml; } | sha256sum | cut -c1-16)"
 if [[ ! -e "$stamp" ]]; then
+  # torch 2.14.1 is a CUDA build: about 6 GB in the venv. Say so before pip fails half-way with ENOSPC.
+  if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+    free_mb="$(df -Pm "$venv" | awk 'NR == 2 {print $4}')"
+    if (( free_mb < 7000 )); then
+      echo "install: torch needs about 6 GB in $venv and its disk has ${free_mb} MB free: free some space or set" \
+           "VENV to a folder on a larger disk" >&2
+      exit 1
+    fi
+  fi
   "$venv/bin/python" -m pip install --quiet torch==2.14.1 torchvision==0.29.1
   "$venv/bin/python" -m pip install --quiet -e ".${extra}"
   touch "$stamp"

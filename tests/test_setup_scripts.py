@@ -1,12 +1,14 @@
-""".ci/run: the CI script leaves nothing behind (its venv is a ~6 GB CUDA build of torch), pass or fail.
+""".ci/run and scripts/install.sh: CI leaves nothing behind (its venv is a ~6 GB CUDA build of torch), pass or fail;
+install refuses a disk too small for torch before pip fails half-way.
 
-The script runs in a throwaway repository whose ./test.sh and ./quickstart.sh are fakes that only make what the real
+.ci/run runs in a throwaway repository whose ./test.sh and ./quickstart.sh are fakes that only make what the real
 ones make (a venv folder, a results folder), so the test takes a second.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -53,3 +55,19 @@ def test_ci_run_removes_its_venv_and_clone(fake_repo: Path, tmp_path: Path, fail
     if not fail:
         assert "quickstart ran on a clean clone" in result.stdout
     assert list(scratch.iterdir()) == []  # no venv, no clone left
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs")
+def test_install_refuses_a_venv_on_a_disk_too_small_for_torch_in_one_line(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(small)], check=True)
+    try:
+        result = subprocess.run([str(ROOT / "scripts" / "install.sh")], env={**os.environ, "VENV": str(small / "venv")},
+                                capture_output=True, text=True, timeout=600)
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=True)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"install: torch needs about 6 GB in .*/small/venv and its disk has \d+ MB free: free some "
+                        r"space or set VENV to a folder on a larger disk", last), result.stderr
