@@ -241,21 +241,8 @@ def test_worker_killed_mid_unit_reruns_elsewhere(world: dict[str, Path], cli_clu
 
 def test_worker_that_joins_during_the_run_is_logged_and_described(world: dict[str, Path],
                                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
-    marks = world["root"] / "marks"
-    marks.mkdir()
-    write_submission(world["attacks"], "slow", "attack", recording(marks, sleep=2, only_first=False))
-    cluster = CommandLineCluster(tmp_path_factory.mktemp("joining"))
-    try:
-        cluster.add_worker("w1")
-        cluster.wait()
-        config = config_for(world, batch_size=1, scheduler=cluster.address, sandbox=SandboxKind.NONE)
-        driver = _drive(config)
-        _wait_for_marks(marks, driver)
-        cluster.add_worker("late")
-        driver.join(timeout=240)
-        assert not driver.is_alive() and driver.result == ["ok"], driver.result
-    finally:
-        cluster.close()
+    driver = _join_during_run(world, tmp_path_factory.mktemp("joining"), "late")
+    assert driver.result == ["ok"], driver.result
     manifest = json.loads((world["results"] / "manifest.json").read_text())
     joined = [e["worker"] for e in manifest["worker_events"] if e["event"] == "joined"]
     assert len(joined) == 1 and len(manifest["workers"]) == 2
@@ -268,23 +255,10 @@ def test_worker_that_joins_during_the_run_is_logged_and_described(world: dict[st
                     "the folders from one worker")
 def test_worker_that_joins_unable_to_see_the_folders_stops_the_run_in_one_line(
         world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
-    marks = world["root"] / "marks"
-    marks.mkdir()
-    write_submission(world["attacks"], "slow", "attack", recording(marks, sleep=2, only_first=False))
-    cluster = CommandLineCluster(tmp_path_factory.mktemp("blind"))
-    try:
-        cluster.add_worker("w1")
-        cluster.wait()
-        config = config_for(world, batch_size=1, scheduler=cluster.address, sandbox=SandboxKind.NONE)
-        driver = _drive(config)
-        _wait_for_marks(marks, driver, finished=True)
-        # a worker on a machine without the shared filesystem: the competition's folders are not there
-        cluster.add_worker("blind", prefix=("unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-                                            'mount -t tmpfs none "$0" && exec "$@"', str(world["root"])))
-        driver.join(timeout=240)
-        assert not driver.is_alive()
-    finally:
-        cluster.close()
+    # a worker on a machine without the shared filesystem: the competition's folders are not there
+    hidden = ("unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+              'mount -t tmpfs none "$0" && exec "$@"', str(world["root"]))
+    driver = _join_during_run(world, tmp_path_factory.mktemp("blind"), "blind", prefix=hidden)
     assert len(driver.result) == 1 and isinstance(driver.result[0], CompetitionError), driver.result
     message = str(driver.result[0])
     assert re.fullmatch(rf"worker tcp://127\.0\.0\.1:\d+ \(blind\) cannot see {re.escape(str(world['results']))}.*"
@@ -293,6 +267,26 @@ def test_worker_that_joins_unable_to_see_the_folders_stops_the_run_in_one_line(
     assert list((world["results"] / "store" / "attack_runs").rglob("*.json"))  # finished units are kept
     log = (world["results"] / "logs" / "cluster.log").read_text()
     assert "joined" in log and "rerun the same command to resume" in log
+
+
+def _join_during_run(world: dict[str, Path], folder: Path, name: str, *, prefix: tuple[str, ...] = ()) -> _Driver:
+    """Run 6 slow units on a one-worker cluster; once the first has finished, worker ``name`` (its command line
+    after ``prefix``) joins. Returns the finished driver."""
+    marks = world["root"] / "marks"
+    marks.mkdir()
+    write_submission(world["attacks"], "slow", "attack", recording(marks, sleep=2, only_first=False))
+    cluster = CommandLineCluster(folder)
+    try:
+        cluster.add_worker("w1")
+        cluster.wait()
+        driver = _drive(config_for(world, batch_size=1, scheduler=cluster.address, sandbox=SandboxKind.NONE))
+        _wait_for_marks(marks, driver, finished=True)
+        cluster.add_worker(name, prefix=prefix)
+        driver.join(timeout=240)
+        assert not driver.is_alive()
+    finally:
+        cluster.close()
+    return driver
 
 
 class _Driver(threading.Thread):
