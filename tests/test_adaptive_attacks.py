@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from submission_kit import zoo
-from submission_kit.attack_methods import adaptive, autoattack, transfer
+from submission_kit.attack_methods import adaptive, autoattack, gradient, transfer
 from submission_kit.defense_blocks import classify, denoise
 from tiny_models import TinyNet, tiny_model
 
@@ -118,6 +118,56 @@ def test_margin_loss_and_cw_linf():
         after = autoattack.margin_loss(model(adv), labels)
     assert (adv - x).abs().max() <= EPS + 1e-6
     assert float(after.mean()) > float(before.mean())
+
+
+def linear(seed: int = 0) -> nn.Module:
+    """A seeded linear classifier on raw pixels: unlike :func:`tiny` (whose eval-mode predictions are one class
+    here), small ε moves its predictions, targeted ones included."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)).eval()
+
+
+def _two_runs(model: nn.Module, x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The two runs of :func:`adaptive.label_free_pgd`, made independently: (away, toward, least-likely class)."""
+    with torch.no_grad():
+        target = model(x).argmin(1)
+    away = adaptive.adaptive_pgd(model, x, eps=eps, steps=10, y=own_labels(model, x))
+    toward = gradient.pgd(model, x, eps=eps, alpha=eps / 4, steps=10, target=target)
+    return away, toward, target
+
+
+@pytest.mark.parametrize("eps", [4 / 255, 8 / 255])
+def test_label_free_pgd_keeps_the_targeted_image_exactly_where_the_defense_predicts_the_target(eps):
+    model, x = linear(), images(12)
+    before = x.clone()
+    away, toward, target = _two_runs(model, x, eps)
+    out = adaptive.label_free_pgd(model, x, eps=eps, steps=10)
+    assert torch.equal(x, before)  # input untouched
+    hit = own_labels(model, torch.round(toward * 255) / 255) == target
+    assert 0 < int(hit.sum()) < len(x)  # both branches are exercised on these images
+    for i in range(len(x)):
+        assert torch.equal(out[i], toward[i] if hit[i] else away[i])
+    assert (out - x).abs().max() <= eps + 1e-6 and out.min() >= 0 and out.max() <= 1
+    # fooled (label-free: prediction ≠ own clean prediction) wherever the untargeted run alone fooled
+    clean, fooled_away, fooled = own_labels(model, x), own_labels(model, away), own_labels(model, out)
+    assert bool(((fooled_away != clean) <= (fooled != clean)).all())
+
+
+@pytest.mark.parametrize(("answers", "expect"), [("target", "toward"), ("clean", "away")])
+def test_label_free_pgd_chooses_by_the_real_defense_prediction(answers, expect):
+    """A gated defense's prediction is not the attacked model's argmax: the choice asks ``defense_labels``."""
+    model, x = linear(), images(6)
+    away, toward, target = _two_runs(model, x, EPS)
+    clean = own_labels(model, x)
+    defense = (lambda _x: target) if answers == "target" else (lambda _x: clean)
+    out = adaptive.label_free_pgd(model, x, eps=EPS, steps=10, defense_labels=defense)
+    assert torch.equal(out, toward if expect == "toward" else away)
+
+
+def test_pgd_takes_labels_or_a_target_not_both():
+    model, x = tiny(), images(2)
+    with pytest.raises(ValueError, match=r"labels to move away from \(y\) or a target to move toward"):
+        gradient.pgd(model, x, eps=EPS, y=own_labels(model, x), target=own_labels(model, x))
 
 
 def test_bpda_forward_is_the_transform_and_backward_is_the_identity():

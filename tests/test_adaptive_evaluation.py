@@ -61,4 +61,8 @@ def test_true_label_reports_say_so():
     assert "given the TRUE labels (research only" in report
     default = evaluate.render(correct, evaluate.parse_args(["--images", "4", "--epsilons", "8", "--sweep",
                                                             "--defenses", "base"]), {"seconds": {}}, "cmd", 1.0)
-    assert "TRUE labels" not in default
+    assert "TRUE labels" not in default and "least-likely" not in default
+    two_runs = evaluate.render(correct, evaluate.parse_args(["--images", "4", "--epsilons", "8", "--sweep",
+                                                             "--defenses", "base", "--adaptive-labels",
+                                                             "prediction+least-likely"]), {"seconds": {}}, "cmd", 1.0)
+    assert "toward the target model's least-likely class" in two_runs and "TRUE labels" not in two_runs

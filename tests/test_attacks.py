@@ -84,6 +84,9 @@ def run_ours(name: str, model: nn.Module, x: torch.Tensor, eps: float, seed: int
         return gradient.step_target(model, x, target, eps=eps)
     if name == "iter_target":
         return gradient.iter_target(model, x, target, eps=eps, alpha=1 / 255)
+    if name == "pgd_target":
+        return gradient.pgd(model, x, eps=eps, alpha=2 / 255, steps=10, generator=torch.Generator().manual_seed(seed),
+                            target=target)
     raise KeyError(name)
 
 
@@ -97,12 +100,16 @@ def run_torchattacks(name: str, model: nn.Module, x: torch.Tensor, eps: float, s
         return torchattacks.BIM(model, eps=eps, alpha=1 / 255, steps=steps)(x, y)
     if name == "mi_fgsm":
         return torchattacks.MIFGSM(model, eps=eps, alpha=eps / 10, steps=10, decay=1.0)(x, y)
-    if name == "pgd":
+    if name in ("pgd", "pgd_target"):
+        attack = torchattacks.PGD(model, eps=eps, alpha=2 / 255, steps=10, random_start=True)
+        if name == "pgd_target":
+            attack.set_mode_targeted_by_label(quiet=True)
+            y = (torch.arange(x.shape[0]) * 3 + 1) % 10
         # torchattacks draws its random start from the global RNG: seed it identically, only here.
         state = torch.random.get_rng_state()
         torch.manual_seed(seed)
         try:
-            return torchattacks.PGD(model, eps=eps, alpha=2 / 255, steps=10, random_start=True)(x, y)
+            return attack(x, y)
         finally:
             torch.random.set_rng_state(state)
     if name in ("step_ll", "iter_ll"):
@@ -118,7 +125,7 @@ def run_torchattacks(name: str, model: nn.Module, x: torch.Tensor, eps: float, s
     raise KeyError(name)
 
 
-COMPARED = ["fgsm", "i_fgsm", "mi_fgsm", "pgd", "step_ll", "iter_ll", "step_target", "iter_target"]
+COMPARED = ["fgsm", "i_fgsm", "mi_fgsm", "pgd", "pgd_target", "step_ll", "iter_ll", "step_target", "iter_target"]
 ALL = COMPARED
 
 

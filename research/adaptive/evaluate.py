@@ -43,6 +43,17 @@ TRANSFER = ["di_mi_fgsm", "ti_mi_fgsm"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor] | None
 
+#: --adaptive-labels choice → what the report's legend adds about the adaptive column.
+LABEL_NOTES = {
+    "prediction": "",
+    "prediction+least-likely": (" — the adaptive attacks here run twice, label-free: away from the defense's "
+                                "clean prediction and toward the target model's least-likely class, keeping the "
+                                "targeted image where the defense predicts that class (adaptive.label_free_pgd; "
+                                "research only: the attack folders run the first alone)"),
+    "true": (" — except the adaptive attacks here, which are given the TRUE labels (research only: attack folders "
+             "never see labels)"),
+}
+
 
 def defense_transforms(device: torch.device) -> dict[str, Transform]:
     """The sample defense folders' pipelines (the same sources of options as ``defenses/<name>/defense.py``)."""
@@ -151,6 +162,9 @@ def evaluate(args) -> tuple[dict, dict]:
             from submission_kit.attack_methods import adaptive
 
             def run(x, eps, y=None, defended=defended, predictor=predictor, steps=module.STEPS):
+                if args.adaptive_labels == "prediction+least-likely":
+                    return adaptive.label_free_pgd(defended, x, eps=eps, steps=steps, defense_labels=predictor,
+                                                   least_likely_of=target)
                 if y is None and predictor is not None:
                     y = predictor(x)
                 return adaptive.adaptive_pgd(defended, x, eps=eps, steps=steps, y=y)
@@ -178,8 +192,7 @@ def render(correct: dict, args, meta: dict, command: str, wall: float) -> str:
         f"√(p(1−p)/{n}) ≤ {50 / np.sqrt(n):.1f} points.",
         "",
         "Accuracy (%) against the true label. Attacks use the model's (adaptive: the defense's) own clean "
-        "prediction" + (" — except the adaptive attacks here, which are given the TRUE labels (research only: "
-                        "attack folders never see labels)" if args.adaptive_labels == "true" else "") +
+        "prediction" + LABEL_NOTES[args.adaptive_labels] +
         ". Columns: `oblivious PGD` = attacks/pgd on the bare target model; `strongest non-adaptive` = "
         "the lowest accuracy over noise, FGSM, PGD, APGD (CE then T, "
         f"{args.apgd_iter} iterations), Square ({args.square_queries} queries), CW-L∞ and the DI/TI transfer "
@@ -262,9 +275,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--apgd-iter", type=int, default=100)
     parser.add_argument("--square-queries", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--adaptive-labels", choices=["prediction", "true"], default="prediction",
-                        help="labels the adaptive attacks move away from: the defense's own clean prediction (as "
-                             "the attack folders do; they never see labels) or the true labels (research only)")
+    parser.add_argument("--adaptive-labels", choices=list(LABEL_NOTES), default="prediction",
+                        help="what the adaptive attacks aim by: the defense's own clean prediction (as the attack "
+                             "folders do; they never see labels), that plus a run toward the least-likely class "
+                             "(adaptive.label_free_pgd; label-free, research only) or the true labels (research "
+                             "only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "adaptive_evaluation.md")
     parser.add_argument("--note", default="", help="a paragraph added under the title (e.g. why this size)")

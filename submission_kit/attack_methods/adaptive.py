@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from submission_kit.attack_methods import gradient, submission
-from submission_kit.attack_methods.common import check_images, eval_mode
+from submission_kit.attack_methods.common import check_images, eval_mode, least_likely, predict
 
-__all__ = ["BPDA", "BothBranches", "Defended", "adaptive_pgd", "bpda", "run_adaptive_attack"]
+__all__ = ["BPDA", "BothBranches", "Defended", "adaptive_pgd", "bpda", "label_free_pgd", "run_adaptive_attack"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -131,6 +131,46 @@ def adaptive_pgd(model: nn.Module, x: torch.Tensor, *, eps: float, steps: int = 
     alpha = eps / 4 if alpha is None else alpha
     with eval_mode(model):
         return gradient.pgd(model, x, eps=eps, alpha=alpha, steps=steps, y=y, generator=generator)
+
+
+def label_free_pgd(model: nn.Module, x: torch.Tensor, *, eps: float, steps: int = 20, alpha: float | None = None,
+                   defense_labels: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   least_likely_of: nn.Module | None = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Two label-free PGD runs on a defended model, one image kept per example.
+
+    An untargeted attack that moves away from the defense's own clean prediction cannot lower accuracy on an
+    image the defense already gets wrong, and often moves it onto the true class: a floor of several points that
+    true labels remove. So this runs (1) :func:`adaptive_pgd` away from the defense's clean prediction and
+    (2) targeted PGD toward the least-likely class y_LL of a classifier on the clean image (the target of the
+    iterative least-likely method, Kurakin et al. 2017), and keeps, per example, the targeted image when the
+    defense's prediction on it (rounded to 8 bits, as the referee reads it) is y_LL, else the untargeted one.
+    Neither run nor the choice reads a label.
+
+    Args:
+        model: The defense as one model (:class:`Defended` or :class:`BothBranches`); logits or scores (N, K).
+        x: Clean images, float (N, 3, H, W) in [0, 1]; not modified.
+        eps: L∞ budget ε on the [0, 1] scale.
+        steps: PGD iterations of each run.
+        alpha: Step size; default ε / 4.
+        defense_labels: ``x ↦ (N,)`` predictions of the real defense (for a gated defense, whose ``model`` is not
+            its prediction); default ``model``'s argmax.
+        least_likely_of: The classifier whose least-likely class is the target; default ``model``.
+        generator: Source of both random starts (default a CPU generator seeded with 0 for each).
+
+    Returns:
+        Adversarial images, same shape/dtype/device as ``x``, within ``eps`` of ``x`` and in [0, 1].
+    """
+    check_images(x)
+    alpha = eps / 4 if alpha is None else alpha
+    labels_of = defense_labels or (lambda images: predict(model, images))
+    target = least_likely(least_likely_of if least_likely_of is not None else model, x)
+    with eval_mode(model):
+        away = gradient.pgd(model, x, eps=eps, alpha=alpha, steps=steps, y=labels_of(x), generator=generator)
+        toward = gradient.pgd(model, x, eps=eps, alpha=alpha, steps=steps, target=target, generator=generator)
+    with torch.no_grad():
+        hit = labels_of(torch.round(toward * 255) / 255) == target
+    return torch.where(hit.view(-1, *([1] * (x.dim() - 1))), toward, away)
 
 
 def run_adaptive_attack(build: Callable[[nn.Module, torch.device], nn.Module], *, steps: int = 20,

@@ -220,11 +220,13 @@ def pgd(
     random_start: bool = True,
     generator: torch.Generator | None = None,
     y: torch.Tensor | None = None,
+    target: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Projected gradient descent with a random start (Madry et al. 2018).
 
     X_0 = clip_[0,1](X + U(−ε, ε)); X_{t+1} = Π(X_t + α · sign(∇_X J(X_t, y))), where Π projects onto the
-    ε-ball around X, then onto [0, 1].
+    ε-ball around X, then onto [0, 1]. With ``target``, the targeted form descends the loss of the target class:
+    X_{t+1} = Π(X_t − α · sign(∇_X J(X_t, y_target))).
 
     Args:
         model: Classifier returning logits (N, K) for images in [0, 1].
@@ -238,14 +240,21 @@ def pgd(
             generator used for consecutive batches gives the same noise as one call on their concatenation.
             ``None`` uses a fresh CPU generator seeded with 0 (deterministic). The global RNG is never used.
         y: Labels (N,) to move away from; default: the model's prediction on ``x``.
+        target: Target classes (N,) to move toward (targeted PGD); ``y`` must then be None.
 
     Returns:
         Adversarial images, same shape/dtype/device as ``x``, within ``eps`` of ``x`` and in [0, 1].
+
+    Raises:
+        ValueError: Both ``y`` and ``target`` given, or labels of the wrong shape.
     """
     check_images(x)
     eps = check_budget("eps", eps)
     alpha = check_budget("alpha", alpha)
-    labels = _labels(model, x, y)
+    if y is not None and target is not None:
+        raise ValueError("pgd takes labels to move away from (y) or a target to move toward (target), not both")
+    targeted = target is not None
+    labels = _targets(x, target) if target is not None else _labels(model, x, y)
     with eval_mode(model):
         adv = x.detach().clone()
         if random_start:
@@ -255,7 +264,7 @@ def pgd(
             noise.uniform_(-eps, eps, generator=generator)
             adv = torch.clamp(adv + noise.to(x.device), min=0, max=1)
         for _ in range(int(steps)):
-            grad = _gradient(model, adv, labels, targeted=False)
+            grad = _gradient(model, adv, labels, targeted=targeted)
             adv = _project_delta(adv.detach() + alpha * grad.sign(), x, eps).detach()
         return adv
 
