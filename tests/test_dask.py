@@ -488,11 +488,11 @@ def test_driver_killed_and_restarted_resumes(world: dict[str, Path], cli_cluster
 
 
 def test_submission_processes_per_worker_come_from_gpu_then_runs_then_threads() -> None:
-    from harness.dask_executor import _slots
-    assert _slots(3, {"RUNS": 2}) == 2  # the third thread pipelines the harness's own work
-    assert _slots(2, {"GPU": 1, "RUNS": 2}) == 1  # one run per GPU, whatever RUNS says
-    assert _slots(4, {}) == 4
-    assert _slots(1, {"RUNS": 0}) == 1
+    from harness.dask_worker import submission_slots
+    assert submission_slots(3, {"RUNS": 2}) == 2  # the third thread pipelines the harness's own work
+    assert submission_slots(2, {"GPU": 1, "RUNS": 2}) == 1  # one run per GPU, whatever RUNS says
+    assert submission_slots(4, {}) == 4
+    assert submission_slots(1, {"RUNS": 0}) == 1
 
 
 def test_threads_of_one_worker_check_the_results_folder_at_once(tmp_path: Path) -> None:
@@ -500,7 +500,7 @@ def test_threads_of_one_worker_check_the_results_folder_at_once(tmp_path: Path) 
     first units, each checking the worker, at the same moment)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from harness.dask_executor import describe_worker
+    from harness.dask_worker import describe_worker
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: describe_worker([str(tmp_path)], "none")["unwritable"], range(200)))
     assert set(answers) == {""}

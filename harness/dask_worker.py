@@ -1,0 +1,249 @@
+"""What runs on a Dask worker for :mod:`harness.dask_executor`: one work unit per task, and the worker's checks.
+
+A task unpickles a :class:`WorkerContext` (small; sent once per stage), checks once per worker process that this
+worker can serve the competition (:func:`check_self`: same harness version, the shared folders visible and the
+results folder writable, the sandbox available), then runs the unit with a :class:`~harness.execution.Runner`
+sharing the worker's device pool, unless its record is already in the store (tasks are idempotent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from harness.competition import CompetitionError
+from harness.dataset import Dataset
+from harness.devices import DevicePool
+from harness.isolation import Protections, SandboxKind, probe
+from harness.library import Fingerprint
+from harness.limits import LimitPolicy
+from harness.planning import AttackUnit, DefenseUnit
+from harness.records import AttackUnitRecord, DefenseUnitRecord, RecordError
+from harness.secret import load as load_secret
+from harness.workspace import Workspace
+
+if TYPE_CHECKING:
+    from harness.execution import Runner
+
+__all__ = ["ClusterError", "WorkerContext", "check_self", "describe_worker", "exception_text", "harness_location",
+           "identity", "remove_scratch", "run_unit", "submission_slots", "worker_problems"]
+
+Record = Union[AttackUnitRecord, DefenseUnitRecord]
+Unit = Union[AttackUnit, DefenseUnit]
+
+
+class ClusterError(CompetitionError):
+    """The cluster cannot run this competition (unreachable scheduler, refused workers); the message says why."""
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What a worker needs to run any unit of one competition (pickled once per task; small).
+
+    Attributes:
+        dataset: The images and labels (paths must exist on the worker).
+        workspace: The results folder (shared).
+        seed: Seeds opaque names.
+        batch_size: Images per batch.
+        policy: Per-run limits.
+        sandbox: The sandbox kind asked for; each worker probes what it can give.
+        environment: The driver's environment fingerprint (part of every key).
+        harness_version: The driver's harness version; a worker with another one refuses the task.
+        clean_versions: Pixel hash of every clean image, by image id.
+        host_slots: Units that run at once on each host (all its workers together), by host address; a run
+            gets ``cores // slots`` CPU threads of its host.
+        paths: The results folder, then the dataset and submission folders: what every worker must see.
+    """
+
+    dataset: Dataset
+    workspace: Workspace
+    seed: int
+    batch_size: int
+    policy: LimitPolicy
+    sandbox: SandboxKind
+    environment: Fingerprint
+    harness_version: str
+    clean_versions: dict[str, str]
+    host_slots: dict[str, int]
+    paths: tuple[str, ...]
+
+
+_PROTECTIONS: dict[SandboxKind, Protections] = {}
+_CHECKED: set[tuple[tuple[str, ...], SandboxKind, str]] = set()  # what this worker process has already passed
+_POOLS: dict[tuple[tuple[str, ...], int], DevicePool] = {}
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+        return f"{worker.address} ({worker.name})" if worker.name != worker.address else str(worker.address)
+    except ValueError:
+        return f"process {os.getpid()}"
+
+
+def _worker_protections(kind: SandboxKind) -> Protections:
+    """The sandbox this worker process gives (probed once per process)."""
+    if kind not in _PROTECTIONS:
+        _PROTECTIONS[kind] = probe(kind)
+    return _PROTECTIONS[kind]
+
+
+def submission_slots(nthreads: int, resources: dict[str, Any]) -> int:
+    """Submission processes a worker runs at once: one per GPU when it offers the ``GPU`` resource, else its
+    ``RUNS`` resource, else one per thread. Threads beyond ``RUNS`` pipeline the harness's own work (copying the
+    next unit's inputs, refereeing and storing the last unit's outputs) with the running processes."""
+    gpus = resources.get("GPU")
+    runs = resources.get("RUNS")
+    return max(1, int(gpus) if gpus else int(runs) if runs else int(nthreads))
+
+
+def _concurrency(host_slots: dict[str, int]) -> int:
+    """Units running at once on this worker's host (all its workers), for the per-run thread share."""
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except ValueError:
+        return 1
+    own = submission_slots(worker.state.nthreads, dict(worker.state.total_resources))
+    return max(own, host_slots.get(str(worker.ip), own))
+
+
+def check_self(context: WorkerContext) -> None:
+    """Refuse to run units of a competition this worker cannot serve (it may have joined after the driver's check
+    of every worker): the checks and messages of :func:`harness.dask_executor.check_workers`, once per process.
+
+    Raises:
+        ClusterError: Another harness version, folders it cannot see or write, or a sandbox it cannot give.
+    """
+    from harness import __version__
+    if __version__ != context.harness_version:  # before anything else of this version runs
+        raise ClusterError(f"worker {_worker_name()} runs harness {__version__}, the driver "
+                           f"{context.harness_version}: install harness {context.harness_version} on it and "
+                           "restart it")
+    checked = (context.paths, context.sandbox, context.harness_version)
+    if checked in _CHECKED or not context.paths:
+        return
+    problems = worker_problems(_worker_name(), describe_worker(list(context.paths), context.sandbox.value),
+                                context.harness_version)
+    if problems:
+        raise ClusterError("; ".join(problems))
+    _CHECKED.add(checked)
+
+
+def _worker_runner(context: WorkerContext) -> Runner:
+    from harness.devices import visible_gpus
+    from harness.execution import Runner
+    check_self(context)
+    gpus = visible_gpus()
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+        own = submission_slots(worker.state.nthreads, dict(worker.state.total_resources))
+        if gpus and str(worker.name).isdigit():  # a local cluster's workers 0, 1, ... start on different GPUs
+            offset = int(str(worker.name)) % len(gpus)
+            gpus = gpus[offset:] + gpus[:offset]
+    except ValueError:
+        own = 1
+    pool = _POOLS.setdefault((tuple(gpus), own), DevicePool(gpus, own))  # shared by this worker's threads
+    runner = Runner(context.dataset, context.workspace, seed=context.seed, batch_size=context.batch_size,
+                    jobs=own, policy=context.policy, devices=pool,
+                    protections=_worker_protections(context.sandbox), environment=context.environment,
+                    secret=load_secret(context.workspace.root))  # from the shared results folder, never sent
+    sharing = _concurrency(context.host_slots)  # the host's cores are shared by every unit running on it
+    runner.threads = max(1, (os.cpu_count() or 1) // sharing) if sharing > 1 else None
+    return runner
+
+
+def run_unit(context: WorkerContext, unit: Unit) -> Record:
+    """Task body: the unit's stored record if it exists (idempotent), else run the unit and store its record."""
+    runner = _worker_runner(context)
+    store = runner.store
+    if isinstance(unit, AttackUnit):
+        from harness.execution import _attack_record
+        record = _attack_record(store.read(store.attack_record_path(unit.key)))
+        if record is not None and all(store.image_path(i.version).exists() for i in record.images):
+            return record
+        return runner.run_attack_unit(unit, context.clean_versions)
+    stored = store.read(store.defense_record_path(unit.version, unit.key))
+    if stored is not None:
+        with contextlib.suppress(RecordError):
+            return DefenseUnitRecord.from_json(stored)
+    return runner.run_defense_unit(unit)
+
+
+def identity(value: WorkerContext) -> WorkerContext:
+    return value
+
+
+def remove_scratch(folder: str) -> None:
+    """Run on every worker after a stage: remove this machine's scratch folder of the competition."""
+    import shutil
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def describe_worker(paths: list[str], sandbox: str) -> dict[str, Any]:
+    """Run on every worker by :func:`harness.dask_executor.check_workers` (and by :func:`check_self`): its harness
+    version, the paths it cannot use, its sandbox and cores."""
+    from harness import __version__
+    missing = [p for p in paths if not Path(p).exists()]
+    output = Path(paths[0])
+    unwritable = ""
+    if output.exists():
+        probe_file = output / f".worker-check-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"  # threads check at once
+        try:
+            probe_file.write_text("ok")
+            probe_file.unlink()
+        except OSError as exc:
+            unwritable = f"{output} is not writable ({exc.strerror})"
+    try:
+        protections: dict[str, object] = _worker_protections(SandboxKind(sandbox)).describe()
+    except RuntimeError as exc:
+        protections = {"error": str(exc)}
+    return {"harness_version": __version__, "missing": missing, "unwritable": unwritable,
+            "protections": protections, "cores": os.cpu_count() or 1,
+            "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def worker_problems(address: str, answer: dict[str, Any] | BaseException, version: str) -> list[str]:
+    """What keeps a worker from running this competition (from :func:`describe_worker`'s answer), each with
+    the fix; empty when it may run units."""
+    if isinstance(answer, BaseException):
+        return [f"worker {address} cannot run the harness ({exception_text(answer)}): install the harness "
+                f"{version} in the Python environment of `dask worker` there (pip install -e <checkout>, or start "
+                "it with PYTHONPATH=<checkout>) and restart it"]
+    problems = []
+    if answer["harness_version"] != version:
+        problems.append(f"worker {address} runs harness {answer['harness_version']}, the driver {version}: "
+                        f"install harness {version} on it and restart it")
+    if answer["missing"]:
+        problems.append(f"worker {address} cannot see {', '.join(answer['missing'])}: every worker needs the "
+                        "dataset, submission and results folders at the same path (mount the shared "
+                        "filesystem there, or stop that worker)")
+    if answer["unwritable"]:
+        problems.append(f"worker {address}: {answer['unwritable']}; give the worker's user write access")
+    if "error" in answer["protections"]:
+        problems.append(f"worker {address}: {answer['protections']['error']}")
+    return problems
+
+
+def harness_location() -> str:
+    """Run on the scheduler by :func:`harness.dask_executor.check_workers`: where it imports the harness from (it
+    unpickles tasks)."""
+    import harness
+    return str(Path(harness.__file__).parent)
+
+
+def exception_text(exc: BaseException) -> str:
+    """``Type: message`` of an exception a worker or the scheduler returned, on one line (Dask wraps an error it
+    could not unpickle as ``Exception('Type("message")')``; that is unwrapped)."""
+    name, text = type(exc).__name__, " ".join(str(exc).split())
+    wrapped = re.fullmatch(r"(\w+)\((['\"])(.*)\2\)", text)
+    if type(exc) is Exception and wrapped:
+        name, text = wrapped.group(1), wrapped.group(3)
+    return f"{name}: {text}" if text else name
