@@ -164,6 +164,22 @@ def test_label_free_pgd_chooses_by_the_real_defense_prediction(answers, expect):
     assert torch.equal(out, toward if expect == "toward" else away)
 
 
+@pytest.mark.parametrize("gated", [False, True])
+def test_adaptive_folders_run_label_free_pgd(monkeypatch, gated):
+    """What an aimed folder's ``main`` runs per batch is :func:`adaptive.label_free_pgd` on its defended model,
+    with the target model's least-likely class and (for a gated defense) the real defense's predictions."""
+    captured = {}
+    monkeypatch.setattr(adaptive.submission, "run_attack", lambda attack, argv=None: captured.update(attack=attack))
+    constant = (lambda model, device: (lambda x: torch.zeros(len(x), dtype=torch.long))) if gated else None
+    adaptive.run_adaptive_attack(lambda model, device: adaptive.Defended(model, nn.Identity()), steps=5,
+                                 labels=constant, argv=[])
+    model, x = linear(), images(6)
+    defended = adaptive.Defended(model, nn.Identity())
+    expected = adaptive.label_free_pgd(defended, x, eps=EPS, steps=5, least_likely_of=model,
+                                       defense_labels=constant(model, None) if gated else None)
+    assert torch.equal(captured["attack"](model, x, EPS), expected)
+
+
 def test_pgd_takes_labels_or_a_target_not_both():
     model, x = tiny(), images(2)
     with pytest.raises(ValueError, match=r"labels to move away from \(y\) or a target to move toward"):

@@ -61,8 +61,20 @@ def test_true_label_reports_say_so():
     assert "given the TRUE labels (research only" in report
     default = evaluate.render(correct, evaluate.parse_args(["--images", "4", "--epsilons", "8", "--sweep",
                                                             "--defenses", "base"]), {"seconds": {}}, "cmd", 1.0)
-    assert "TRUE labels" not in default and "least-likely" not in default
-    two_runs = evaluate.render(correct, evaluate.parse_args(["--images", "4", "--epsilons", "8", "--sweep",
-                                                             "--defenses", "base", "--adaptive-labels",
-                                                             "prediction+least-likely"]), {"seconds": {}}, "cmd", 1.0)
-    assert "toward the target model's least-likely class" in two_runs and "TRUE labels" not in two_runs
+    assert "toward the target model's least-likely class" in default  # the folders' two label-free runs
+    assert "TRUE labels" not in default and "untargeted PGD alone" not in default
+    one_run = evaluate.render(correct, evaluate.parse_args(["--images", "4", "--epsilons", "8", "--sweep",
+                                                            "--defenses", "base", "--adaptive-labels",
+                                                            "prediction"]), {"seconds": {}}, "cmd", 1.0)
+    assert "the adaptive attacks here run the untargeted PGD alone" in one_run and "TRUE labels" not in one_run
+
+
+def test_reused_results_are_said_in_the_header():
+    args = evaluate.parse_args(["--images", "4", "--epsilons", "8", "--sweep", "--defenses", "base"])
+    correct = {(0, "base", "clean"): np.ones(4, bool)}
+    correct.update({(8, "base", a): np.ones(4, bool) for a in ATTACKS})
+    fresh = evaluate.render(correct, args, {"seconds": {"pgd@8": 30.0}}, "cmd", 31.0)
+    assert ", 31 s, " in fresh and "reused" not in fresh
+    resumed = evaluate.render(correct, args, {"seconds": {"pgd@8": 30.0, "fgsm@8": 5.0}, "reused": ["pgd@8"]},
+                              "cmd", 6.0)
+    assert "6 s in the last run, 1 results of earlier runs reused, 35 s of attacks in all" in resumed

@@ -5,7 +5,9 @@ Forward: the defense's own transformation (submission_kit.defense_blocks.sample_
 source of options), then the zoo's target model; backward: the identity through the denoiser.
 Before the denoiser, x ↦ clip(x + v_def, 0, 1) is differentiated exactly; v_def is one fixed array, so EOT over
 it is a single exact sample.
-PGD (Madry et al. 2018; 20 steps, α = ε / 4, random start), y = the defense's prediction on the clean image.
+PGD (Madry et al. 2018; 20 steps, α = ε / 4, random start) in two label-free runs (adaptive.label_free_pgd):
+away from the defense's clean prediction, and toward the target model's least-likely class, kept where the
+defense then predicts that class.
 """
 
 from pathlib import Path

@@ -3,7 +3,9 @@ Sense of Security", ICML 2018 (Sec. 4.1).
 
 Forward: the defense's own transformation (submission_kit.defense_blocks.sample_defenses, the defense folder's
 source of options), then the zoo's target model; backward: the identity through the denoiser.
-PGD (Madry et al. 2018; 20 steps, α = ε / 4, random start), y = the defense's prediction on the clean image.
+PGD (Madry et al. 2018; 20 steps, α = ε / 4, random start) in two label-free runs (adaptive.label_free_pgd):
+away from the defense's clean prediction, and toward the target model's least-likely class, kept where the
+defense then predicts that class.
 """
 
 from submission_kit.attack_methods import adaptive

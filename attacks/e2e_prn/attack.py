@@ -3,8 +3,9 @@
 Akhtar, Liu & Mian, "Defense against Universal Adversarial Perturbations", CVPR 2018: the defense classifies
 𝒞(ℛ(I)) when its SVM detector flags I, else 𝒞(I). The SVM has no gradient, so PGD (20 steps, α = ε / 4, random
 start) lowers log p(y | I) + log p(y | ℛ(I)) at once (submission_kit.attack_methods.adaptive.BothBranches, with
-the real ℛ from submission_kit.prn.defense.load_defense); y = the gated defense's own prediction on the clean
-image.
+the real ℛ from submission_kit.prn.defense.load_defense), in two label-free runs (adaptive.label_free_pgd): away
+from the gated defense's own clean prediction (y), and toward the target model's least-likely class, kept where
+the gated defense then predicts that class.
 """
 
 from submission_kit import zoo

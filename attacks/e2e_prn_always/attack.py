@@ -2,7 +2,9 @@
 
 Akhtar, Liu & Mian, "Defense against Universal Adversarial Perturbations", CVPR 2018 (PRN without detector),
 attacked with PGD (20 steps, α = ε / 4, random start) on classifier(clamp(ℛ(x), 0, 1)); ℛ is loaded by
-submission_kit.prn.defense.load_defense; y = the defense's prediction on the clean image.
+submission_kit.prn.defense.load_defense; two label-free runs (adaptive.label_free_pgd): away from the defense's
+clean prediction, and toward the target model's least-likely class, kept where the defense then predicts that
+class.
 """
 
 from submission_kit import zoo

@@ -8,7 +8,9 @@ target model; DI- and TI-MI-FGSM transferred from the non-target zoo models); an
 the defense (the ``build`` function of its attack folder, ``attacks/<name>/attack.py``, so the figures are the
 folders' recipes). For each ε of ``--sweep``: oblivious PGD and the adaptive attack only. Adversarial images are
 rounded to 8 bits and clipped to the ε-ball as the referee does (``submission.to_uint8_within``). Labels: attacks
-use the model's (or defense's) own prediction on the clean image; accuracy is against the true label.
+use the model's (or defense's) own prediction on the clean image, the adaptive ones also the least-likely class
+(:func:`submission_kit.attack_methods.adaptive.label_free_pgd`); accuracy is against the true label.
+``--cache DIR`` keeps each finished (ε, attack) result, so an interrupted evaluation resumes where it stopped.
 
 The checklist of Carlini et al. 2019 ("On evaluating adversarial robustness", Sec. 5) is answered per defense:
 iterative ≤ single-step accuracy, white-box ≤ transfer ≤ noise, accuracy → 0 as ε grows.
@@ -29,6 +31,7 @@ import torch
 from research import cifar10
 from submission_kit import sdk, zoo
 from submission_kit.attack_methods import autoattack, gradient, submission, transfer
+from research.adaptive.result_cache import ResultCache
 from submission_kit.defense_blocks import sample_defenses
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,11 +48,9 @@ Transform = Callable[[torch.Tensor], torch.Tensor] | None
 
 #: --adaptive-labels choice → what the report's legend adds about the adaptive column.
 LABEL_NOTES = {
-    "prediction": "",
-    "prediction+least-likely": (" — the adaptive attacks here run twice, label-free: away from the defense's "
-                                "clean prediction and toward the target model's least-likely class, keeping the "
-                                "targeted image where the defense predicts that class (adaptive.label_free_pgd; "
-                                "research only: the attack folders run the first alone)"),
+    "prediction+least-likely": "",  # the attack folders' recipe (adaptive.label_free_pgd)
+    "prediction": (" — the adaptive attacks here run the untargeted PGD alone, away from the defense's clean "
+                   "prediction (research only: the attack folders add a run toward the least-likely class)"),
     "true": (" — except the adaptive attacks here, which are given the TRUE labels (research only: attack folders "
              "never see labels)"),
 }
@@ -140,20 +141,40 @@ def evaluate(args) -> tuple[dict, dict]:
     functions = attack_functions(args)
     correct: dict[tuple, np.ndarray] = {}
     seconds: dict[str, float] = {}
+    recipe = {k: v for k, v in vars(args).items() if k not in ("out", "note", "cache", "epsilons", "sweep")}
+    cache = ResultCache(args.cache, recipe={**recipe, "torch": torch.__version__},
+                        sources=[ROOT / "submission_kit", ROOT / "attacks", ROOT / "research"])
+
+    reused: list[str] = []
+
+    def reuse(epsilon: int, name: str) -> bool:
+        hit = cache.get(epsilon, name)
+        if hit is None:
+            return False
+        reused.append(f"{name}@{epsilon}")
+        for d, result in hit[0].items():
+            correct[(epsilon, d, "adaptive" if name in AIMED.values() else name)] = result
+        seconds[f"{name}@{epsilon}"] = hit[1]
+        print(f"eps {epsilon} {name}: reused from {args.cache}", file=sys.stderr, flush=True)
+        return True
+
     for d, t in transforms.items():
         correct[(0, d, "clean")] = _correct(target, t, images, labels, device, args.batch_size)
     for epsilon in sorted(set(args.epsilons) | set(args.sweep)):
         names = list(functions) if epsilon in args.epsilons else ["pgd"]
         for name in names:
+            if reuse(epsilon, name):
+                continue
             started = time.monotonic()
             adv = _attack(functions[name](target, ensemble, torch.Generator().manual_seed(args.seed)), images,
                           epsilon, device, args.batch_size)
             for d, t in transforms.items():
                 correct[(epsilon, d, name)] = _correct(target, t, adv, labels, device, args.batch_size)
             seconds[f"{name}@{epsilon}"] = round(time.monotonic() - started, 1)
+            cache.put(epsilon, name, {d: correct[(epsilon, d, name)] for d in transforms}, seconds[f"{name}@{epsilon}"])
             print(f"eps {epsilon} {name}: {seconds[f'{name}@{epsilon}']} s", file=sys.stderr, flush=True)
         for d, t in transforms.items():
-            if d not in AIMED:
+            if d not in AIMED or reuse(epsilon, AIMED[d]):
                 continue
             started = time.monotonic()
             module = _folder_module(AIMED[d])
@@ -173,12 +194,23 @@ def evaluate(args) -> tuple[dict, dict]:
                           labels=labels if args.adaptive_labels == "true" else None)
             correct[(epsilon, d, "adaptive")] = _correct(target, t, adv, labels, device, args.batch_size)
             seconds[f"{AIMED[d]}@{epsilon}"] = round(time.monotonic() - started, 1)
+            cache.put(epsilon, AIMED[d], {d: correct[(epsilon, d, "adaptive")]}, seconds[f"{AIMED[d]}@{epsilon}"])
             print(f"eps {epsilon} {AIMED[d]}: {seconds[f'{AIMED[d]}@{epsilon}']} s", file=sys.stderr, flush=True)
-    return correct, {"seconds": seconds, "subset": subset}
+    return correct, {"seconds": seconds, "subset": subset, "reused": reused}
 
 
 def _pct(values: np.ndarray | None) -> str:
     return "" if values is None else f"{100 * float(np.mean(values)):.1f}"
+
+
+def _wall(wall: float, meta: dict) -> str:
+    """The run's duration; with results reused from ``--cache``, also the attack time of the whole evaluation."""
+    reused = meta.get("reused") or []
+    if not reused:
+        return f"{wall:.0f} s"
+    total = sum(meta["seconds"].values())
+    return (f"{wall:.0f} s in the last run, {len(reused)} results of earlier runs reused, {total:.0f} s of attacks "
+            "in all")
 
 
 def render(correct: dict, args, meta: dict, command: str, wall: float) -> str:
@@ -186,7 +218,8 @@ def render(correct: dict, args, meta: dict, command: str, wall: float) -> str:
     lines = [
         "# Adaptive evaluation of the sample defenses",
         "",
-        f"Generated by `{command}` ({time.strftime('%Y-%m-%d')}, {wall:.0f} s, {torch.get_num_threads()} threads, "
+        f"Generated by `{command}` ({time.strftime('%Y-%m-%d')}, {_wall(wall, meta)}, {torch.get_num_threads()} "
+        "threads, "
         f"torch {torch.__version__}). **{n} CIFAR-10 test images** (numpy `default_rng({args.seed}).choice` of the "
         f"10,000, sorted), the same images for every defense and attack. One standard error of an accuracy p is "
         f"√(p(1−p)/{n}) ≤ {50 / np.sqrt(n):.1f} points.",
@@ -196,7 +229,9 @@ def render(correct: dict, args, meta: dict, command: str, wall: float) -> str:
         ". Columns: `oblivious PGD` = attacks/pgd on the bare target model; `strongest non-adaptive` = "
         "the lowest accuracy over noise, FGSM, PGD, APGD (CE then T, "
         f"{args.apgd_iter} iterations), Square ({args.square_queries} queries), CW-L∞ and the DI/TI transfer "
-        "attacks; `adaptive` = the attack folder aimed at the defense (BPDA or end-to-end PGD, 20 steps of ε/4); "
+        "attacks; `adaptive` = the attack folder aimed at the defense (BPDA or end-to-end PGD, 20 steps of ε/4; "
+        "two label-free runs: away from the defense's clean prediction and toward the target model's least-likely "
+        "class, kept where the defense predicts it); "
         "`worst case` = images right under every attack (all-or-nothing, adaptive included).",
         "",
     ]
@@ -275,12 +310,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--apgd-iter", type=int, default=100)
     parser.add_argument("--square-queries", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--adaptive-labels", choices=list(LABEL_NOTES), default="prediction",
-                        help="what the adaptive attacks aim by: the defense's own clean prediction (as the attack "
-                             "folders do; they never see labels), that plus a run toward the least-likely class "
-                             "(adaptive.label_free_pgd; label-free, research only) or the true labels (research "
-                             "only)")
+    parser.add_argument("--adaptive-labels", choices=list(LABEL_NOTES), default="prediction+least-likely",
+                        help="what the adaptive attacks aim by: away from the defense's own clean prediction and "
+                             "toward the least-likely class (adaptive.label_free_pgd, as the attack folders do; they "
+                             "never see labels), the first run alone, or away from the true labels (the last two: "
+                             "research only)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="folder of finished (ε, attack) results: a rerun with the same options and code reuses "
+                             "them, so an interrupted evaluation resumes (default: none)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "adaptive_evaluation.md")
     parser.add_argument("--note", default="", help="a paragraph added under the title (e.g. why this size)")
     return parser.parse_args(argv)
@@ -291,9 +329,10 @@ def main(argv: Sequence[str] | None = None) -> str:
     started = time.monotonic()
     correct, meta = evaluate(args)
     shown = list(sys.argv[1:] if argv is None else argv)
-    if "--note" in shown:  # the note is prose for the report, not part of the figures' recipe
-        at = shown.index("--note")
-        del shown[at:at + 2]
+    for option in ("--note", "--cache"):  # prose for the report / where results are kept: not the figures' recipe
+        if option in shown:
+            at = shown.index(option)
+            del shown[at:at + 2]
     command = "python -m research.adaptive.evaluate " + " ".join(shown)
     report = render(correct, args, meta, command.strip(), time.monotonic() - started)
     if args.note:

@@ -14,6 +14,10 @@
 * The PRN detector gate 𝒟 (an SVM on DCT features: no gradient) is handled by attacking both branches at once
   (:class:`BothBranches`): the adversarial image must fool 𝒞(I) and 𝒞(ℛ(I)), so the gate's decision no
   longer matters.
+* Labels -- attack folders never see them. :func:`label_free_pgd`, the folders' recipe, runs PGD away from the
+  defense's own clean prediction and targeted PGD toward the least-likely class (Kurakin et al. 2017) and keeps
+  the targeted image where the defense predicts its target; the untargeted run alone leaves a floor of 5-15 %
+  (``docs/adaptive_evaluation_label_free.md``).
 
 Every wrapper keeps its classifier and defense modules in eval mode, even when an attack library calls
 ``.train()`` on it (:meth:`Defended.train` is a no-op), so BatchNorm statistics and clean accuracy never change.
@@ -176,12 +180,13 @@ def label_free_pgd(model: nn.Module, x: torch.Tensor, *, eps: float, steps: int 
 def run_adaptive_attack(build: Callable[[nn.Module, torch.device], nn.Module], *, steps: int = 20,
                         labels: Callable[[nn.Module, torch.device], Callable[[torch.Tensor], torch.Tensor]] | None
                         = None, argv: Sequence[str] | None = None) -> None:
-    """A sample adaptive attack folder's ``main``: PGD on ``build(target model, device)`` for every batch.
+    """A sample adaptive attack folder's ``main``: :func:`label_free_pgd` on ``build(target model, device)`` for
+    every batch (away from the defense's clean prediction, and toward the target model's least-likely class).
 
     Args:
         build: Called once with the zoo's target model (eval mode) and the device; returns the defended model
             (:class:`Defended` or :class:`BothBranches`) from the defense's real modules.
-        steps: PGD iterations.
+        steps: PGD iterations of each run.
         labels: Optional: called once like ``build``; returns ``x ↦ predicted labels (N,)`` of the real defense
             (for gated defenses); default the defended model's own prediction.
         argv: Command-line arguments (default ``sys.argv[1:]``).
@@ -194,8 +199,8 @@ def run_adaptive_attack(build: Callable[[nn.Module, torch.device], nn.Module], *
             cache["labels"] = labels(model, x.device) if labels is not None else None
         defended = cache["model"]
         predictor = cache["labels"]
-        y = predictor(x) if callable(predictor) else None
         assert isinstance(defended, nn.Module)
-        return adaptive_pgd(defended, x, eps=eps, steps=steps, y=y)
+        return label_free_pgd(defended, x, eps=eps, steps=steps, least_likely_of=model,
+                              defense_labels=predictor if callable(predictor) else None)
 
     submission.run_attack(attack, argv=argv)
