@@ -152,10 +152,13 @@ def test_kurakin_steps() -> None:
 # --- invariants ------------------------------------------------------------------------------------------------
 
 def per_example_results(name: str, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The attack run on one image at a time (PGD: one generator consumed example by example)."""
-    if name == "pgd":
+    """The attack run on one image at a time (PGD: one generator consumed example by example; targeted attacks:
+    each example with its own target of the batch)."""
+    if name in ("pgd", "pgd_target"):
         generator = torch.Generator().manual_seed(3)
-        singles = [gradient.pgd(model, images[i:i + 1], eps=EPS, alpha=2 / 255, steps=10, generator=generator)
+        target = (torch.arange(images.shape[0]) * 3 + 1) % 10  # the batch's targets, one per example
+        singles = [gradient.pgd(model, images[i:i + 1], eps=EPS, alpha=2 / 255, steps=10, generator=generator,
+                                target=target[i:i + 1] if name == "pgd_target" else None)
                    for i in range(len(images))]
     elif name in ("step_target", "iter_target"):
         target = (torch.arange(images.shape[0]) * 3 + 1) % 10
