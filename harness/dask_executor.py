@@ -198,8 +198,12 @@ class DaskExecutor:
                 _log_line(log, text)
 
     def _on_scheduler_event(self, event: tuple[float, Any]) -> None:
-        """Called on the client's event loop for every event of the scheduler's ``all`` topic; never raises."""
-        stamp, message = event
+        """Called on the client's event loop for every event of the scheduler's ``all`` topic; never raises (a
+        progress log that cannot be written must not disturb the run)."""
+        with contextlib.suppress(Exception):
+            self._follow(*event)
+
+    def _follow(self, stamp: float, message: Any) -> None:
         if not isinstance(message, dict) or message.get("action") not in ("add-worker", "remove-worker"):
             return
         address = str(message.get("worker", "?"))
@@ -231,13 +235,14 @@ class DaskExecutor:
                                       on_error="return")
         except Exception as exc:  # the worker left again, the connection closed
             answers = {address: exc}
+        from harness import __version__
         for worker, answer in answers.items():
-            from harness import __version__
             problems = worker_problems(worker, answer, __version__)
             with self._lock:
                 self.workers[worker] = {"error": "; ".join(problems)} if problems else answer
             if problems:
-                self._log(f"worker {worker} cannot serve this competition: {'; '.join(problems)}")
+                with contextlib.suppress(OSError):
+                    self._log(f"worker {worker} cannot serve this competition: {'; '.join(problems)}")
 
     def context(self, runner: Runner, clean_versions: dict[str, str]) -> WorkerContext:
         from harness import __version__

@@ -109,6 +109,8 @@ def sweep_stale_staging(parent: Path | None = None) -> list[Path]:
     """
     parent = Path(parent or tempfile.gettempdir())
     removed: list[Path] = []
+    if _start_time(os.getpid()) is None:  # no /proc here: liveness cannot be told, so nothing is stale
+        return removed
     try:
         entries = list(parent.iterdir())
     except OSError:

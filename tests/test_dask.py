@@ -505,3 +505,31 @@ def test_threads_of_one_worker_check_the_results_folder_at_once(tmp_path: Path) 
         answers = list(pool.map(lambda _: describe_worker([str(tmp_path)], "none")["unwritable"], range(200)))
     assert set(answers) == {""}
     assert list(tmp_path.iterdir()) == []
+
+
+class _FakeClient:
+    """What DaskExecutor asks of a client before any unit runs (no cluster)."""
+
+    def scheduler_info(self) -> dict[str, object]:
+        return {"workers": {}}
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_membership_events_are_recorded_and_never_raise(tmp_path: Path, writable: bool) -> None:
+    from harness.dask_executor import PROGRESS_LOG, DaskExecutor
+    results = tmp_path / "results"
+    if writable:
+        results.mkdir()
+    else:
+        results.write_text("a file where the results folder should be: the log cannot be written")
+    executor = DaskExecutor(_FakeClient(), workers={}, paths=[results])  # type: ignore[arg-type]
+    lost = {"action": "remove-worker", "worker": "tcp://10.0.0.7:40123", "expected": False,
+            "processing-tasks": {"harness-attacks-5f0c", "harness-context-attacks-1"}}
+    executor._on_scheduler_event((0.0, lost))
+    executor._on_scheduler_event((1.0, {"action": "gather", "count": 3}))  # other scheduler events are ignored
+    assert executor.events == [{"time": "1970-01-01T00:00:00Z", "worker": "tcp://10.0.0.7:40123", "event": "left",
+                                "expected": False, "units_running": ["attacks-5f0c"]}]
+    if writable:
+        line = (results / PROGRESS_LOG).read_text().strip()
+        assert line.endswith("worker tcp://10.0.0.7:40123 was lost (died or unreachable) while running 1 unit "
+                             "(attacks-5f0c), which rerun elsewhere")

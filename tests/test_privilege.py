@@ -126,3 +126,11 @@ def test_root_harness_with_a_private_tmpdir_runs_submissions(world: dict[str, Pa
                  str(world["defenses"]), "--output_dir", str(output), "--quiet", "--max_epsilon", "8"]) == 0
     runs = (output / "runs.csv").read_text()
     assert "exit code" not in runs and runs.count("\n") >= 3, runs
+
+
+def test_without_proc_nothing_is_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When start times cannot be read, a live harness's folder cannot be told from a dead one's: keep all."""
+    folder = tmp_path / f"{STAGING_PREFIX}{_dead_pid()}-12345-abc"
+    folder.mkdir()
+    monkeypatch.setattr("harness.privilege._start_time", lambda _pid: None)
+    assert sweep_stale_staging(tmp_path) == [] and folder.is_dir()
