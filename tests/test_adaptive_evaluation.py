@@ -59,6 +59,7 @@ def test_true_label_reports_say_so():
     correct.update({(8, "base", a): np.ones(4, bool) for a in ATTACKS})
     report = evaluate.render(correct, args, {"seconds": {}}, "python -m research.adaptive.evaluate", 1.0)
     assert "given the TRUE labels (research only" in report
+    assert "two label-free runs" not in report  # one run, away from the true label
     default = evaluate.render(correct, evaluate.parse_args(["--images", "4", "--epsilons", "8", "--sweep",
                                                             "--defenses", "base"]), {"seconds": {}}, "cmd", 1.0)
     assert "toward the target model's least-likely class" in default  # the folders' two label-free runs
@@ -67,6 +68,7 @@ def test_true_label_reports_say_so():
                                                             "--defenses", "base", "--adaptive-labels",
                                                             "prediction"]), {"seconds": {}}, "cmd", 1.0)
     assert "the adaptive attacks here run the untargeted PGD alone" in one_run and "TRUE labels" not in one_run
+    assert "two label-free runs" not in one_run and "two label-free runs" in default
 
 
 def test_reused_results_are_said_in_the_header():

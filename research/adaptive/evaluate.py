@@ -55,6 +55,14 @@ LABEL_NOTES = {
              "never see labels)"),
 }
 
+#: --adaptive-labels choice → what the legend of the adaptive column says about its runs.
+ADAPTIVE_RUNS = {
+    "prediction+least-likely": ("; two label-free runs: away from the defense's clean prediction and toward the "
+                                "target model's least-likely class, kept where the defense predicts it"),
+    "prediction": "",
+    "true": "",
+}
+
 
 def defense_transforms(device: torch.device) -> dict[str, Transform]:
     """The sample defense folders' pipelines (the same sources of options as ``defenses/<name>/defense.py``)."""
@@ -229,9 +237,8 @@ def render(correct: dict, args, meta: dict, command: str, wall: float) -> str:
         ". Columns: `oblivious PGD` = attacks/pgd on the bare target model; `strongest non-adaptive` = "
         "the lowest accuracy over noise, FGSM, PGD, APGD (CE then T, "
         f"{args.apgd_iter} iterations), Square ({args.square_queries} queries), CW-L∞ and the DI/TI transfer "
-        "attacks; `adaptive` = the attack folder aimed at the defense (BPDA or end-to-end PGD, 20 steps of ε/4; "
-        "two label-free runs: away from the defense's clean prediction and toward the target model's least-likely "
-        "class, kept where the defense predicts it); "
+        "attacks; `adaptive` = the attack folder aimed at the defense (BPDA or end-to-end PGD, 20 steps of ε/4"
+        f"{ADAPTIVE_RUNS[args.adaptive_labels]}); "
         "`worst case` = images right under every attack (all-or-nothing, adaptive included).",
         "",
     ]

@@ -74,7 +74,7 @@ if __name__ == "__main__":
 README = """# e2e_hgd_{guide}
 
 End-to-end PGD **aimed at `defenses/hgd_{guide}`**: gradients through the real HGD denoiser `dunet_{guide}` \
-(`submission_kit.hgd.registry.load_denoiser`) and the target model. Code: `submission_kit.attack_methods.adaptive`.
+(`submission_kit.hgd.registry.load_denoiser`) and the target model; 20 PGD steps of ε/4 in two label-free runs, away from the defense's clean prediction and toward the target model's least-likely class (kept where the defense then predicts it). Code: `submission_kit.attack_methods.adaptive` (`label_free_pgd`).
 """
 
 
@@ -112,8 +112,10 @@ BPDA_README = """# bpda_{defense}
 
 BPDA-PGD (Athalye et al. 2018) **aimed at `defenses/{defense}`** (`"targets_defense": "{defense}"` in \
 metadata.json): the defense's real transformation forward (`submission_kit.defense_blocks.sample_defenses`), \
-identity backward through the denoiser, then the target model; 20 PGD steps of ε/4. Written by \
-`python -m research.adaptive.make_attacks`. Code: `submission_kit.attack_methods.adaptive`.
+identity backward through the denoiser, then the target model; 20 PGD steps of ε/4 in two label-free runs, away \
+from the defense's clean prediction and toward the target model's least-likely class (kept where the defense then \
+predicts it). Written by `python -m research.adaptive.make_attacks`. Code: \
+`submission_kit.attack_methods.adaptive` (`label_free_pgd`).
 """
 
 _VDEF_NOTE = ("\nBefore the denoiser, x ↦ clip(x + v_def, 0, 1) is differentiated exactly; v_def is one fixed "

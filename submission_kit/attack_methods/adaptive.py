@@ -17,7 +17,7 @@
 * Labels -- attack folders never see them. :func:`label_free_pgd`, the folders' recipe, runs PGD away from the
   defense's own clean prediction and targeted PGD toward the least-likely class (Kurakin et al. 2017) and keeps
   the targeted image where the defense predicts its target; the untargeted run alone leaves a floor of 5-15 %
-  (``docs/adaptive_evaluation_label_free.md``).
+  (``docs/adaptive_evaluation_untargeted.md``).
 
 Every wrapper keeps its classifier and defense modules in eval mode, even when an attack library calls
 ``.train()`` on it (:meth:`Defended.train` is a no-op), so BatchNorm statistics and clean accuracy never change.
