@@ -74,7 +74,9 @@ if __name__ == "__main__":
 README = """# e2e_hgd_{guide}
 
 End-to-end PGD **aimed at `defenses/hgd_{guide}`**: gradients through the real HGD denoiser `dunet_{guide}` \
-(`submission_kit.hgd.registry.load_denoiser`) and the target model; 20 PGD steps of ε/4 in two label-free runs, away from the defense's clean prediction and toward the target model's least-likely class (kept where the defense then predicts it). Code: `submission_kit.attack_methods.adaptive` (`label_free_pgd`).
+(`submission_kit.hgd.registry.load_denoiser`) and the target model; 20 PGD steps of ε/4 in two label-free runs, \
+away from the defense's clean prediction and toward the target model's least-likely class (kept where the defense \
+then predicts it). Code: `submission_kit.attack_methods.adaptive` (`label_free_pgd`).
 """
 
 
