@@ -80,3 +80,17 @@ def test_reused_results_are_said_in_the_header():
     resumed = evaluate.render(correct, args, {"seconds": {"pgd@8": 30.0, "fgsm@8": 5.0}, "reused": ["pgd@8"]},
                               "cmd", 6.0)
     assert "6 s in the last run, 1 results of earlier runs reused, 35 s of attacks in all" in resumed
+
+
+def test_cached_results_depend_on_the_figures_options_and_the_device(monkeypatch):
+    import torch
+
+    args = evaluate.parse_args(["--images", "4", "--epsilons", "8", "--sweep", "16", "--note", "x"])
+    cpu = evaluate.cache_recipe(args, torch.device("cpu"))
+    assert cpu["device"] == "cpu" and cpu["images"] == 4 and cpu["adaptive_labels"] == "prediction+least-likely"
+    assert not {"out", "note", "cache", "epsilons", "sweep"} & set(cpu)  # no effect on any one (ε, attack) result
+    assert evaluate.cache_recipe(evaluate.parse_args(["--images", "4", "--epsilons", "16", "--cache", "c"]),
+                                 torch.device("cpu")) == cpu
+    assert evaluate.cache_recipe(evaluate.parse_args(["--images", "5"]), torch.device("cpu")) != cpu
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some GPU")
+    assert evaluate.cache_recipe(args, torch.device("cuda", 0)) == {**cpu, "device": "Some GPU"}

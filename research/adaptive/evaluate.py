@@ -137,6 +137,15 @@ def _attack(function, images: np.ndarray, epsilon: int, device, batch: int,
     return np.concatenate(out)
 
 
+def cache_recipe(args: argparse.Namespace, device: torch.device) -> dict:
+    """What a ``--cache`` result depends on besides the code: every option that changes figures (not where the
+    report or the cache goes, nor which ε are asked for: each result is per ε), the torch version and the device
+    (a GPU's kernels round differently from the CPU's, so results of one are not reused for the other)."""
+    options = {k: v for k, v in vars(args).items() if k not in ("out", "note", "cache", "epsilons", "sweep")}
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return {**options, "torch": torch.__version__, "device": where}
+
+
 def evaluate(args) -> tuple[dict, dict]:
     """Return ({(ε, defense, attack): bool (N,)}, metadata)."""
     device = sdk.device()
@@ -149,8 +158,7 @@ def evaluate(args) -> tuple[dict, dict]:
     functions = attack_functions(args)
     correct: dict[tuple, np.ndarray] = {}
     seconds: dict[str, float] = {}
-    recipe = {k: v for k, v in vars(args).items() if k not in ("out", "note", "cache", "epsilons", "sweep")}
-    cache = ResultCache(args.cache, recipe={**recipe, "torch": torch.__version__},
+    cache = ResultCache(args.cache, recipe=cache_recipe(args, device),
                         sources=[ROOT / "submission_kit", ROOT / "attacks", ROOT / "research"])
 
     reused: list[str] = []
