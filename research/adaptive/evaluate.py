@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from research import cifar10
+from research.adaptive.result_cache import ResultCache
 from submission_kit import sdk, zoo
 from submission_kit.attack_methods import autoattack, gradient, submission, transfer
-from research.adaptive.result_cache import ResultCache
 from submission_kit.defense_blocks import sample_defenses
 
 ROOT = Path(__file__).resolve().parents[2]
