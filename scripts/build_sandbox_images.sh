@@ -20,8 +20,10 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
+# Ask for the engine, not for a client: a machine image may ship a docker client (e.g. /usr/local/bin/docker)
+# with no engine behind it. An engine that already answers (docker info) is used as it is.
 missing=()
-command -v docker >/dev/null || missing+=(docker.io)
+docker info >/dev/null 2>&1 || command -v dockerd >/dev/null || missing+=(docker.io)
 command -v runsc >/dev/null || missing+=(runsc)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then

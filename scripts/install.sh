@@ -37,11 +37,12 @@ fi
 if [[ -n "$testing" ]]; then
   if ! { command -v chromium && command -v chromedriver; } >/dev/null; then
     as_root apt-get update -qq && as_root apt-get install -y -qq chromium chromium-driver \
-      || echo "install: chromium not installed: the report's browser tests will be skipped" >&2
+      || echo "install: chromium not installed: the report's browser tests will skip (fail under .ci/run)" >&2
   fi
   # docker, gVisor (runsc) and the local image of the container-sandbox tests (root only; idempotent).
   if [[ "$(id -u)" == 0 ]]; then
-    scripts/build_sandbox_images.sh || echo "install: container sandboxes not set up: their tests will skip" >&2
+    scripts/build_sandbox_images.sh \
+      || echo "install: container sandboxes not set up: their tests will skip (fail under .ci/run)" >&2
   else
     echo "install: not root: docker/gVisor not set up (run scripts/build_sandbox_images.sh as root)" >&2
   fi

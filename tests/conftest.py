@@ -17,8 +17,10 @@ from PIL import Image
 
 from harness.cleanup import remove_tree
 from harness.competition import CompetitionConfig
-from harness.isolation import SandboxKind, probe
 from harness.limits import LimitPolicy
+# The machine's capabilities, as fixtures (tests/machine.py is the only place a test may skip).
+from machine import (bubblewrap, chromium, cifar10, container_engine, gpu, gvisor,  # noqa: F401
+                     is_allowed_skip, needs_bwrap, required, unprivileged_uid)
 
 #: Synthetic world: an image is a uniform colour v; its class is v // 50 (classes 0..4).
 BUCKET = 50
@@ -40,18 +42,6 @@ def write_dataset(root: Path, values: list[int], *, targets: list[int] | None = 
     return root
 
 
-
-def _bwrap_works() -> bool:
-    try:
-        probe(SandboxKind.BWRAP)
-    except RuntimeError:
-        return False
-    return True
-
-
-#: Whether bubblewrap can create namespaces here; tests that need it are marked ``needs_bwrap``.
-HAVE_BWRAP = _bwrap_works()
-needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap cannot create namespaces on this machine")
 
 _PRELUDE = """\
 #!/usr/bin/env python3
@@ -211,3 +201,30 @@ def tcp_listener(host: str) -> Iterator[tuple[int, list[bytes]]]:
         stop.set()
         thread.join()
         listener.close()
+
+
+# -- a required run (machine.REQUIRE_ENV, set by .ci/run) fails on any skip or deselection it does not allow ------
+_UNEXPECTED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if not is_allowed_skip(reason):
+            _UNEXPECTED.append(f"skipped {report.nodeid}: {reason}")
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    _UNEXPECTED.extend(f"deselected {item.nodeid}" for item in items)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if required() and _UNEXPECTED and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if required() and _UNEXPECTED:
+        terminalreporter.section("skips and deselections a required run does not allow")
+        for line in _UNEXPECTED:
+            terminalreporter.line(line)

@@ -21,7 +21,7 @@ from submission_kit.attack_methods import adaptive, autoattack, gradient, transf
 from submission_kit.defense_blocks import classify, denoise
 from tiny_models import TinyNet, tiny_model
 
-torchattacks = pytest.importorskip("torchattacks")
+import torchattacks
 
 ROOT = Path(__file__).resolve().parent.parent
 EPS = 8 / 255

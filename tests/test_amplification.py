@@ -64,7 +64,6 @@ def test_amplification_writes_csv_and_png(tmp_path: Path) -> None:
     amp.write_csv(tmp_path / "e.csv", results)
     rows = list(csv.DictReader(open(tmp_path / "e.csv")))
     assert len(rows) == 2 * (1 + len(model.feature_names)) and rows[0]["layer"] == amp.PIXELS
-    pytest.importorskip("matplotlib")
     amp.plot_png(tmp_path / "e.png", results, title="test")
     with Image.open(tmp_path / "e.png") as image:
         assert image.format == "PNG" and image.width > 100

@@ -24,7 +24,7 @@ from submission_kit import contract, sdk, zoo
 from submission_kit.attack_methods import gradient, submission
 from tiny_models import TinyNet, tiny_model
 
-torchattacks = pytest.importorskip("torchattacks")
+import torchattacks
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = ROOT / "sample_data"

@@ -101,10 +101,7 @@ def test_rejects_unknown_split_and_unknown_class(tmp_path: Path, cache: Path) ->
         cifar10.load_split("test", tmp_path)
 
 
-@pytest.mark.skipif(
-    not cifar10.available(),
-    reason=f"CIFAR-10 archives not found in {cifar10.dataset_root()}; set {cifar10.ROOT_ENV} to run this test",
-)
+@pytest.mark.usefixtures("cifar10")
 def test_real_test_split() -> None:
     images, labels = cifar10.load_split("test")
     assert images.shape == (5000, 32, 32, 3) and images.dtype == np.uint8

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,10 +18,9 @@ from typing import Iterator
 import pytest
 
 from conftest import BUCKET_DEFENSE, NOOP, PLUS, config_for, write_submission
+from machine import needs_root
 from harness.competition import CompetitionError, run_competition
 from harness.isolation import SandboxKind
-
-pytest.importorskip("distributed")
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ("leaderboard.csv", "per_image.csv")
@@ -251,8 +249,7 @@ def test_worker_that_joins_during_the_run_is_logged_and_described(world: dict[st
     assert f"worker {joined[0]} joined" in log
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare(1) to hide "
-                    "the folders from one worker")
+@needs_root  # to hide the folders from one worker (unshare(1) and a mount)
 def test_worker_that_joins_unable_to_see_the_folders_stops_the_run_in_one_line(
         world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
     # a worker on a machine without the shared filesystem: the competition's folders are not there

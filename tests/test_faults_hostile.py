@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from machine import needs_root
 from conftest import (BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, needs_bwrap, write_dataset,
                       write_submission)
 from harness import isolation
@@ -38,7 +39,6 @@ from harness.process import run_submission
 from harness.secret import SECRET_FILE
 from harness.submission import discover, parse_submission
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="simulating a non-root harness needs root to drop to")
 
 
 def _quiet(_: str) -> None:
@@ -183,84 +183,7 @@ def test_drawn_targets_come_from_a_secret_that_submissions_never_see(tmp_path: P
     assert [r.target_class for r in load_dataset(data, num_classes=5, secret=secret_a).images] == targets["a"]
 
 
-# -- 3. a two-run page-cache residency channel (shared kernel state) ----------------------------------------------
-CHANNEL = """
-PAGE = os.sysconf("SC_PAGE_SIZE")
-GROUP = 16
-path, mode, bits = {path!r}, sys.argv[3] if len(sys.argv) > 3 else "", {bits!r}
-fd = os.open(path, os.O_RDONLY)
-def resident(page):
-    try:
-        os.preadv(fd, [bytearray(1)], page * PAGE, os.RWF_NOWAIT)
-        return True
-    except BlockingIOError:
-        return False
-if {send!r}:
-    for i, bit in enumerate(bits):
-        os.posix_fadvise(fd, i * GROUP * PAGE, GROUP * PAGE, os.POSIX_FADV_DONTNEED)
-        if bit == "1":
-            for page in range(i * GROUP, (i + 1) * GROUP):
-                os.pread(fd, 1, page * PAGE)
-    print("SENT")
-else:
-    got = "".join("1" if sum(resident(p) for p in range(i * GROUP, (i + 1) * GROUP)) > GROUP // 2 else "0"
-                  for i in range(len(bits)))
-    print("RECEIVED", got)
-"""
-
-
-def _channel_file(bits: int) -> Path | None:
-    """A read-only file mounted into every run, large enough for ``bits`` groups of 16 pages, rarely read."""
-    need = bits * 16 * os.sysconf("SC_PAGE_SIZE")
-    for folder in (Path("/usr/share/doc"), Path("/usr/share"), Path("/usr/lib")):
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.rglob("*")):
-            try:
-                if path.is_file() and not path.is_symlink() and need <= path.stat().st_size <= 64 * need:
-                    return path
-            except OSError:
-                continue
-    return None
-
-
-@needs_bwrap
-def test_page_cache_residency_carries_data_between_two_sandboxed_runs(tmp_path: Path) -> None:
-    """Not a fix: a measurement behind the README's threat model. One run evicts or touches pages of a read-only
-    file that every run sees; a later run reads the pattern back with preadv2(RWF_NOWAIT). bubblewrap cannot close
-    this (one kernel, one page cache); only a VM-grade sandbox or one machine per run does."""
-    if not hasattr(os, "RWF_NOWAIT"):
-        pytest.skip("os.RWF_NOWAIT unavailable on this platform")
-    message = "".join(random.Random(16).choice("01") for _ in range(32))
-    path = _channel_file(len(message))
-    if path is None:
-        pytest.skip("no file of a suitable size under /usr to carry the channel")
-    protections = probe(SandboxKind.BWRAP)
-    received = ""
-    for role in ("send", "receive"):
-        folder = tmp_path / role
-        write_submission(folder, "channel", "defense",
-                         CHANNEL.format(path=str(path), bits=message, send=role == "send"))
-        scratch = Path("/dev/shm") / f"channel-test-{os.getpid()}-{role}"
-        remove_tree(scratch)
-        for name in ("input", "output", "work"):
-            (scratch / name).mkdir(parents=True)
-        try:
-            record = run_submission(parse_submission(folder / "channel"), ["{input}", "{output}/result.csv"],
-                                    inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
-                                    limits=Limits(wall_seconds=60), log_path=tmp_path / f"{role}.log",
-                                    log_name=f"{role}.log", gpu=None, protections=protections)
-        finally:
-            remove_tree(scratch)
-        log = (tmp_path / f"{role}.log").read_text()
-        assert record.exit_code == 0, log
-        if role == "receive":
-            received = log.split("RECEIVED ")[1].split()[0]
-    errors = sum(a != b for a, b in zip(message, received))
-    if errors > 2:
-        pytest.skip(f"the page-cache channel did not carry data here ({errors}/32 bits wrong; other processes "
-                    f"reading {path} add noise, or this kernel refuses RWF_NOWAIT probes)")
-    assert errors <= 2  # the channel works: 32 bits passed from one sandboxed run to the next
+# -- 3. a two-run page-cache residency channel: tests/test_residency_channel.py -----------------------------------
 
 
 # -- 4. cleanup cannot crash the harness ----------------------------------------------------------------------

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from research import cifar10
 from submission_kit import zoo
 from submission_kit.attack_methods import gradient
 from harness.competition import CompetitionConfig, run_competition
@@ -277,7 +276,7 @@ def test_plan_steps_fits_the_budget() -> None:
     assert train.plan_steps(100, 1e6, 1.0) == 1  # at least one step
 
 
-@pytest.mark.skipif(not cifar10.available(), reason="CIFAR-10 archives not available")
+@pytest.mark.usefixtures("cifar10")
 def test_train_command_writes_weights_record_and_log(tmp_path: Path) -> None:
     out = tmp_path / "mean.pt"
     assert train.main(["--variant", "mean", "--train-images", "64", "--batch-size", "32", "--steps", "2",
@@ -484,7 +483,7 @@ def test_export_refuses_the_repository() -> None:
         blackbox.export_images(ROOT / "results" / "images", images=2, seed=0)
 
 
-@pytest.mark.skipif(not cifar10.available(splits=("test",)), reason="CIFAR-10 test archive not available")
+@pytest.mark.usefixtures("cifar10")
 def test_export_writes_a_harness_dataset(tmp_path: Path) -> None:
     from harness.dataset import load_dataset
 
@@ -503,7 +502,6 @@ def test_whitebox_tables_and_plot(tmp_path: Path) -> None:
     ablation = whitebox.render_ablation(results, [10, 100])
     assert "| non-local, Gaussian (`nonlocal_gaussian`) | 45.0 | 40.0 | 55.7 | 45.5 |" in ablation
     assert "removing 1x1 (`nonlocal_gaussian_no1x1`) | not trained" in ablation
-    pytest.importorskip("matplotlib")
     whitebox.plot(results, [10, 100], tmp_path / "curves.png", eps=8 / 255)
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -18,7 +18,6 @@ import pytest
 import torch
 from torch import nn
 
-from research import cifar10
 from submission_kit import zoo
 from harness.competition import CompetitionConfig, run_competition
 from submission_kit.hgd import losses, registry
@@ -285,7 +284,7 @@ def test_recipe_keeps_train_val_and_test_apart() -> None:
     assert key == data.recipe_key(recipe, chosen, {}) != data.recipe_key(data.Recipe(seed=1), chosen, {})
 
 
-@pytest.mark.skipif(not cifar10.available(), reason="CIFAR-10 archives not found")
+@pytest.mark.usefixtures("cifar10")
 def test_make_data_command_on_tiny_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     models = _tiny_models()
     monkeypatch.setattr(zoo, "load", lambda name, device="cpu", **_: models[name])

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from machine import needs_browser
 from report_world import HOSTILE_LABEL, HOSTILE_LOG_LINES, ODD_NAME, build_world
 
 from submission_kit import contract
 from harness.cli import main
 from harness.html_report import CONTENT_SECURITY_POLICY, ReportError, build_report, content, figures, sanity
-from research.browser import find_browser, headless_chromium
+from research.browser import headless_chromium
 from harness.secret import SECRET_FILE
 from harness.scoring import DEFENSE, Matrix, ScoreRow
 
@@ -268,8 +269,6 @@ def test_accuracy_rising_with_epsilon_and_not_vanishing_are_flagged() -> None:
 
 
 # -- in a real browser -------------------------------------------------------------------------------------------
-needs_browser = pytest.mark.skipif(find_browser() is None,
-                                   reason="no headless browser installed (apt-get install chromium chromium-driver)")
 
 
 def _console_errors(driver: object) -> list[dict]:

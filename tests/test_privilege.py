@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BUCKET_DEFENSE, PLUS, needs_bwrap, write_submission
+from machine import needs_root
 from harness.cli import main
 from harness.privilege import (RUN_GID, RUN_UID, STAGING_PREFIX, reachable, stage_command, staging_parent,
                                sweep_stale_staging)
@@ -83,7 +84,7 @@ def test_sweep_removes_only_stale_folders_of_its_own_naming(tmp_path: Path) -> N
     assert alive.is_dir() and other_naming.is_dir() and unrelated.is_dir() and not_a_folder.is_file()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a folder owned by another user")
+@needs_root  # to make a folder owned by another user
 def test_sweep_leaves_other_users_folders_alone(tmp_path: Path) -> None:
     foreign = tmp_path / f"{STAGING_PREFIX}{_dead_pid()}-1-abc"
     foreign.mkdir()
@@ -115,7 +116,7 @@ def test_no_traversable_temporary_folder_is_a_one_line_error(monkeypatch: pytest
 
 
 @needs_bwrap
-@pytest.mark.skipif(os.geteuid() != 0, reason="only a root harness stages folders")
+@needs_root  # only a root harness stages folders
 def test_root_harness_with_a_private_tmpdir_runs_submissions(world: dict[str, Path], private: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     write_submission(world["attacks"], "plus", "attack", PLUS)

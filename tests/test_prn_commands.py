@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from research import cifar10
 from submission_kit import zoo
 from submission_kit.prn import paths
 from research.prn import make_pool, metrics, synthetic, train, train_detector
@@ -17,7 +16,7 @@ from research.prn.pool import load_train_test
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.usefixtures("one_torch_thread"),
-    pytest.mark.skipif(not cifar10.available(), reason="CIFAR-10 archives not available"),
+    pytest.mark.usefixtures("cifar10"),
 ]
 
 

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from machine import needs_root
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +58,7 @@ def test_ci_run_removes_its_venv_and_clone(fake_repo: Path, tmp_path: Path, fail
     assert list(scratch.iterdir()) == []  # no venv, no clone left
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs")
+@needs_root  # to mount a small tmpfs
 def test_install_refuses_a_venv_on_a_disk_too_small_for_torch_in_one_line(tmp_path: Path) -> None:
     small = tmp_path / "small"
     small.mkdir()
@@ -71,3 +72,38 @@ def test_install_refuses_a_venv_on_a_disk_too_small_for_torch_in_one_line(tmp_pa
     last = result.stderr.strip().splitlines()[-1]
     assert re.fullmatch(r"install: torch needs about 6 GB in .*/small/venv and its disk has \d+ MB free: free some "
                         r"space or set VENV to a folder on a larger disk", last), result.stderr
+
+
+FAKE_DOCKER_CLIENT = """#!/bin/sh
+# A docker client with no engine behind it (as a machine image may ship), or one whose engine answers.
+[ "$1" = info ] && exit {info_status}
+exit 1
+"""
+FAKE_APT = """#!/bin/sh
+echo "$*" >> "{log}"
+[ "$1" = install ] && exit 1   # stop the script here: the test reads what it asked for
+exit 0
+"""
+
+
+@needs_root  # the script refuses to run otherwise
+@pytest.mark.parametrize("engine", [False, True], ids=["client only", "engine answers"])
+def test_sandbox_setup_installs_the_engine_when_only_a_docker_client_is_present(tmp_path: Path, engine: bool) -> None:
+    """The engine is what the container sandboxes need: a docker client on PATH (e.g. /usr/local/bin/docker with no
+    dockerd) must not stop the set-up from installing Debian's docker.io; an engine that answers needs nothing."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "id"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
+    log = tmp_path / "apt.log"
+    for name, body in (("docker", FAKE_DOCKER_CLIENT.format(info_status=0 if engine else 1)),
+                       ("apt-get", FAKE_APT.format(log=log))):
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    result = subprocess.run([str(ROOT / "scripts" / "build_sandbox_images.sh")], env={"PATH": str(bin_dir)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0  # the fake apt-get stops it at the install
+    installed = [[word for word in line.split()[1:] if not word.startswith("-")]
+                 for line in log.read_text().splitlines() if line.startswith("install")]
+    assert installed and set(installed[0]) - {"docker.io"} == {"runsc", "debootstrap"}, (installed, result.stderr)
+    assert ("docker.io" in installed[0]) != engine, installed

@@ -99,10 +99,7 @@ def test_committed_weights_load(name: str) -> None:
     assert record["test_accuracy"] >= (0.85 if model_name == zoo.TARGET_MODEL else 0.80)
 
 
-@pytest.mark.skipif(
-    not cifar10.available(splits=("test",)),
-    reason=f"CIFAR-10 test archive not found in {cifar10.dataset_root()}; set {cifar10.ROOT_ENV} to run this test",
-)
+@pytest.mark.usefixtures("cifar10")
 @pytest.mark.parametrize("model_name", sorted(zoo.names()))
 def test_committed_model_accuracy_is_measured_as_recorded(model_name: str) -> None:
     """Each committed model's recorded test accuracy is re-measured on the same test images (all of the shared
