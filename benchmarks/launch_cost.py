@@ -36,6 +36,7 @@ from harness.competition import CompetitionConfig, run_competition  # noqa: E402
 from harness.dataset import load_dataset  # noqa: E402
 from harness.isolation import SandboxKind, probe  # noqa: E402
 from harness.parallelism import default_jobs, threads_per_run, usable_cores  # noqa: E402
+from harness.instance import Instance  # noqa: E402
 from harness.limits import LimitPolicy  # noqa: E402
 from harness.process import RunRecord, precompile_library, run_submission  # noqa: E402
 from harness.submission import Submission, SubmissionType, discover, parse_submission  # noqa: E402
@@ -65,7 +66,7 @@ def launch(submission: Submission, work: Path, images: Path, *, threads: int | N
         args = ["{input}", "{output}/result.csv"]
     limits = LimitPolicy(minimum_seconds=600).limits(20)
     return run_submission(submission, args, inputs=images, outputs=outputs, workdir=workdir, limits=limits,
-                          log_path=scratch / "log.txt", log_name="log.txt", gpu=None,
+                          log_path=scratch / "log.txt", log_name="log.txt", gpu=None, instance=Instance.create(),
                           protections=probe(sandbox), threads=threads)
 
 

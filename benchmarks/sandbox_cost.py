@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from harness.cleanup import remove_tree  # noqa: E402
+from harness.instance import Instance  # noqa: E402
 from harness.isolation import Limits, SandboxKind, probe  # noqa: E402
 from harness.process import run_submission  # noqa: E402
 from harness.submission import parse_submission  # noqa: E402
@@ -47,7 +48,8 @@ def launch(kind: SandboxKind, folder: Path, scratch: Path) -> float:
     record = run_submission(submission, ["{input}", "{output}", "16"], inputs=scratch / "input",
                             outputs=scratch / "output", workdir=scratch / "work",
                             limits=Limits(wall_seconds=120, memory_mb=1024, max_processes=64, output_mb=10),
-                            log_path=scratch / "log.txt", log_name="log.txt", gpu=None, protections=probe(kind))
+                            log_path=scratch / "log.txt", log_name="log.txt", gpu=None, instance=Instance.create(),
+                            protections=probe(kind))
     seconds = time.perf_counter() - start
     if record.problem or (scratch / "output" / "done.txt").read_text() != "ok":
         raise RuntimeError(f"{kind.value}: {record.problem}: {(scratch / 'log.txt').read_text()}")

@@ -4,7 +4,8 @@ Modules, in the order data flows through them: :mod:`submission_kit.contract` (u
 the submission library), :mod:`harness.dataset`, :mod:`harness.submission`, :mod:`harness.library` (the
 submission library as runs see it; environment fingerprint), :mod:`harness.isolation` (sandbox kinds, limits),
 :mod:`harness.process` (one submission process → run record), :mod:`harness.limits`, :mod:`harness.devices`,
-:mod:`harness.workspace`, :mod:`harness.planning` (units, keys, packing, opaque names), :mod:`harness.store`,
+:mod:`harness.instance` (who made a thing on the machine), :mod:`harness.workspace`, :mod:`harness.planning`
+(units, keys, packing, opaque names), :mod:`harness.store`,
 :mod:`harness.records` (typed unit records), :mod:`harness.execution` (runs units, feeds the referee),
 :mod:`harness.defense_output`, :mod:`harness.tabulation`, :mod:`harness.table`, :mod:`harness.scoring`,
 :mod:`harness.report` (views), :mod:`harness.competition`, :mod:`harness.validate`, :mod:`harness.cli`.

@@ -5,6 +5,9 @@ RecursionError), ``chmod 000`` folders and files (a non-root harness cannot list
 permissions back), or leave entries that cannot be deleted at all. :func:`remove_tree` walks iteratively, restores
 the owner's permissions on the way, never follows symbolic links, and returns what it could not remove instead of
 raising.
+
+:func:`sweep_dead` removes the folders that harness instances which are now dead left in a shared folder
+(``/dev/shm``, the temporary folder): those named for an :class:`~harness.instance.Instance`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["remove_tree"]
+from harness.instance import Instance, InstanceError
+
+__all__ = ["owner_of", "remove_tree", "sweep_dead"]
 
 
 def _describe(where: str, exc: OSError) -> str:
@@ -110,3 +115,44 @@ def remove_tree(path: Path) -> str:
         return ""
     count = len(failures)
     return f"cleanup of {top} left {count} entr{'y' if count == 1 else 'ies'} ({failures[0]})"
+
+
+def owner_of(name: str, prefix: str) -> Instance | None:
+    """The instance a name ``PREFIX + TAG`` or ``PREFIX + TAG + "-" + anything`` carries; None for another naming."""
+    if not name.startswith(prefix):
+        return None
+    parts = name[len(prefix):].split("-", 4)
+    try:
+        return Instance.parse("-".join(parts[:4]))
+    except InstanceError:
+        return None
+
+
+def sweep_dead(parent: Path, prefix: str) -> list[Path]:
+    """Delete the folders in ``parent`` named for a harness instance that is dead (see :func:`owner_of` and
+    :meth:`harness.instance.Instance.dead`).
+
+    Folders of live instances, of another host, of another naming, other users' folders, files and links are left
+    alone; a folder that cannot be deleted completely is left as it is now.
+
+    Returns:
+        The folders deleted. Never raises.
+    """
+    removed: list[Path] = []
+    try:
+        entries = sorted(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        owner = owner_of(entry.name, prefix)
+        if owner is None or not owner.dead():
+            continue
+        try:
+            info = os.lstat(entry)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            continue
+        if not remove_tree(entry):
+            removed.append(entry)
+    return removed

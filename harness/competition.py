@@ -17,7 +17,7 @@ from harness.adaptive import aims_from_manifest
 from harness.dataset import Dataset, load_dataset
 from harness.report import ATTACK_IMAGES, MANIFEST, PER_IMAGE, RUNS, write_results
 from harness.cleanup import remove_tree
-from harness.isolation import SandboxKind, probe
+from harness.isolation import Protections, SandboxKind, probe, sweep_dead_cgroups
 from harness.names import one_line
 from harness.secret import SecretError, fingerprint
 from harness.secret import load as load_secret
@@ -28,7 +28,9 @@ from harness.devices import DevicePool, visible_gpus
 from harness.execution import Outcome, Runner
 from harness.limits import LimitPolicy
 from harness.tabulation import build_tables
-from harness.workspace import Workspace
+from harness.instance import Instance
+from harness.privilege import RUN_GID, RUN_UID, staging_parent, sweep_stale_staging
+from harness.workspace import Workspace, legacy_scratch, sweep_dead_scratch
 from harness.scoring import Matrix, ScoreRow, score
 from harness.store import atomic_write_json
 from harness.parallelism import default_jobs
@@ -85,7 +87,8 @@ class CompetitionConfig:
 
 @dataclass
 class CompetitionResult:
-    """What a run produced (also written to ``output_dir``)."""
+    """What a run produced (also written to ``output_dir``); ``instance`` is the harness instance whose things on
+    the machine (scratch folders, cgroups, containers) its runs made."""
 
     scores: list[ScoreRow]
     predictions: list[PredictionRow]
@@ -96,6 +99,7 @@ class CompetitionResult:
     dataset: Dataset
     manifest: dict[str, Any]
     matrices: list[Matrix]
+    instance: Instance
 
 
 #: Marker in ``store/`` naming the unit-key scheme the stored work was keyed with.
@@ -164,6 +168,9 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
                     progress: Callable[[str, int], Callable[..., None]] | None = None) -> CompetitionResult:
     """Run every attack against every defense and write the results folder.
 
+    The competition is one harness instance (:mod:`harness.instance`): everything its runs make on the machine
+    carries its identity, and it removes what dead instances left (:func:`sweep_dead`), never a live one's.
+
     Args:
         config: What to run.
         echo: Receives one-line messages (skipped submissions, warnings).
@@ -211,11 +218,11 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     output_dir = config.output_dir
     _check_output_dir(output_dir, dataset, config.force)
     _check_key_scheme(output_dir, config.force)
-    workspace = Workspace(output_dir)
+    workspace = Workspace(output_dir, Instance.create())
     if config.force:
         for folder in ("store", "logs"):
             _remove(output_dir / folder, echo)
-    _remove(workspace.scratch, echo)
+    _remove(legacy_scratch(output_dir), echo)
     output_dir.mkdir(parents=True, exist_ok=True)
     if stored_secret is None:
         save_secret(output_dir, secret)
@@ -229,6 +236,10 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         raise CompetitionError(str(exc)) from None
     for note in protections.notes:
         echo(one_line(f"sandbox: {note}"))
+    swept = sweep_dead(workspace, protections)
+    if swept:
+        echo(f"removed {len(swept)} leftover(s) of harness processes that were killed: {', '.join(swept[:3])}"
+             f"{' ...' if len(swept) > 3 else ''}")
     gpus = visible_gpus()
     with contextlib.ExitStack() as cluster:
         executor = None
@@ -285,7 +296,27 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     atomic_write_json(output_dir / MANIFEST, manifest)
     return CompetitionResult(scores=scores, predictions=predictions, attack_images=attack_rows, runs=runs,
                              discovery=discovery, outcome=outcome, dataset=dataset, manifest=manifest,
-                             matrices=matrices)
+                             matrices=matrices, instance=workspace.instance)
+
+
+def sweep_dead(workspace: Workspace, protections: Protections) -> list[str]:
+    """Remove what harness instances that are dead left on this machine: scratch folders where ``workspace``'s go,
+    staging folders, cgroup folders under ``protections``' cgroup roots, containers (docker and gVisor sandboxes).
+    Things of live instances, of other hosts, users or namings are left alone.
+
+    Returns:
+        What was removed (paths and container names). Never raises.
+    """
+    removed = [str(p) for p in sweep_dead_scratch(workspace.root)]
+    try:
+        removed += [str(p) for p in sweep_stale_staging(staging_parent(uid=RUN_UID, gid=RUN_GID))]
+    except OSError:  # no folder for staging here: none was made
+        pass
+    removed += [str(p) for p in sweep_dead_cgroups(protections.cgroup)]
+    if protections.kind in (SandboxKind.DOCKER, SandboxKind.GVISOR):
+        from harness.sandbox_docker import remove_orphans
+        removed += remove_orphans()
+    return removed
 
 
 def _absolute(config: CompetitionConfig) -> CompetitionConfig:

@@ -337,8 +337,8 @@ class DaskExecutor:
                 raise
         getattr(tick, "close", lambda: None)()
         self.driver_seconds[label] = round(time.monotonic() - started, 3)
-        # a worker killed mid-unit leaves its scratch folder on its own machine: every worker clears its own
-        self.client.run(remove_scratch, str(runner.workspace.scratch))
+        # every worker removes its own scratch folder; one a killed worker left is swept as its owner is dead
+        self.client.run(remove_scratch, runner.workspace)
         return results
 
 

@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from harness.execution import Runner
 
 __all__ = ["ClusterError", "WorkerContext", "check_self", "describe_worker", "exception_text", "harness_location",
-           "identity", "remove_scratch", "run_unit", "submission_slots", "worker_problems"]
+           "identity", "remove_scratch", "run_unit", "submission_slots", "worker_problems", "worker_workspace"]
 
 Record = Union[AttackUnitRecord, DefenseUnitRecord]
 Unit = Union[AttackUnit, DefenseUnit]
@@ -47,7 +47,8 @@ class WorkerContext:
 
     Attributes:
         dataset: The images and labels (paths must exist on the worker).
-        workspace: The results folder (shared).
+        workspace: The results folder (shared), and the driver's harness instance: a worker makes its things as
+            that instance adopted by the worker process (:meth:`harness.instance.Instance.adopted`).
         seed: Seeds opaque names.
         batch_size: Images per batch.
         policy: Per-run limits.
@@ -151,8 +152,8 @@ def _worker_runner(context: WorkerContext) -> Runner:
     except ValueError:
         own = 1
     pool = _POOLS.setdefault((tuple(gpus), own), DevicePool(gpus, own))  # shared by this worker's threads
-    runner = Runner(context.dataset, context.workspace, seed=context.seed, batch_size=context.batch_size,
-                    jobs=own, policy=context.policy, devices=pool,
+    runner = Runner(context.dataset, worker_workspace(context.workspace), seed=context.seed,
+                    batch_size=context.batch_size, jobs=own, policy=context.policy, devices=pool,
                     protections=_worker_protections(context.sandbox), environment=context.environment,
                     secret=load_secret(context.workspace.root))  # from the shared results folder, never sent
     sharing = _concurrency(context.host_slots)  # the host's cores are shared by every unit running on it
@@ -181,10 +182,19 @@ def identity(value: WorkerContext) -> WorkerContext:
     return value
 
 
-def remove_scratch(folder: str) -> None:
-    """Run on every worker after a stage: remove this machine's scratch folder of the competition."""
-    import shutil
-    shutil.rmtree(folder, ignore_errors=True)
+def worker_workspace(workspace: Workspace) -> Workspace:
+    """The driver's workspace as this worker process uses it: its things (scratch folder, cgroups, containers)
+    carry the competition's token and this process as owner, so they are swept once this worker is dead."""
+    return replace(workspace, instance=workspace.instance.adopted())
+
+
+def remove_scratch(workspace: Workspace) -> None:
+    """Run on every worker after a stage (and on the driver's machine by the driver): remove this worker's
+    scratch folder of the competition, sweep those of dead harness instances."""
+    from harness.cleanup import remove_tree
+    from harness.workspace import sweep_dead_scratch
+    remove_tree(worker_workspace(workspace).scratch)
+    sweep_dead_scratch(workspace.root)
 
 
 def describe_worker(paths: list[str], sandbox: str) -> dict[str, Any]:

@@ -92,7 +92,7 @@ class Runner:
 
     Args:
         dataset: The images and labels.
-        workspace: The results folder.
+        workspace: The results folder, and the harness instance whose things the runs make on the machine.
         seed: Seeds batch shuffling and opaque names.
         batch_size: Images per attack batch and per defense batch.
         jobs: Units run in parallel.
@@ -154,7 +154,8 @@ class Runner:
             return run_submission(submission, args, inputs=scratch / "input", outputs=scratch / "output",
                                   workdir=scratch / "work", limits=self.policy.limits(images),
                                   log_path=self.workspace.root / log_name, log_name=log_name, gpu=gpu,
-                                  protections=self.protections, threads=self.threads)
+                                  protections=self.protections, instance=self.workspace.instance,
+                                  threads=self.threads)
 
     # -- clean images -------------------------------------------------------------------------------
     def clean_versions(self) -> dict[str, str]:

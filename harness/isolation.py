@@ -24,6 +24,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.cleanup import owner_of
+from harness.instance import Instance
 from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
 from harness.privilege import run_identity, stage_command, staging_parent
 
@@ -133,7 +135,7 @@ def _bwrap_works() -> tuple[bool, str]:
             staging_parent(uid=identity[0], gid=identity[1])
         except OSError as exc:
             return False, str(exc)
-        command, dropper = stage_command(command, uid=identity[0], gid=identity[1])
+        command, dropper = stage_command(command, uid=identity[0], gid=identity[1], instance=Instance.create())
     try:
         subprocess.run(command, check=True, capture_output=True, timeout=30, preexec_fn=dropper)
     except (OSError, subprocess.SubprocessError) as exc:
@@ -171,17 +173,48 @@ def _cgroup_roots() -> tuple[dict[str, Path], str]:
                 (folder / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in roots))
         except OSError:
             roots = {}
-    for folder in set(roots.values()):  # runs of a harness that was killed: remove those now empty
-        for stale in folder.glob("run-*"):
-            try:
-                stale.rmdir()
-            except OSError:
-                pass
+    sweep_dead_cgroups(roots)
     if not roots:
         return {}, "no writable cgroup: process-count limit not enforced, memory limited by RLIMIT_DATA only"
     missing = {"pids", "memory"} - roots.keys()
     note = f"cgroup controller(s) {', '.join(sorted(missing))} unavailable" if missing else ""
     return roots, note
+
+
+#: A run's cgroup folder is ``<controller root>/run-<instance tag>-<random>``.
+CGROUP_PREFIX = "run-"
+
+
+def sweep_dead_cgroups(roots: dict[str, Path]) -> list[Path]:
+    """Delete the empty cgroup folders of runs whose harness instance is dead (killed before it removed them).
+
+    Folders of live instances, of other hosts and of another naming (earlier harness versions' included) are left
+    alone.
+
+    Args:
+        roots: Controller → the harness's cgroup folder (:attr:`Protections.cgroup`).
+
+    Returns:
+        The folders deleted. Never raises.
+    """
+    removed: list[Path] = []
+    for root in sorted(set(roots.values())):
+        try:
+            entries = sorted(root.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            owner = owner_of(entry.name, CGROUP_PREFIX)
+            if owner is None or not owner.dead():
+                continue
+            try:
+                if entry.is_symlink() or not entry.is_dir() or entry.stat().st_uid != os.geteuid():
+                    continue
+                entry.rmdir()  # a cgroup folder with processes or children cannot be removed: it stays
+            except OSError:
+                continue
+            removed.append(entry)
+    return removed
 
 
 @functools.lru_cache(maxsize=None)
@@ -288,11 +321,13 @@ class CgroupJail:
     Args:
         roots: Controller → parent folder, from :class:`Protections`.
         limits: The run's limits.
+        instance: The harness instance the folders are named for (``run-TAG-RANDOM``, see
+            :func:`sweep_dead_cgroups`).
     """
 
-    def __init__(self, roots: dict[str, Path], limits: Limits) -> None:
+    def __init__(self, roots: dict[str, Path], limits: Limits, *, instance: Instance) -> None:
         self.folders: list[Path] = []
-        name = f"run-{uuid.uuid4().hex[:12]}"
+        name = f"{CGROUP_PREFIX}{instance.tag}-{uuid.uuid4().hex[:8]}"
         for controller, root in roots.items():
             folder = root / name
             if folder in self.folders:

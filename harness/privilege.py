@@ -9,9 +9,9 @@ Folders a run needs (the Python installation, the referee's package, the run's s
 folder the dedicated uid cannot traverse (``/root`` is mode 700 and often holds a pyenv Python). For those the
 child process, still root, enters a private mount namespace and bind-mounts each such folder onto an empty
 placeholder in a world-traversable staging folder, then drops to :data:`RUN_UID`; bubblewrap binds the placeholder.
-The mounts vanish with the run's mount namespace. The staging folder is named for the harness process that made it
-(pid and start time), so the folders of a harness that was killed before it could delete them are removed by the
-next one (:func:`sweep_stale_staging`).
+The mounts vanish with the run's mount namespace. The staging folder is named for the harness instance that made it
+(:mod:`harness.instance`), so the folders of a harness that was killed before it could delete them are removed by
+the next one (:func:`sweep_stale_staging`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from harness.cleanup import sweep_dead
+from harness.instance import Instance, process_start_time
+
 #: The dedicated unprivileged uid and gid that a root harness runs sandboxes as (no account, owns no file).
 RUN_UID = 65533
 RUN_GID = 65533
@@ -33,7 +36,7 @@ _MS_BIND = 4096
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
 _BIND_OPTIONS = ("--bind", "--ro-bind", "--ro-bind-try", "--bind-try")
-#: Staging folders are ``<tempdir>/adv-harness-stage-<pid>-<start time>-<random>``.
+#: Staging folders are ``<tempdir>/adv-harness-stage-<instance tag>-<random>``.
 STAGING_PREFIX = "adv-harness-stage-"
 
 try:
@@ -67,19 +70,6 @@ def reachable(path: Path, *, uid: int, gid: int) -> bool:
     return allows(info, 0o5 if stat.S_ISDIR(info.st_mode) else 0o4)
 
 
-def _start_time(pid: int) -> str | None:
-    """The start time of process ``pid`` in clock ticks since boot (``/proc/PID/stat`` field 22), None if none."""
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat_line.rsplit(")", 1)[1].split()[19]  # fields after "(comm)" start at field 3
-
-
-def _staging_owner() -> str:
-    return f"{os.getpid()}-{_start_time(os.getpid()) or 0}"
-
-
 def staging_parent(*, uid: int, gid: int) -> Path:
     """Where staging folders go: the temporary folder (``TMPDIR``), or ``/tmp``, ``/var/tmp``, ``/dev/shm`` when
     ``uid`` cannot traverse it (a root harness's TMPDIR may lie below ``/root``).
@@ -96,10 +86,12 @@ def staging_parent(*, uid: int, gid: int) -> Path:
 
 
 def sweep_stale_staging(parent: Path | None = None) -> list[Path]:
-    """Delete staging folders whose harness process is gone (it was killed before its own clean-up ran).
+    """Delete staging folders whose harness instance is dead (it was killed before its own clean-up ran).
 
-    A folder is stale when no process has its pid, or the process with that pid started at another time (the pid
-    was reused). Only folders owned by this process's user are touched; folders of another naming are left alone.
+    An instance is dead when no process on this host has its pid, or the process with that pid started at another
+    time (the pid was reused); see :meth:`harness.instance.Instance.dead`. Folders named
+    ``adv-harness-stage-PID-START-RANDOM`` by earlier harness versions are judged by pid and start time alike.
+    Only folders owned by this process's user are touched; folders of another naming are left alone.
 
     Args:
         parent: The folder to look in (default: :func:`tempfile.gettempdir`).
@@ -108,14 +100,14 @@ def sweep_stale_staging(parent: Path | None = None) -> list[Path]:
         The folders deleted. Never raises.
     """
     parent = Path(parent or tempfile.gettempdir())
-    removed: list[Path] = []
-    if _start_time(os.getpid()) is None:  # no /proc here: liveness cannot be told, so nothing is stale
+    removed = sweep_dead(parent, STAGING_PREFIX)
+    if process_start_time(os.getpid()) is None:  # no /proc here: liveness cannot be told, so nothing is stale
         return removed
     try:
         entries = list(parent.iterdir())
     except OSError:
         return removed
-    for entry in entries:
+    for entry in entries:  # the naming of harnesses before instance identities
         if not entry.name.startswith(STAGING_PREFIX):
             continue
         fields = entry.name[len(STAGING_PREFIX):].split("-")
@@ -126,7 +118,7 @@ def sweep_stale_staging(parent: Path | None = None) -> list[Path]:
                 continue
         except OSError:
             continue
-        if _start_time(int(fields[0])) == fields[1]:
+        if process_start_time(int(fields[0])) == int(fields[1]):
             continue  # its harness is alive
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)
@@ -173,13 +165,14 @@ class Dropper:
             shutil.rmtree(self.placeholders, ignore_errors=True)
 
 
-def stage_command(command: list[str], *, uid: int, gid: int) -> tuple[list[str], Dropper]:
+def stage_command(command: list[str], *, uid: int, gid: int, instance: Instance) -> tuple[list[str], Dropper]:
     """Rewrite a bubblewrap command's bind sources that ``uid`` cannot reach to staged placeholders.
 
     Args:
         command: A bubblewrap command line (``--bind``/``--ro-bind`` SRC DEST pairs are looked at).
         uid: The uid bubblewrap will run as.
         gid: Its gid.
+        instance: The harness instance the staging folder is named for.
 
     Returns:
         The command to run and the :class:`Dropper` to call in the child before exec.
@@ -199,7 +192,7 @@ def stage_command(command: list[str], *, uid: int, gid: int) -> tuple[list[str],
                 if staging is None:
                     parent = staging_parent(uid=uid, gid=gid)
                     sweep_stale_staging(parent)
-                    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{_staging_owner()}-", dir=parent))
+                    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{instance.tag}-", dir=parent))
                     staging.chmod(0o711)
                 placeholder = staging / uuid.uuid4().hex[:12]
                 if os.path.isdir(source):

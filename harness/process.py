@@ -27,6 +27,7 @@ from harness.isolation import (SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, Cgro
                                Protections, SandboxKind, apply_rlimits, bwrap_command)
 from harness.library import library_dir, library_link, python_path
 from harness.names import one_line
+from harness.instance import Instance
 from harness.privilege import give_to_run, run_identity, stage_command
 from harness.submission import Submission, iter_files, scan_links
 
@@ -258,7 +259,8 @@ def _die_with_parent() -> None:
 
 def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,
                 log_name: str, watch: Path | None = None, protections: Protections | None = None,
-                display: str | None = None, drop: Callable[[], None] | None = None) -> RunRecord:
+                display: str | None = None, drop: Callable[[], None] | None = None,
+                instance: Instance | None = None) -> RunRecord:
     """Run ``argv`` in its own session and process group under ``limits``, logging stdout+stderr.
 
     Args:
@@ -272,12 +274,20 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         protections: What the machine enforces (cgroups); None for rlimits only.
         display: The command line written at the top of the log (default: ``argv``).
         drop: Called in the child last before exec (switches to the run's uid, see :mod:`harness.privilege`).
+        instance: The harness instance the run's cgroup is named for; needed when ``protections`` has cgroups.
 
     Returns:
         The :class:`RunRecord`.
+
+    Raises:
+        ValueError: ``protections`` has cgroups and no ``instance`` is given.
     """
+    jail = None
+    if protections and protections.cgroup:
+        if instance is None:
+            raise ValueError("run_process: a run in a cgroup needs the harness instance it is named for")
+        jail = CgroupJail(protections.cgroup, limits, instance=instance)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    jail = CgroupJail(protections.cgroup, limits) if protections and protections.cgroup else None
     memory_by_cgroup = bool(jail and jail.memory_enforced)
 
     def prepare_child() -> None:
@@ -375,7 +385,7 @@ def python_alias_needed() -> bool:
 
 def run_submission(submission: Submission, args: list[str], *, inputs: Path, outputs: Path, workdir: Path,
                    limits: Limits, log_path: Path, log_name: str, gpu: str | None,
-                   protections: Protections, threads: int | None = None) -> RunRecord:
+                   protections: Protections, instance: Instance, threads: int | None = None) -> RunRecord:
     """Run a submission's entry point on a fresh copy of its folder, inside the sandbox.
 
     Args:
@@ -390,6 +400,7 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
         log_name: The log's name in the returned record.
         gpu: CUDA_VISIBLE_DEVICES for the run (None: leave unset).
         protections: The sandbox in use (from :func:`harness.isolation.probe`).
+        instance: The harness instance whose things the run's cgroup, staging folder or container are.
         threads: CPU threads for the run (see :func:`scrubbed_environment`).
 
     Returns:
@@ -415,11 +426,11 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
                 give_to_run(code, uid=uid, gid=gid, writable=False)
                 give_to_run(inputs, uid=uid, gid=gid, writable=False)
                 give_to_run(outputs, uid=uid, gid=gid, writable=True)
-                argv, dropper = stage_command(argv, uid=uid, gid=gid)
+                argv, dropper = stage_command(argv, uid=uid, gid=gid, instance=instance)
                 try:
                     return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path,
                                        log_name=log_name, watch=outputs, protections=protections,
-                                       display=display, drop=dropper)
+                                       display=display, drop=dropper, instance=instance)
                 finally:
                     dropper.cleanup()
         else:
@@ -428,7 +439,7 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
             image = (submission.container_gpu if use_gpu is not None else "") or submission.container
             return run_in_container(image, [entry, *sandbox_args], kind=protections.kind, code=code, inputs=inputs,
                                     outputs=outputs, limits=limits, env=env, gpu=use_gpu, log_path=log_path,
-                                    log_name=log_name, display=display)
+                                    log_name=log_name, display=display, instance=instance)
     else:
         home, tmp = workdir / "home", workdir / "tmp"
         home.mkdir()
@@ -442,7 +453,7 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
             env["PATH"] = str(alias) + os.pathsep + env["PATH"]
         argv = [entry, *(a.replace("{input}", str(inputs)).replace("{output}", str(outputs)) for a in args)]
     return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path, log_name=log_name,
-                       watch=outputs, protections=protections, display=display)
+                       watch=outputs, protections=protections, display=display, instance=instance)
 
 
 def precompile_library() -> bool:

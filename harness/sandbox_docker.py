@@ -16,8 +16,11 @@ for one) is not observable inside. Differences measured with Debian's runsc 2022
 processes are limited with ``RLIMIT_NPROC`` inside the guest instead (one uid, one guest kernel per run); the
 guest does not enforce ``RLIMIT_CPU`` (the wall-clock limit still holds); no GPU (runs use ``container``).
 
-Every container carries the label :data:`LABEL` and a unique ``--name``; it is removed (``docker rm -f``) after
-its run, whatever happened, and a timed-out run's container is killed by that removal.
+Every container carries the label :data:`LABEL`, the label :data:`INSTANCE_LABEL` with the tag of the harness
+instance that started it (:mod:`harness.instance`) and a unique ``--name`` holding that tag; it is removed
+(``docker rm -f``) after its run, whatever happened, and a timed-out run's container is killed by that removal.
+Containers of a harness instance that is dead (killed before it could remove them) are removed by the next harness
+on the machine (:func:`remove_orphans`); those of live instances never are.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.instance import Instance, InstanceError
 from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
 from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, Limits,
                                SandboxKind)
@@ -40,12 +44,16 @@ from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBO
 if TYPE_CHECKING:
     from harness.process import RunRecord
 
-__all__ = ["LABEL", "RUNTIMES", "container_user", "docker_run_command", "engine_notes", "engine_problem",
-           "image_problem",
-           "leftover_containers", "remove_container", "remove_orphans", "run_in_container"]
+__all__ = ["INSTANCE_LABEL", "LABEL", "RUNTIMES", "container_user", "docker_run_command", "engine_notes",
+           "engine_problem", "image_problem", "leftover_containers", "remove_container",
+           "remove_orphans", "run_in_container"]
 
 #: Label on every container the harness starts (``docker ps -a --filter label=adv-harness.run``).
 LABEL = "adv-harness.run"
+#: Label holding the tag of the harness instance that started the container.
+INSTANCE_LABEL = "adv-harness.instance"
+#: Label holding the pid of that instance's process (read by harnesses before instance identities).
+PID_LABEL = "adv-harness.pid"
 #: docker ``--runtime`` per sandbox kind.
 RUNTIMES = {SandboxKind.DOCKER: "runc", SandboxKind.GVISOR: "runsc"}
 #: Seconds a docker CLI call (inspect, rm) may take.
@@ -120,7 +128,8 @@ def container_user() -> str:
 
 
 def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: str, code: Path, inputs: Path,
-                       outputs: Path, limits: Limits, env: dict[str, str], gpu: str | None) -> list[str]:
+                       outputs: Path, limits: Limits, env: dict[str, str], gpu: str | None,
+                       instance: Instance) -> list[str]:
     """The ``docker run`` command line of one run.
 
     Args:
@@ -135,11 +144,13 @@ def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: 
         env: Environment of the entry point (PATH and PYTHONPATH are set for the container here; a
             CUDA_VISIBLE_DEVICES is dropped, ``--gpus`` exposes the device instead).
         gpu: GPU id for ``--gpus device=ID`` (docker only; gVisor runs on the CPU).
+        instance: The harness instance the container is labelled with.
     """
     runtime = RUNTIMES[kind]
     tmpfs_size = f",size={limits.memory_mb}m" if limits.memory_mb else ""
     command = ["docker", "run", "--name", name, "--label", f"{LABEL}={name}",
-               "--label", f"adv-harness.pid={os.getpid()}", "--runtime", runtime,
+               "--label", f"{INSTANCE_LABEL}={instance.tag}", "--label", f"{PID_LABEL}={instance.pid}",
+               "--runtime", runtime,
                "--init",  # the entry point is not PID 1, which ignores signals it has no handler for (SIGXCPU)
                "--network=none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                "--user", container_user(), "--hostname", "sandbox", "--stop-timeout", "1",
@@ -184,20 +195,46 @@ def _make_world_readable(folder: Path) -> None:
             path.chmod(mode | extra)
 
 
-def remove_orphans() -> list[str]:
-    """Remove containers left by harness processes that no longer exist (killed before they could clean up).
-
-    Containers of running harness processes (label ``adv-harness.pid``) are left alone. Returns the names removed.
+def _labelled() -> list[tuple[str, str, str]]:
+    """(name, instance label, pid label) of every container carrying :data:`LABEL`; [] when docker does not answer.
     """
     try:
         listing = _docker("ps", "-a", "--filter", f"label={LABEL}", "--format",
-                          '{{.Names}} {{.Label "adv-harness.pid"}}')
+                          f'{{{{.Names}}}}\t{{{{.Label "{INSTANCE_LABEL}"}}}}\t{{{{.Label "{PID_LABEL}"}}}}')
     except (OSError, subprocess.SubprocessError):
         return []
-    removed = []
+    rows = []
     for line in listing.stdout.splitlines() if listing.returncode == 0 else []:
-        name, _, pid = line.partition(" ")
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        name, tag, pid = (line.split("\t") + ["", ""])[:3]
+        rows.append((name, tag, pid))
+    return rows
+
+
+def _owner(tag: str) -> Instance | None:
+    try:
+        return Instance.parse(tag)
+    except InstanceError:
+        return None
+
+
+def remove_orphans() -> list[str]:
+    """Remove containers left by harness instances that are dead (killed before they could clean up).
+
+    Containers of live instances, of instances on another host and of an unreadable instance label are left
+    alone. A container without the instance label (an earlier harness version's) is removed when no process has
+    its ``adv-harness.pid``.
+
+    Returns:
+        The names removed; [] when docker does not answer.
+    """
+    removed = []
+    for name, tag, pid in _labelled():
+        owner = _owner(tag)
+        if owner is not None:
+            dead = owner.dead()
+        else:
+            dead = not tag and pid.isdigit() and not Path(f"/proc/{pid}").exists()
+        if dead:
             remove_container(name)
             removed.append(name)
     return removed
@@ -211,13 +248,12 @@ def remove_container(name: str) -> None:
         pass
 
 
-def leftover_containers() -> list[str]:
-    """Names of containers carrying :data:`LABEL` (running or not); [] when docker does not answer."""
-    try:
-        listing = _docker("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}")
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return listing.stdout.split() if listing.returncode == 0 else []
+def leftover_containers(instance: Instance) -> list[str]:
+    """Names of the containers (running or not) that ``instance``'s competition started and has not removed: those
+    labelled with its tag or with the tag of a process serving it (same token, :meth:`Instance.adopted`). []
+    when docker does not answer."""
+    return [name for name, tag, _ in _labelled()
+            if (owner := _owner(tag)) is not None and owner.token == instance.token]
 
 
 def _oom_killed(name: str) -> bool:
@@ -230,11 +266,12 @@ def _oom_killed(name: str) -> bool:
 
 def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKind, code: Path, inputs: Path,
                      outputs: Path, limits: Limits, env: dict[str, str], gpu: str | None, log_path: Path,
-                     log_name: str, display: str) -> RunRecord:
+                     log_name: str, display: str, instance: Instance) -> RunRecord:
     """Run ``argv`` in a new container of ``submission_image``; always remove the container afterwards.
 
     The docker client is the process :func:`harness.process.run_process` watches (wall clock, output size, log);
-    killing it at the limit does not stop the container, removing the container does.
+    killing it at the limit does not stop the container, removing the container does. The container is named and
+    labelled for ``instance``.
 
     Returns:
         A :class:`harness.process.RunRecord`; a missing image or engine is a record with ``exit_code`` None and a
@@ -251,9 +288,9 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
         _make_world_readable(folder)
     if os.getuid() == 0:  # the container's unprivileged user writes the output folder; root reads and removes it
         os.chown(outputs, SANDBOX_UID, SANDBOX_UID)
-    name = f"adv-harness-{uuid.uuid4().hex[:16]}"
+    name = f"adv-harness-{instance.tag}-{uuid.uuid4().hex[:8]}"
     command = docker_run_command(argv, kind=kind, image=submission_image, name=name, code=code, inputs=inputs,
-                                 outputs=outputs, limits=limits, env=env, gpu=gpu)
+                                 outputs=outputs, limits=limits, env=env, gpu=gpu, instance=instance)
     client_limits = Limits(wall_seconds=limits.wall_seconds, output_mb=limits.output_mb)  # the rest: in the container
     try:
         record = run_process(command, cwd=code, env=dict(os.environ), limits=client_limits, log_path=log_path,

@@ -17,6 +17,7 @@ from harness.devices import DevicePool, visible_gpus
 from harness.execution import Runner
 from harness.limits import LimitPolicy
 from harness.planning import DefenseUnit
+from harness.instance import Instance
 from harness.workspace import Workspace
 from harness.process import RunRecord
 from harness.submission import SubmissionError, SubmissionType, parse_submission
@@ -111,7 +112,7 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
         size_hint = ("" if image_size is not None else
                      f" — the images it was given are {', '.join(sizes)}; if it expects another size (NIPS 2017 "
                      "submissions take 299×299), validate on generated images of that size: --image_size 299")
-        workspace = Workspace(Path(tmp))
+        workspace = Workspace(Path(tmp), Instance.create())
         runner = Runner(subset, workspace, seed=seed, batch_size=len(subset.images), jobs=1,
                         policy=policy or LimitPolicy(), devices=DevicePool(visible_gpus(), 1),
                         protections=protections)

@@ -19,7 +19,9 @@ import pytest
 
 from conftest import BUCKET_DEFENSE, NOOP, PLUS, config_for, write_submission
 from machine import needs_root
+from harness.cleanup import owner_of
 from harness.competition import CompetitionError, run_competition
+from harness.workspace import SCRATCH_PREFIX, scratch_parent
 from harness.isolation import SandboxKind
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,6 +162,10 @@ def test_local_cluster_of_two_workers_gives_the_single_process_bytes(world: dict
         assert worker["protections"] == manifest["protections"]
     log = (world["root"] / "dask" / "logs" / "cluster.log").read_text()
     assert "attacks: 6/6 done, 0 failed" in log and "defenses: 6/6 done, 0 failed" in log
+    # the workers made their scratch folders for this competition (its token) and removed them
+    made_for_it = [p for p in scratch_parent(world["root"] / "dask").glob(f"{SCRATCH_PREFIX}*")
+                   if (owner := owner_of(p.name, SCRATCH_PREFIX)) and owner.token == clustered.instance.token]
+    assert made_for_it == []
 
 
 def test_local_worker_prepares_the_next_unit_while_one_process_runs(world: dict[str, Path]) -> None:

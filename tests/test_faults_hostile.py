@@ -32,6 +32,7 @@ from harness.cleanup import remove_tree
 from harness.competition import CompetitionError, run_competition
 from harness.dataset import DatasetError, load_dataset
 from harness.defense_output import Answer, parse_predictions
+from harness.instance import Instance
 from harness.isolation import Limits, SandboxKind, probe
 from harness.names import one_line
 from harness.limits import LimitPolicy
@@ -117,7 +118,8 @@ def _run_alone(tmp_path: Path, name: str, body: str, *, kind: str = "attack", li
         run_submission(parse_submission(tmp_path / "subs" / name), ["{input}", "{output}", "16"],
                        inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
                        limits=limits or Limits(wall_seconds=60), log_path=tmp_path / f"{name}.log",
-                       log_name=f"{name}.log", gpu=None, protections=probe(SandboxKind.BWRAP))
+                       log_name=f"{name}.log", gpu=None, instance=Instance.create(),
+                       protections=probe(SandboxKind.BWRAP))
         kept = keep(scratch / "output") if keep else None
     finally:
         remove_tree(scratch)
@@ -206,7 +208,7 @@ def test_deep_folder_chain_in_an_output_is_removed_and_later_runs_work(world: di
     board = _leaderboard(world["results"])
     assert board["deep"]["failed_images"] == "0" and board["plus"]["failed_images"] == "0"
     from harness.workspace import default_scratch
-    assert not default_scratch(world["results"]).exists()
+    assert not default_scratch(world["results"], first.instance).exists()
     forced = run_competition(config_for(world, force=True), echo=_quiet)
     assert forced.predictions == first.predictions
 
@@ -575,7 +577,8 @@ def test_a_non_root_harness_gives_the_same_sandbox(open_tmp: Path) -> None:
         record = run_submission(parse_submission(open_tmp / "subs" / "probe"), ["{input}", "{output}", "16"],
                                 inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
                                 limits=Limits(wall_seconds=60, memory_mb=100), log_path=open_tmp / "probe.log",
-                                log_name="probe.log", gpu=None, protections=probe(SandboxKind.BWRAP))
+                                log_name="probe.log", gpu=None, instance=Instance.create(),
+                                protections=probe(SandboxKind.BWRAP))
         owner = (scratch / "output" / "owner_probe").stat().st_uid
         return f"{record.problem}|{owner}"
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from conftest import config_for
 from harness.competition import run_competition
+from harness.instance import Instance
 
 HEADER = ("ImageId,URL,x1,y1,x2,y2,TrueLabel,TargetClass,OriginalLandingURL,License,Author,AuthorProfileURL")
 #: ImageId, grey value, TargetClass: 110 is reachable from 101 within ε, 300 is not from 151, 195 is from 201.
@@ -181,6 +182,7 @@ def test_entry_points_calling_python_run_where_the_interpreter_is_python3_only(
         d.mkdir()
     record = run_submission(parse_submission(folder), ["{input}", "{output}/result.csv"], inputs=inputs,
                             outputs=outputs, workdir=work, limits=Limits(wall_seconds=60), log_path=tmp_path / "log",
-                            log_name="log", gpu=None, protections=protections)
+                            log_name="log", gpu=None, instance=Instance.create(),
+                            protections=protections)
     assert record.problem == "", (tmp_path / "log").read_text()
     assert (outputs / "result.csv").read_text() == "ok"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from conftest import BUCKET_DEFENSE, PLUS, needs_bwrap, write_submission
 from machine import needs_root
 from harness.cli import main
+from harness.instance import Instance
 from harness.privilege import (RUN_GID, RUN_UID, STAGING_PREFIX, reachable, stage_command, staging_parent,
                                sweep_stale_staging)
 
@@ -20,9 +22,10 @@ from harness.privilege import (RUN_GID, RUN_UID, STAGING_PREFIX, reachable, stag
 _STAGE_AND_DIE = """
 import os, sys, tempfile
 tempfile.tempdir = sys.argv[1]
+from harness.instance import Instance
 from harness.privilege import RUN_GID, RUN_UID, stage_command
 command, dropper = stage_command(["bwrap", "--ro-bind", sys.argv[2], "/code", "--", "true"], uid=RUN_UID,
-                                 gid=RUN_GID)
+                                 gid=RUN_GID, instance=Instance.create())
 print(dropper.placeholders, flush=True)
 os._exit(0)
 """
@@ -56,41 +59,52 @@ def test_a_killed_harness_leaves_staging_the_next_one_removes(open_tmp: Path, pr
     assert left.parent == scratch and left.is_dir()  # the killed harness could not clean up
 
     monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    instance = Instance.create()
     command, dropper = stage_command(["bwrap", "--ro-bind", str(private), "/code", "--", "true"], uid=RUN_UID,
-                                     gid=RUN_GID)
+                                     gid=RUN_GID, instance=instance)
     assert not left.exists()
     assert dropper.placeholders is not None and dropper.placeholders.is_dir()
-    assert dropper.placeholders.name.startswith(f"{STAGING_PREFIX}{os.getpid()}-{_own_start_time()}-")
+    assert dropper.placeholders.name.startswith(f"{STAGING_PREFIX}{instance.tag}-")
+    assert instance.tag.startswith(f"{instance.host}-{os.getpid()}-{_own_start_time()}-")
     assert command[2] != str(private) and command[2].startswith(str(dropper.placeholders))
     dropper.cleanup()
     assert list(scratch.iterdir()) == []
 
 
 def test_sweep_removes_only_stale_folders_of_its_own_naming(tmp_path: Path) -> None:
-    dead = tmp_path / f"{STAGING_PREFIX}{_dead_pid()}-12345-abc"
-    reused = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-1-abc"  # this pid, another start time: the pid was reused
-    alive = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-{_own_start_time()}-abc"
+    own = Instance.create()
+    dead = tmp_path / f"{STAGING_PREFIX}{replace(own, pid=_dead_pid()).tag}-abc"
+    reused = tmp_path / f"{STAGING_PREFIX}{replace(own, start=own.start + 1).tag}-abc"  # the pid was reused
+    alive = tmp_path / f"{STAGING_PREFIX}{own.tag}-abc"
+    elsewhere = tmp_path / f"{STAGING_PREFIX}{replace(own, host='other.host', pid=_dead_pid()).tag}-abc"
+    legacy_dead = tmp_path / f"{STAGING_PREFIX}{_dead_pid()}-12345-abc"  # named by harnesses before instances
+    legacy_reused = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-1-abc"
+    legacy_alive = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-{_own_start_time()}-abc"
     other_naming = tmp_path / f"{STAGING_PREFIX}abc"
-    unrelated = tmp_path / "adv-harness-other-1-2-abc"
-    for folder in (dead, reused, alive, other_naming, unrelated):
+    unrelated = tmp_path / f"adv-harness-other-{replace(own, pid=_dead_pid()).tag}"
+    for folder in (dead, reused, alive, elsewhere, legacy_dead, legacy_reused, legacy_alive, other_naming,
+                   unrelated):
         (folder / "placeholder").mkdir(parents=True)
-    not_a_folder = tmp_path / f"{STAGING_PREFIX}{_dead_pid()}-1-file"
+    not_a_folder = tmp_path / f"{STAGING_PREFIX}{replace(own, pid=_dead_pid()).tag}-file"
     not_a_folder.write_text("")
 
     removed = sweep_stale_staging(tmp_path)
 
-    assert sorted(removed) == sorted([dead, reused])
-    assert not dead.exists() and not reused.exists()
-    assert alive.is_dir() and other_naming.is_dir() and unrelated.is_dir() and not_a_folder.is_file()
+    assert sorted(removed) == sorted([dead, reused, legacy_dead, legacy_reused])
+    assert not any(f.exists() for f in (dead, reused, legacy_dead, legacy_reused))
+    assert all(f.is_dir() for f in (alive, elsewhere, legacy_alive, other_naming, unrelated))
+    assert not_a_folder.is_file()
 
 
 @needs_root  # to make a folder owned by another user
 def test_sweep_leaves_other_users_folders_alone(tmp_path: Path) -> None:
-    foreign = tmp_path / f"{STAGING_PREFIX}{_dead_pid()}-1-abc"
-    foreign.mkdir()
-    os.chown(foreign, 65534, 65534)
+    foreign = tmp_path / f"{STAGING_PREFIX}{replace(Instance.create(), pid=_dead_pid()).tag}-abc"
+    legacy_foreign = tmp_path / f"{STAGING_PREFIX}{_dead_pid()}-1-abc"
+    for folder in (foreign, legacy_foreign):
+        folder.mkdir()
+        os.chown(folder, 65534, 65534)
     assert sweep_stale_staging(tmp_path) == []
-    assert foreign.is_dir()
+    assert foreign.is_dir() and legacy_foreign.is_dir()
 
 
 def test_sweep_of_a_missing_folder_is_empty(tmp_path: Path) -> None:
@@ -100,7 +114,7 @@ def test_sweep_of_a_missing_folder_is_empty(tmp_path: Path) -> None:
 def test_staging_goes_where_the_run_uid_can_traverse(private: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tempfile.tempdir", str(private.parent))  # a TMPDIR below a mode-700 folder (as /root)
     command, dropper = stage_command(["bwrap", "--bind", str(private), "/out", "--", "true"], uid=RUN_UID,
-                                     gid=RUN_GID)
+                                     gid=RUN_GID, instance=Instance.create())
     try:
         assert dropper.placeholders is not None
         assert staging_parent(uid=RUN_UID, gid=RUN_GID) == dropper.placeholders.parent != private.parent
@@ -131,7 +145,10 @@ def test_root_harness_with_a_private_tmpdir_runs_submissions(world: dict[str, Pa
 
 def test_without_proc_nothing_is_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """When start times cannot be read, a live harness's folder cannot be told from a dead one's: keep all."""
-    folder = tmp_path / f"{STAGING_PREFIX}{_dead_pid()}-12345-abc"
+    folder = tmp_path / f"{STAGING_PREFIX}{replace(Instance.create(), pid=_dead_pid()).tag}-abc"
+    legacy = tmp_path / f"{STAGING_PREFIX}{_dead_pid()}-12345-abc"
     folder.mkdir()
-    monkeypatch.setattr("harness.privilege._start_time", lambda _pid: None)
-    assert sweep_stale_staging(tmp_path) == [] and folder.is_dir()
+    legacy.mkdir()
+    monkeypatch.setattr("harness.instance.process_start_time", lambda _pid: None)
+    monkeypatch.setattr("harness.privilege.process_start_time", lambda _pid: None)
+    assert sweep_stale_staging(tmp_path) == [] and folder.is_dir() and legacy.is_dir()

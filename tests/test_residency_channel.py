@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import submission_kit
+from harness.instance import Instance
 from harness.isolation import Limits, SandboxKind, probe
 from harness.process import run_submission
 from harness.submission import parse_submission
@@ -93,7 +94,8 @@ def _run(kind: SandboxKind, folder: Path, scratch: Path) -> tuple[str, str]:
     record = run_submission(parse_submission(folder), ["{input}", "{output}", "16"], inputs=scratch / "input",
                             outputs=scratch / "output", workdir=scratch / "work",
                             limits=Limits(wall_seconds=120, memory_mb=512, max_processes=64, output_mb=10),
-                            log_path=scratch / "log.txt", log_name="log.txt", gpu=None, protections=probe(kind))
+                            log_path=scratch / "log.txt", log_name="log.txt", gpu=None, instance=Instance.create(),
+                            protections=probe(kind))
     log = (scratch / "log.txt").read_text()
     assert record.problem == "", log
     received = scratch / "output" / "received.txt"

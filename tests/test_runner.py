@@ -10,6 +10,7 @@ import pytest
 
 from conftest import write_submission
 from harness.devices import DevicePool
+from harness.instance import Instance
 from harness.planning import batches, opaque_name, pack_versions
 from harness.isolation import SandboxKind, probe
 from harness.process import Limits, run_process, run_submission
@@ -142,7 +143,8 @@ def test_run_submission_plain_uses_a_fresh_copy_and_private_home(tmp_path: Path)
         folder_.mkdir()
     record = run_submission(submission, ["{input}", "{output}", "16"], inputs=inputs, outputs=outputs,
                             workdir=work, limits=Limits(20.0), log_path=tmp_path / "w.log", log_name="w.log",
-                            gpu=None, protections=probe(SandboxKind.NONE))
+                            gpu=None, instance=Instance.create(),
+                            protections=probe(SandboxKind.NONE))
     assert record.problem == ""
     log = (tmp_path / "w.log").read_text()
     assert f"HOME={work / 'home'}" in log and f"TMPDIR={work / 'tmp'}" in log

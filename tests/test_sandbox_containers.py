@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,13 @@ import pytest
 from conftest import (BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, MEMORY_HOG, NOOP, PLUS, TOWARD_TARGET, config_for,
                       fork_bomb, tcp_listener, write_submission)
 from harness import sandbox_docker
-from harness.competition import run_competition
+from harness.competition import CompetitionResult, run_competition
+from harness.instance import Instance
 from harness.isolation import SandboxKind, probe
 from harness.limits import LimitPolicy
 from harness.workspace import default_scratch
+from test_instances import two_competitions_at_once
+from two_harnesses import gated_attack, kill_a_harness_mid_run, new_nonce, things_of
 
 #: The image scripts/build_sandbox_images.sh builds (debootstrap bookworm minbase + python3-numpy + python3-pil).
 IMAGE = "adv-harness/python-numpy-pil:bookworm"
@@ -58,10 +62,11 @@ def _board(results: Path) -> dict[str, dict[str, str]]:
         return {row["name"]: row for row in csv.DictReader(handle)}
 
 
-def _no_leftovers(results: Path) -> None:
-    assert sandbox_docker.leftover_containers() == [], "a container outlived its run"
-    scratch = default_scratch(results)
-    assert not scratch.exists() or not any(scratch.iterdir()), "the harness could not remove a run's files"
+def _no_leftovers(result: CompetitionResult, results: Path) -> None:
+    """Nothing of ``result``'s harness instance is left on the machine (other harnesses' things are not looked at)."""
+    assert sandbox_docker.leftover_containers(result.instance) == [], "a container outlived its run"
+    assert not default_scratch(results, result.instance).exists(), "the harness could not remove a run's files"
+    assert things_of(result.instance, results) == []
 
 
 def test_leaderboard_matches_bubblewrap(kind: SandboxKind, world: dict[str, Path]) -> None:
@@ -81,7 +86,7 @@ def test_leaderboard_matches_bubblewrap(kind: SandboxKind, world: dict[str, Path
     assert result.manifest["protections"]["sandbox"] == kind.value
     logs = [(world["results"] / r.log).read_text() for r in result.runs]
     assert all(f"[{kind.value} sandbox]" in log.splitlines()[0] for log in logs)
-    _no_leftovers(world["results"])
+    _no_leftovers(result, world["results"])
 
 
 HOSTILE = """
@@ -170,7 +175,7 @@ def test_hostile_submissions_are_contained(kind: SandboxKind, world: dict[str, P
     assert "sleeping" in logs["sleeper"] and "woke up" not in logs["sleeper"]
     for name in ("fork_bomb", "memory_hog", "sleeper"):
         assert board[name]["failed_images"] == "6"
-    _no_leftovers(world["results"])
+    _no_leftovers(result, world["results"])
 
 
 def test_missing_image_is_a_one_line_failure(kind: SandboxKind, world: dict[str, Path]) -> None:
@@ -187,7 +192,7 @@ def test_missing_image_is_a_one_line_failure(kind: SandboxKind, world: dict[str,
     assert expected in (world["results"] / lost.log).read_text()
     assert board["lost"]["failures"].startswith(f"1 run: {expected}")
     assert board["plus"]["failures"] == ""
-    _no_leftovers(world["results"])
+    _no_leftovers(result, world["results"])
 
 
 FAKE_DOCKER = """#!/bin/sh
@@ -262,25 +267,62 @@ def test_owner_only_files_of_a_submission_are_readable_inside(kind: SandboxKind,
     assert [(r.name, r.problem) for r in result.runs if r.problem] == []
     verdicts = [r for r in result.attack_images if r.attack == "private"]
     assert len(verdicts) == 6 and {r.linf for r in verdicts} == {4}
-    _no_leftovers(world["results"])
+    _no_leftovers(result, world["results"])
 
 
 def test_containers_of_a_killed_harness_are_removed(kind: SandboxKind) -> None:
-    """A harness killed mid-run cannot remove its container; the next one to start removes it (and only it)."""
+    """A harness killed mid-run cannot remove its containers; the next one to start removes them, and only those
+    of dead harness instances on this host."""
+    own = Instance.create()
     dead_pid = 2 ** 22 + 17  # above pid_max's default: no such process
     assert not Path(f"/proc/{dead_pid}").exists()
-    names = {"orphan": dead_pid, "alive": os.getpid()}
-    for suffix, pid in names.items():
-        created = sandbox_docker._docker("create", "--name", f"adv-harness-test-{suffix}", "--label",
-                                         f"{sandbox_docker.LABEL}=test", "--label", f"adv-harness.pid={pid}", IMAGE)
+    labels = {  # name suffix: (instance label, pid label)
+        "dead": (replace(own, pid=dead_pid).tag, str(dead_pid)),
+        "reused": (replace(own, start=own.start + 1).tag, str(own.pid)),  # this pid, started at another time
+        "alive": (own.tag, str(own.pid)),
+        "other-harness": (Instance.create().tag, str(own.pid)),  # a live harness beside this one
+        "elsewhere": (replace(Instance.create(), host="another.host", pid=dead_pid).tag, str(dead_pid)),
+        "unreadable": ("not-a-tag", str(dead_pid)),
+        "legacy-dead": ("", str(dead_pid)),  # started by a harness before instance identities
+        "legacy-alive": ("", str(own.pid)),
+    }
+    names = {suffix: f"adv-harness-test-{own.token}-{suffix}" for suffix in labels}
+    for suffix, (tag, pid) in labels.items():
+        instance_label = ["--label", f"{sandbox_docker.INSTANCE_LABEL}={tag}"] if tag else []
+        created = sandbox_docker._docker("create", "--name", names[suffix], "--label", f"{sandbox_docker.LABEL}=test",
+                                         *instance_label, "--label", f"adv-harness.pid={pid}", IMAGE)
         assert created.returncode == 0, created.stderr
     try:
-        assert sandbox_docker.remove_orphans() == ["adv-harness-test-orphan"]
-        assert sandbox_docker.leftover_containers() == ["adv-harness-test-alive"]
+        removed = sandbox_docker.remove_orphans()
+        assert {names["dead"], names["reused"], names["legacy-dead"]} <= set(removed)
+        assert not {names[s] for s in ("alive", "other-harness", "elsewhere", "unreadable", "legacy-alive")} \
+            & set(removed)
+        assert sandbox_docker.leftover_containers(own) == [names["alive"]]
     finally:
-        for suffix in names:
-            sandbox_docker.remove_container(f"adv-harness-test-{suffix}")
-    assert sandbox_docker.leftover_containers() == []
+        for name in names.values():
+            sandbox_docker.remove_container(name)
+    assert sandbox_docker.leftover_containers(own) == []
+
+
+def test_two_competitions_at_once(kind: SandboxKind, world: dict[str, Path]) -> None:
+    """Each competition's leftover check, made while the other's container still runs, sees only its own."""
+    two_competitions_at_once(world, kind, write_container_submission)
+
+
+def test_a_killed_harness_container_is_removed_by_the_next_one(kind: SandboxKind, world: dict[str, Path]) -> None:
+    nonce = new_nonce()
+    write_container_submission(world["attacks"], "gated", "attack", gated_attack(nonce))
+    write_container_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    killed = kill_a_harness_mid_run(data=world["data"], attacks=world["attacks"], defenses=world["defenses"],
+                                    results=world["results"], sandbox=kind.value, nonce=nonce)
+    assert len(sandbox_docker.leftover_containers(killed)) == 1  # still running past its harness
+    others = world["root"] / "other_attacks"
+    write_container_submission(others, "plus", "attack", PLUS)
+    result = run_competition(config_for(world, attacks_dirs=(others,), output_dir=world["root"] / "next",
+                                        sandbox=kind), echo=lambda _: None)
+    assert not [r for r in result.runs if r.problem]
+    assert things_of(killed, world["results"]) == []
+    _no_leftovers(result, world["root"] / "next")
 
 
 def test_engine_problems_are_one_line_errors_with_the_fix(world: dict[str, Path],
@@ -328,4 +370,4 @@ def test_cpu_time_limit(kind: SandboxKind, world: dict[str, Path]) -> None:
         assert burner.seconds < 25, burner
     else:
         assert burner.problem == "timed out after 30 s" and burner.timed_out, burner
-    _no_leftovers(world["results"])
+    _no_leftovers(result, world["results"])
