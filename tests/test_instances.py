@@ -15,7 +15,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, HAVE_BWRAP, PLUS, config_for, needs_bwrap, write_submission
+from conftest import BUCKET_DEFENSE, PLUS, config_for, needs_bwrap, write_submission
 from harness.cleanup import remove_tree
 from harness.competition import run_competition, sweep_dead
 from harness.instance import Instance, InstanceError
@@ -155,13 +155,14 @@ def test_the_sweep_removes_a_killed_harness_things_and_no_live_ones(tmp_path: Pa
         staging.rmdir()
 
 
+@needs_bwrap
 def test_scratch_of_a_killed_harness_is_swept_by_the_next_one(world: dict[str, Path]) -> None:
     """A harness SIGKILLed mid-run leaves its scratch folder; the next competition, into another results folder,
     removes it (and the killed one's other things), not only when the same results folder is used again."""
     nonce = new_nonce()
     write_submission(world["attacks"], "gated", "attack", gated_attack(nonce))
     write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
-    sandbox = SandboxKind.BWRAP if HAVE_BWRAP else SandboxKind.NONE
+    sandbox = SandboxKind.BWRAP
     killed = kill_a_harness_mid_run(data=world["data"], attacks=world["attacks"], defenses=world["defenses"],
                                     results=world["results"], sandbox=sandbox.value, nonce=nonce)
     left = things_of(killed, world["results"])

@@ -102,10 +102,10 @@ def _run(kind: SandboxKind, folder: Path, scratch: Path) -> tuple[str, str]:
     return (received.read_text() if received.exists() else ""), log
 
 
-def _transmit(kind: SandboxKind, root: Path) -> tuple[str, str]:
+def _transmit(kind: SandboxKind, root: Path, *, seed: int = 17) -> tuple[str, str]:
     """Send a random balanced message from one run to the next: (message, what the receiver decoded)."""
     bits = ["1"] * (BITS // 2) + ["0"] * (BITS // 2)
-    random.Random(17).shuffle(bits)
+    random.Random(seed).shuffle(bits)
     message = "".join(bits)
     sender = _folder(root, "sender", SENDER, message)
     receiver = _folder(root, "receiver", RECEIVER)
@@ -123,9 +123,16 @@ def _agreement(a: str, b: str) -> int:
 @pytest.mark.parametrize("kind", [SandboxKind.BWRAP, SandboxKind.DOCKER], ids=["bwrap", "docker"])
 def test_page_cache_channel_crosses_namespace_sandboxes(kind: SandboxKind, tmp_path: Path,
                                                         request: pytest.FixtureRequest) -> None:
+    """One clean transmission proves the channel. Another process that reads the shared file between the two runs
+    (a harness or a test suite beside this one) turns 0 bits into 1 bits, so up to three messages are sent."""
     request.getfixturevalue("bubblewrap" if kind is SandboxKind.BWRAP else "container_engine")
-    message, received = _transmit(kind, tmp_path)
-    assert _agreement(message, received) >= BITS - 2, (message, received)  # the channel carries the message
+    attempts = []
+    for seed in (17, 18, 19):
+        message, received = _transmit(kind, tmp_path / str(seed), seed=seed)
+        attempts.append((_agreement(message, received), message, received))
+        if attempts[-1][0] >= BITS - 2:
+            break
+    assert max(attempts)[0] >= BITS - 2, attempts  # the channel carries a message
 
 
 @pytest.mark.usefixtures("gvisor")
