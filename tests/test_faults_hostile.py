@@ -8,6 +8,7 @@ cannot run; tests of a non-root harness fork a child that drops to an unprivileg
 from __future__ import annotations
 
 import csv
+import ctypes
 import hashlib
 import json
 import os
@@ -35,6 +36,7 @@ from harness.isolation import Limits, SandboxKind, probe
 from harness.names import one_line
 from harness.limits import LimitPolicy
 from harness.process import run_submission
+from harness.privilege import reachable
 from harness.secret import SECRET_FILE
 from harness.submission import discover, parse_submission
 
@@ -54,16 +56,72 @@ def _logs(result, results: Path) -> dict[str, str]:  # type: ignore[no-untyped-d
     return {r.name: (results / r.log).read_text(errors="replace") for r in result.runs}
 
 
-def _as_unprivileged(work: Callable[[], str], uid: int = 65534) -> str:
-    """Run ``work`` in a forked child that dropped to ``uid`` (a non-root harness); return its string result."""
+_CLONE_NEWNS = 0x00020000
+_MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 16384, 1 << 18
+
+
+def _mount(libc: ctypes.CDLL, source: bytes, target: bytes, fstype: bytes | None, flags: int,
+           data: bytes | None = None) -> None:
+    if libc.mount(source, target, fstype, ctypes.c_ulong(flags), data) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"mount {target.decode()}: {os.strerror(error)}")
+
+
+def _python_folders() -> list[str]:
+    """The folders a user's own Python needs: the installation, the venv, the interpreter's real folder."""
+    executable = os.path.realpath(sys.executable)
+    return sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(
+        os.path.dirname(executable)))})
+
+
+def _give_python_to(uid: int) -> None:
+    """In a private mount namespace (root, before dropping to ``uid``): make the Python installation reachable
+    by ``uid``, as a real user's own Python always is. Each topmost folder on the way that ``uid`` cannot
+    traverse (``/root``, mode 700, holding a pyenv Python) is covered by an empty world-traversable tmpfs,
+    and the installation's folders are bind-mounted back at their own paths: the user sees them and nothing
+    else of that folder (no /root/.local, no other files of root)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+    _mount(libc, b"none", b"/", None, _MS_REC | _MS_PRIVATE)
+    needed = _python_folders()
+    covers = set()
+    for folder in needed:
+        parts = Path(folder).parts
+        for depth in range(2, len(parts) + 1):
+            ancestor = Path(*parts[:depth])
+            if not reachable(ancestor, uid=uid, gid=uid):
+                covers.add(str(ancestor))
+                break
+    handles = {folder: os.open(folder, os.O_PATH | os.O_DIRECTORY) for folder in needed
+               if any(Path(folder).is_relative_to(c) for c in covers)}
+    for cover in sorted(covers):
+        _mount(libc, b"tmpfs", cover.encode(), b"tmpfs", 0, b"mode=0755")
+    for folder, handle in handles.items():
+        os.makedirs(folder, mode=0o755, exist_ok=True)
+        _mount(libc, f"/proc/self/fd/{handle}".encode(), folder.encode(), None, _MS_BIND | _MS_REC)
+        os.close(handle)
+
+
+def _as_unprivileged(work: Callable[[], str], uid: int = 65534, *, own_python: bool = True) -> str:
+    """Run ``work`` in a forked child that became a fresh non-root harness of ``uid``; return its string result.
+
+    The child drops every id to ``uid`` with HOME ``/nonexistent`` (uid 65534's) and a cleared sandbox probe
+    cache (a new harness probes afresh; the folders a root harness made stay). With ``own_python`` the Python
+    installation is made reachable first (:func:`_give_python_to`), as a real user's own Python is; without it
+    the child sees the machine as it is (e.g. root's pyenv Python below a mode-700 /root)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         try:
             os.close(read_end)
+            if own_python:
+                _give_python_to(uid)
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
+            os.environ["HOME"] = "/nonexistent"
+            probe.cache_clear()
             text = "ok:" + work()
         except BaseException as exc:  # noqa: BLE001 - report anything, including RecursionError
             text = f"raised:{type(exc).__name__}: {exc}"
@@ -634,13 +692,7 @@ except OSError as exc:
 @needs_root
 def test_a_non_root_harness_gives_the_same_sandbox(open_tmp: Path) -> None:
     """Items 1 and 6 with the harness itself unprivileged (uid 65534): the run is that uid, /proc/sys read-only,
-    no nested user namespaces, /tmp bounded. Needs the Python installation reachable by that uid."""
-    from harness.library import library_dir
-    from harness.privilege import reachable
-
-    if not all(reachable(Path(p), uid=65534, gid=65534) for p in (sys.prefix, library_dir())):
-        pytest.skip(f"the Python installation ({sys.prefix}) is not reachable by an unprivileged uid here, so a "
-                    "non-root harness cannot start a sandbox with it")
+    no nested user namespaces, /tmp bounded."""
     os.chown(open_tmp, 65534, 65534)
     write_submission(open_tmp / "subs", "probe", "attack", NON_ROOT_PROBE)
     os.system(f"chown -R 65534:65534 {open_tmp}")
@@ -657,7 +709,8 @@ def test_a_non_root_harness_gives_the_same_sandbox(open_tmp: Path) -> None:
         return f"{record.problem}|{owner}"
 
     outcome = _as_unprivileged(work)
+    assert outcome == "ok:|65534", outcome
     log = (open_tmp / "probe.log").read_text(errors="replace")
-    assert outcome == "ok:|65534", (outcome, log)
-    assert "shadow refused" in log and "SYSCTL WRITTEN" not in log and "USERNS refused" in log
+    assert "STATUS_UID ['65534'" in log and "shadow refused" in log
+    assert "SYSCTL WRITTEN" not in log and log.count("sysctl refused") == 3 and "USERNS refused" in log
     assert "tmp bounded" in log and "TMP UNBOUNDED" not in log
