@@ -128,7 +128,11 @@ def _bwrap_works() -> tuple[bool, str]:
                str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL", "--die-with-parent", "true"]
     identity = run_identity()
     dropper = None
-    if identity is not None:
+    if identity is None:
+        unreadable = unreadable_installation()
+        if unreadable:
+            return False, unreadable
+    else:
         try:
             staging_parent(uid=identity[0], gid=identity[1])
         except OSError as exc:
@@ -218,19 +222,43 @@ def probe(kind: SandboxKind = SandboxKind.AUTO) -> Protections:
     return Protections(SandboxKind.NONE, namespaces=False, network=False, cgroup=cgroups, notes=tuple(notes))
 
 
+def _may_exist(path: Path) -> bool:
+    """True when ``path`` exists or this process may not look (then :func:`unreadable_installation` names it)."""
+    try:
+        os.lstat(path)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 def _python_roots() -> list[Path]:
-    """Folders holding the Python installation and its packages (deduplicated, outermost only)."""
+    """Folders holding the Python installation and its packages (deduplicated, outermost only). Never raises: a
+    user site folder this process cannot see is left out (it is optional)."""
     candidates = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent}
     candidates.update(Path(p) for p in site.getsitepackages())
     user_site = site.getusersitepackages()
-    if isinstance(user_site, str) and Path(user_site).is_dir():
+    if isinstance(user_site, str) and os.path.isdir(user_site):
         candidates.add(Path(user_site))
-    resolved = sorted({c.resolve() for c in candidates if c.exists()}, key=lambda p: len(p.parts))
+    resolved = sorted({c.resolve() for c in candidates if _may_exist(c)}, key=lambda p: len(p.parts))
     roots: list[Path] = []
     for path in resolved:
         if not any(path.is_relative_to(root) for root in roots):
             roots.append(path)
     return roots
+
+
+def unreadable_installation() -> str:
+    """"" when this process may read every folder a sandboxed run binds from the machine (the Python installation
+    and the submission library), else a one-line error naming the first one it cannot and what to do. Only a
+    non-root harness needs this check: a root harness stages such folders (:mod:`harness.privilege`)."""
+    for folder in [*_python_roots(), library_dir()]:
+        if not os.access(folder, os.R_OK | os.X_OK):
+            return (f"{folder} (Python installation or submission library) is not readable by uid {os.geteuid()}, "
+                    "which runs bubblewrap here: run the harness with a Python this user can read (e.g. a venv "
+                    "of its own), or as root")
+    return ""
 
 
 def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, gpu: str | None,

@@ -75,15 +75,12 @@ def _python_folders() -> list[str]:
 
 
 def _give_python_to(uid: int) -> None:
-    """In a private mount namespace (root, before dropping to ``uid``): make the Python installation reachable
+    """In the child's private mount namespace (root, before dropping to ``uid``): make the Python installation reachable
     by ``uid``, as a real user's own Python always is. Each topmost folder on the way that ``uid`` cannot
     traverse (``/root``, mode 700, holding a pyenv Python) is covered by an empty world-traversable tmpfs,
     and the installation's folders are bind-mounted back at their own paths: the user sees them and nothing
     else of that folder (no /root/.local, no other files of root)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(_CLONE_NEWNS) != 0:
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-    _mount(libc, b"none", b"/", None, _MS_REC | _MS_PRIVATE)
     needed = _python_folders()
     covers = set()
     for folder in needed:
@@ -103,20 +100,28 @@ def _give_python_to(uid: int) -> None:
         os.close(handle)
 
 
-def _as_unprivileged(work: Callable[[], str], uid: int = 65534, *, own_python: bool = True) -> str:
+def _as_unprivileged(work: Callable[[], str], uid: int = 65534, *, own_python: bool = True,
+                     hide: Path | None = None) -> str:
     """Run ``work`` in a forked child that became a fresh non-root harness of ``uid``; return its string result.
 
     The child drops every id to ``uid`` with HOME ``/nonexistent`` (uid 65534's) and a cleared sandbox probe
     cache (a new harness probes afresh; the folders a root harness made stay). With ``own_python`` the Python
     installation is made reachable first (:func:`_give_python_to`), as a real user's own Python is; without it
-    the child sees the machine as it is (e.g. root's pyenv Python below a mode-700 /root)."""
+    the child sees the machine as it is (e.g. root's pyenv Python below a mode-700 /root). ``hide`` is covered
+    by an empty mode-700 tmpfs of root's in the child's mount namespace (a folder that user cannot read)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         try:
             os.close(read_end)
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(_CLONE_NEWNS) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+            _mount(libc, b"none", b"/", None, _MS_REC | _MS_PRIVATE)
             if own_python:
                 _give_python_to(uid)
+            if hide is not None:
+                _mount(libc, b"tmpfs", str(hide).encode(), b"tmpfs", 0, b"mode=0700")
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
@@ -714,3 +719,17 @@ def test_a_non_root_harness_gives_the_same_sandbox(open_tmp: Path) -> None:
     assert "STATUS_UID ['65534'" in log and "shadow refused" in log
     assert "SYSCTL WRITTEN" not in log and log.count("sysctl refused") == 3 and "USERNS refused" in log
     assert "tmp bounded" in log and "TMP UNBOUNDED" not in log
+
+
+@needs_root
+@pytest.mark.parametrize("what", ["python", "library"])
+def test_a_non_root_harness_that_cannot_read_the_installation_refuses_in_one_line(what: str) -> None:
+    """A non-root harness runs bubblewrap as itself: a Python installation or submission library it cannot read
+    (e.g. a pyenv Python below root's mode-700 /root) is named in one line with what to do, not a crash later."""
+    from harness.library import library_dir
+
+    folder = Path(os.path.realpath(sys.base_prefix)) if what == "python" else library_dir()
+    outcome = _as_unprivileged(lambda: probe(SandboxKind.BWRAP).kind.value, hide=folder)
+    assert outcome.startswith(f"raised:RuntimeError: --sandbox bwrap: {folder} "), outcome
+    assert "not readable by uid 65534" in outcome and "or as root" in outcome and "\n" not in outcome
+
