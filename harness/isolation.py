@@ -8,6 +8,11 @@ it), no capabilities, uid 65534 inside and never uid 0 outside (:mod:`harness.pr
 namespaces, read-only ``/proc/sys``. Resource limits come from ``setrlimit`` (CPU time, memory, file size) and,
 where the harness may create cgroups, from the pids and memory controllers. :func:`probe` finds out what works
 here, and the run's manifest says which protections were in force.
+
+A non-root harness gets the same sandbox where the kernel allows it (bubblewrap as the harness's own uid). Without
+a cgroup folder it may create runs in, ``memory_mb`` and ``max_processes`` cannot be enforced for a whole run
+(:data:`CGROUP_LIMITS`, :meth:`Protections.unenforced`); the competition then refuses to start unless the organiser
+names them (``--allow_unenforced``), and the manifest lists them.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ SANDBOX_HOME = "/home/sandbox"
 SANDBOX_TMP_HOME = "/tmp/.home"
 #: Unprivileged user the sandboxed process runs as.
 SANDBOX_UID = 65534
+#: Limits (named as their :class:`Limits` fields and command-line options) that hold for a whole run only through
+#: a cgroup controller; without it ``memory_mb`` is RLIMIT_DATA per process (a run of many processes, or of many
+#: files in its RAM-backed /tmp, exceeds it) and ``max_processes`` is not enforced at all.
+CGROUP_LIMITS = {"memory_mb": "memory", "max_processes": "pids"}
 
 
 class SandboxKind(str, enum.Enum):
@@ -79,7 +88,8 @@ class Protections:
         kind: The sandbox in use.
         namespaces: Private filesystem view, PID namespace, no capabilities (bubblewrap or docker).
         network: No network access.
-        cgroup: Root of writable cgroup folders, per controller ("pids", "memory"); empty when none.
+        cgroup: Root of cgroup folders this harness may create run folders in, per controller ("pids", "memory");
+            empty when none.
         notes: Plain-words remarks for the manifest (what is missing and why).
     """
 
@@ -88,6 +98,15 @@ class Protections:
     network: bool
     cgroup: dict[str, Path] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+
+    def unenforced(self, limits: object) -> list[str]:
+        """The limits of ``limits`` (a :class:`Limits` or :class:`harness.limits.LimitPolicy`) that are set but that
+        this sandbox cannot enforce for a whole run: those of :data:`CGROUP_LIMITS` whose controller is missing.
+        A docker or gVisor container enforces them itself."""
+        if self.kind in (SandboxKind.DOCKER, SandboxKind.GVISOR):
+            return []
+        return [name for name, controller in CGROUP_LIMITS.items()
+                if getattr(limits, name, None) and controller not in self.cgroup]
 
     def describe(self) -> dict[str, object]:
         """JSON-ready summary for the manifest."""
@@ -151,28 +170,49 @@ def _bwrap_works() -> tuple[bool, str]:
     return True, ""
 
 
+def _usable(folder: Path) -> str:
+    """"" when this process may create cgroups in ``folder``, else why not (a folder another user made)."""
+    if os.access(folder, os.W_OK | os.X_OK):
+        return ""
+    try:
+        owner = f"belongs to uid {folder.stat().st_uid}"
+    except OSError:
+        owner = "is not accessible"
+    return f"{folder} {owner} and is not writable by uid {os.geteuid()}"
+
+
 def _cgroup_roots() -> tuple[dict[str, Path], str]:
-    """Writable cgroup v1 controller folders for pids and memory, or a cgroup v2 folder with both."""
+    """Cgroup v1 controller folders for pids and memory, or a cgroup v2 folder with both, in which this process
+    may create a run's folder (one made earlier by another user, e.g. a root harness, is not)."""
     base = Path("/sys/fs/cgroup")
     roots: dict[str, Path] = {}
+    refused: list[str] = []
     for controller in ("pids", "memory"):
         folder = base / controller / "adv-harness"
         try:
             folder.mkdir(exist_ok=True)
-            roots[controller] = folder
         except OSError:
-            pass
-    if not roots and (base / "cgroup.controllers").exists():
+            continue
+        why = _usable(folder)
+        if why:
+            refused.append(why)
+        else:
+            roots[controller] = folder
+    if not roots and not refused and (base / "cgroup.controllers").exists():
         folder = base / "adv-harness"
         try:
             folder.mkdir(exist_ok=True)
-            enabled = (base / "cgroup.subtree_control").read_text().split()
-            if "pids" in enabled:
-                roots["pids"] = folder
-            if "memory" in enabled:
-                roots["memory"] = folder
-            if roots:
-                (folder / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in roots))
+            why = _usable(folder)
+            if why:
+                refused.append(why)
+            else:
+                enabled = (base / "cgroup.subtree_control").read_text().split()
+                if "pids" in enabled:
+                    roots["pids"] = folder
+                if "memory" in enabled:
+                    roots["memory"] = folder
+                if roots:
+                    (folder / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in roots))
         except OSError:
             roots = {}
     for folder in set(roots.values()):  # runs of a harness that was killed: remove those now empty
@@ -181,10 +221,12 @@ def _cgroup_roots() -> tuple[dict[str, Path], str]:
                 stale.rmdir()
             except OSError:
                 pass
+    because = f" ({'; '.join(refused)})" if refused else ""
     if not roots:
-        return {}, "no writable cgroup: process-count limit not enforced, memory limited by RLIMIT_DATA only"
+        return {}, ("no writable cgroup: process-count limit not enforced, memory limited by RLIMIT_DATA only"
+                    + because)
     missing = {"pids", "memory"} - roots.keys()
-    note = f"cgroup controller(s) {', '.join(sorted(missing))} unavailable" if missing else ""
+    note = f"cgroup controller(s) {', '.join(sorted(missing))} unavailable{because}" if missing else ""
     return roots, note
 
 

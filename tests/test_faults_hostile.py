@@ -733,3 +733,40 @@ def test_a_non_root_harness_that_cannot_read_the_installation_refuses_in_one_lin
     assert outcome.startswith(f"raised:RuntimeError: --sandbox bwrap: {folder} "), outcome
     assert "not readable by uid 65534" in outcome and "or as root" in outcome and "\n" not in outcome
 
+
+@needs_bwrap
+@needs_root
+def test_a_non_root_harness_after_a_root_one_claims_no_cgroup_and_refuses_without_allow(open_tmp: Path) -> None:
+    """Issue 28 item 6: after a root harness made the cgroup folders, a non-root harness recorded memory and
+    pids in its manifest without creating any jail. It now claims no cgroup, refuses to start naming the limits it
+    cannot enforce and the option to accept that, and with the option its manifest lists them."""
+    probe.cache_clear()
+    probe(SandboxKind.BWRAP)  # as root: the cgroup folders exist afterwards, wherever root may create them
+    world = {"data": write_dataset(open_tmp / "data", [10, 45, 90]), "attacks": open_tmp / "attacks",
+             "defenses": open_tmp / "defenses", "results": open_tmp / "results"}
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    os.system(f"chown -R 65534:65534 {open_tmp}")
+
+    def work() -> str:
+        policy = LimitPolicy(seconds_per_image=5.0, minimum_seconds=30.0, memory_mb=2000, max_processes=100)
+        try:
+            first = run_competition(config_for(world, policy=policy, sandbox=SandboxKind.BWRAP), echo=_quiet)
+            return json.dumps({"refusal": "none", "protections": first.manifest["protections"]})
+        except CompetitionError as exc:
+            refusal = str(exc)
+        result = run_competition(config_for(world, policy=policy, sandbox=SandboxKind.BWRAP,
+                                            allow_unenforced=("max_processes", "memory_mb")), echo=_quiet)
+        return json.dumps({"refusal": refusal, "protections": result.manifest["protections"],
+                           "problems": [r.problem for r in result.runs]})
+
+    outcome = _as_unprivileged(work)
+    assert outcome.startswith("ok:"), outcome
+    found = json.loads(outcome[3:])
+    refusal = found["refusal"]
+    assert refusal.startswith("this non-root harness cannot enforce memory_mb, max_processes here"), refusal
+    assert refusal.endswith("--allow_unenforced memory_mb,max_processes") and "\n" not in refusal
+    assert found["protections"]["cgroup_controllers"] == []
+    assert found["protections"]["unenforced_limits"] == ["memory_mb", "max_processes"]
+    assert found["protections"]["run_uid"] == 65534
+    assert found["problems"] and not any(found["problems"])
