@@ -355,6 +355,9 @@ def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, g
 class CgroupJail:
     """A cgroup (pids and memory controllers, where writable) that one run's processes are placed in.
 
+    Each limit is written and read back: :attr:`applied` names those in force (as in :data:`CGROUP_LIMITS`),
+    :attr:`problems` says, one line each, why a limit the roots promised is not (the run must then not start).
+
     Args:
         roots: Controller → parent folder, from :class:`Protections`.
         limits: The run's limits.
@@ -362,44 +365,58 @@ class CgroupJail:
 
     def __init__(self, roots: dict[str, Path], limits: Limits) -> None:
         self.folders: list[Path] = []
+        self.applied: list[str] = []
+        self.problems: list[str] = []
         name = f"run-{uuid.uuid4().hex[:12]}"
         for controller, root in roots.items():
             folder = root / name
-            if folder in self.folders:
-                continue
-            try:
-                folder.mkdir()
-            except OSError:
-                continue
-            self.folders.append(folder)
-            try:
-                if controller == "pids" and limits.max_processes:
-                    (folder / "pids.max").write_text(str(limits.max_processes))
-                if controller == "memory" and limits.memory_mb:
-                    limit = str(limits.memory_mb << 20)
-                    target = folder / "memory.limit_in_bytes"
-                    (target if target.exists() else folder / "memory.max").write_text(limit)
-                    swap = folder / "memory.memsw.limit_in_bytes"
+            if folder not in self.folders:  # cgroup v2: one folder holds both controllers
+                try:
+                    folder.mkdir()
+                except OSError as exc:
+                    self.problems.append(f"cannot create cgroup {folder}: {exc.strerror or exc}")
+                    continue
+                self.folders.append(folder)
+            if controller == "pids" and limits.max_processes:
+                self._set("max_processes", [folder / "pids.max"], limits.max_processes)
+            if controller == "memory" and limits.memory_mb:
+                if self._set("memory_mb", [folder / "memory.limit_in_bytes", folder / "memory.max"],
+                             limits.memory_mb << 20):
+                    swap = folder / "memory.memsw.limit_in_bytes"  # absent without swap accounting
                     if swap.exists():
                         try:
-                            swap.write_text(limit)
+                            swap.write_text(str(limits.memory_mb << 20))
                         except OSError:
                             pass
-            except OSError:
-                pass
+
+    def _set(self, limit: str, candidates: list[Path], value: int) -> bool:
+        """Write ``value`` to the first existing file of ``candidates`` and read it back; record the outcome."""
+        target = next((path for path in candidates if path.exists()), candidates[0])
+        try:
+            target.write_text(str(value))
+            found = target.read_text().strip()
+        except OSError as exc:
+            self.problems.append(f"{limit}: cannot set {target}: {exc.strerror or exc}")
+            return False
+        if found != str(value):
+            self.problems.append(f"{limit}: {target} reads {found} after writing {value}")
+            return False
+        self.applied.append(limit)
+        return True
 
     @property
     def memory_enforced(self) -> bool:
-        """True when a memory controller folder holds the run."""
-        return any((f / "memory.limit_in_bytes").exists() or (f / "memory.max").exists() for f in self.folders)
+        """True when a memory controller folder holds the run with its limit read back."""
+        return "memory_mb" in self.applied
 
     def enter(self) -> None:
-        """Move the calling process into the cgroup (called between fork and exec)."""
+        """Move the calling process into the cgroup (called between fork and exec).
+
+        Raises:
+            OSError: A folder refused the process (the run must not start outside its cgroup).
+        """
         for folder in self.folders:
-            try:
-                (folder / "cgroup.procs").write_text(str(os.getpid()))
-            except OSError:
-                pass
+            (folder / "cgroup.procs").write_text(str(os.getpid()))
 
     def pids_limit_hit(self) -> bool:
         """True when the pids controller refused a fork."""

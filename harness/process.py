@@ -274,10 +274,16 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         drop: Called in the child last before exec (switches to the run's uid, see :mod:`harness.privilege`).
 
     Returns:
-        The :class:`RunRecord`.
+        The :class:`RunRecord`. A run whose cgroup limits (``protections.cgroup``) cannot all be set and read back
+        is not started: its record says which limit failed and why.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     jail = CgroupJail(protections.cgroup, limits) if protections and protections.cgroup else None
+    if jail is not None and jail.problems:  # the manifest promised these limits: no run without them
+        problem = one_line(f"not started: its limits could not be set ({'; '.join(jail.problems)})")
+        log_path.write_bytes(f"$ {one_line(display or ' '.join(argv), limit=2000)}\n[harness] {problem}\n".encode())
+        jail.remove()
+        return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
     memory_by_cgroup = bool(jail and jail.memory_enforced)
 
     def prepare_child() -> None:

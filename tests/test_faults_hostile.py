@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import (BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, needs_bwrap, write_dataset,
-                      write_submission)
+from conftest import (BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, fork_bomb, needs_bwrap,
+                      write_dataset, write_submission)
 from harness import isolation
 from submission_kit import contract
 from harness.cleanup import remove_tree
@@ -732,6 +732,49 @@ def test_a_non_root_harness_that_cannot_read_the_installation_refuses_in_one_lin
     outcome = _as_unprivileged(lambda: probe(SandboxKind.BWRAP).kind.value, hide=folder)
     assert outcome.startswith(f"raised:RuntimeError: --sandbox bwrap: {folder} "), outcome
     assert "not readable by uid 65534" in outcome and "or as root" in outcome and "\n" not in outcome
+
+
+@needs_bwrap
+@needs_root
+def test_a_non_root_run_does_not_start_outside_the_cgroup_its_protections_claim(open_tmp: Path) -> None:
+    """Issue 28 item 6: with cgroup folders it may not create runs in (a root harness made them), the jail was
+    silently empty and 405 processes ran under --max_processes 100. Each run's limits are now written and read
+    back; a run whose limits cannot be set does not start, and its record says why."""
+    made_by_root = open_tmp / "cgroup"
+    made_by_root.mkdir(mode=0o755)
+    protections = isolation.Protections(SandboxKind.BWRAP, namespaces=True, network=True,
+                                        cgroup={"pids": made_by_root, "memory": made_by_root})
+    write_submission(open_tmp / "subs", "bomb", "attack", fork_bomb(child_seconds=1))
+    os.system(f"chown -R 65534:65534 {open_tmp / 'subs'}")
+    os.chown(open_tmp, 65534, 65534)
+
+    def work() -> str:
+        scratch = open_tmp / "scratch"
+        for name in ("input", "output", "work"):
+            (scratch / name).mkdir(parents=True)
+        record = run_submission(parse_submission(open_tmp / "subs" / "bomb"), ["{input}", "{output}", "16"],
+                                inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
+                                limits=Limits(wall_seconds=60, max_processes=20, memory_mb=500),
+                                log_path=open_tmp / "bomb.log", log_name="bomb.log", gpu=None,
+                                protections=protections)
+        return f"{record.exit_code}|{record.problem}"
+
+    outcome = _as_unprivileged(work)
+    log = (open_tmp / "bomb.log").read_text()
+    assert outcome.startswith(f"ok:None|not started: its limits could not be set (cannot create cgroup "
+                              f"{made_by_root}/run-"), (outcome, log)
+    assert "Permission denied" in outcome and "forked" not in log and "[harness] not started" in log
+
+
+def test_cgroup_v2_folder_gets_both_limits_read_back(tmp_path: Path) -> None:
+    """cgroup v2 has one folder for both controllers: the jail skipped the second one, so the memory limit was
+    never written (and RLIMIT_DATA was dropped in its favour). Here a plain folder stands in for the v2 root."""
+    jail = isolation.CgroupJail({"pids": tmp_path, "memory": tmp_path}, Limits(wall_seconds=1, max_processes=7,
+                                                                            memory_mb=3))
+    assert len(jail.folders) == 1
+    assert (jail.folders[0] / "pids.max").read_text() == "7"
+    assert (jail.folders[0] / "memory.limit_in_bytes").read_text() == str(3 << 20)
+    assert not jail.problems and jail.applied == ["max_processes", "memory_mb"] and jail.memory_enforced
 
 
 @needs_bwrap
