@@ -734,6 +734,43 @@ def test_a_non_root_harness_that_cannot_read_the_installation_refuses_in_one_lin
     assert "not readable by uid 65534" in outcome and "or as root" in outcome and "\n" not in outcome
 
 
+HIDDEN_OUTPUT = """
+inp, out = Path(sys.argv[1]), Path(sys.argv[2])
+for p in sorted(inp.glob("*.png")):
+    Image.open(p).save(out / p.name)
+hidden = out / "hidden"
+hidden.mkdir()
+hidden.chmod(0o300)     # the harness's own uid may no longer list it
+for i in range(5):
+    (hidden / f"blob{i}").write_bytes(b"x" * (4 << 20))
+hidden.chmod(0)
+print("HID 20 MB")
+"""
+
+
+@needs_bwrap
+@needs_root
+def test_a_non_root_harness_counts_output_its_run_made_unreadable(open_tmp: Path) -> None:
+    """Issue 28 item 6: the run writes as the harness's own uid, so it could hide output from the size limit in
+    a folder it made unreadable (5 × 49 MB passed a 50 MB limit); the harness opens such folders and counts."""
+    write_submission(open_tmp / "subs", "hider", "attack", HIDDEN_OUTPUT)
+    os.system(f"chown -R 65534:65534 {open_tmp}")
+
+    def work() -> str:
+        scratch = open_tmp / "scratch"
+        for name in ("input", "output", "work"):
+            (scratch / name).mkdir(parents=True)
+        Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(scratch / "input" / "img0.png")
+        record = run_submission(parse_submission(open_tmp / "subs" / "hider"), ["{input}", "{output}", "16"],
+                                inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
+                                limits=Limits(wall_seconds=60, output_mb=10), log_path=open_tmp / "hider.log",
+                                log_name="hider.log", gpu=None, protections=probe(SandboxKind.BWRAP))
+        return record.problem
+
+    outcome = _as_unprivileged(work)
+    assert outcome == "ok:output reached the 10 MB limit; run stopped", (outcome, (open_tmp / "hider.log").read_text())
+
+
 @needs_bwrap
 @needs_root
 def test_a_non_root_run_does_not_start_outside_the_cgroup_its_protections_claim(open_tmp: Path) -> None:
