@@ -233,7 +233,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         raise CompetitionError(str(exc)) from None
     for note in protections.notes:
         echo(one_line(f"sandbox: {note}"))
-    described = {**protections.describe(), "unenforced_limits": _check_enforced(protections, config)}
+    unenforced = _check_enforced(protections, config)
     gpus = visible_gpus()
     with contextlib.ExitStack() as cluster:
         executor = None
@@ -259,7 +259,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "batch_size": config.batch_size,
         "jobs": None if executor else jobs,  # on a cluster each worker's threads and RUNS decide
         "limits": asdict(config.policy),
-        "protections": described,
+        "protections": protections.describe(),
+        "unenforced_limits": unenforced,
         "dataset": {"root": str(dataset.root), "content_hash": dataset.content_hash, "images": len(dataset),
                     "label_file": dataset.label_file, "targets_drawn": dataset.targets_drawn,
                     "targets_from_secret": dataset.targets_secret,
