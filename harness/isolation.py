@@ -25,6 +25,7 @@ import shutil
 import site
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ SANDBOX_UID = 65534
 #: a cgroup controller; without it ``memory_mb`` is RLIMIT_DATA per process (a run of many processes, or of many
 #: files in its RAM-backed /tmp, exceeds it) and ``max_processes`` is not enforced at all.
 CGROUP_LIMITS = {"memory_mb": "memory", "max_processes": "pids"}
+#: Age after which an empty run cgroup folder counts as left by a killed harness (:func:`probe` removes it).
+STALE_CGROUP_SECONDS = 600
 
 
 class SandboxKind(str, enum.Enum):
@@ -217,8 +220,9 @@ def _cgroup_roots() -> tuple[dict[str, Path], str]:
             roots = {}
     for folder in set(roots.values()):  # runs of a harness that was killed: remove those now empty
         for stale in folder.glob("run-*"):
-            try:
-                stale.rmdir()
+            try:  # a young empty folder may be a run another harness is just starting (it would start unjailed)
+                if time.time() - stale.stat().st_mtime > STALE_CGROUP_SECONDS:
+                    stale.rmdir()
             except OSError:
                 pass
     because = f" ({'; '.join(refused)})" if refused else ""

@@ -851,3 +851,18 @@ def test_a_non_root_harness_after_a_root_one_claims_no_cgroup_and_refuses_withou
     assert found["unenforced"] == ["memory_mb", "max_processes"]
     assert found["protections"]["run_uid"] == 65534
     assert found["problems"] and not any(found["problems"])
+
+
+def test_a_starting_run_keeps_its_cgroup_while_another_harness_probes() -> None:
+    """Two harnesses (or Dask workers) at once: the second one's probe swept the first one's new, still empty run
+    cgroup before the run entered it (the run then ran unjailed; with the per-run check it fails to start)."""
+    protections = probe(SandboxKind.NONE)
+    jail = isolation.CgroupJail(protections.cgroup, Limits(wall_seconds=1, max_processes=5))
+    try:
+        probe.cache_clear()
+        probe(SandboxKind.NONE)  # another harness starting up
+        assert len(jail.folders) == len(set(protections.cgroup.values()))
+        assert all(folder.is_dir() for folder in jail.folders)
+    finally:
+        jail.remove()
+        probe.cache_clear()
