@@ -13,7 +13,7 @@ from submission_kit.contract import EpsilonError, parse_epsilon
 from harness.dataset import DatasetError
 from harness.html_report.content import ReportError
 from harness.report import leaderboard_tables, matrix_table
-from harness.isolation import SandboxKind
+from harness.isolation import CGROUP_LIMITS, SandboxKind
 from harness.names import one_line
 from harness.limits import LimitPolicy
 from harness.parallelism import default_jobs
@@ -38,6 +38,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _limit_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in CGROUP_LIMITS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{','.join(unknown) or repr(text)}: not a limit that may go unenforced; "
+                                         f"choose from {','.join(CGROUP_LIMITS)}")
+    return names
 
 
 def _positive_float(text: str) -> float:
@@ -135,6 +144,10 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
     run.add_argument("--only", nargs="+", default=list(_RUN.only), metavar="NAME",
                      help="run only these submissions")
     run.add_argument("--force", action="store_true", help="discard stored results and recompute everything")
+    run.add_argument("--allow_unenforced", type=_limit_names, default=_RUN.allow_unenforced, metavar="LIMITS",
+                     help=f"comma-separated limits ({','.join(CGROUP_LIMITS)}) that a non-root harness may run "
+                          "without when it cannot enforce them here (no cgroup it may create); without this it "
+                          "refuses to start. The manifest lists the limits that went unenforced")
     run.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     toolkit = run.add_argument_group("NIPS 2017 development toolkit flags (accepted; what they map to)")
     toolkit.add_argument("--intermediate_results_dir", type=Path, default=None,
@@ -224,7 +237,8 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             jobs=args.jobs, seed=args.seed, force=args.force, policy=_policy(args),
             sandbox=SandboxKind(args.sandbox),
             only=tuple(args.only), num_classes=args.num_classes, dataset_metadata=args.dataset_metadata,
-            only_present_images=args.only_present_images, scheduler=args.scheduler, workers=args.workers)
+            only_present_images=args.only_present_images, scheduler=args.scheduler, workers=args.workers,
+            allow_unenforced=args.allow_unenforced)
         result = run_competition(config, echo=lambda line: print(one_line(line), file=sys.stderr),
                                  progress=None if args.quiet else progress.reporter(sys.stderr))
         if not args.quiet:

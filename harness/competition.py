@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import sys
 import time
@@ -17,7 +18,7 @@ from harness.adaptive import aims_from_manifest
 from harness.dataset import Dataset, load_dataset
 from harness.report import ATTACK_IMAGES, MANIFEST, PER_IMAGE, RUNS, write_results
 from harness.cleanup import remove_tree
-from harness.isolation import Protections, SandboxKind, probe, sweep_dead_cgroups
+from harness.isolation import CGROUP_LIMITS, Protections, SandboxKind, probe, sweep_dead_cgroups
 from harness.names import one_line
 from harness.secret import SecretError, fingerprint
 from harness.secret import load as load_secret
@@ -64,6 +65,8 @@ class CompetitionConfig:
         only_present_images: Run on the labelled images that have a PNG, reporting how many were left out.
         scheduler: Address of a Dask scheduler (``tcp://host:8786``) whose workers run every unit.
         workers: Start a local Dask cluster of this many worker processes and run every unit on it.
+        allow_unenforced: Limits (of :data:`harness.isolation.CGROUP_LIMITS`) that a non-root harness may run
+            without when it cannot enforce them here (``--allow_unenforced``); the manifest lists those left out.
     """
 
     input_dir: Path
@@ -83,6 +86,7 @@ class CompetitionConfig:
     only_present_images: bool = False
     scheduler: str | None = None
     workers: int | None = None
+    allow_unenforced: tuple[str, ...] = field(default=(), kw_only=True)
 
 
 @dataclass
@@ -236,6 +240,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         raise CompetitionError(str(exc)) from None
     for note in protections.notes:
         echo(one_line(f"sandbox: {note}"))
+    unenforced = _check_enforced(protections, config)
     swept = sweep_dead(workspace, protections)
     if swept:
         echo(f"removed {len(swept)} leftover(s) of harness processes that were killed: {', '.join(swept[:3])}"
@@ -266,6 +271,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "jobs": None if executor else jobs,  # on a cluster each worker's threads and RUNS decide
         "limits": asdict(config.policy),
         "protections": protections.describe(),
+        "unenforced_limits": unenforced,
         "dataset": {"root": str(dataset.root), "content_hash": dataset.content_hash, "images": len(dataset),
                     "label_file": dataset.label_file, "targets_drawn": dataset.targets_drawn,
                     "targets_from_secret": dataset.targets_secret,
@@ -317,6 +323,28 @@ def sweep_dead(workspace: Workspace, protections: Protections) -> list[str]:
         from harness.sandbox_docker import remove_orphans
         removed += remove_orphans()
     return removed
+
+
+def _check_enforced(protections: Protections, config: CompetitionConfig) -> list[str]:
+    """The limits of ``config.policy`` that ``protections`` cannot enforce for a whole run (for the manifest).
+
+    Raises:
+        CompetitionError: ``allow_unenforced`` names something else than a limit of
+            :data:`harness.isolation.CGROUP_LIMITS`; or the harness is not root and a limit it cannot enforce is
+            not in ``allow_unenforced`` (a root harness runs as before, its manifest saying which are missing).
+    """
+    unknown = sorted(set(config.allow_unenforced) - CGROUP_LIMITS.keys())
+    if unknown:
+        raise CompetitionError(f"--allow_unenforced {','.join(unknown)}: not a limit that may go unenforced; "
+                               f"choose from {','.join(CGROUP_LIMITS)}")
+    unenforced = protections.unenforced(config.policy)
+    refused = [name for name in unenforced if name not in config.allow_unenforced]
+    if refused and os.geteuid() != 0:
+        raise CompetitionError(
+            f"this non-root harness cannot enforce {', '.join(refused)} here (no cgroup it may create runs in): run "
+            f"it as root or with a cgroup delegated to uid {os.geteuid()}, set those limits to 0, or accept runs "
+            f"without them: --allow_unenforced {','.join(refused)}")
+    return unenforced
 
 
 def _absolute(config: CompetitionConfig) -> CompetitionConfig:

@@ -8,6 +8,11 @@ it), no capabilities, uid 65534 inside and never uid 0 outside (:mod:`harness.pr
 namespaces, read-only ``/proc/sys``. Resource limits come from ``setrlimit`` (CPU time, memory, file size) and,
 where the harness may create cgroups, from the pids and memory controllers. :func:`probe` finds out what works
 here, and the run's manifest says which protections were in force.
+
+A non-root harness gets the same sandbox where the kernel allows it (bubblewrap as the harness's own uid). Without
+a cgroup folder it may create runs in, ``memory_mb`` and ``max_processes`` cannot be enforced for a whole run
+(:data:`CGROUP_LIMITS`, :meth:`Protections.unenforced`); the competition then refuses to start unless the organiser
+names them (``--allow_unenforced``), and the manifest lists them.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ SANDBOX_HOME = "/home/sandbox"
 SANDBOX_TMP_HOME = "/tmp/.home"
 #: Unprivileged user the sandboxed process runs as.
 SANDBOX_UID = 65534
+#: Limits (named as their :class:`Limits` fields and command-line options) that hold for a whole run only through
+#: a cgroup controller; without it ``memory_mb`` is RLIMIT_DATA per process (a run of many processes, or of many
+#: files in its RAM-backed /tmp, exceeds it) and ``max_processes`` is not enforced at all.
+CGROUP_LIMITS = {"memory_mb": "memory", "max_processes": "pids"}
 
 
 class SandboxKind(str, enum.Enum):
@@ -81,7 +90,8 @@ class Protections:
         kind: The sandbox in use.
         namespaces: Private filesystem view, PID namespace, no capabilities (bubblewrap or docker).
         network: No network access.
-        cgroup: Root of writable cgroup folders, per controller ("pids", "memory"); empty when none.
+        cgroup: Root of cgroup folders this harness may create run folders in, per controller ("pids", "memory");
+            empty when none.
         notes: Plain-words remarks for the manifest (what is missing and why).
     """
 
@@ -90,6 +100,15 @@ class Protections:
     network: bool
     cgroup: dict[str, Path] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+
+    def unenforced(self, limits: object) -> list[str]:
+        """The limits of ``limits`` (a :class:`Limits` or :class:`harness.limits.LimitPolicy`) that are set but that
+        this sandbox cannot enforce for a whole run: those of :data:`CGROUP_LIMITS` whose controller is missing.
+        A docker or gVisor container enforces them itself."""
+        if self.kind in (SandboxKind.DOCKER, SandboxKind.GVISOR):
+            return []
+        return [name for name, controller in CGROUP_LIMITS.items()
+                if getattr(limits, name, None) and controller not in self.cgroup]
 
     def describe(self) -> dict[str, object]:
         """JSON-ready summary for the manifest."""
@@ -130,7 +149,11 @@ def _bwrap_works() -> tuple[bool, str]:
                str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL", "--die-with-parent", "true"]
     identity = run_identity()
     dropper = None
-    if identity is not None:
+    if identity is None:
+        unreadable = unreadable_installation()
+        if unreadable:
+            return False, unreadable
+    else:
         try:
             staging_parent(uid=identity[0], gid=identity[1])
         except OSError as exc:
@@ -149,35 +172,58 @@ def _bwrap_works() -> tuple[bool, str]:
     return True, ""
 
 
+def _usable(folder: Path) -> str:
+    """"" when this process may create cgroups in ``folder``, else why not (a folder another user made)."""
+    if os.access(folder, os.W_OK | os.X_OK):
+        return ""
+    try:
+        owner = f"belongs to uid {folder.stat().st_uid}"
+    except OSError:
+        owner = "is not accessible"
+    return f"{folder} {owner} and is not writable by uid {os.geteuid()}"
+
+
 def _cgroup_roots() -> tuple[dict[str, Path], str]:
-    """Writable cgroup v1 controller folders for pids and memory, or a cgroup v2 folder with both."""
+    """Cgroup v1 controller folders for pids and memory, or a cgroup v2 folder with both, in which this process
+    may create a run's folder (one made earlier by another user, e.g. a root harness, is not)."""
     base = Path("/sys/fs/cgroup")
     roots: dict[str, Path] = {}
+    refused: list[str] = []
     for controller in ("pids", "memory"):
         folder = base / controller / "adv-harness"
         try:
             folder.mkdir(exist_ok=True)
-            roots[controller] = folder
         except OSError:
-            pass
-    if not roots and (base / "cgroup.controllers").exists():
+            continue
+        why = _usable(folder)
+        if why:
+            refused.append(why)
+        else:
+            roots[controller] = folder
+    if not roots and not refused and (base / "cgroup.controllers").exists():
         folder = base / "adv-harness"
         try:
             folder.mkdir(exist_ok=True)
-            enabled = (base / "cgroup.subtree_control").read_text().split()
-            if "pids" in enabled:
-                roots["pids"] = folder
-            if "memory" in enabled:
-                roots["memory"] = folder
-            if roots:
-                (folder / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in roots))
+            why = _usable(folder)
+            if why:
+                refused.append(why)
+            else:
+                enabled = (base / "cgroup.subtree_control").read_text().split()
+                if "pids" in enabled:
+                    roots["pids"] = folder
+                if "memory" in enabled:
+                    roots["memory"] = folder
+                if roots:
+                    (folder / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in roots))
         except OSError:
             roots = {}
     sweep_dead_cgroups(roots)
+    because = f" ({'; '.join(refused)})" if refused else ""
     if not roots:
-        return {}, "no writable cgroup: process-count limit not enforced, memory limited by RLIMIT_DATA only"
+        return {}, ("no writable cgroup: process-count limit not enforced, memory limited by RLIMIT_DATA only"
+                    + because)
     missing = {"pids", "memory"} - roots.keys()
-    note = f"cgroup controller(s) {', '.join(sorted(missing))} unavailable" if missing else ""
+    note = f"cgroup controller(s) {', '.join(sorted(missing))} unavailable{because}" if missing else ""
     return roots, note
 
 
@@ -251,19 +297,43 @@ def probe(kind: SandboxKind = SandboxKind.AUTO) -> Protections:
     return Protections(SandboxKind.NONE, namespaces=False, network=False, cgroup=cgroups, notes=tuple(notes))
 
 
+def _may_exist(path: Path) -> bool:
+    """True when ``path`` exists or this process may not look (then :func:`unreadable_installation` names it)."""
+    try:
+        os.lstat(path)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 def _python_roots() -> list[Path]:
-    """Folders holding the Python installation and its packages (deduplicated, outermost only)."""
+    """Folders holding the Python installation and its packages (deduplicated, outermost only). Never raises: a
+    user site folder this process cannot see is left out (it is optional)."""
     candidates = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent}
     candidates.update(Path(p) for p in site.getsitepackages())
     user_site = site.getusersitepackages()
-    if isinstance(user_site, str) and Path(user_site).is_dir():
+    if isinstance(user_site, str) and os.path.isdir(user_site):
         candidates.add(Path(user_site))
-    resolved = sorted({c.resolve() for c in candidates if c.exists()}, key=lambda p: len(p.parts))
+    resolved = sorted({c.resolve() for c in candidates if _may_exist(c)}, key=lambda p: len(p.parts))
     roots: list[Path] = []
     for path in resolved:
         if not any(path.is_relative_to(root) for root in roots):
             roots.append(path)
     return roots
+
+
+def unreadable_installation() -> str:
+    """"" when this process may read every folder a sandboxed run binds from the machine (the Python installation
+    and the submission library), else a one-line error naming the first one it cannot and what to do. Only a
+    non-root harness needs this check: a root harness stages such folders (:mod:`harness.privilege`)."""
+    for folder in [*_python_roots(), library_dir()]:
+        if not os.access(folder, os.R_OK | os.X_OK):
+            return (f"{folder} (Python installation or submission library) is not readable by uid {os.geteuid()}, "
+                    "which runs bubblewrap here: run the harness with a Python this user can read (e.g. a venv "
+                    "of its own), or as root")
+    return ""
 
 
 def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, gpu: str | None,
@@ -318,6 +388,9 @@ def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, g
 class CgroupJail:
     """A cgroup (pids and memory controllers, where writable) that one run's processes are placed in.
 
+    Each limit is written and read back: :attr:`applied` names those in force (as in :data:`CGROUP_LIMITS`),
+    :attr:`problems` says, one line each, why a limit the roots promised is not (the run must then not start).
+
     Args:
         roots: Controller → parent folder, from :class:`Protections`.
         limits: The run's limits.
@@ -328,43 +401,57 @@ class CgroupJail:
     def __init__(self, roots: dict[str, Path], limits: Limits, *, instance: Instance) -> None:
         self.folders: list[Path] = []
         name = f"{CGROUP_PREFIX}{instance.tag}-{uuid.uuid4().hex[:8]}"
+        self.applied: list[str] = []
+        self.problems: list[str] = []
         for controller, root in roots.items():
             folder = root / name
-            if folder in self.folders:
-                continue
-            try:
-                folder.mkdir()
-            except OSError:
-                continue
-            self.folders.append(folder)
-            try:
-                if controller == "pids" and limits.max_processes:
-                    (folder / "pids.max").write_text(str(limits.max_processes))
-                if controller == "memory" and limits.memory_mb:
-                    limit = str(limits.memory_mb << 20)
-                    target = folder / "memory.limit_in_bytes"
-                    (target if target.exists() else folder / "memory.max").write_text(limit)
-                    swap = folder / "memory.memsw.limit_in_bytes"
+            if folder not in self.folders:  # cgroup v2: one folder holds both controllers
+                try:
+                    folder.mkdir()
+                except OSError as exc:
+                    self.problems.append(f"cannot create cgroup {folder}: {exc.strerror or exc}")
+                    continue
+                self.folders.append(folder)
+            if controller == "pids" and limits.max_processes:
+                self._set("max_processes", [folder / "pids.max"], limits.max_processes)
+            if controller == "memory" and limits.memory_mb:
+                if self._set("memory_mb", [folder / "memory.limit_in_bytes", folder / "memory.max"],
+                             limits.memory_mb << 20):
+                    swap = folder / "memory.memsw.limit_in_bytes"  # absent without swap accounting
                     if swap.exists():
                         try:
-                            swap.write_text(limit)
+                            swap.write_text(str(limits.memory_mb << 20))
                         except OSError:
                             pass
-            except OSError:
-                pass
+
+    def _set(self, limit: str, candidates: list[Path], value: int) -> bool:
+        """Write ``value`` to the first existing file of ``candidates`` and read it back; record the outcome."""
+        target = next((path for path in candidates if path.exists()), candidates[0])
+        try:
+            target.write_text(str(value))
+            found = target.read_text().strip()
+        except OSError as exc:
+            self.problems.append(f"{limit}: cannot set {target}: {exc.strerror or exc}")
+            return False
+        if found != str(value):
+            self.problems.append(f"{limit}: {target} reads {found} after writing {value}")
+            return False
+        self.applied.append(limit)
+        return True
 
     @property
     def memory_enforced(self) -> bool:
-        """True when a memory controller folder holds the run."""
-        return any((f / "memory.limit_in_bytes").exists() or (f / "memory.max").exists() for f in self.folders)
+        """True when a memory controller folder holds the run with its limit read back."""
+        return "memory_mb" in self.applied
 
     def enter(self) -> None:
-        """Move the calling process into the cgroup (called between fork and exec)."""
+        """Move the calling process into the cgroup (called between fork and exec).
+
+        Raises:
+            OSError: A folder refused the process (the run must not start outside its cgroup).
+        """
         for folder in self.folders:
-            try:
-                (folder / "cgroup.procs").write_text(str(os.getpid()))
-            except OSError:
-                pass
+            (folder / "cgroup.procs").write_text(str(os.getpid()))
 
     def pids_limit_hit(self) -> bool:
         """True when the pids controller refused a fork."""

@@ -15,6 +15,7 @@ import errno
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -141,26 +142,66 @@ def folder_bytes(folder: Path) -> int:
 
 
 def folder_usage(folder: Path, *, stop_at_entries: int | None = None) -> tuple[int, int]:
-    """(bytes of regular files, entries) below ``folder``; symlinks not followed, unreadable folders skipped.
+    """(bytes of regular files, entries) below ``folder``; symlinks not followed.
 
-    Counting stops once ``stop_at_entries`` entries are seen (a folder of millions of empty files is not walked).
+    A non-root harness's runs write as its own uid, so a run can make a folder of its output unreadable to hide
+    what it holds: such folders (owned by this uid) are made readable again and counted. Other unreadable folders
+    are skipped. Counting stops once ``stop_at_entries`` entries are seen (a folder of millions of empty files is
+    not walked).
     """
     total = count = 0
     stack = [folder]
     while stack:
+        current = stack.pop()
+        budget = None if stop_at_entries is None else stop_at_entries - count
         try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    count += 1
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
-                    elif entry.is_file(follow_symlinks=False):
-                        total += entry.stat(follow_symlinks=False).st_size
-                    if stop_at_entries is not None and count >= stop_at_entries:
-                        return total, count
+            size, entries, subfolders = _scan(current, budget)
+        except PermissionError:
+            if not _open_up(current):
+                continue
+            try:
+                size, entries, subfolders = _scan(current, budget)
+            except OSError:
+                continue
         except OSError:
             continue
+        total += size
+        count += entries
+        stack += subfolders
+        if stop_at_entries is not None and count >= stop_at_entries:
+            break
     return total, count
+
+
+def _scan(folder: Path, budget: int | None) -> tuple[int, int, list[Path]]:
+    """(bytes of regular files, entries, subfolders) directly in ``folder``, reading at most ``budget`` entries."""
+    total = count = 0
+    subfolders: list[Path] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            count += 1
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+            if budget is not None and count >= budget:
+                break
+    return total, count, subfolders
+
+
+def _open_up(folder: Path) -> bool:
+    """For a non-root harness: give this uid read and search rights on ``folder`` when it owns it (a run made it
+    unreadable). Returns whether it did; a root harness reads every folder already."""
+    if os.geteuid() == 0:
+        return False
+    try:
+        info = os.lstat(folder)
+        if info.st_uid != os.geteuid() or not stat.S_ISDIR(info.st_mode):
+            return False
+        os.chmod(folder, stat.S_IMODE(info.st_mode) | 0o700)
+    except OSError:
+        return False
+    return True
 
 
 def _over_output_limit(watch: Path | None, limits: Limits) -> str:
@@ -277,7 +318,8 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         instance: The harness instance the run's cgroup is named for; needed when ``protections`` has cgroups.
 
     Returns:
-        The :class:`RunRecord`.
+        The :class:`RunRecord`. A run whose cgroup limits (``protections.cgroup``) cannot all be set and read back
+        is not started: its record says which limit failed and why.
 
     Raises:
         ValueError: ``protections`` has cgroups and no ``instance`` is given.
@@ -288,6 +330,11 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
             raise ValueError("run_process: a run in a cgroup needs the harness instance it is named for")
         jail = CgroupJail(protections.cgroup, limits, instance=instance)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if jail is not None and jail.problems:  # the manifest promised these limits: no run without them
+        problem = one_line(f"not started: its limits could not be set ({'; '.join(jail.problems)})")
+        log_path.write_bytes(f"$ {one_line(display or ' '.join(argv), limit=2000)}\n[harness] {problem}\n".encode())
+        jail.remove()
+        return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
     memory_by_cgroup = bool(jail and jail.memory_enforced)
 
     def prepare_child() -> None:

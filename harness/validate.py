@@ -99,6 +99,9 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
     except RuntimeError as exc:  # the requested sandbox cannot run here
         report.problems.append(f"{exc} (choose another --sandbox)")
         return report
+    unenforced = protections.unenforced(policy or LimitPolicy())
+    if unenforced:
+        report.lines.append(f"note: not enforced here (no cgroup this user may create): {', '.join(unenforced)}")
     with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
         if image_size is not None:
             input_dir = generate_images(Path(tmp) / "generated", count=max(1, images), size=image_size, seed=seed)

@@ -174,3 +174,17 @@ def test_validate_with_a_sandbox_this_machine_lacks_is_a_plain_problem(world: di
     assert main(["validate", str(good), "--input_dir", str(world["data"]), "--sandbox", "bwrap"]) == 1
     out = capsys.readouterr().out
     assert "PROBLEM: --sandbox bwrap: bubblewrap cannot create namespaces here (choose another --sandbox)" in out
+
+
+def test_allow_unenforced_names_limits_and_refuses_others(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import build_parser
+
+    parser = build_parser(tmp_path)
+    assert parser.parse_args(["run", "--allow_unenforced", "memory_mb, max_processes"]).allow_unenforced == (
+        "memory_mb", "max_processes")
+    assert parser.parse_args(["run"]).allow_unenforced == ()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--allow_unenforced", "memory_mb,output_mb"])
+    error = capsys.readouterr().err
+    assert "output_mb: not a limit that may go unenforced; choose from memory_mb,max_processes" in error

@@ -8,6 +8,7 @@ cannot run; tests of a non-root harness fork a child that drops to an unprivileg
 from __future__ import annotations
 
 import csv
+import ctypes
 import hashlib
 import json
 import os
@@ -24,8 +25,8 @@ import pytest
 from PIL import Image
 
 from machine import needs_root
-from conftest import (BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, needs_bwrap, write_dataset,
-                      write_submission)
+from conftest import (BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, fork_bomb, needs_bwrap,
+                      write_dataset, write_submission)
 from harness import isolation
 from submission_kit import contract
 from harness.cleanup import remove_tree
@@ -37,6 +38,7 @@ from harness.isolation import Limits, SandboxKind, probe
 from harness.names import one_line
 from harness.limits import LimitPolicy
 from harness.process import run_submission
+from harness.privilege import reachable
 from harness.secret import SECRET_FILE
 from harness.submission import discover, parse_submission
 
@@ -55,16 +57,77 @@ def _logs(result, results: Path) -> dict[str, str]:  # type: ignore[no-untyped-d
     return {r.name: (results / r.log).read_text(errors="replace") for r in result.runs}
 
 
-def _as_unprivileged(work: Callable[[], str], uid: int = 65534) -> str:
-    """Run ``work`` in a forked child that dropped to ``uid`` (a non-root harness); return its string result."""
+_CLONE_NEWNS = 0x00020000
+_MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 16384, 1 << 18
+
+
+def _mount(libc: ctypes.CDLL, source: bytes, target: bytes, fstype: bytes | None, flags: int,
+           data: bytes | None = None) -> None:
+    if libc.mount(source, target, fstype, ctypes.c_ulong(flags), data) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"mount {target.decode()}: {os.strerror(error)}")
+
+
+def _python_folders() -> list[str]:
+    """The folders a user's own Python needs: the installation, the venv, the interpreter's real folder."""
+    executable = os.path.realpath(sys.executable)
+    return sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(
+        os.path.dirname(executable)))})
+
+
+def _give_python_to(uid: int) -> None:
+    """In the child's private mount namespace (root, before dropping to ``uid``): make the Python installation reachable
+    by ``uid``, as a real user's own Python always is. Each topmost folder on the way that ``uid`` cannot
+    traverse (``/root``, mode 700, holding a pyenv Python) is covered by an empty world-traversable tmpfs,
+    and the installation's folders are bind-mounted back at their own paths: the user sees them and nothing
+    else of that folder (no /root/.local, no other files of root)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    needed = _python_folders()
+    covers = set()
+    for folder in needed:
+        parts = Path(folder).parts
+        for depth in range(2, len(parts) + 1):
+            ancestor = Path(*parts[:depth])
+            if not reachable(ancestor, uid=uid, gid=uid):
+                covers.add(str(ancestor))
+                break
+    handles = {folder: os.open(folder, os.O_PATH | os.O_DIRECTORY) for folder in needed
+               if any(Path(folder).is_relative_to(c) for c in covers)}
+    for cover in sorted(covers):
+        _mount(libc, b"tmpfs", cover.encode(), b"tmpfs", 0, b"mode=0755")
+    for folder, handle in handles.items():
+        os.makedirs(folder, mode=0o755, exist_ok=True)
+        _mount(libc, f"/proc/self/fd/{handle}".encode(), folder.encode(), None, _MS_BIND | _MS_REC)
+        os.close(handle)
+
+
+def _as_unprivileged(work: Callable[[], str], uid: int = 65534, *, own_python: bool = True,
+                     hide: Path | None = None) -> str:
+    """Run ``work`` in a forked child that became a fresh non-root harness of ``uid``; return its string result.
+
+    The child drops every id to ``uid`` with HOME ``/nonexistent`` (uid 65534's) and a cleared sandbox probe
+    cache (a new harness probes afresh; the folders a root harness made stay). With ``own_python`` the Python
+    installation is made reachable first (:func:`_give_python_to`), as a real user's own Python is; without it
+    the child sees the machine as it is (e.g. root's pyenv Python below a mode-700 /root). ``hide`` is covered
+    by an empty mode-700 tmpfs of root's in the child's mount namespace (a folder that user cannot read)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         try:
             os.close(read_end)
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(_CLONE_NEWNS) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+            _mount(libc, b"none", b"/", None, _MS_REC | _MS_PRIVATE)
+            if own_python:
+                _give_python_to(uid)
+            if hide is not None:
+                _mount(libc, b"tmpfs", str(hide).encode(), b"tmpfs", 0, b"mode=0700")
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
+            os.environ["HOME"] = "/nonexistent"
+            probe.cache_clear()
             text = "ok:" + work()
         except BaseException as exc:  # noqa: BLE001 - report anything, including RecursionError
             text = f"raised:{type(exc).__name__}: {exc}"
@@ -559,13 +622,7 @@ except OSError as exc:
 @needs_root
 def test_a_non_root_harness_gives_the_same_sandbox(open_tmp: Path) -> None:
     """Items 1 and 6 with the harness itself unprivileged (uid 65534): the run is that uid, /proc/sys read-only,
-    no nested user namespaces, /tmp bounded. Needs the Python installation reachable by that uid."""
-    from harness.library import library_dir
-    from harness.privilege import reachable
-
-    if not all(reachable(Path(p), uid=65534, gid=65534) for p in (sys.prefix, library_dir())):
-        pytest.skip(f"the Python installation ({sys.prefix}) is not reachable by an unprivileged uid here, so a "
-                    "non-root harness cannot start a sandbox with it")
+    no nested user namespaces, /tmp bounded."""
     os.chown(open_tmp, 65534, 65534)
     write_submission(open_tmp / "subs", "probe", "attack", NON_ROOT_PROBE)
     os.system(f"chown -R 65534:65534 {open_tmp}")
@@ -583,7 +640,157 @@ def test_a_non_root_harness_gives_the_same_sandbox(open_tmp: Path) -> None:
         return f"{record.problem}|{owner}"
 
     outcome = _as_unprivileged(work)
+    assert outcome == "ok:|65534", outcome
     log = (open_tmp / "probe.log").read_text(errors="replace")
-    assert outcome == "ok:|65534", (outcome, log)
-    assert "shadow refused" in log and "SYSCTL WRITTEN" not in log and "USERNS refused" in log
+    assert "STATUS_UID ['65534'" in log and "shadow refused" in log
+    assert "SYSCTL WRITTEN" not in log and log.count("sysctl refused") == 3 and "USERNS refused" in log
     assert "tmp bounded" in log and "TMP UNBOUNDED" not in log
+
+
+@needs_root
+@pytest.mark.parametrize("what", ["python", "library"])
+def test_a_non_root_harness_that_cannot_read_the_installation_refuses_in_one_line(what: str) -> None:
+    """A non-root harness runs bubblewrap as itself: a Python installation or submission library it cannot read
+    (e.g. a pyenv Python below root's mode-700 /root) is named in one line with what to do, not a crash later."""
+    from harness.library import library_dir
+
+    folder = Path(os.path.realpath(sys.base_prefix)) if what == "python" else library_dir()
+    outcome = _as_unprivileged(lambda: probe(SandboxKind.BWRAP).kind.value, hide=folder)
+    assert outcome.startswith(f"raised:RuntimeError: --sandbox bwrap: {folder} "), outcome
+    assert "not readable by uid 65534" in outcome and "or as root" in outcome and "\n" not in outcome
+
+
+HIDDEN_OUTPUT = """
+inp, out = Path(sys.argv[1]), Path(sys.argv[2])
+for p in sorted(inp.glob("*.png")):
+    Image.open(p).save(out / p.name)
+hidden = out / "hidden"
+hidden.mkdir()
+hidden.chmod(0o300)     # the harness's own uid may no longer list it
+for i in range(5):
+    (hidden / f"blob{i}").write_bytes(b"x" * (4 << 20))
+hidden.chmod(0)
+print("HID 20 MB")
+"""
+
+
+@needs_bwrap
+@needs_root
+def test_a_non_root_harness_counts_output_its_run_made_unreadable(open_tmp: Path) -> None:
+    """Issue 28 item 6: the run writes as the harness's own uid, so it could hide output from the size limit in
+    a folder it made unreadable (5 × 49 MB passed a 50 MB limit); the harness opens such folders and counts."""
+    write_submission(open_tmp / "subs", "hider", "attack", HIDDEN_OUTPUT)
+    os.system(f"chown -R 65534:65534 {open_tmp}")
+
+    def work() -> str:
+        scratch = open_tmp / "scratch"
+        for name in ("input", "output", "work"):
+            (scratch / name).mkdir(parents=True)
+        Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(scratch / "input" / "img0.png")
+        record = run_submission(parse_submission(open_tmp / "subs" / "hider"), ["{input}", "{output}", "16"],
+                                inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
+                                limits=Limits(wall_seconds=60, output_mb=10), log_path=open_tmp / "hider.log",
+                                log_name="hider.log", gpu=None, instance=Instance.create(),
+                                protections=probe(SandboxKind.BWRAP))
+        return record.problem
+
+    outcome = _as_unprivileged(work)
+    assert outcome == "ok:output reached the 10 MB limit; run stopped", (outcome, (open_tmp / "hider.log").read_text())
+
+
+@needs_bwrap
+@needs_root
+def test_a_non_root_run_does_not_start_outside_the_cgroup_its_protections_claim(open_tmp: Path) -> None:
+    """Issue 28 item 6: with cgroup folders it may not create runs in (a root harness made them), the jail was
+    silently empty and 405 processes ran under --max_processes 100. Each run's limits are now written and read
+    back; a run whose limits cannot be set does not start, and its record says why."""
+    made_by_root = open_tmp / "cgroup"
+    made_by_root.mkdir(mode=0o755)
+    protections = isolation.Protections(SandboxKind.BWRAP, namespaces=True, network=True,
+                                        cgroup={"pids": made_by_root, "memory": made_by_root})
+    write_submission(open_tmp / "subs", "bomb", "attack", fork_bomb(child_seconds=1))
+    os.system(f"chown -R 65534:65534 {open_tmp / 'subs'}")
+    os.chown(open_tmp, 65534, 65534)
+
+    def work() -> str:
+        scratch = open_tmp / "scratch"
+        for name in ("input", "output", "work"):
+            (scratch / name).mkdir(parents=True)
+        record = run_submission(parse_submission(open_tmp / "subs" / "bomb"), ["{input}", "{output}", "16"],
+                                inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
+                                limits=Limits(wall_seconds=60, max_processes=20, memory_mb=500),
+                                log_path=open_tmp / "bomb.log", log_name="bomb.log", gpu=None,
+                                instance=Instance.create(), protections=protections)
+        return f"{record.exit_code}|{record.problem}"
+
+    outcome = _as_unprivileged(work)
+    log = (open_tmp / "bomb.log").read_text()
+    assert outcome.startswith(f"ok:None|not started: its limits could not be set (cannot create cgroup "
+                              f"{made_by_root}/run-"), (outcome, log)
+    assert "Permission denied" in outcome and "forked" not in log and "[harness] not started" in log
+
+
+def test_cgroup_v2_folder_gets_both_limits_read_back(tmp_path: Path) -> None:
+    """cgroup v2 has one folder for both controllers: the jail skipped the second one, so the memory limit was
+    never written (and RLIMIT_DATA was dropped in its favour). Here a plain folder stands in for the v2 root."""
+    jail = isolation.CgroupJail({"pids": tmp_path, "memory": tmp_path},
+                                Limits(wall_seconds=1, max_processes=7, memory_mb=3), instance=Instance.create())
+    assert len(jail.folders) == 1
+    assert (jail.folders[0] / "pids.max").read_text() == "7"
+    assert (jail.folders[0] / "memory.limit_in_bytes").read_text() == str(3 << 20)
+    assert not jail.problems and jail.applied == ["max_processes", "memory_mb"] and jail.memory_enforced
+
+
+@needs_bwrap
+@needs_root
+def test_a_non_root_harness_after_a_root_one_claims_no_cgroup_and_refuses_without_allow(open_tmp: Path) -> None:
+    """Issue 28 item 6: after a root harness made the cgroup folders, a non-root harness recorded memory and
+    pids in its manifest without creating any jail. It now claims no cgroup, refuses to start naming the limits it
+    cannot enforce and the option to accept that, and with the option its manifest lists them."""
+    probe.cache_clear()
+    probe(SandboxKind.BWRAP)  # as root: the cgroup folders exist afterwards, wherever root may create them
+    world = {"data": write_dataset(open_tmp / "data", [10, 45, 90]), "attacks": open_tmp / "attacks",
+             "defenses": open_tmp / "defenses", "results": open_tmp / "results"}
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    os.system(f"chown -R 65534:65534 {open_tmp}")
+
+    def work() -> str:
+        policy = LimitPolicy(seconds_per_image=5.0, minimum_seconds=30.0, memory_mb=2000, max_processes=100)
+        try:
+            first = run_competition(config_for(world, policy=policy, sandbox=SandboxKind.BWRAP), echo=_quiet)
+            return json.dumps({"refusal": "none", "protections": first.manifest["protections"]})
+        except CompetitionError as exc:
+            refusal = str(exc)
+        result = run_competition(config_for(world, policy=policy, sandbox=SandboxKind.BWRAP,
+                                            allow_unenforced=("max_processes", "memory_mb")), echo=_quiet)
+        return json.dumps({"refusal": refusal, "protections": result.manifest["protections"],
+                           "unenforced": result.manifest["unenforced_limits"],
+                           "problems": [r.problem for r in result.runs]})
+
+    outcome = _as_unprivileged(work)
+    assert outcome.startswith("ok:"), outcome
+    found = json.loads(outcome[3:])
+    refusal = found["refusal"]
+    assert refusal.startswith("this non-root harness cannot enforce memory_mb, max_processes here"), refusal
+    assert refusal.endswith("--allow_unenforced memory_mb,max_processes") and "\n" not in refusal
+    assert found["protections"]["cgroup_controllers"] == []
+    assert found["unenforced"] == ["memory_mb", "max_processes"]
+    assert found["protections"]["run_uid"] == 65534
+    assert found["problems"] and not any(found["problems"])
+
+
+def test_a_starting_run_keeps_its_cgroup_while_another_harness_probes() -> None:
+    """Two harnesses (or Dask workers) at once: the second one's probe swept the first one's new, still empty run
+    cgroup before the run entered it (the run then ran unjailed; with the per-run check it fails to start)."""
+    protections = probe(SandboxKind.NONE)
+    jail = isolation.CgroupJail(protections.cgroup, Limits(wall_seconds=1, max_processes=5),
+                                instance=Instance.create())
+    try:
+        probe.cache_clear()
+        probe(SandboxKind.NONE)  # another harness starting up
+        assert len(jail.folders) == len(set(protections.cgroup.values()))
+        assert all(folder.is_dir() for folder in jail.folders)
+    finally:
+        jail.remove()
+        probe.cache_clear()
