@@ -15,7 +15,7 @@ from machine import REQUIRE_ENV
 
 TESTS = Path(__file__).resolve().parent
 #: Ways to skip or not run a test; only tests/machine.py may use them.
-SKIPPING = re.compile(r"pytest\.skip\(|skipif|importorskip|mark\.skip\b|xfail|pytest\.exit\(")
+SKIPPING = re.compile(r"pytest\.skip\(|skipif|importorskip|mark\.skip\b|pytest\.xfail\(|mark\.xfail|pytest\.exit\(")
 
 
 def test_no_test_skips_outside_the_machine_fixtures() -> None:
