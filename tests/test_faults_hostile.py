@@ -37,7 +37,7 @@ from harness.instance import Instance
 from harness.isolation import Limits, SandboxKind, probe
 from harness.names import one_line
 from harness.limits import LimitPolicy
-from harness.process import run_submission
+from harness.process import RunRecord, run_submission
 from harness.privilege import reachable
 from harness.secret import SECRET_FILE
 from harness.submission import discover, parse_submission
@@ -618,6 +618,21 @@ except OSError as exc:
 """
 
 
+def _run_in(folder: Path, name: str, *, limits: Limits, protections: isolation.Protections | None = None,
+            image: bool = False) -> RunRecord:
+    """Run ``folder/subs/name`` once in ``folder/scratch`` (made here, as the calling uid), logging to
+    ``folder/NAME.log``; ``image``: one 8×8 input image."""
+    scratch = folder / "scratch"
+    for sub in ("input", "output", "work"):
+        (scratch / sub).mkdir(parents=True)
+    if image:
+        Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(scratch / "input" / "img0.png")
+    return run_submission(parse_submission(folder / "subs" / name), ["{input}", "{output}", "16"],
+                          inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
+                          limits=limits, log_path=folder / f"{name}.log", log_name=f"{name}.log", gpu=None,
+                          instance=Instance.create(), protections=protections or probe(SandboxKind.BWRAP))
+
+
 @needs_bwrap
 @needs_root
 def test_a_non_root_harness_gives_the_same_sandbox(open_tmp: Path) -> None:
@@ -628,15 +643,8 @@ def test_a_non_root_harness_gives_the_same_sandbox(open_tmp: Path) -> None:
     os.system(f"chown -R 65534:65534 {open_tmp}")
 
     def work() -> str:
-        scratch = open_tmp / "scratch"
-        for name in ("input", "output", "work"):
-            (scratch / name).mkdir(parents=True)
-        record = run_submission(parse_submission(open_tmp / "subs" / "probe"), ["{input}", "{output}", "16"],
-                                inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
-                                limits=Limits(wall_seconds=60, memory_mb=100), log_path=open_tmp / "probe.log",
-                                log_name="probe.log", gpu=None, instance=Instance.create(),
-                                protections=probe(SandboxKind.BWRAP))
-        owner = (scratch / "output" / "owner_probe").stat().st_uid
+        record = _run_in(open_tmp, "probe", limits=Limits(wall_seconds=60, memory_mb=100))
+        owner = (open_tmp / "scratch" / "output" / "owner_probe").stat().st_uid
         return f"{record.problem}|{owner}"
 
     outcome = _as_unprivileged(work)
@@ -683,16 +691,7 @@ def test_a_non_root_harness_counts_output_its_run_made_unreadable(open_tmp: Path
     os.system(f"chown -R 65534:65534 {open_tmp}")
 
     def work() -> str:
-        scratch = open_tmp / "scratch"
-        for name in ("input", "output", "work"):
-            (scratch / name).mkdir(parents=True)
-        Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(scratch / "input" / "img0.png")
-        record = run_submission(parse_submission(open_tmp / "subs" / "hider"), ["{input}", "{output}", "16"],
-                                inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
-                                limits=Limits(wall_seconds=60, output_mb=10), log_path=open_tmp / "hider.log",
-                                log_name="hider.log", gpu=None, instance=Instance.create(),
-                                protections=probe(SandboxKind.BWRAP))
-        return record.problem
+        return _run_in(open_tmp, "hider", limits=Limits(wall_seconds=60, output_mb=10), image=True).problem
 
     outcome = _as_unprivileged(work)
     assert outcome == "ok:output reached the 10 MB limit; run stopped", (outcome, (open_tmp / "hider.log").read_text())
@@ -713,14 +712,8 @@ def test_a_non_root_run_does_not_start_outside_the_cgroup_its_protections_claim(
     os.chown(open_tmp, 65534, 65534)
 
     def work() -> str:
-        scratch = open_tmp / "scratch"
-        for name in ("input", "output", "work"):
-            (scratch / name).mkdir(parents=True)
-        record = run_submission(parse_submission(open_tmp / "subs" / "bomb"), ["{input}", "{output}", "16"],
-                                inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
-                                limits=Limits(wall_seconds=60, max_processes=20, memory_mb=500),
-                                log_path=open_tmp / "bomb.log", log_name="bomb.log", gpu=None,
-                                instance=Instance.create(), protections=protections)
+        record = _run_in(open_tmp, "bomb", limits=Limits(wall_seconds=60, max_processes=20, memory_mb=500),
+                         protections=protections)
         return f"{record.exit_code}|{record.problem}"
 
     outcome = _as_unprivileged(work)
