@@ -18,6 +18,9 @@ testing=""
 [[ "${1:-}" == "--test" ]] && { extra="[test]"; testing=1; }
 venv="${VENV:-.venv}"
 
+# apt calls wait for each other's lock (the container set-up installs packages in the background).
+apt_wait=(-o DPkg::Lock::Timeout=600)
+
 as_root() {
   if [[ "$(id -u)" == 0 ]]; then "$@"
   elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo -n "$@"
@@ -26,7 +29,7 @@ as_root() {
 }
 
 if ! command -v bwrap >/dev/null; then
-  if command -v apt-get >/dev/null && as_root apt-get update -qq && as_root apt-get install -y -qq bubblewrap; then
+  if command -v apt-get >/dev/null && as_root apt-get update -qq && as_root apt-get install -y -qq "${apt_wait[@]}" bubblewrap; then
     echo "install: bubblewrap installed"
   else
     echo "install: bubblewrap not installed (needs apt-get as root): the harness will refuse to run submissions" \
@@ -36,13 +39,15 @@ fi
 
 if [[ -n "$testing" ]]; then
   if ! { command -v chromium && command -v chromedriver; } >/dev/null; then
-    as_root apt-get update -qq && as_root apt-get install -y -qq chromium chromium-driver \
+    as_root apt-get update -qq && as_root apt-get install -y -qq "${apt_wait[@]}" chromium chromium-driver \
       || echo "install: chromium not installed: the report's browser tests will skip (fail under .ci/run)" >&2
   fi
-  # docker, gVisor (runsc) and the local image of the container-sandbox tests (root only; idempotent).
+  # docker, gVisor (runsc) and the local image of the container-sandbox tests (root only; idempotent). It runs in
+  # the background while pip installs torch (both take minutes on a fresh machine); its output follows pip's.
   if [[ "$(id -u)" == 0 ]]; then
-    scripts/build_sandbox_images.sh \
-      || echo "install: container sandboxes not set up: their tests will skip (fail under .ci/run)" >&2
+    images_log="$(mktemp "${TMPDIR:-/tmp}/adv-harness-images.XXXXXX")"
+    scripts/build_sandbox_images.sh >"$images_log" 2>&1 &
+    images_pid=$!
   else
     echo "install: not root: docker/gVisor not set up (run scripts/build_sandbox_images.sh as root)" >&2
   fi
@@ -53,8 +58,8 @@ if [[ ! -x "$venv/bin/python" ]]; then
     # Debian/Ubuntu ship venv support separately.
     rm -rf "$venv"
     version="$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
-    { as_root apt-get update -qq && { as_root apt-get install -y -qq "python${version}-venv" \
-        || as_root apt-get install -y -qq python3-venv; }; } \
+    { as_root apt-get update -qq && { as_root apt-get install -y -qq "${apt_wait[@]}" "python${version}-venv" \
+        || as_root apt-get install -y -qq "${apt_wait[@]}" python3-venv; }; } \
       || { echo "install: python3 -m venv failed; install the python3-venv package" >&2; exit 1; }
     python3 -m venv "$venv"
   fi
@@ -75,6 +80,14 @@ if [[ ! -e "$stamp" ]]; then
   "$venv/bin/python" -m pip install --quiet torch==2.14.1 torchvision==0.29.1
   "$venv/bin/python" -m pip install --quiet -e ".${extra}"
   touch "$stamp"
+fi
+if [[ -n "${images_pid:-}" ]]; then
+  images_ok=1
+  wait "$images_pid" || images_ok=""
+  cat "$images_log"
+  rm -f "$images_log"
+  [[ -n "$images_ok" ]] \
+    || echo "install: container sandboxes not set up: their tests will skip (fail under .ci/run)" >&2
 fi
 # Fail here, right after the install output, if a step broke.
 "$venv/bin/python" -c "import harness, torch; print(f'install: ready ($venv/bin/python, torch {torch.__version__})')"
