@@ -1,0 +1,151 @@
+"""Hostile neighbours (issue 28, items 3 and 7): one submission folder must not stop the competition.
+
+A folder holding a named pipe, a unix socket, a device node or 1,100 nested folders, two folders of one name, and
+container fields that are not docker image references are each refused by name, in one line, at discovery; the
+other submissions run, and ``validate``, ``score`` and ``report`` keep answering. Everything that could block runs
+in a child process with a timeout, so a regression fails instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from harness.cleanup import remove_tree
+from conftest import BUCKET_DEFENSE, PLUS, write_submission
+from harness.submission import SubmissionError, content_hash, list_folder
+from harness.tree import MAX_DEPTH, walk
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Seconds a child process may take before the test calls it hung (the machine may be busy).
+TIMEOUT = 240
+
+
+def _cli(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "run_competition.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _unix_socket(path: Path) -> socket.socket:
+    """A unix socket bound at ``path`` (bound by a relative name: ``path`` may exceed the 108-byte limit)."""
+    here = os.getcwd()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        os.chdir(path.parent)
+        server.bind(path.name)
+    finally:
+        os.chdir(here)
+    return server
+
+
+def _nest(folder: Path, depth: int) -> None:
+    """``depth`` folders nested below ``folder`` (by relative names: the full path may exceed PATH_MAX)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with open(os.open("x.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as handle:
+            handle.write("deep")
+            fd = -1
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+@pytest.fixture
+def nested() -> Iterator[list[Path]]:
+    """Folders the test nests deeply, removed afterwards without recursion (pytest's own clean-up recurses)."""
+    folders: list[Path] = []
+    yield folders
+    for folder in folders:
+        remove_tree(folder)
+
+
+def _hostile_attacks(attacks: Path) -> tuple[dict[str, str], list[socket.socket]]:
+    """Attack folders each holding one kind of hostile entry; returns {name: words its refusal must hold}."""
+    expect = {"fifo": "named pipe", "socket": "unix socket", "deep": f"more than {MAX_DEPTH} levels",
+              "everything": ""}
+    for name in expect:
+        write_submission(attacks, name, "attack", PLUS)
+    os.mkfifo(attacks / "fifo" / "model.ckpt")
+    sockets = [_unix_socket(attacks / "socket" / "agent.sock")]
+    _nest(attacks / "deep", 1100)
+    (attacks / "everything" / "sub").mkdir()
+    os.mkfifo(attacks / "everything" / "sub" / "pipe")
+    sockets.append(_unix_socket(attacks / "everything" / "sock"))
+    _nest(attacks / "everything", 1100)
+    if os.geteuid() == 0:  # only root may make a device node
+        write_submission(attacks, "device", "attack", PLUS)
+        os.mknod(attacks / "device" / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        os.mknod(attacks / "everything" / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        expect["device"] = "character device"
+    return expect, sockets
+
+
+def test_special_files_and_deep_folders_are_refused_by_name_and_the_rest_runs(world: dict[str, Path],
+                                                                             nested: list[Path]) -> None:
+    nested += [world["attacks"] / "deep", world["attacks"] / "everything"]
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    expect, sockets = _hostile_attacks(world["attacks"])
+    try:
+        done = _cli("run", "--input_dir", str(world["data"]), "--attacks_dir", str(world["attacks"]),
+                    "--defenses_dir", str(world["defenses"]), "--output_dir", str(world["results"]),
+                    "--sandbox", "none", "--jobs", "1", "--quiet")
+        assert done.returncode == 0, done.stderr[-3000:]
+        skipped = [line for line in done.stderr.splitlines() if line.startswith("skipped ")]
+        assert len(skipped) == len(expect), done.stderr[-3000:]
+        for name, words in expect.items():
+            line = next(line for line in skipped if line.startswith(f"skipped {world['attacks'] / name}: "))
+            assert words in line and len(line) < 500, line
+        manifest = json.loads((world["results"] / "manifest.json").read_text())
+        assert sorted(s["name"] for s in manifest["submissions"]) == ["bucket", "plus"]
+        assert sorted(Path(s["path"]).name for s in manifest["skipped"]) == sorted(expect)
+        leaderboard = (world["results"] / "leaderboard.csv").read_text()
+        assert "plus" in leaderboard and "bucket" in leaderboard
+
+        for name, words in expect.items():  # validate answers at once, in one line, naming the file
+            checked = _cli("validate", str(world["attacks"] / name), "--input_dir", str(world["data"]),
+                           "--sandbox", "none", timeout=120)
+            assert checked.returncode == 1, checked.stdout + checked.stderr[-2000:]
+            problems = [line for line in checked.stdout.splitlines() if line.startswith("PROBLEM: ")]
+            assert len(problems) == 1 and words in problems[0] and str(world["attacks"] / name) in problems[0], \
+                checked.stdout
+    finally:
+        for server in sockets:
+            server.close()
+
+
+def test_walks_never_recurse_nor_open_special_files(tmp_path: Path, nested: list[Path]) -> None:
+    folder = write_submission(tmp_path, "deep", "attack", PLUS)
+    nested.append(folder)
+    _nest(folder, 1100)
+    with pytest.raises(SubmissionError, match=f"more than {MAX_DEPTH} levels deep; flatten the folder"):
+        content_hash(folder)
+    with pytest.raises(OSError, match="nested more than"):
+        walk(folder, max_entries=None)
+    wide = write_submission(tmp_path, "wide", "attack", PLUS)
+    for index in range(50):
+        (wide / f"f{index}").write_text("x")
+    with pytest.raises(OSError, match="more than 40 files and folders"):
+        walk(wide, max_entries=40)
+    # the special file of a listing that changed after the walk: opening never blocks, the hash refuses it
+    late = write_submission(tmp_path, "late", "attack", PLUS)
+    (late / "data.bin").write_text("x")
+    listing = list_folder(late)
+    (late / "data.bin").unlink()
+    os.mkfifo(late / "data.bin")
+    with pytest.raises(SubmissionError, match="is a named pipe \\(FIFO\\), not a regular file"):
+        content_hash(late, listing)
