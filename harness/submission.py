@@ -400,15 +400,20 @@ def discover(folders: list[Path], *, expected: dict[Path, set[SubmissionType]] |
             problem and skipped (a defense dropped into ``attacks/`` is almost always a mistake).
 
     Returns:
-        A :class:`Discovery`. A folder that cannot run (special file, too deep, bad metadata) is a problem, never
-        an exception: it is skipped with its reason.
+        A :class:`Discovery`. Folders that cannot run are problems, never exceptions: a bad folder (special file,
+        too deep, bad metadata) is skipped with its reason, and submissions sharing a name (case-insensitively)
+        are all skipped, each naming the others.
 
     Raises:
-        SubmissionError: A parent folder is missing, or two submissions share a name (case-insensitively).
+        SubmissionError: A parent folder is missing.
     """
     found: list[Submission] = []
     problems: list[SubmissionProblem] = []
+    seen_parents: set[Path] = set()
     for parent in folders:
+        if parent.resolve() in seen_parents:  # one folder given twice (e.g. as attacks and targeted attacks)
+            continue
+        seen_parents.add(parent.resolve())
         if not parent.is_dir():
             raise SubmissionError(f"submission folder {parent} does not exist; create it or point "
                                   "--attacks_dir/--defenses_dir elsewhere")
@@ -430,11 +435,16 @@ def discover(folders: list[Path], *, expected: dict[Path, set[SubmissionType]] |
                     f"move the folder or fix its type")))
                 continue
             found.append(submission)
-    seen: dict[str, Submission] = {}
+    by_name: dict[str, list[Submission]] = {}
     for submission in found:
-        key = submission.name.lower()
-        if key in seen:
-            raise SubmissionError(f"two submissions are named {submission.name!r}: {seen[key].path} and "
-                                  f"{submission.path}; rename one folder (names must be unique)")
-        seen[key] = submission
-    return Discovery(submissions=tuple(sorted(found, key=lambda s: s.name)), problems=tuple(problems))
+        by_name.setdefault(submission.name.lower(), []).append(submission)
+    kept = []
+    for submission in found:
+        others = [s for s in by_name[submission.name.lower()] if s is not submission]
+        if others:
+            problems.append(SubmissionProblem(submission.path, (
+                f"{submission.path}: another submission has the same name ({', '.join(str(o.path) for o in others)}"
+                "); names must be unique, case-insensitively: rename one folder")))
+        else:
+            kept.append(submission)
+    return Discovery(submissions=tuple(sorted(kept, key=lambda s: s.name)), problems=tuple(problems))

@@ -21,7 +21,7 @@ import pytest
 
 from harness.cleanup import remove_tree
 from conftest import BUCKET_DEFENSE, PLUS, write_submission
-from harness.submission import SubmissionError, content_hash, list_folder
+from harness.submission import SubmissionError, content_hash, discover, list_folder
 from harness.tree import MAX_DEPTH, walk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,3 +149,23 @@ def test_walks_never_recurse_nor_open_special_files(tmp_path: Path, nested: list
     os.mkfifo(late / "data.bin")
     with pytest.raises(SubmissionError, match="is a named pipe \\(FIFO\\), not a regular file"):
         content_hash(late, listing)
+
+
+def test_two_submissions_of_one_name_are_both_refused_and_the_rest_runs(world: dict[str, Path]) -> None:
+    other = world["root"] / "more_attacks"
+    write_submission(world["attacks"], "twin", "attack", PLUS)
+    write_submission(other, "TWIN", "targeted_attack", PLUS)
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    found = discover([world["attacks"], other, world["defenses"]])
+    assert [s.name for s in found.submissions] == ["bucket", "plus"]
+    assert sorted(p.path.name for p in found.problems) == ["TWIN", "twin"]
+    for problem in found.problems:
+        assert "same name" in problem.message and "rename one folder" in problem.message
+        assert "\n" not in problem.message
+    done = _cli("run", "--input_dir", str(world["data"]), "--attacks_dir", str(world["attacks"]),
+                "--targeted_attacks_dir", str(other), "--defenses_dir", str(world["defenses"]),
+                "--output_dir", str(world["results"]), "--sandbox", "none", "--jobs", "1", "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sum(line.startswith("skipped ") and "same name" in line for line in done.stderr.splitlines()) == 2
+    assert "plus" in (world["results"] / "leaderboard.csv").read_text()
