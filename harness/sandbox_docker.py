@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.instance import Instance, InstanceError
+from harness.names import image_reference_problem
 from harness.tree import Kind, walk
 from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
 from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, Limits,
@@ -116,6 +117,9 @@ def image_problem(image: str) -> str:
     if not image:
         return ("metadata.json names no \"container\" image: add one (e.g. \"adv-harness/python-numpy-pil:bookworm\", "
                 "made by scripts/build_sandbox_images.sh)")
+    problem = image_reference_problem(image)
+    if problem:  # never handed to docker: "--help" would pass its image check and print its help as a run
+        return f"metadata.json \"container\" {problem}"
     if _image_present(image):
         return ""
     return (f"docker image '{image}' is not on this machine: load it (docker load -i IMAGE.tar), build it "

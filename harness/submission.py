@@ -2,7 +2,8 @@
 
 ``metadata.json`` holds ``type`` (attack | targeted_attack | defense), ``entry_point`` (a path relative to the
 folder, run as ``./ENTRY`` with the folder as working directory) and optionally ``container`` /
-``container_gpu`` (docker images, recorded for the docker runner). Unknown keys are kept and ignored.
+``container_gpu`` (docker image references, checked against docker's grammar at discovery and used by the docker
+runner). Unknown keys are kept and ignored.
 
 Discovery never stops at a broken folder: it returns the good submissions and a list of problems, each
 naming the file and the fix.
@@ -19,8 +20,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.names import (NAME_PATTERN, NAME_RULE, entry_point_problem, name_problem, one_line,
-                           shown)
+from harness.names import (NAME_PATTERN, NAME_RULE, entry_point_problem, image_reference_problem, name_problem,
+                           one_line, shown)
 from harness.tree import Kind, TreeError, one_path, open_regular, walk
 
 METADATA_FILE = "metadata.json"
@@ -290,8 +291,9 @@ def parse_submission(folder: str | Path) -> Submission:
 
     Raises:
         SubmissionError: Missing or malformed metadata, unknown type, missing entry point, bad folder name, a
-            special file (named pipe, socket, device) or a folder too deep or too large (:func:`list_folder`); one
-            line naming the file.
+            ``container``/``container_gpu`` that is not a docker image reference
+            (:func:`harness.names.image_reference_problem`), a special file (named pipe, socket, device) or a folder
+            too deep or too large (:func:`list_folder`); one line naming the file.
     """
     folder = Path(folder)
     meta_path = folder / METADATA_FILE
@@ -323,6 +325,9 @@ def parse_submission(folder: str | Path) -> Submission:
     for key in ("container", "container_gpu"):
         if key in metadata and not isinstance(metadata[key], str):
             raise SubmissionError(f"{meta_path}: \"{key}\" must be a string (a docker image name)")
+        problem = image_reference_problem(metadata.get(key, ""))
+        if problem:
+            raise SubmissionError(f"{meta_path}: \"{key}\" {problem}")
     listing = list_folder(folder)
     entry_path = folder / entry_rel
     if entry_rel not in listing.files:

@@ -21,7 +21,10 @@ import pytest
 
 from harness.cleanup import remove_tree
 from conftest import BUCKET_DEFENSE, PLUS, write_submission
-from harness.submission import SubmissionError, content_hash, discover, list_folder
+from harness.cli import main
+from harness.names import image_reference_problem
+from harness.sandbox_docker import image_problem
+from harness.submission import SubmissionError, content_hash, discover, list_folder, parse_submission
 from harness.tree import MAX_DEPTH, walk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,3 +172,60 @@ def test_two_submissions_of_one_name_are_both_refused_and_the_rest_runs(world: d
     assert done.returncode == 0, done.stderr[-3000:]
     assert sum(line.startswith("skipped ") and "same name" in line for line in done.stderr.splitlines()) == 2
     assert "plus" in (world["results"] / "leaderboard.csv").read_text()
+
+
+NIPS17_IMAGES = ["gcr.io/tensorflow/tensorflow:1.1.0", "goodfeli/tf_nips17:gpu", "goodfeli/tf_nips17",
+                 "gcr.io/tensorflow/tensorflow:1.1.0-gpu", "python:3.11", "localhost:5000/team/attack:v1.2_b",
+                 "registry.example.com:443/a__b/c-d.e", "ubuntu@sha256:" + "0" * 64, "Registry.IO/lower/name"]
+BAD_IMAGES = {"huge": "x" * (2 << 20), "escapes": "evil\x1b[2J\x1b]0;owned\x07:latest", "help": "--help",
+              "upper": "Goodfeli/TF_nips17:gpu", "spaces": "python 3.11", "tag": "python:-bad",
+              "digest": "python@sha256:abc", "newline": "python:3.11\nrm -rf /"}
+
+
+def test_image_references_follow_dockers_grammar() -> None:
+    for reference in NIPS17_IMAGES:
+        assert image_reference_problem(reference) == "", reference
+    assert image_reference_problem("") == ""
+    for reference in BAD_IMAGES.values():
+        problem = image_reference_problem(reference)
+        assert "not a docker image reference" in problem and len(problem) < 500, problem
+        assert "\x1b" not in problem and "\n" not in problem
+    assert "lowercase" in image_reference_problem(BAD_IMAGES["upper"])
+    assert "longer than 255" in image_reference_problem("a" * 256 + ":tag")
+    assert "not a docker image reference" in image_problem("--help")  # never handed to docker
+
+
+def test_container_fields_are_checked_at_discovery_and_score_and_report_keep_working(
+        world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    for index, reference in enumerate(NIPS17_IMAGES):
+        folder = write_submission(world["attacks"], f"nips{index}", "attack", PLUS)
+        meta = json.loads((folder / "metadata.json").read_text())
+        (folder / "metadata.json").write_text(json.dumps({**meta, "container": reference,
+                                                          "container_gpu": reference}))
+    for label, reference in BAD_IMAGES.items():
+        for key in ("container", "container_gpu"):
+            folder = write_submission(world["attacks"], f"bad_{key}_{label}", "attack", PLUS)
+            meta = json.loads((folder / "metadata.json").read_text())
+            (folder / "metadata.json").write_text(json.dumps({**meta, key: reference}))
+    found = discover([world["attacks"], world["defenses"]])
+    assert sorted(s.name for s in found.submissions) == sorted(
+        ["plus", "bucket", *(f"nips{i}" for i in range(len(NIPS17_IMAGES)))])
+    assert parse_submission(world["attacks"] / "nips0").container == "gcr.io/tensorflow/tensorflow:1.1.0"
+    assert len(found.problems) == 2 * len(BAD_IMAGES)
+    for problem in found.problems:
+        key = "container_gpu" if "container_gpu" in problem.path.name else "container"
+        assert problem.message.startswith(f"{problem.path / 'metadata.json'}: \"{key}\" "), problem.message
+        assert "docker image reference" in problem.message and len(problem.message) < 700
+        assert "\x1b" not in problem.message and "\n" not in problem.message
+
+    assert main(["run", "--input_dir", str(world["data"]), "--attacks_dir", str(world["attacks"]),
+                 "--defenses_dir", str(world["defenses"]), "--output_dir", str(world["results"]),
+                 "--sandbox", "none", "--jobs", "1", "--quiet", "--only", "plus", "bucket"]) == 0
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and sum(line.startswith("skipped ") for line in err.splitlines()) == len(found.problems)
+    assert (world["results"] / "runs.csv").stat().st_size < 100_000
+    assert main(["score", "--output_dir", str(world["results"])]) == 0
+    assert "plus" in capsys.readouterr().out
+    assert main(["report", "--output_dir", str(world["results"])]) == 0
