@@ -23,8 +23,11 @@ from harness.cleanup import remove_tree
 from conftest import BUCKET_DEFENSE, PLUS, write_submission
 from harness.cli import main
 from harness.names import image_reference_problem
+from harness.report import leaderboard_tables
 from harness.sandbox_docker import image_problem
+from harness.scoring import ScoreRow
 from harness.submission import SubmissionError, content_hash, discover, list_folder, parse_submission
+from harness.table import RunRow, read_csv, write_csv
 from harness.tree import MAX_DEPTH, walk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,3 +232,16 @@ def test_container_fields_are_checked_at_discovery_and_score_and_report_keep_wor
     assert main(["score", "--output_dir", str(world["results"])]) == 0
     assert "plus" in capsys.readouterr().out
     assert main(["report", "--output_dir", str(world["results"])]) == 0
+
+
+def test_participant_text_is_bounded_in_tables_and_the_terminal(tmp_path: Path) -> None:
+    row = ScoreRow(epsilon=16, track="attack", rank=1, name="a", raw=0, normalized=0.0, all_or_nothing=0.0,
+                   clean_accuracy=None, images=1, failed_runs=1, failed_images=0,
+                   failures="1 run: image '\x1b[31mred\x1b[0m' missing", seconds=0.0)
+    table = leaderboard_tables([row])
+    assert "\x1b" not in table and "\\x1b[31mred" in table
+    huge = tmp_path / "runs.csv"
+    write_csv(huge, [RunRow(kind="attack", name="a", epsilon=16, batch="k", images=1, exit_code=None,
+                            timed_out=False, seconds=0.0, problem="x" * 300_000, log="l")], RunRow)
+    with pytest.raises(ValueError, match="runs.csv: not a results table of this harness"):
+        read_csv(huge, RunRow)
