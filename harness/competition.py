@@ -371,20 +371,24 @@ def rescore(output_dir: Path) -> list[ScoreRow]:
     """Recompute and rewrite the leaderboard and matrices from a results folder's tables, running nothing.
 
     Raises:
-        CompetitionError: The folder lacks the tables of a finished run.
+        CompetitionError: The folder lacks the tables of a finished run, or they cannot be read.
     """
     paths = {name: output_dir / name for name in (PER_IMAGE, ATTACK_IMAGES, RUNS, MANIFEST)}
     missing = [name for name, path in paths.items() if not path.is_file()]
     if missing:
         raise CompetitionError(f"{output_dir}: missing {', '.join(missing)}; run the competition into this "
                                "folder first (python run_competition.py --output_dir ...)")
-    manifest = json.loads(paths[MANIFEST].read_text())
-    predictions = read_csv(paths[PER_IMAGE], PredictionRow)
-    attack_images = read_csv(paths[ATTACK_IMAGES], AttackImageRow)
-    runs = read_csv(paths[RUNS], RunRow)
-    submissions = manifest.get("submissions", [])
-    defenses = [s["name"] for s in submissions if s["type"] == SubmissionType.DEFENSE.value]
-    attacks = [(s["name"], s["type"]) for s in submissions if s["type"] != SubmissionType.DEFENSE.value]
+    try:
+        manifest = json.loads(paths[MANIFEST].read_text())
+        predictions = read_csv(paths[PER_IMAGE], PredictionRow)
+        attack_images = read_csv(paths[ATTACK_IMAGES], AttackImageRow)
+        runs = read_csv(paths[RUNS], RunRow)
+        submissions = manifest.get("submissions", [])
+        defenses = [s["name"] for s in submissions if s["type"] == SubmissionType.DEFENSE.value]
+        attacks = [(s["name"], s["type"]) for s in submissions if s["type"] != SubmissionType.DEFENSE.value]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CompetitionError(one_line(f"{output_dir}: unreadable results ({exc}); rerun the competition into "
+                                        "this folder")) from None
     scores = score(predictions, attack_images, runs, epsilons=manifest["epsilons"], defenses=defenses,
                    attacks=attacks)
     write_results(output_dir, scores=scores, predictions=predictions, attack_images=attack_images, runs=runs,

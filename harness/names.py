@@ -11,7 +11,7 @@ import re
 from submission_kit.messages import one_line
 
 __all__ = ["NAME_PATTERN", "NAME_RULE", "RESERVED_NAMES", "LABEL_PATTERN", "name_problem", "entry_point_problem",
-           "parse_label", "one_line", "shown"]
+           "parse_label", "one_line", "shown", "IMAGE_REFERENCE_RULE", "image_reference_problem"]
 
 #: A submission name: ASCII letters, digits, '_', '-', '.'; starts with a letter or digit; at most 64 characters.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
@@ -37,6 +37,46 @@ def entry_point_problem(entry: str) -> str:
     parts = entry.split("/")
     if not all(NAME_PATTERN.fullmatch(part) for part in parts):
         return f"entry_point {shown(entry)} must be a relative path whose parts use {NAME_RULE}"
+    return ""
+
+
+# A docker image reference, as docker's reference grammar has it: [host[:port]/]path[:tag][@sha256:digest].
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|-+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
+_NAME = rf"(?:{_HOST}(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::[\w][\w.-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?", re.ASCII)
+#: Longest name part of an image reference (docker's limit, registry host included).
+IMAGE_NAME_MAX = 255
+#: Longest image reference: the name, a tag of at most 128 characters and a sha256 digest.
+IMAGE_REFERENCE_MAX = IMAGE_NAME_MAX + 1 + 128 + 1 + 71
+#: What :func:`image_reference_problem` allows, in words.
+IMAGE_REFERENCE_RULE = ("[registry[:port]/]name[:tag][@sha256:digest], the name in lowercase letters, digits and "
+                        f"separators . _ __ - (at most {IMAGE_NAME_MAX} characters), e.g. "
+                        "\"gcr.io/tensorflow/tensorflow:1.1.0\"")
+
+
+def image_reference_problem(reference: str) -> str:
+    """Why ``reference`` is not a docker image reference ("" when it is, or when it is empty: no image named).
+
+    The grammar is docker's (``[host[:port]/]path[:tag][@sha256:<64 hex>]``, path components of lowercase letters
+    and digits joined by ``.``, ``_``, ``__`` or dashes, tags ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``, the name at most
+    :data:`IMAGE_NAME_MAX` characters), so nothing starting with ``-`` (an option to docker), no control character
+    and nothing unbounded reaches docker, the results or a terminal.
+    """
+    if reference == "":
+        return ""
+    if len(reference) > IMAGE_REFERENCE_MAX:
+        return (f"{shown(reference)} is {len(reference):,} characters long, not a docker image reference; write "
+                f"{IMAGE_REFERENCE_RULE}")
+    match = _REFERENCE.fullmatch(reference)
+    if match is None:
+        hint = " (docker image names are lowercase)" if _REFERENCE.fullmatch(reference.lower()) else ""
+        return f"{shown(reference)} is not a docker image reference{hint}; write {IMAGE_REFERENCE_RULE}"
+    if len(match.group("name")) > IMAGE_NAME_MAX:
+        return f"{shown(reference)} has a name longer than {IMAGE_NAME_MAX} characters; use a shorter image name"
     return ""
 
 

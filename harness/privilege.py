@@ -26,6 +26,7 @@ from pathlib import Path
 
 from harness.cleanup import sweep_dead
 from harness.instance import Instance, process_start_time
+from harness.tree import Kind, walk
 
 #: The dedicated unprivileged uid and gid that a root harness runs sandboxes as (no account, owns no file).
 RUN_UID = 65533
@@ -213,17 +214,15 @@ def give_to_run(folder: Path, *, uid: int, gid: int, writable: bool) -> None:
     """Hand a run's folder to its uid: ``writable`` folders are chowned to it, others made world-readable.
 
     Raises:
-        OSError: The folder cannot be changed (the run cannot start).
+        OSError: The folder cannot be changed, or is nested deeper than :data:`harness.tree.MAX_DEPTH` (the run
+            cannot start).
     """
-    for dirpath, dirnames, filenames in os.walk(folder):
-        for name in [None, *dirnames, *filenames]:
-            path = dirpath if name is None else os.path.join(dirpath, name)
-            if os.path.islink(path):
-                continue
-            if writable:
-                os.chown(path, uid, gid)
-            else:
-                mode = os.stat(path).st_mode
-                extra = 0o555 if stat.S_ISDIR(mode) or mode & 0o100 else 0o444
-                os.chmod(path, stat.S_IMODE(mode) | extra)
-
+    paths = [folder] + [folder / entry.path for _, entries in walk(folder, max_entries=None) for entry in entries
+                        if entry.kind is not Kind.LINK]
+    for path in paths:
+        if writable:
+            os.chown(path, uid, gid, follow_symlinks=False)
+        else:
+            mode = os.lstat(path).st_mode
+            extra = 0o555 if stat.S_ISDIR(mode) or mode & 0o100 else 0o444
+            os.chmod(path, stat.S_IMODE(mode) | extra)

@@ -30,7 +30,8 @@ from harness.library import library_dir, library_link, python_path
 from harness.names import one_line
 from harness.instance import Instance
 from harness.privilege import give_to_run, run_identity, stage_command
-from harness.submission import Submission, iter_files, scan_links
+from harness.submission import Submission, SubmissionError, list_folder, scan_links
+from harness.tree import TreeError, open_regular
 
 #: How often a running process's output folder is measured.
 POLL_SECONDS = 0.5
@@ -70,13 +71,30 @@ class RunRecord:
 
 def fresh_copy(submission: Submission, destination: Path) -> Path:
     """Copy a submission's regular files (no caches) into ``destination`` and recreate, as relative links, the
-    symbolic links that resolve inside it (:func:`harness.submission.scan_links`); mark the entry executable."""
+    symbolic links that resolve inside it (:func:`harness.submission.scan_links`); mark the entry executable.
+
+    The folder is listed without recursion (:func:`harness.submission.list_folder`) and each file is read only when
+    it is still a regular file (:func:`harness.tree.open_regular`: no link followed, no blocking open).
+
+    Raises:
+        harness.submission.SubmissionError: The folder changed since discovery into one that cannot run (a special
+            file, too deep or too large, a file that is no longer regular).
+        OSError: ``destination`` exists or cannot be written.
+    """
     destination.mkdir(parents=True, exist_ok=False)
-    for rel in iter_files(submission.path):
+    listing = list_folder(submission.path)
+    for rel in listing.files:
         target = destination / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(submission.path / rel, target)
-    for link in scan_links(submission.path)[0]:
+        try:
+            with open_regular(submission.path / rel) as source, open(target, "xb") as copy:
+                shutil.copyfileobj(source, copy)
+                info = os.fstat(source.fileno())
+        except TreeError as exc:
+            raise SubmissionError(str(exc)) from None
+        os.chmod(target, stat.S_IMODE(info.st_mode))
+        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+    for link in scan_links(submission.path, listing)[0]:
         where, points_to = destination / link.path, destination / link.target
         if (submission.path / link.target).is_dir():
             points_to.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from typing import Iterable
 from tabulate import tabulate
 
 from harness.adaptive import WORST_CASE, worst_case_csv, worst_cases
+from harness.names import one_line
 from harness.scoring import TRACKS, Matrix, ScoreRow, accuracy_matrix, hit_matrix
 from harness.store import atomic_write_text
 from harness.table import AttackImageRow, PredictionRow, RunRow, write_csv
@@ -94,7 +95,8 @@ def leaderboard_tables(scores: list[ScoreRow]) -> str:
                 line: list[object] = [s.rank, s.name, s.raw, _fmt(s.normalized), _fmt(s.all_or_nothing)]
                 if track == "defense":
                     line.append(_fmt(s.clean_accuracy))
-                reasons = s.failures if len(s.failures) <= 60 else s.failures[:57] + "..."
+                reasons = one_line(s.failures)  # run problems quote what participants wrote
+                reasons = reasons if len(reasons) <= 60 else reasons[:57] + "..."
                 line += [reasons, f"{s.seconds:.1f}"]
                 body.append(line)
             title = f"{track.replace('_', ' ')}s, epsilon = {eps}"

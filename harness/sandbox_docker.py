@@ -31,12 +31,15 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.instance import Instance, InstanceError
+from harness.names import image_reference_problem
+from harness.tree import Kind, walk
 from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
 from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, Limits,
                                SandboxKind)
@@ -114,6 +117,9 @@ def image_problem(image: str) -> str:
     if not image:
         return ("metadata.json names no \"container\" image: add one (e.g. \"adv-harness/python-numpy-pil:bookworm\", "
                 "made by scripts/build_sandbox_images.sh)")
+    problem = image_reference_problem(image)
+    if problem:  # never handed to docker: "--help" would pass its image check and print its help as a run
+        return f"metadata.json \"container\" {problem}"
     if _image_present(image):
         return ""
     return (f"docker image '{image}' is not on this machine: load it (docker load -i IMAGE.tar), build it "
@@ -186,13 +192,18 @@ def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: 
 def _make_world_readable(folder: Path) -> None:
     """Add read (and, for folders and executables, search/execute) permission for everyone below ``folder``: the run's
     private copies, mounted read-only, must be readable by the container's user whoever owns them."""
-    for path in [folder, *folder.rglob("*")]:
-        if path.is_symlink():
-            continue
-        mode = path.stat().st_mode
-        extra = 0o555 if path.is_dir() or mode & 0o100 else 0o444
-        if mode & extra != extra:
-            path.chmod(mode | extra)
+    _open_to_all(folder)
+    for _, entries in walk(folder, max_entries=None):
+        for entry in entries:
+            if entry.kind in (Kind.FOLDER, Kind.FILE):
+                _open_to_all(folder / entry.path)
+
+
+def _open_to_all(path: Path) -> None:
+    mode = os.lstat(path).st_mode
+    extra = 0o555 if stat.S_ISDIR(mode) or mode & 0o100 else 0o444
+    if mode & extra != extra:
+        os.chmod(path, stat.S_IMODE(mode) | extra)
 
 
 def _labelled() -> list[tuple[str, str, str]]:

@@ -140,8 +140,16 @@ def read_csv(path: Path, row_type: type[Row]) -> list[Row]:
     """Read rows written by :func:`write_csv`.
 
     Raises:
-        ValueError: The file's header does not match ``row_type`` (names the file and the expected header).
+        ValueError: The file's header does not match ``row_type`` (names the file and the expected header), or the
+            file is not CSV of such rows (a field beyond the csv module's limit, a malformed value).
     """
+    try:
+        return _read_csv(path, row_type)
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a results table of this harness ({exc})") from None
+
+
+def _read_csv(path: Path, row_type: type[Row]) -> list[Row]:
     names = [f.name for f in fields(row_type)]
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)

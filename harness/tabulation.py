@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness.dataset import Dataset
 from harness.execution import Outcome
+from harness.names import one_line
 from harness.submission import Submission
 from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
 
@@ -32,7 +33,7 @@ def build_tables(dataset: Dataset, outcome: Outcome, defenses: list[Submission]
         run = attack_record.run
         runs.append(RunRow(kind=attack_record.attack_type, name=attack_record.attack, epsilon=attack_record.epsilon,
                            batch=attack_record.key, images=len(attack_record.images), exit_code=run.exit_code,
-                           timed_out=run.timed_out, seconds=run.seconds, problem=run.problem, log=run.log))
+                           timed_out=run.timed_out, seconds=run.seconds, problem=one_line(run.problem), log=run.log))
         for image in attack_record.images:
             attack_rows.append(AttackImageRow(
                 epsilon=attack_record.epsilon, attack=attack_record.attack, attack_type=attack_record.attack_type,
@@ -51,7 +52,8 @@ def build_tables(dataset: Dataset, outcome: Outcome, defenses: list[Submission]
             run = defense_record.run
             runs.append(RunRow(kind="defense", name=defense.name, epsilon=None, batch=defense_record.key,
                                images=len(defense_record.predictions), exit_code=run.exit_code,
-                               timed_out=run.timed_out, seconds=run.seconds, problem=run.problem, log=run.log))
+                               timed_out=run.timed_out, seconds=run.seconds, problem=one_line(run.problem),
+                               log=run.log))
     predictions.sort(key=lambda r: (r.epsilon if r.epsilon is not None else -1, r.attack, r.defense, r.image_id))
     attack_rows.sort(key=lambda r: (r.epsilon, r.attack, r.image_id))
     runs.sort(key=lambda r: (r.kind, r.name, r.epsilon if r.epsilon is not None else -1, r.batch))

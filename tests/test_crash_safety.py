@@ -84,8 +84,6 @@ def _bad_input_cases(world: dict[str, Path], tmp: Path) -> list[tuple[str, list[
     (corrupt / "img1.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     malformed = write_dataset(tmp / "malformed", [10, 60])
     (malformed / "dev_dataset.csv").write_text("ImageId,TrueLabel,TargetClass\nimg0,zero,1\nimg1,1,2\n")
-    duplicates = tmp / "dup_attacks"
-    write_submission(duplicates, "Bucket", "attack", PLUS)
 
     def replace(flag: str, value: str) -> list[str]:
         args = list(base)
@@ -98,7 +96,6 @@ def _bad_input_cases(world: dict[str, Path], tmp: Path) -> list[tuple[str, list[
         ("empty dataset", replace("--input_dir", str(empty)), "the dataset is empty"),
         ("corrupt png", replace("--input_dir", str(corrupt)), "img1.png"),
         ("malformed labels", replace("--input_dir", str(malformed)), "dev_dataset.csv:2: TrueLabel 'zero'"),
-        ("duplicate names", replace("--attacks_dir", str(duplicates)), "two submissions are named"),
     ]
 
 

@@ -311,12 +311,20 @@ def test_discover_duplicate_names_case_insensitive(tmp_path):
     attacks, defenses = tmp_path / "attacks", tmp_path / "defenses"
     make_submission(attacks, "Foo", attack_meta())
     make_submission(defenses, "foo", attack_meta("defense"))
-    with pytest.raises(SubmissionError) as info:
-        discover([attacks, defenses])
-    message = str(info.value)
-    assert str((attacks / "Foo").resolve()) in message
-    assert str((defenses / "foo").resolve()) in message
-    assert "rename one folder" in message
+    make_submission(attacks, "other", attack_meta())
+    result = discover([attacks, defenses])
+    assert [s.name for s in result.submissions] == ["other"]
+    first, second = (str((attacks / "Foo").resolve()), str((defenses / "foo").resolve()))
+    assert [str(p.path) for p in result.problems] == [first, second]
+    for problem in result.problems:
+        assert first in problem.message and second in problem.message
+        assert "rename one folder" in problem.message
+
+
+def test_discover_one_folder_given_twice_is_listed_once(tmp_path):
+    attacks = tmp_path / "attacks"
+    make_submission(attacks, "foo", attack_meta())
+    assert [s.name for s in discover([attacks, tmp_path / "." / "attacks"]).submissions] == ["foo"]
 
 
 def test_discover_wrong_track_reported_and_skipped(tmp_path):
