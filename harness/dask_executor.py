@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from harness.dask_worker import (ClusterError, Record, Unit, WorkerContext, describe_worker, exception_text,
-                                 harness_location, identity, remove_scratch, run_unit, submission_slots,
-                                 worker_problems)
+                                 for_workers, harness_location, identity, remove_scratch, run_unit,
+                                 submission_slots, worker_problems)
 from harness.defense_output import parse_predictions
 from harness.isolation import SandboxKind
-from harness.planning import AttackUnit
+from harness.planning import AttackUnit, DefenseUnit
 from harness.process import RunRecord
 from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict
 
@@ -251,7 +251,7 @@ class DaskExecutor:
             host = str(worker.get("host", ""))
             runs = submission_slots(int(worker.get("nthreads", 1)), worker.get("resources", {}))
             slots[host] = slots.get(host, 0) + runs
-        return WorkerContext(dataset=runner.dataset, workspace=runner.workspace, seed=runner.seed,
+        return WorkerContext(dataset=for_workers(runner.dataset), workspace=runner.workspace, seed=runner.seed,
                              batch_size=runner.batch_size, policy=runner.policy, sandbox=runner.protections.kind,
                              environment=runner.environment, harness_version=__version__,
                              clean_versions=clean_versions, host_slots=slots, paths=tuple(self.paths))
@@ -276,9 +276,12 @@ class DaskExecutor:
         # holding it dies
         shared = self.client.submit(identity, context, key=f"harness-context-{label}-{uuid.uuid4().hex}",
                                     pure=False)
+        # a worker gets what its unit needs: no true label, no secret (the opaque names come from the driver)
+        shipped = [(for_workers(unit), runner.opaque_names(unit) if isinstance(unit, DefenseUnit) else None)
+                   for unit in units]
         futures = {}
         for index, unit in enumerate(units):
-            future = self.client.submit(run_unit, shared, unit, key=f"harness-{label}-{unit.key}",
+            future = self.client.submit(run_unit, shared, *shipped[index], key=f"harness-{label}-{unit.key}",
                                         resources=self.resources, pure=False, retries=0)
             futures[future.key] = (index, future)
         results: list[Any] = [None] * len(units)
@@ -316,8 +319,9 @@ class DaskExecutor:
                     future.release()
                 for index in suspects:  # one at a time, nothing else in flight: a death is this unit's own doing
                     unit = units[index]
-                    alone = self.client.submit(run_unit, shared, unit, key=f"harness-{label}-{unit.key}-alone",
-                                               resources=self.resources, pure=False, retries=0)
+                    alone = self.client.submit(run_unit, shared, *shipped[index],
+                                               key=f"harness-{label}-{unit.key}-alone", resources=self.resources,
+                                               pure=False, retries=0)
                     futures[alone.key] = (index, alone)
                     try:
                         record = alone.result()

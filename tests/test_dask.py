@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, NOOP, PLUS, config_for, write_submission
+from conftest import BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, write_submission
 from machine import needs_root
 from harness.cleanup import owner_of
 from harness.competition import CompetitionError, run_competition
@@ -536,3 +536,103 @@ def test_membership_events_are_recorded_and_never_raise(tmp_path: Path, writable
         line = (results / PROGRESS_LOG).read_text().strip()
         assert line.endswith("worker tcp://10.0.0.7:40123 was lost (died or unreachable) while running 1 unit "
                              "(attacks-5f0c), which rerun elsewhere")
+
+
+# -- what workers get (issue 28) ----------------------------------------------------------------------------
+#: Worker preload: every open of the results folder's secret or of a label file is written to $MARKS/<pid>.txt
+#: (an audit hook sees open(), os.open and pathlib alike).
+WATCHING = """
+import os, sys
+WATCHED = ("secret.key", "dev_dataset.csv", "labels.csv")
+
+def _hook(event, args):
+    if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
+        path = os.fsdecode(args[0])
+        if os.path.basename(path) in WATCHED:
+            with open(os.path.join(MARKS, f"{os.getpid()}.txt"), "a") as marks:
+                marks.write(path + "\\n")
+
+sys.addaudithook(_hook)
+"""
+
+
+def watching(folder: Path) -> Path:
+    """A worker preload module that records what :data:`WATCHING` watches into ``folder``/marks."""
+    (folder / "marks").mkdir(parents=True, exist_ok=True)
+    module = folder / "watching.py"
+    module.write_text(f"MARKS = {str(folder / 'marks')!r}\n" + WATCHING)
+    return module
+
+
+def watched_opens(folder: Path) -> list[str]:
+    return sorted(line for p in (folder / "marks").glob("*.txt") for line in p.read_text().splitlines())
+
+
+def _found(value: object, kind: type, seen: set[int] | None = None) -> Iterator[object]:
+    """Every instance of ``kind`` inside ``value`` (dataclass fields, tuples, lists, sets, dict keys and values)."""
+    import dataclasses
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return
+    seen.add(id(value))
+    if isinstance(value, kind):
+        yield value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            yield from _found(getattr(value, item.name), kind, seen)
+    elif isinstance(value, dict):
+        for item in (*value.keys(), *value.values()):
+            yield from _found(item, kind, seen)
+    elif isinstance(value, (tuple, list, set, frozenset)):
+        for item in value:
+            yield from _found(item, kind, seen)
+
+
+def test_workers_get_no_true_label_and_no_secret(world: dict[str, Path], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the driver sends its local cluster (tasks, and the functions it runs on every worker) holds no true
+    label, no untargeted attack's target class and no secret, and no worker opens the secret or a label file;
+    the results are those of a local run (the target classes reach a targeted attack)."""
+    import pickle
+
+    import dask
+    from distributed import Client, Future
+
+    from harness.dataset import Dataset, ImageRecord, load_dataset
+    from harness.planning import AttackUnit
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    write_submission(world["attacks"], "toward", "targeted_attack", TOWARD_TARGET)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    run_competition(config_for(world, batch_size=2, output_dir=world["root"] / "local"), echo=lambda _: None)
+    sent: list[object] = []
+    submit, run = Client.submit, Client.run
+
+    def recording_submit(self: Client, *args: object, **kwargs: object) -> object:
+        sent.append(tuple(a for a in args if not isinstance(a, Future)))
+        return submit(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def recording_run(self: Client, *args: object, **kwargs: object) -> object:
+        sent.append(args)
+        return run(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Client, "submit", recording_submit)
+    monkeypatch.setattr(Client, "run", recording_run)
+    with dask.config.set({"distributed.worker.preload": [str(watching(tmp_path / "watch"))]}):
+        run_competition(config_for(world, batch_size=2, workers=1, output_dir=world["root"] / "dask"),
+                        echo=lambda _: None)
+    for name in FILES:
+        assert (world["root"] / "local" / name).read_bytes() == (world["root"] / "dask" / name).read_bytes()
+    assert watched_opens(tmp_path / "watch") == []  # the worker read neither the secret nor a label file
+    secret = bytes.fromhex((world["root"] / "dask" / "secret.key").read_text())
+    blob = pickle.dumps(sent)
+    assert secret not in blob and secret.hex().encode() not in blob
+    truth = load_dataset(world["data"], seed=0, secret=secret).by_id()
+    records = [r for r in _found(sent, ImageRecord) if isinstance(r, ImageRecord)]
+    assert {r.image_id for r in records} == set(truth)  # every image travelled, in the attack units
+    assert not [r for r in records if r.true_label == truth[r.image_id].true_label]
+    units = [u for u in _found(sent, AttackUnit) if isinstance(u, AttackUnit)]
+    targeted = {r.image_id: r.target_class for u in units if u.attack.name == "toward" for r in u.images}
+    assert targeted == {i: r.target_class for i, r in truth.items()}  # what a targeted attack needs
+    assert not [r for u in units if u.attack.name == "plus" for r in u.images
+                if r.target_class == truth[r.image_id].target_class]
+    assert all(d.images == () for d in _found(sent, Dataset) if isinstance(d, Dataset))
