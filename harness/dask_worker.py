@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from harness.competition import CompetitionError
 from harness.dataset import Dataset
 from harness.devices import DevicePool
@@ -36,9 +38,9 @@ from harness.workspace import Workspace
 if TYPE_CHECKING:
     from harness.execution import Runner
 
-__all__ = ["HIDDEN", "ClusterError", "WorkerContext", "check_self", "describe_worker", "exception_text",
-           "for_workers", "harness_location", "identity", "remove_scratch", "run_unit", "submission_slots",
-           "worker_problems", "worker_workspace"]
+__all__ = ["HIDDEN", "ClosedHttp", "ClusterError", "WorkerContext", "check_self", "close_http_server",
+           "describe_worker", "exception_text", "for_workers", "harness_location", "identity", "remove_scratch",
+           "run_unit", "submission_slots", "worker_problems", "worker_workspace"]
 
 Record = Union[AttackUnitRecord, DefenseUnitRecord]
 Unit = Union[AttackUnit, DefenseUnit]
@@ -278,6 +280,28 @@ def worker_problems(address: str, answer: dict[str, Any] | BaseException, versio
     if "error" in answer["protections"]:
         problems.append(f"worker {address}: {answer['protections']['error']}")
     return problems
+
+
+class ClosedHttp(WorkerPlugin):
+    """Worker plugin of a local cluster: the worker stops its HTTP listener as it starts (Dask serves metrics and
+    health pages there without authentication, whatever the TLS of its connections); a worker that replaces a
+    dead one does the same. Registered with :func:`distributed.Client.register_plugin`; see also
+    :func:`close_http_server`."""
+
+    name = "harness-closed-http"
+    idempotent = True
+
+    def setup(self, worker: Any) -> None:
+        close_http_server(dask_worker=worker)
+
+
+def close_http_server(dask_worker: Any = None, dask_scheduler: Any = None) -> None:
+    """Run on the scheduler of a local cluster (``Client.run_on_scheduler``) or on a worker: stop its HTTP
+    listener, so that nothing of the cluster listens but its TLS connections."""
+    for server in (dask_worker, dask_scheduler):
+        http = getattr(server, "http_server", None)
+        if http is not None:
+            http.stop()
 
 
 def harness_location() -> str:
