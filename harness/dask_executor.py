@@ -22,6 +22,11 @@ Workers:
   it prepare and referee units meanwhile), or one per thread; a run gets ``cores // concurrent runs`` CPU
   threads of the worker's own machine.
 
+Security: a local cluster (``--workers N``) speaks TLS only, with credentials made for the competition, and has
+no dashboard and no open HTTP listener; a ``tls://`` scheduler is reached with certificate files
+(:func:`scheduler_security`); a plain ``tcp://`` one after a one-line warning. Workers get only what a unit needs
+(:func:`harness.dask_worker.for_workers`): true labels and the results folder's secret stay on the driver.
+
 A worker that dies mid-unit (SIGKILL, out of memory) is replaced by its nanny and the scheduler reruns the unit
 elsewhere; after Dask's ``distributed.scheduler.allowed-failures`` retries the unit raises
 :class:`distributed.KilledWorker`. Dask counts a death against every unit the dead worker held, so such a unit is
