@@ -1,7 +1,6 @@
 """Running on a Dask cluster (issue 19): local clusters, clusters started with the `dask` command-line tools on
 loopback, killed workers, GPU workers, refused workers, a killed driver; TLS clusters, and what workers get (issue
-28). Plain (unsandboxed) runs where a test
-needs a submission to reach a file outside its folder."""
+28). Plain (unsandboxed) runs where a test needs a submission to reach a file outside its folder."""
 
 from __future__ import annotations
 
