@@ -404,10 +404,11 @@ def scheduler_security(scheduler: str | None, *, ca_file: Path | None = None, ce
     scheme = scheduler.partition("://")[0] if scheduler and "://" in scheduler else "tcp"
     if scheduler is None or scheme not in SECURE_SCHEMES:
         if named:
-            where = ("only a --scheduler tls://HOST:PORT takes them (a local cluster, --workers, makes its own "
+            them = "them" if len(named) > 1 else "it"
+            where = (f"only a --scheduler tls://HOST:PORT takes {them} (a local cluster, --workers, makes its own "
                      "credentials)" if scheduler is None else
                      f"--scheduler {scheduler} is not a TLS address; pass its tls://HOST:PORT address")
-            raise ClusterError(f"{', '.join(named)}: {where}, or drop {'them' if len(named) > 1 else 'it'}")
+            raise ClusterError(f"{', '.join(named)}: {where}, or drop {them}")
         return None
     from distributed import Security
     if named:

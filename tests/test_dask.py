@@ -847,7 +847,7 @@ def test_local_cluster_refuses_a_client_without_its_credentials(world: dict[str,
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"workers": 2, "tls_cert": "{cert}"}, "--tls_cert: only a --scheduler tls://HOST:PORT takes them (a local "
+    ({"workers": 2, "tls_cert": "{cert}"}, "--tls_cert: only a --scheduler tls://HOST:PORT takes it (a local "
                                            "cluster, --workers, makes its own credentials), or drop it"),
     ({"tls_ca_file": "{ca}", "tls_cert": "{cert}"}, "--tls_ca_file, --tls_cert: only a --scheduler tls://"),
     ({"scheduler": "tcp://127.0.0.1:8786", "tls_ca_file": "{ca}"},
