@@ -135,10 +135,17 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
                           f"core, {default_jobs()} here)")
     cluster = run.add_mutually_exclusive_group()
     cluster.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                         help="run every unit on the Dask cluster of this scheduler (e.g. tcp://host:8786); "
-                              "see README, 'Running on a cluster'")
+                         help="run every unit on the Dask cluster of this scheduler (e.g. tls://host:8786, with "
+                              "the --tls_ options); see README, 'Running on a cluster'")
     cluster.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                          help="run every unit on a local Dask cluster of N worker processes")
+    tls = run.add_argument_group("TLS credentials of a --scheduler tls://... cluster (README, 'Securing a "
+                                 "cluster'); without them dask's own config (distributed.comm.tls.*) is used")
+    tls.add_argument("--tls_ca_file", type=Path, default=None, metavar="PEM",
+                     help="the CA certificate that signed the scheduler's and workers' certificates")
+    tls.add_argument("--tls_cert", type=Path, default=None, metavar="PEM",
+                     help="this driver's certificate, signed by that CA (the file may hold the key too)")
+    tls.add_argument("--tls_key", type=Path, default=None, metavar="PEM", help="this driver's private key")
     run.add_argument("--num_classes", type=_positive_int, default=_RUN.num_classes,
                      help="classes to draw missing target classes from (default: largest label + 1)")
     run.add_argument("--only", nargs="+", default=list(_RUN.only), metavar="NAME",
@@ -238,7 +245,8 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             sandbox=SandboxKind(args.sandbox),
             only=tuple(args.only), num_classes=args.num_classes, dataset_metadata=args.dataset_metadata,
             only_present_images=args.only_present_images, scheduler=args.scheduler, workers=args.workers,
-            allow_unenforced=args.allow_unenforced)
+            allow_unenforced=args.allow_unenforced, tls_ca_file=args.tls_ca_file, tls_cert=args.tls_cert,
+            tls_key=args.tls_key)
         result = run_competition(config, echo=lambda line: print(one_line(line), file=sys.stderr),
                                  progress=None if args.quiet else progress.reporter(sys.stderr))
         if not args.quiet:

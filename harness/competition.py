@@ -63,10 +63,13 @@ class CompetitionConfig:
         num_classes: Classes for drawn targets (default: largest label + 1).
         dataset_metadata: The label file when it is not in ``input_dir`` (NIPS 2017 toolkit's flag).
         only_present_images: Run on the labelled images that have a PNG, reporting how many were left out.
-        scheduler: Address of a Dask scheduler (``tcp://host:8786``) whose workers run every unit.
+        scheduler: Address of a Dask scheduler (``tls://host:8786``) whose workers run every unit.
         workers: Start a local Dask cluster of this many worker processes and run every unit on it.
         allow_unenforced: Limits (of :data:`harness.isolation.CGROUP_LIMITS`) that a non-root harness may run
             without when it cannot enforce them here (``--allow_unenforced``); the manifest lists those left out.
+        tls_ca_file: For a ``tls://`` scheduler: the CA certificate that signed the cluster's certificates.
+        tls_cert: For a ``tls://`` scheduler: the driver's certificate (PEM; it may hold the key too).
+        tls_key: For a ``tls://`` scheduler: the driver's private key (PEM).
     """
 
     input_dir: Path
@@ -87,6 +90,9 @@ class CompetitionConfig:
     scheduler: str | None = None
     workers: int | None = None
     allow_unenforced: tuple[str, ...] = field(default=(), kw_only=True)
+    tls_ca_file: Path | None = field(default=None, kw_only=True)
+    tls_cert: Path | None = field(default=None, kw_only=True)
+    tls_key: Path | None = field(default=None, kw_only=True)
 
 
 @dataclass
@@ -196,6 +202,12 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     jobs = default_jobs() if config.jobs is None else config.jobs
     if config.batch_size < 1 or jobs < 1:
         raise CompetitionError("--batch_size and --jobs must be at least 1")
+    if config.scheduler is not None or any(p is not None for p in (config.tls_ca_file, config.tls_cert,
+                                                                    config.tls_key)):
+        from harness.dask_executor import check_address, scheduler_security  # its errors are CompetitionErrors
+        if config.scheduler is not None:
+            check_address(config.scheduler)
+        scheduler_security(config.scheduler, ca_file=config.tls_ca_file, cert=config.tls_cert, key=config.tls_key)
     try:
         stored_secret = load_secret(config.output_dir)
     except SecretError as exc:
@@ -252,6 +264,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
             from harness.dask_executor import connect  # its ClusterError is a CompetitionError
             executor = cluster.enter_context(connect(
                 scheduler=config.scheduler, workers=config.workers, sandbox=config.sandbox, echo=echo,
+                tls_ca_file=config.tls_ca_file, tls_cert=config.tls_cert, tls_key=config.tls_key,
                 paths=[output_dir, dataset.root, *sorted({s.path for s in selected})]))
         runner = Runner(dataset, workspace, seed=config.seed, batch_size=config.batch_size, jobs=jobs,
                         policy=config.policy, devices=DevicePool(gpus, jobs), protections=protections,

@@ -22,6 +22,11 @@ Workers:
   it prepare and referee units meanwhile), or one per thread; a run gets ``cores // concurrent runs`` CPU
   threads of the worker's own machine.
 
+Security: a local cluster (``--workers N``) speaks TLS only, with credentials made for the competition, and has
+no dashboard and no open HTTP listener; a ``tls://`` scheduler is reached with certificate files
+(:func:`scheduler_security`); a plain ``tcp://`` one after a one-line warning. Workers get only what a unit needs
+(:func:`harness.dask_worker.for_workers`): true labels and the results folder's secret stay on the driver.
+
 A worker that dies mid-unit (SIGKILL, out of memory) is replaced by its nanny and the scheduler reruns the unit
 elsewhere; after Dask's ``distributed.scheduler.allowed-failures`` retries the unit raises
 :class:`distributed.KilledWorker`. Dask counts a death against every unit the dead worker held, so such a unit is
@@ -40,12 +45,12 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from harness.dask_worker import (ClusterError, Record, Unit, WorkerContext, describe_worker, exception_text,
-                                 harness_location, identity, remove_scratch, run_unit, submission_slots,
-                                 worker_problems)
+from harness.dask_worker import (ClosedHttp, ClusterError, Record, Unit, WorkerContext, close_http_server,
+                                 describe_worker, exception_text, for_workers, harness_location, identity,
+                                 remove_scratch, run_unit, submission_slots, worker_problems)
 from harness.defense_output import parse_predictions
 from harness.isolation import SandboxKind
-from harness.planning import AttackUnit
+from harness.planning import AttackUnit, DefenseUnit
 from harness.process import RunRecord
 from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict
 
@@ -54,7 +59,8 @@ if TYPE_CHECKING:  # distributed is imported only when a cluster is used
 
     from harness.execution import Runner
 
-__all__ = ["ClusterError", "DaskExecutor", "WorkerContext", "check_address", "check_workers", "connect"]
+__all__ = ["SECURE_SCHEMES", "UNENCRYPTED_WARNING", "ClusterError", "DaskExecutor", "WorkerContext", "check_address",
+           "check_workers", "connect", "scheduler_security"]
 
 #: Plain progress lines go to this file of the results folder.
 PROGRESS_LOG = "logs/cluster.log"
@@ -251,7 +257,7 @@ class DaskExecutor:
             host = str(worker.get("host", ""))
             runs = submission_slots(int(worker.get("nthreads", 1)), worker.get("resources", {}))
             slots[host] = slots.get(host, 0) + runs
-        return WorkerContext(dataset=runner.dataset, workspace=runner.workspace, seed=runner.seed,
+        return WorkerContext(dataset=for_workers(runner.dataset), workspace=runner.workspace, seed=runner.seed,
                              batch_size=runner.batch_size, policy=runner.policy, sandbox=runner.protections.kind,
                              environment=runner.environment, harness_version=__version__,
                              clean_versions=clean_versions, host_slots=slots, paths=tuple(self.paths))
@@ -276,9 +282,12 @@ class DaskExecutor:
         # holding it dies
         shared = self.client.submit(identity, context, key=f"harness-context-{label}-{uuid.uuid4().hex}",
                                     pure=False)
+        # a worker gets what its unit needs: no true label, no secret (the opaque names come from the driver)
+        shipped = [(for_workers(unit), runner.opaque_names(unit) if isinstance(unit, DefenseUnit) else None)
+                   for unit in units]
         futures = {}
         for index, unit in enumerate(units):
-            future = self.client.submit(run_unit, shared, unit, key=f"harness-{label}-{unit.key}",
+            future = self.client.submit(run_unit, shared, *shipped[index], key=f"harness-{label}-{unit.key}",
                                         resources=self.resources, pure=False, retries=0)
             futures[future.key] = (index, future)
         results: list[Any] = [None] * len(units)
@@ -316,8 +325,9 @@ class DaskExecutor:
                     future.release()
                 for index in suspects:  # one at a time, nothing else in flight: a death is this unit's own doing
                     unit = units[index]
-                    alone = self.client.submit(run_unit, shared, unit, key=f"harness-{label}-{unit.key}-alone",
-                                               resources=self.resources, pure=False, retries=0)
+                    alone = self.client.submit(run_unit, shared, *shipped[index],
+                                               key=f"harness-{label}-{unit.key}-alone", resources=self.resources,
+                                               pure=False, retries=0)
                     futures[alone.key] = (index, alone)
                     try:
                         record = alone.result()
@@ -360,16 +370,100 @@ def check_address(address: str) -> None:
         raise ClusterError(f"--scheduler {address}: the port {port!r} is not a number; pass e.g. tcp://HOST:8786")
 
 
+#: Schemes of Dask addresses whose connections are encrypted and authenticated (TLS).
+SECURE_SCHEMES = ("tls", "wss")
+
+#: What the harness prints for a scheduler address without TLS (one line).
+UNENCRYPTED_WARNING = ("warning: the Dask scheduler at {address} is unencrypted and unauthenticated: whoever can "
+                       "reach it or a worker can run code on every worker and read the task graph; use a tls:// "
+                       "scheduler with --tls_ca_file, --tls_cert and --tls_key (README, 'Securing a cluster')")
+
+
+def scheduler_security(scheduler: str | None, *, ca_file: Path | None = None, cert: Path | None = None,
+                       key: Path | None = None) -> Any:
+    """The :class:`distributed.Security` with which the driver reaches ``scheduler``; None for a plain address.
+
+    A ``tls://`` scheduler takes the CA certificate, the driver's certificate and its key (``--tls_ca_file``,
+    ``--tls_cert``, ``--tls_key``; the key may be inside the certificate file), or, given none of them, dask's
+    own TLS settings (``distributed.comm.tls.ca-file`` and ``distributed.comm.tls.client.cert``/``key`` of a
+    dask config file). Encryption is then required of every connection.
+
+    Args:
+        scheduler: ``--scheduler``, or None (a local cluster, ``--workers``, makes its own credentials).
+        ca_file: ``--tls_ca_file``.
+        cert: ``--tls_cert``.
+        key: ``--tls_key``.
+
+    Raises:
+        ClusterError: Certificate options without a ``tls://`` scheduler, a CA file without a certificate (or the
+            reverse), a file that does not exist or does not hold PEM credentials, or a ``tls://`` scheduler with
+            no credentials at all; the message says what to pass.
+    """
+    given = {"--tls_ca_file": ca_file, "--tls_cert": cert, "--tls_key": key}
+    named = [option for option, value in given.items() if value is not None]
+    scheme = scheduler.partition("://")[0] if scheduler and "://" in scheduler else "tcp"
+    if scheduler is None or scheme not in SECURE_SCHEMES:
+        if named:
+            them = "them" if len(named) > 1 else "it"
+            where = (f"only a --scheduler tls://HOST:PORT takes {them} (a local cluster, --workers, makes its own "
+                     "credentials)" if scheduler is None else
+                     f"--scheduler {scheduler} is not a TLS address; pass its tls://HOST:PORT address")
+            raise ClusterError(f"{', '.join(named)}: {where}, or drop {them}")
+        return None
+    from distributed import Security
+    if named:
+        if ca_file is None or cert is None:
+            raise ClusterError(f"--scheduler {scheduler}: pass both --tls_ca_file (the CA that signed the "
+                               "cluster's certificates) and --tls_cert (this driver's certificate), and --tls_key "
+                               "unless the certificate file holds the key")
+        for option, path in given.items():
+            if path is not None and not Path(path).is_file():
+                raise ClusterError(f"{option} {path}: no such file; pass the PEM file")
+        security = Security(  # type: ignore[no-untyped-call]
+            require_encryption=True, tls_ca_file=str(ca_file), tls_client_cert=str(cert),
+            **({"tls_client_key": str(key)} if key is not None else {}))
+    else:
+        security = Security()  # type: ignore[no-untyped-call]  # dask's config: distributed.comm.tls.*
+        if not (getattr(security, "tls_ca_file", None) and getattr(security, "tls_client_cert", None)):
+            raise ClusterError(f"--scheduler {scheduler}: no TLS credentials; pass --tls_ca_file, --tls_cert and "
+                               "--tls_key, or set distributed.comm.tls.ca-file and distributed.comm.tls.client.cert "
+                               "(and .key) in a dask config file")
+    try:
+        security.get_connection_args("client")  # type: ignore[no-untyped-call]  # loads the files now: a bad one is named here, not in a traceback
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise ClusterError(f"--scheduler {scheduler}: cannot load the TLS credentials ({' '.join(str(exc).split())})"
+                           "; pass PEM files: the CA certificate, this driver's certificate and its key") from None
+    return security
+
+
+def _local_security() -> Any:
+    """Fresh credentials for a local cluster: a self-signed certificate and key made for this competition, held in
+    memory (handed to the worker processes through their start-up pipe, never through a file of ours)."""
+    from distributed import Security
+    try:
+        return Security.temporary()  # type: ignore[no-untyped-call]
+    except ImportError:
+        raise ClusterError("a local cluster (--workers) secures its connections with TLS and needs the package "
+                           "cryptography for that: pip install cryptography") from None
+
+
 @contextlib.contextmanager
 def connect(*, scheduler: str | None, workers: int | None, paths: list[Path], sandbox: SandboxKind,
-            echo: Callable[[str], None] = print) -> Iterator[DaskExecutor]:
+            echo: Callable[[str], None] = print, tls_ca_file: Path | None = None, tls_cert: Path | None = None,
+            tls_key: Path | None = None) -> Iterator[DaskExecutor]:
     """A :class:`DaskExecutor` on the cluster at ``scheduler``, or on a local cluster of ``workers`` processes
     (loopback only; each runs one submission process at a time and has a second thread that pipelines the
     harness's own work with it). The local cluster is closed on exit.
 
+    A local cluster speaks TLS only, with credentials made for this competition (a client or worker without them
+    is refused), and has no dashboard. A ``tls://`` scheduler is reached with the certificate files (see
+    :func:`scheduler_security`); a plain one works too, after a one-line warning through ``echo``.
+
     Raises:
-        ClusterError: The scheduler cannot be reached or a worker is refused (see :func:`check_workers`).
+        ClusterError: Malformed address or certificate options (see :func:`scheduler_security`), the scheduler
+            cannot be reached, or a worker is refused (see :func:`check_workers`).
     """
+    import dask
     from distributed import Client, LocalCluster
 
     from harness import __version__
@@ -377,20 +471,34 @@ def connect(*, scheduler: str | None, workers: int | None, paths: list[Path], sa
     with contextlib.ExitStack() as stack:
         if scheduler is not None:
             check_address(scheduler)
+            security = scheduler_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key)
+            if security is None:
+                echo(UNENCRYPTED_WARNING.format(address=scheduler))
             try:
-                client = stack.enter_context(Client(scheduler, timeout="20s"))  # type: ignore[no-untyped-call]
+                client = stack.enter_context(Client(  # type: ignore[no-untyped-call]
+                    scheduler, timeout="20s", **({"security": security} if security is not None else {})))
             except OSError as exc:
-                raise ClusterError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc}); start it "
-                                   "with `dask scheduler` and check the address") from None
+                hint = (" and that --tls_ca_file signed the scheduler's certificate and it accepts --tls_cert"
+                        if security is not None else "")
+                raise ClusterError(f"--scheduler {scheduler}: cannot reach the Dask scheduler "
+                                   f"({' '.join(str(exc).split())}); start it with `dask scheduler` and check the "
+                                   f"address{hint}") from None
             except ValueError as exc:
                 raise ClusterError(f"--scheduler {scheduler!r} is not a Dask scheduler address ({exc}); pass the "
-                                   "address `dask scheduler` prints, e.g. tcp://HOST:8786") from None
+                                   "address `dask scheduler` prints, e.g. tls://HOST:8786") from None
         else:
-            cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=workers or 1, threads_per_worker=LOCAL_RUNS + 1, resources={"RUNS": LOCAL_RUNS},
-                processes=True, host="127.0.0.1",
-                dashboard_address="127.0.0.1:0", silence_logs=40))
-            client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
+            scheduler_security(None, ca_file=tls_ca_file, cert=tls_cert, key=tls_key)  # refuses certificate options
+            # TLS only, with credentials of this competition; no dashboard, and the HTTP listeners Dask starts
+            # anyway (metrics, health and task pages, unauthenticated) serve nothing and are closed at once
+            with dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}):
+                cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]
+                    n_workers=workers or 1, threads_per_worker=LOCAL_RUNS + 1, resources={"RUNS": LOCAL_RUNS},
+                    processes=True, host="127.0.0.1", protocol="tls://", security=_local_security(),
+                    dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                    silence_logs=40))
+                client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
+                client.run_on_scheduler(close_http_server)
+                client.register_plugin(ClosedHttp())
         if dashboard and client.dashboard_link:
             echo(f"Dask dashboard: {client.dashboard_link}")
         described = check_workers(client, paths=paths, sandbox=sandbox, version=__version__)

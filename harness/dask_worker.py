@@ -4,6 +4,12 @@ A task unpickles a :class:`WorkerContext` (small; sent once per stage), checks o
 worker can serve the competition (:func:`check_self`: same harness version, the shared folders visible and the
 results folder writable, the sandbox available), then runs the unit with a :class:`~harness.execution.Runner`
 sharing the worker's device pool, unless its record is already in the store (tasks are idempotent).
+
+Workers get only what a unit needs: the true labels and the results folder's secret stay on the driver. The context
+carries the dataset's folder without its image records, an attack unit its images without their true labels (and
+without target classes unless the attack is targeted: :func:`for_workers`), and a defense unit comes with the
+opaque file names the driver derived from the secret (:meth:`harness.execution.Runner.opaque_names`). Scoring
+happens on the driver.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from harness.competition import CompetitionError
 from harness.dataset import Dataset
 from harness.devices import DevicePool
@@ -24,17 +32,21 @@ from harness.library import Fingerprint
 from harness.limits import LimitPolicy
 from harness.planning import AttackUnit, DefenseUnit
 from harness.records import AttackUnitRecord, DefenseUnitRecord, RecordError
-from harness.secret import load as load_secret
+from harness.submission import SubmissionType
 from harness.workspace import Workspace
 
 if TYPE_CHECKING:
     from harness.execution import Runner
 
-__all__ = ["ClusterError", "WorkerContext", "check_self", "describe_worker", "exception_text", "harness_location",
-           "identity", "remove_scratch", "run_unit", "submission_slots", "worker_problems", "worker_workspace"]
+__all__ = ["HIDDEN", "ClosedHttp", "ClusterError", "WorkerContext", "check_self", "close_http_server",
+           "describe_worker", "exception_text", "for_workers", "harness_location", "identity", "remove_scratch",
+           "run_unit", "submission_slots", "worker_problems", "worker_workspace"]
 
 Record = Union[AttackUnitRecord, DefenseUnitRecord]
 Unit = Union[AttackUnit, DefenseUnit]
+
+#: What a worker sees in place of a true label (and of the target class of an untargeted attack's image).
+HIDDEN = -1
 
 
 class ClusterError(CompetitionError):
@@ -46,7 +58,8 @@ class WorkerContext:
     """What a worker needs to run any unit of one competition (pickled once per task; small).
 
     Attributes:
-        dataset: The images and labels (paths must exist on the worker).
+        dataset: The dataset's folder (it must exist on the worker), without image records: units carry their
+            images (see :func:`for_workers`).
         workspace: The results folder (shared), and the driver's harness instance: a worker makes its things as
             that instance adopted by the worker process (:meth:`harness.instance.Instance.adopted`).
         seed: Seeds opaque names.
@@ -137,6 +150,20 @@ def check_self(context: WorkerContext) -> None:
     _CHECKED.add(checked)
 
 
+def for_workers(value: Any) -> Any:
+    """What a worker is sent in place of ``value``: a :class:`~harness.dataset.Dataset` without its image records,
+    an :class:`~harness.planning.AttackUnit` whose images carry :data:`HIDDEN` as true label (and as target class
+    unless the attack is targeted); anything else as it is. The unit's key is unchanged."""
+    if isinstance(value, Dataset):
+        return replace(value, images=())
+    if isinstance(value, AttackUnit):
+        targeted = value.attack.type is SubmissionType.TARGETED_ATTACK
+        images = tuple(replace(r, true_label=HIDDEN, target_class=r.target_class if targeted else HIDDEN)
+                       for r in value.images)
+        return replace(value, images=images)
+    return value
+
+
 def _worker_runner(context: WorkerContext) -> Runner:
     from harness.devices import visible_gpus
     from harness.execution import Runner
@@ -154,15 +181,25 @@ def _worker_runner(context: WorkerContext) -> Runner:
     pool = _POOLS.setdefault((tuple(gpus), own), DevicePool(gpus, own))  # shared by this worker's threads
     runner = Runner(context.dataset, worker_workspace(context.workspace), seed=context.seed,
                     batch_size=context.batch_size, jobs=own, policy=context.policy, devices=pool,
-                    protections=_worker_protections(context.sandbox), environment=context.environment,
-                    secret=load_secret(context.workspace.root))  # from the shared results folder, never sent
+                    protections=_worker_protections(context.sandbox), environment=context.environment)
     sharing = _concurrency(context.host_slots)  # the host's cores are shared by every unit running on it
     runner.threads = max(1, (os.cpu_count() or 1) // sharing) if sharing > 1 else None
     return runner
 
 
-def run_unit(context: WorkerContext, unit: Unit) -> Record:
-    """Task body: the unit's stored record if it exists (idempotent), else run the unit and store its record."""
+def run_unit(context: WorkerContext, unit: Unit, names: dict[str, str] | None = None) -> Record:
+    """Task body: the unit's stored record if it exists (idempotent), else run the unit and store its record.
+
+    Args:
+        context: The stage's context.
+        unit: The unit, as :func:`for_workers` made it.
+        names: For a defense unit: image version → the opaque file name the defense sees it under (the driver
+            derives them from the secret, which workers never get).
+
+    Raises:
+        ClusterError: This worker cannot serve the competition (see :func:`check_self`), or a defense unit came
+            without its opaque names.
+    """
     runner = _worker_runner(context)
     store = runner.store
     if isinstance(unit, AttackUnit):
@@ -175,7 +212,10 @@ def run_unit(context: WorkerContext, unit: Unit) -> Record:
     if stored is not None:
         with contextlib.suppress(RecordError):
             return DefenseUnitRecord.from_json(stored)
-    return runner.run_defense_unit(unit)
+    if names is None or set(names) != set(unit.versions):
+        raise ClusterError(f"defense unit {unit.key[:12]} came without the opaque names of its images: run the "
+                           f"driver with harness {context.harness_version} as on the workers")
+    return runner.run_defense_unit(unit, names)
 
 
 def identity(value: WorkerContext) -> WorkerContext:
@@ -240,6 +280,28 @@ def worker_problems(address: str, answer: dict[str, Any] | BaseException, versio
     if "error" in answer["protections"]:
         problems.append(f"worker {address}: {answer['protections']['error']}")
     return problems
+
+
+class ClosedHttp(WorkerPlugin):
+    """Worker plugin of a local cluster: the worker stops its HTTP listener as it starts (Dask serves metrics and
+    health pages there without authentication, whatever the TLS of its connections); a worker that replaces a
+    dead one does the same. Registered with :func:`distributed.Client.register_plugin`; see also
+    :func:`close_http_server`."""
+
+    name = "harness-closed-http"
+    idempotent = True
+
+    def setup(self, worker: Any) -> None:
+        close_http_server(dask_worker=worker)
+
+
+def close_http_server(dask_worker: Any = None, dask_scheduler: Any = None) -> None:
+    """Run on the scheduler of a local cluster (``Client.run_on_scheduler``) or on a worker: stop its HTTP
+    listener, so that nothing of the cluster listens but its TLS connections."""
+    for server in (dask_worker, dask_scheduler):
+        http = getattr(server, "http_server", None)
+        if http is not None:
+            http.stop()
 
 
 def harness_location() -> str:

@@ -234,26 +234,39 @@ class Runner:
                 sources[version] = record
         return predictions, sources
 
-    def run_defense_unit(self, unit: DefenseUnit) -> DefenseUnitRecord:
-        """Run one defense batch under opaque names, parse its CSV, store the record; return the record."""
-        defense = unit.defense
-        key = unit.key
+    def opaque_names(self, unit: DefenseUnit) -> dict[str, str]:
+        """The file name under which the defense sees each image version of ``unit`` (version → opaque name).
+
+        Names derive from the results folder's secret (from ``seed`` when there is none, e.g. in ``validate``);
+        the driver of a cluster computes them and sends them with the unit, so workers never hold the secret."""
         secret = (hashlib.sha256(f"opaque-names:{self.seed}:{unit.version}".encode()).digest() if self.secret is None
                   else derive(self.secret, f"opaque-names:{unit.version}"))
+        return {version: opaque_name(version, secret=secret) for version in unit.versions}
+
+    def run_defense_unit(self, unit: DefenseUnit, names: dict[str, str] | None = None) -> DefenseUnitRecord:
+        """Run one defense batch under opaque names, parse its CSV, store the record; return the record.
+
+        Args:
+            unit: The batch.
+            names: Version → opaque name, as :meth:`opaque_names` gives them (computed here when None).
+        """
+        defense = unit.defense
+        key = unit.key
+        opaque = self.opaque_names(unit) if names is None else names
         scratch, inputs, outputs = self._scratch(f"d-{key}")
-        names = {}
+        versions = {}
         for version in unit.versions:
-            name = opaque_name(version, secret=secret)
+            name = opaque[version]
             shutil.copyfile(self.store.image_path(version), inputs / name)
-            names[name] = version
+            versions[name] = version
         output_file = outputs / "result.csv"
         log_name = f"logs/defenses/{defense.name}/{key[:12]}.log"
         run = self._run(defense, ["{input}", "{output}/" + output_file.name], scratch=scratch,
                         images=len(unit.versions), log_name=log_name)
         # Labels must be ASCII digits; one outside the dataset's classes is a wrong answer, not a missing one (the
         # dataset's num_classes is only its largest label + 1 by default).
-        parsed = parse_predictions(output_file, expected=set(names))
-        predictions = {names[name]: DefenseAnswer(label=answer.label, problem=answer.problem)
+        parsed = parse_predictions(output_file, expected=set(versions))
+        predictions = {versions[name]: DefenseAnswer(label=answer.label, problem=answer.problem)
                        for name, answer in parsed.answers.items()}
         run = _with_cleanup(run, scratch, self.workspace.root)
         result = DefenseUnitRecord(key=key, defense=defense.name, defense_hash=defense.content_hash, run=run,

@@ -1,6 +1,6 @@
 """Running on a Dask cluster (issue 19): local clusters, clusters started with the `dask` command-line tools on
-loopback, killed workers, GPU workers, refused workers, a killed driver. Plain (unsandboxed) runs where a test
-needs a submission to reach a file outside its folder."""
+loopback, killed workers, GPU workers, refused workers, a killed driver; TLS clusters, and what workers get (issue
+28). Plain (unsandboxed) runs where a test needs a submission to reach a file outside its folder."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, NOOP, PLUS, config_for, write_submission
+from conftest import BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, write_submission
 from machine import needs_root
 from harness.cleanup import owner_of
 from harness.competition import CompetitionError, run_competition
@@ -74,15 +74,22 @@ def alive(pid: int) -> bool:
 class CommandLineCluster:
     """A `dask scheduler` and `dask worker` processes on loopback, each in its own process group."""
 
-    def __init__(self, folder: Path, *, allowed_failures: int = 1, harness_on_scheduler: bool = True) -> None:
+    def __init__(self, folder: Path, *, allowed_failures: int = 1, harness_on_scheduler: bool = True,
+                 tls: dict[str, Path] | None = None) -> None:
+        """``tls``: the files of :func:`make_credentials`; the scheduler and workers then speak TLS only, with the
+        node certificate (``--tls-ca-file``, ``--tls-cert``, ``--tls-key``)."""
         self.folder = folder
+        self.tls = tls
+        self.node_options: tuple[str, ...] = () if tls is None else (
+            "--tls-ca-file", str(tls["ca"]), "--tls-cert", str(tls["node_cert"]), "--tls-key", str(tls["node_key"]))
         folder.mkdir(parents=True, exist_ok=True)
         self.file = folder / "scheduler.json"
         self.env = {**os.environ, "PYTHONPATH": str(ROOT),
                     "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(allowed_failures)}
         self.processes: list[subprocess.Popen[bytes]] = []
         self._start([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
-                     "--no-dashboard", "--scheduler-file", str(self.file)], "scheduler",
+                     "--no-dashboard", "--scheduler-file", str(self.file),
+                     *(("--protocol", "tls", *self.node_options) if tls else ())], "scheduler",
                     None if harness_on_scheduler else self.without_harness())
         deadline = time.monotonic() + 60
         while not self.file.exists():
@@ -110,13 +117,22 @@ class CommandLineCluster:
     def add_worker(self, name: str, *, nthreads: int = 1, env: dict[str, str] | None = None,
                    extra: tuple[str, ...] = (), harness: bool = True, prefix: tuple[str, ...] = ()) -> None:
         self._start([*prefix, sys.executable, "-m", "dask", "worker", "--scheduler-file", str(self.file), "--host",
-                     "127.0.0.1", "--nthreads", str(nthreads), "--no-dashboard", "--name", name, *extra],
+                     "127.0.0.1", "--nthreads", str(nthreads), "--no-dashboard", "--name", name,
+                     *self.node_options, *extra],
                     name, {**(self.env if harness else self.without_harness()), **(env or {})})
         self.workers += 1
 
+    def security(self) -> object:
+        """What a client of this cluster needs: None, or the driver's certificate of ``tls``."""
+        from distributed import Security
+        if self.tls is None:
+            return None
+        return Security(require_encryption=True, tls_ca_file=str(self.tls["ca"]),
+                        tls_client_cert=str(self.tls["driver_cert"]), tls_client_key=str(self.tls["driver_key"]))
+
     def wait(self) -> None:
         from distributed import Client
-        with Client(self.address, timeout="30s") as client:
+        with Client(self.address, timeout="30s", security=self.security()) as client:
             client.wait_for_workers(self.workers, timeout=90)
 
     def close(self) -> None:
@@ -191,6 +207,10 @@ def test_command_line_cluster_via_scheduler(world: dict[str, Path], cli_cluster:
             cli_cluster.address, "--quiet", "--seconds_per_image", "5", "--min_seconds", "20"]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    warning = (f"warning: the Dask scheduler at {cli_cluster.address} is unencrypted and unauthenticated: whoever "
+               "can reach it or a worker can run code on every worker and read the task graph; use a tls:// "
+               "scheduler with --tls_ca_file, --tls_cert and --tls_key (README, 'Securing a cluster')\n")
+    assert done.stderr.count(warning) == 1, done.stderr  # a plain cluster still works, after one line
     for name in FILES:
         assert (world["root"] / "local" / name).read_bytes() == (world["root"] / "dask" / name).read_bytes()
     manifest = json.loads((world["root"] / "dask" / "manifest.json").read_text())
@@ -536,3 +556,321 @@ def test_membership_events_are_recorded_and_never_raise(tmp_path: Path, writable
         line = (results / PROGRESS_LOG).read_text().strip()
         assert line.endswith("worker tcp://10.0.0.7:40123 was lost (died or unreachable) while running 1 unit "
                              "(attacks-5f0c), which rerun elsewhere")
+
+
+# -- what workers get (issue 28) ----------------------------------------------------------------------------
+#: Worker preload: every open of the results folder's secret or of a label file is written to $MARKS/<pid>.txt
+#: (an audit hook sees open(), os.open and pathlib alike).
+WATCHING = """
+import os, sys
+WATCHED = ("secret.key", "dev_dataset.csv", "labels.csv")
+
+def _hook(event, args):
+    if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
+        path = os.fsdecode(args[0])
+        if os.path.basename(path) in WATCHED:
+            with open(os.path.join(MARKS, f"{os.getpid()}.txt"), "a") as marks:
+                marks.write(path + "\\n")
+
+sys.addaudithook(_hook)
+"""
+
+
+def watching(folder: Path) -> Path:
+    """A worker preload module that records what :data:`WATCHING` watches into ``folder``/marks."""
+    (folder / "marks").mkdir(parents=True, exist_ok=True)
+    module = folder / "watching.py"
+    module.write_text(f"MARKS = {str(folder / 'marks')!r}\n" + WATCHING)
+    return module
+
+
+def watched_opens(folder: Path) -> list[str]:
+    return sorted(line for p in (folder / "marks").glob("*.txt") for line in p.read_text().splitlines())
+
+
+def _found(value: object, kind: type, seen: set[int] | None = None) -> Iterator[object]:
+    """Every instance of ``kind`` inside ``value`` (dataclass fields, tuples, lists, sets, dict keys and values)."""
+    import dataclasses
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return
+    seen.add(id(value))
+    if isinstance(value, kind):
+        yield value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            yield from _found(getattr(value, item.name), kind, seen)
+    elif isinstance(value, dict):
+        for item in (*value.keys(), *value.values()):
+            yield from _found(item, kind, seen)
+    elif isinstance(value, (tuple, list, set, frozenset)):
+        for item in value:
+            yield from _found(item, kind, seen)
+
+
+def test_workers_get_no_true_label_and_no_secret(world: dict[str, Path], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the driver sends its local cluster (tasks, and the functions it runs on every worker) holds no true
+    label, no untargeted attack's target class and no secret, and no worker opens the secret or a label file;
+    the results are those of a local run (the target classes reach a targeted attack)."""
+    import pickle
+
+    import dask
+    from distributed import Client, Future
+
+    from harness.dataset import Dataset, ImageRecord, load_dataset
+    from harness.planning import AttackUnit
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    write_submission(world["attacks"], "toward", "targeted_attack", TOWARD_TARGET)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    run_competition(config_for(world, batch_size=2, output_dir=world["root"] / "local"), echo=lambda _: None)
+    sent: list[object] = []
+    submit, run = Client.submit, Client.run
+
+    def recording_submit(self: Client, *args: object, **kwargs: object) -> object:
+        sent.append(tuple(a for a in args if not isinstance(a, Future)))
+        return submit(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def recording_run(self: Client, *args: object, **kwargs: object) -> object:
+        sent.append(args)
+        return run(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Client, "submit", recording_submit)
+    monkeypatch.setattr(Client, "run", recording_run)
+    with dask.config.set({"distributed.worker.preload": [str(watching(tmp_path / "watch"))]}):
+        run_competition(config_for(world, batch_size=2, workers=1, output_dir=world["root"] / "dask"),
+                        echo=lambda _: None)
+    for name in FILES:
+        assert (world["root"] / "local" / name).read_bytes() == (world["root"] / "dask" / name).read_bytes()
+    assert watched_opens(tmp_path / "watch") == []  # the worker read neither the secret nor a label file
+    secret = bytes.fromhex((world["root"] / "dask" / "secret.key").read_text())
+    blob = pickle.dumps(sent)
+    assert secret not in blob and secret.hex().encode() not in blob
+    truth = load_dataset(world["data"], seed=0, secret=secret).by_id()
+    records = [r for r in _found(sent, ImageRecord) if isinstance(r, ImageRecord)]
+    assert {r.image_id for r in records} == set(truth)  # every image travelled, in the attack units
+    assert not [r for r in records if r.true_label == truth[r.image_id].true_label]
+    units = [u for u in _found(sent, AttackUnit) if isinstance(u, AttackUnit)]
+    targeted = {r.image_id: r.target_class for u in units if u.attack.name == "toward" for r in u.images}
+    assert targeted == {i: r.target_class for i, r in truth.items()}  # what a targeted attack needs
+    assert not [r for u in units if u.attack.name == "plus" for r in u.images
+                if r.target_class == truth[r.image_id].target_class]
+    assert all(d.images == () for d in _found(sent, Dataset) if isinstance(d, Dataset))
+
+
+# -- a secured cluster (issue 28) ----------------------------------------------------------------------------
+def make_credentials(folder: Path) -> dict[str, Path]:
+    """A CA and two certificates it signed, as PEM files in ``folder`` (mode 700): ``node`` for the scheduler and
+    the workers, ``driver`` for the harness. Keys: ca, node_cert, node_key, driver_cert, driver_key."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    def certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
+                    signer: ec.EllipticCurvePrivateKey, *, ca: bool) -> x509.Certificate:
+        return (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .sign(signer, hashes.SHA256()))
+
+    def write(path: Path, data: bytes) -> Path:
+        path.write_bytes(data)
+        path.chmod(0o600)
+        return path
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    files = {"ca": write(folder / "ca.pem", certificate("test CA", ca_key, "test CA", ca_key, ca=True)
+                         .public_bytes(serialization.Encoding.PEM))}
+    for role in ("node", "driver"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        files[f"{role}_cert"] = write(folder / f"{role}.pem", certificate(role, key, "test CA", ca_key, ca=False)
+                                      .public_bytes(serialization.Encoding.PEM))
+        files[f"{role}_key"] = write(folder / f"{role}.key", key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return files
+
+
+def test_tls_cluster_started_through_the_dask_command_line(world: dict[str, Path], tmp_path: Path) -> None:
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    write_submission(world["attacks"], "toward", "targeted_attack", TOWARD_TARGET)
+    write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    run_competition(config_for(world, batch_size=3, output_dir=world["root"] / "local"), echo=lambda _: None)
+    credentials = make_credentials(tmp_path / "credentials")
+    preload = watching(tmp_path / "watch")
+    cluster = CommandLineCluster(tmp_path / "tls", tls=credentials)
+    try:
+        cluster.add_worker("w1", extra=("--preload", str(preload)))
+        cluster.add_worker("w2", extra=("--preload", str(preload)))
+        cluster.wait()
+        assert cluster.address.startswith("tls://127.0.0.1:"), cluster.address
+        argv = [sys.executable, "run_competition.py", "--input_dir", str(world["data"]), "--attacks_dir",
+                str(world["attacks"]), "--defenses_dir", str(world["defenses"]), "--output_dir",
+                str(world["root"] / "dask"), "--batch_size", "3", "--max_epsilon", "16", "--scheduler",
+                cluster.address, "--tls_ca_file", str(credentials["ca"]), "--tls_cert",
+                str(credentials["driver_cert"]), "--tls_key", str(credentials["driver_key"]), "--quiet",
+                "--seconds_per_image", "5", "--min_seconds", "20"]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    finally:
+        cluster.close()
+    assert done.returncode == 0, done.stderr
+    assert "unencrypted" not in done.stderr, done.stderr
+    for name in FILES:
+        assert (world["root"] / "local" / name).read_bytes() == (world["root"] / "dask" / name).read_bytes()
+    manifest = json.loads((world["root"] / "dask" / "manifest.json").read_text())
+    assert len(manifest["workers"]) == 2 and all(w.startswith("tls://") for w in manifest["workers"])
+    assert watched_opens(tmp_path / "watch") == []  # no worker read the secret or a label file
+
+
+#: Run as another user: for each address given (the scheduler's first), whether it answers a plain connection
+#: (Dask's ``identity`` request) and a TLS one made with credentials of the prober's own; then whether the
+#: scheduler runs code for a plain Client (the attack of issue 28). Prints JSON: what → "answered: ..." or
+#: "refused: ...".
+PROBE = """
+import asyncio, json, os, sys
+from distributed import Client, Security
+from distributed.comm import connect
+
+async def ask(address, security):
+    extra = security.get_connection_args("client") if security is not None else {}
+    comm = await connect(address, timeout=5, **extra)
+    try:
+        await comm.write({"op": "identity"})
+        return "answered: " + str(await asyncio.wait_for(comm.read(), 5))[:60]
+    finally:
+        comm.abort()
+
+def attempt(address, security):
+    try:
+        return asyncio.run(ask(address, security))
+    except Exception as exc:
+        return "refused: " + type(exc).__name__
+
+own = Security.temporary()
+results = {}
+for address in sys.argv[1:]:
+    where = address.split("://")[-1]
+    results[f"tcp://{where}"] = attempt(f"tcp://{where}", None)
+    results[f"tls://{where} (own certificate)"] = attempt(f"tls://{where}", own)
+try:
+    with Client("tcp://" + sys.argv[1].split("://")[-1], timeout="5s") as client:
+        results["Client.run"] = "answered: " + str(client.run(os.getuid))
+except Exception as exc:
+    results["Client.run"] = "refused: " + type(exc).__name__
+print(json.dumps(results))
+"""
+
+#: Run as root: a private mount namespace in which ``uid`` can reach the Python installation (as a user's own
+#: Python), then drop every id to ``uid`` and exec PROBE (a fresh process: nothing of root's is left in it).
+AS_UID = """
+import ctypes, os, sys
+sys.path.insert(0, TESTS)
+from test_faults_hostile import _CLONE_NEWNS, _MS_PRIVATE, _MS_REC, _give_python_to, _mount
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(_CLONE_NEWNS) != 0:
+    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+_mount(libc, b"none", b"/", None, _MS_REC | _MS_PRIVATE)
+_give_python_to(UID)
+os.setgroups([])
+os.setresgid(UID, UID, UID)
+os.setresuid(UID, UID, UID)
+os.environ["HOME"] = "/nonexistent"
+os.execv(sys.executable, [sys.executable, "-c", PROBE, *sys.argv[1:]])
+"""
+
+
+def probe_as(uid: int, addresses: list[str]) -> dict[str, str]:
+    """What :data:`PROBE` found, run as ``uid``."""
+    launcher = f"TESTS = {str(ROOT / 'tests')!r}\nUID = {uid}\nPROBE = {PROBE!r}\n" + AS_UID
+    done = subprocess.run([sys.executable, "-c", launcher, *addresses], capture_output=True, text=True,
+                          timeout=240, cwd="/", env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _cluster_addresses(client: object) -> tuple[str, list[str], set[int]]:
+    """(scheduler address, every worker's and nanny's address, the pids of the worker and nanny processes)."""
+    import psutil
+    info = client.scheduler_info()  # type: ignore[attr-defined]
+    others = [a for address, w in info["workers"].items() for a in (address, w["nanny"])]
+    workers = set(client.run(os.getpid).values())  # type: ignore[attr-defined]
+    return info["address"], others, workers | {psutil.Process(p).ppid() for p in workers}
+
+
+@needs_root
+def test_local_cluster_refuses_a_local_user_without_its_credentials(world: dict[str, Path],
+                                                                    unprivileged_uid: int) -> None:
+    """A process of another local user reaches neither the scheduler nor any worker or nanny of a ``--workers``
+    cluster, with no credentials or with credentials of its own; nothing else of the cluster listens."""
+    import psutil
+
+    from harness.dask_executor import connect
+    world["results"].mkdir()
+    with connect(scheduler=None, workers=2, paths=[world["results"]], sandbox=SandboxKind.NONE,
+                 echo=lambda _: None) as executor:
+        scheduler, others, pids = _cluster_addresses(executor.client)
+        found = probe_as(unprivileged_uid, [scheduler, *others])
+        listening = {c.laddr.port for p in (psutil.Process(), *map(psutil.Process, pids))
+                     for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+    assert len(found) == 2 * 5 + 1, found  # the scheduler, 2 workers and 2 nannies, and Client.run
+    assert {what: answer for what, answer in found.items() if not answer.startswith("refused")} == {}, found
+    assert scheduler.startswith("tls://") and all(a.startswith("tls://") for a in others)
+    assert listening == {int(a.rsplit(":", 1)[1]) for a in (scheduler, *others)}  # no dashboard, nothing else
+
+
+def test_local_cluster_refuses_a_client_without_its_credentials(world: dict[str, Path]) -> None:
+    """The in-process check of the test above (no other user needed): plain, credential-less and self-made-TLS
+    clients are all refused by the scheduler of a ``--workers`` cluster."""
+    from distributed import Client, Security
+
+    from harness.dask_executor import connect
+    world["results"].mkdir()
+    with connect(scheduler=None, workers=1, paths=[world["results"]], sandbox=SandboxKind.NONE,
+                 echo=lambda _: None) as executor:
+        scheduler = executor.client.scheduler_info()["address"]
+        where = scheduler.split("://")[-1]
+        for address, security in ((f"tcp://{where}", None), (f"tls://{where}", None),
+                                  (f"tls://{where}", Security.temporary())):
+            with pytest.raises((OSError, TypeError)):  # refused, timed out, or "TLS expects a ssl_context"
+                with Client(address, timeout="5s", security=security) as client:
+                    client.run(os.getuid)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"workers": 2, "tls_cert": "{cert}"}, "--tls_cert: only a --scheduler tls://HOST:PORT takes it (a local "
+                                           "cluster, --workers, makes its own credentials), or drop it"),
+    ({"tls_ca_file": "{ca}", "tls_cert": "{cert}"}, "--tls_ca_file, --tls_cert: only a --scheduler tls://"),
+    ({"scheduler": "tcp://127.0.0.1:8786", "tls_ca_file": "{ca}"},
+     "--tls_ca_file: --scheduler tcp://127.0.0.1:8786 is not a TLS address; pass its tls://HOST:PORT address"),
+    ({"scheduler": "tls://127.0.0.1:8786", "tls_cert": "{cert}"},
+     "--scheduler tls://127.0.0.1:8786: pass both --tls_ca_file (the CA that signed the cluster's certificates) "
+     "and --tls_cert"),
+    ({"scheduler": "tls://127.0.0.1:8786", "tls_ca_file": "{ca}", "tls_cert": "{missing}"},
+     "--tls_cert {missing}: no such file; pass the PEM file"),
+    ({"scheduler": "tls://127.0.0.1:8786"}, "--scheduler tls://127.0.0.1:8786: no TLS credentials; pass "
+                                            "--tls_ca_file, --tls_cert and --tls_key, or set distributed.comm.tls"),
+    ({"scheduler": "tls://127.0.0.1:8786", "tls_ca_file": "{ca}", "tls_cert": "{garbage}"},
+     "--scheduler tls://127.0.0.1:8786: cannot load the TLS credentials ("),
+])
+def test_malformed_tls_options_are_one_line_errors(world: dict[str, Path], tmp_path: Path,
+                                                   settings: dict[str, object], message: str) -> None:
+    files = make_credentials(tmp_path / "credentials")
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
+    paths = {"cert": files["driver_cert"], "ca": files["ca"], "missing": tmp_path / "nowhere.pem",
+             "garbage": tmp_path / "garbage.pem"}
+    config = {k: Path(str(v).format(**paths)) if k.startswith("tls_") else v for k, v in settings.items()}
+    write_submission(world["attacks"], "plus", "attack", PLUS)
+    with pytest.raises(CompetitionError) as raised:
+        run_competition(config_for(world, **config), echo=lambda _: None)
+    assert message.format(**paths) in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
+    assert not world["results"].exists()  # refused before anything was made
