@@ -71,7 +71,8 @@ class RunRecord:
 
 def fresh_copy(submission: Submission, destination: Path) -> Path:
     """Copy a submission's regular files (no caches) into ``destination`` and recreate, as relative links, the
-    symbolic links that resolve inside it (:func:`harness.submission.scan_links`); mark the entry executable.
+    symbolic links that resolve inside it (:func:`harness.submission.scan_links`); mark the entry executable by its
+    owner (the run reaches the copy through its own uid, :func:`harness.privilege.give_to_run`).
 
     The folder is listed without recursion (:func:`harness.submission.list_folder`) and each file is read only when
     it is still a regular file (:func:`harness.tree.open_regular`: no link followed, no blocking open).
@@ -102,7 +103,7 @@ def fresh_copy(submission: Submission, destination: Path) -> Path:
         if not os.path.lexists(where):
             os.symlink(os.path.relpath(points_to, where.parent), where)
     entry = destination / submission.entry_point
-    entry.chmod(entry.stat().st_mode | 0o755)
+    entry.chmod(entry.stat().st_mode | 0o700)
     return destination
 
 
