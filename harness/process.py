@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
+from harness.cleanup import chmod_at
 from harness.isolation import (SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, CgroupJail, Limits,
                                Protections, SandboxKind, apply_rlimits, bwrap_command)
 from harness.library import library_dir, library_link, python_path
@@ -217,7 +218,7 @@ def _open_up(folder: Path) -> bool:
         info = os.lstat(folder)
         if info.st_uid != os.geteuid() or not stat.S_ISDIR(info.st_mode):
             return False
-        os.chmod(folder, stat.S_IMODE(info.st_mode) | 0o700)
+        chmod_at(str(folder), stat.S_IMODE(info.st_mode) | 0o700, folder=True)  # a link swapped in: refused
     except OSError:
         return False
     return True
