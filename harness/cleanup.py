@@ -12,17 +12,50 @@ raising.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
 
 from harness.instance import Instance, InstanceError
 
-__all__ = ["owner_of", "remove_tree", "sweep_dead"]
+__all__ = ["chmod_at", "owner_of", "remove_tree", "sweep_dead"]
 
 
 def _describe(where: str, exc: OSError) -> str:
     return f"{where}: {exc.strerror or exc}"
+
+
+def chmod_at(name: str, mode: int, *, dir_fd: int | None = None, folder: bool = False) -> None:
+    """Set the permission bits of ``name`` (relative to ``dir_fd``, or a path) without ever following a symbolic
+    link: the entry itself is opened (``O_PATH | O_NOFOLLOW``) and checked, and the open file is changed, so a link
+    swapped in after the caller looked is refused instead of followed (Linux has no ``lchmod``).
+
+    Args:
+        name: The entry (a name in ``dir_fd``, or a path whose last component is the entry).
+        mode: The new permission bits.
+        dir_fd: An open folder ``name`` is relative to; None for a path.
+        folder: Refuse anything but a folder.
+
+    Raises:
+        OSError: ``name`` is missing, a symbolic link (ELOOP), not a folder when ``folder`` is set (ENOTDIR), or
+            cannot be changed.
+    """
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        kind = stat.S_IFMT(os.fstat(fd).st_mode)
+        if kind == stat.S_IFLNK:
+            raise OSError(errno.ELOOP, "is a symbolic link (not followed)")
+        if folder and kind != stat.S_IFDIR:
+            raise OSError(errno.ENOTDIR, "is no longer a folder")
+        os.chmod(f"/proc/self/fd/{fd}", mode)  # the opened entry itself, never a name looked up again
+    finally:
+        os.close(fd)
+
+
+def _not_a_folder(exc: OSError) -> bool:
+    """True when ``exc`` says an entry that was a folder is now something else (a link or file swapped in)."""
+    return exc.errno in (errno.ELOOP, errno.ENOTDIR)
 
 
 def remove_tree(path: Path) -> str:
@@ -54,7 +87,7 @@ def remove_tree(path: Path) -> str:
     failures: list[str] = []
     try:
         if stat.S_IMODE(info.st_mode) & 0o700 != 0o700:
-            os.chmod(top, stat.S_IMODE(info.st_mode) | 0o700)
+            chmod_at(top, stat.S_IMODE(info.st_mode) | 0o700, folder=True)
         top_fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError as exc:
         return f"cleanup of {top} failed: {_describe(top, exc)}"
@@ -66,10 +99,18 @@ def remove_tree(path: Path) -> str:
             fd = top_fd
             if name is not None:
                 try:
-                    os.chmod(name, 0o700, dir_fd=top_fd)
+                    chmod_at(name, 0o700, dir_fd=top_fd, folder=True)
                     fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top_fd)
                 except OSError as exc:
-                    failures.append(_describe(os.path.join(top, name), exc))
+                    if not _not_a_folder(exc):
+                        failures.append(_describe(os.path.join(top, name), exc))
+                        continue
+                    try:  # something else was swapped in after the scan: removed, never followed
+                        os.unlink(name, dir_fd=top_fd)
+                    except FileNotFoundError:
+                        pass
+                    except OSError as unlink_error:
+                        failures.append(_describe(os.path.join(top, name), unlink_error))
                     continue
             try:
                 with os.scandir(fd) as entries:
@@ -83,7 +124,13 @@ def remove_tree(path: Path) -> str:
                         else:  # move the sub-folder up next to its parent: depth never grows
                             counter += 1
                             flat = f".cleanup-{os.getpid()}-{counter}"
-                            os.chmod(child, 0o700, dir_fd=fd)  # moving a folder needs write permission on it
+                            try:  # moving a folder needs write permission on it
+                                chmod_at(child, 0o700, dir_fd=fd, folder=True)
+                            except OSError as exc:
+                                if not _not_a_folder(exc):
+                                    raise
+                                os.unlink(child, dir_fd=fd)  # swapped in after the scan: removed, not followed
+                                continue
                             os.rename(child, flat, src_dir_fd=fd, dst_dir_fd=top_fd)
                             pending.append(flat)
                     except FileNotFoundError:

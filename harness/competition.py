@@ -31,7 +31,7 @@ from harness.limits import LimitPolicy
 from harness.tabulation import build_tables
 from harness.instance import Instance
 from harness.privilege import RUN_GID, RUN_UID, staging_parent, sweep_stale_staging
-from harness.workspace import Workspace, legacy_scratch, sweep_dead_scratch
+from harness.workspace import Workspace, remove_legacy_scratch, sweep_dead_scratch
 from harness.scoring import Matrix, ScoreRow, score
 from harness.store import atomic_write_json
 from harness.parallelism import default_jobs
@@ -238,7 +238,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     if config.force:
         for folder in ("store", "logs"):
             _remove(output_dir / folder, echo)
-    _remove(legacy_scratch(output_dir), echo)
+    _warn(remove_legacy_scratch(output_dir), echo)
     output_dir.mkdir(parents=True, exist_ok=True)
     if stored_secret is None:
         save_secret(output_dir, secret)
@@ -310,7 +310,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
                              runs=runs, defenses=[d.name for d in defenses], attacks=[a.name for a in attacks],
                              targeted=[a.name for a in attacks if a.type is SubmissionType.TARGETED_ATTACK],
                              aims={a.name: a.targets_defense for a in attacks if a.targets_defense})
-    _remove(workspace.scratch, echo)
+    _warn(workspace.remove_scratch(), echo)
     manifest["wall_seconds"] = round(time.time() - started, 3)
     atomic_write_json(output_dir / MANIFEST, manifest)
     return CompetitionResult(scores=scores, predictions=predictions, attack_images=attack_rows, runs=runs,
@@ -371,7 +371,11 @@ def _absolute(config: CompetitionConfig) -> CompetitionConfig:
 
 def _remove(folder: Path, echo: Callable[[str], None]) -> None:
     """Delete a folder of the results; what cannot be deleted is reported, never raised (runs use fresh names)."""
-    problem = remove_tree(folder)
+    _warn(remove_tree(folder), echo)
+
+
+def _warn(problem: str, echo: Callable[[str], None]) -> None:
+    """Report a clean-up ``problem`` ("" for none) as a one-line warning."""
     if problem:
         echo(one_line(f"warning: {problem}"))
 

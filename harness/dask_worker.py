@@ -231,9 +231,8 @@ def worker_workspace(workspace: Workspace) -> Workspace:
 def remove_scratch(workspace: Workspace) -> None:
     """Run on every worker after a stage (and on the driver's machine by the driver): remove this worker's
     scratch folder of the competition, sweep those of dead harness instances."""
-    from harness.cleanup import remove_tree
     from harness.workspace import sweep_dead_scratch
-    remove_tree(worker_workspace(workspace).scratch)
+    worker_workspace(workspace).remove_scratch()
     sweep_dead_scratch(workspace.root)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import shutil
 import threading
 import uuid
@@ -35,6 +36,7 @@ from harness.devices import DevicePool
 from harness.isolation import Protections
 from harness.library import Fingerprint, fingerprint
 from harness.limits import LimitPolicy
+from harness.names import one_line
 from harness.planning import AttackUnit, DefenseUnit, batches, opaque_name, pack_versions
 from harness.parallelism import threads_per_run
 from harness.process import RunRecord, precompile_library, run_submission
@@ -139,13 +141,42 @@ class Runner:
 
     # -- one process ---------------------------------------------------------------------------------
     def _scratch(self, name: str) -> tuple[Path, Path, Path]:
-        """A fresh scratch folder with empty ``input`` and ``output`` folders: (scratch, input, output).
+        """A fresh unit folder (mode 700) in the workspace's scratch folder with empty ``input``, ``output`` and
+        ``work`` folders: (unit folder, input, output).
 
-        Its name is unique to this call, so that a folder an earlier run left undeletable never blocks a run."""
-        scratch = self.workspace.scratch / f"{name}-{uuid.uuid4().hex[:8]}"
-        for folder in ("input", "output", "work"):
-            (scratch / folder).mkdir(parents=True)
+        Its name is unique to this call, so that a folder an earlier run left undeletable never blocks a run. Every
+        folder is made relative to an open, checked descriptor of its parent (no link followed).
+
+        Raises:
+            OSError: The scratch folder is not the harness's own (:class:`harness.workspace.ScratchError`), or the
+                folders cannot be made.
+        """
+        unit = f"{name}-{uuid.uuid4().hex[:8]}"
+        parent_fd = self.workspace.open_scratch()
+        try:
+            os.mkdir(unit, 0o700, dir_fd=parent_fd)
+            unit_fd = os.open(unit, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+            try:
+                for folder in ("input", "output", "work"):
+                    os.mkdir(folder, 0o700, dir_fd=unit_fd)
+            finally:
+                os.close(unit_fd)
+        finally:
+            os.close(parent_fd)
+        scratch = self.workspace.scratch / unit
         return scratch, scratch / "input", scratch / "output"
+
+    def _not_run(self, log_name: str, exc: OSError) -> RunRecord:
+        """The record of a run that could not be prepared (its scratch folder was refused): a one-line problem,
+        also written to its log."""
+        problem = one_line(f"not started: {exc.strerror or exc}")
+        try:
+            log_path = self.workspace.root / log_name
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.write_text(f"[harness] {problem}\n", encoding="utf-8")
+        except OSError:
+            pass
+        return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
 
     def _run(self, submission: Submission, args: list[str], *, scratch: Path, images: int,
              log_name: str) -> RunRecord:
@@ -186,7 +217,16 @@ class Runner:
         """Run one attack batch, referee its outputs, store the record; return the record."""
         attack, eps = unit.attack, unit.epsilon
         key = unit.key
-        scratch, inputs, outputs = self._scratch(f"a-{key}")
+        log_name = f"logs/attacks/{attack.name}/eps{eps}_{key[:12]}.log"
+        try:
+            scratch, inputs, outputs = self._scratch(f"a-{key}")
+        except OSError as exc:  # a failed run, not stored: a rerun tries again
+            refused = self._not_run(log_name, exc)
+            return AttackUnitRecord(key=key, attack=attack.name, attack_hash=attack.content_hash,
+                                    attack_type=attack.type.value, epsilon=eps, run=refused, images=tuple(
+                                        ImageVerdict(image_id=r.image_id, version=clean_versions[r.image_id],
+                                                     problem="the attack did not run", clipped_values=0,
+                                                     max_violation=0, linf=0) for r in unit.images))
         clean_images = {}
         for record in unit.images:
             data = self.dataset.path(record).read_bytes()
@@ -195,7 +235,6 @@ class Runner:
         if attack.type is SubmissionType.TARGETED_ATTACK:
             (inputs / "target_class.csv").write_text(
                 "".join(f"{r.file_name},{r.target_class}\n" for r in unit.images))
-        log_name = f"logs/attacks/{attack.name}/eps{eps}_{key[:12]}.log"
         run = self._run(attack, ["{input}", "{output}", str(eps)], scratch=scratch, images=len(unit.images),
                         log_name=log_name)
         images = []
@@ -253,14 +292,20 @@ class Runner:
         defense = unit.defense
         key = unit.key
         opaque = self.opaque_names(unit) if names is None else names
-        scratch, inputs, outputs = self._scratch(f"d-{key}")
+        log_name = f"logs/defenses/{defense.name}/{key[:12]}.log"
+        try:
+            scratch, inputs, outputs = self._scratch(f"d-{key}")
+        except OSError as exc:  # a failed run, not stored: a rerun tries again
+            return DefenseUnitRecord(key=key, defense=defense.name, defense_hash=defense.content_hash,
+                                     run=self._not_run(log_name, exc), csv_notes=(), predictions={
+                                         version: DefenseAnswer(label=None, problem="the defense did not run")
+                                         for version in unit.versions})
         versions = {}
         for version in unit.versions:
             name = opaque[version]
             shutil.copyfile(self.store.image_path(version), inputs / name)
             versions[name] = version
         output_file = outputs / "result.csv"
-        log_name = f"logs/defenses/{defense.name}/{key[:12]}.log"
         run = self._run(defense, ["{input}", "{output}/" + output_file.name], scratch=scratch,
                         images=len(unit.versions), log_name=log_name)
         # Labels must be ASCII digits; one outside the dataset's classes is a wrong answer, not a missing one (the

@@ -6,7 +6,9 @@ nothing on the machine but each run's output folder; bubblewrap then creates its
 it does for any unprivileged user. A non-root harness runs bubblewrap as itself (its uid is already not 0).
 
 Folders a run needs (the Python installation, the referee's package, the run's scratch folder) may sit below a
-folder the dedicated uid cannot traverse (``/root`` is mode 700 and often holds a pyenv Python). For those the
+folder the dedicated uid cannot traverse (``/root`` is mode 700 and often holds a pyenv Python; the scratch folder
+is always mode 700, :mod:`harness.workspace`). The run's own folders are chowned to it (:func:`give_to_run`), never
+opened to other users. For those the
 child process, still root, enters a private mount namespace and bind-mounts each such folder onto an empty
 placeholder in a world-traversable staging folder, then drops to :data:`RUN_UID`; bubblewrap binds the placeholder.
 The mounts vanish with the run's mount namespace. The staging folder is named for the harness instance that made it
@@ -24,7 +26,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from harness.cleanup import sweep_dead
+from harness.cleanup import chmod_at, sweep_dead
 from harness.instance import Instance, process_start_time
 from harness.tree import Kind, walk
 
@@ -211,7 +213,10 @@ def stage_command(command: list[str], *, uid: int, gid: int, instance: Instance)
 
 
 def give_to_run(folder: Path, *, uid: int, gid: int, writable: bool) -> None:
-    """Hand a run's folder to its uid: ``writable`` folders are chowned to it, others made world-readable.
+    """Hand a run's folder to its uid: the folder and everything in it are chowned to ``uid``/``gid`` (links
+    themselves, never what they point to). What the run only reads (``writable`` False; it is bind-mounted
+    read-only) also gets read permission for its owner (search on folders), never any permission for other users:
+    the run reaches it through its own uid and a bind mount, not through world-readable modes.
 
     Raises:
         OSError: The folder cannot be changed, or is nested deeper than :data:`harness.tree.MAX_DEPTH` (the run
@@ -220,9 +225,9 @@ def give_to_run(folder: Path, *, uid: int, gid: int, writable: bool) -> None:
     paths = [folder] + [folder / entry.path for _, entries in walk(folder, max_entries=None) for entry in entries
                         if entry.kind is not Kind.LINK]
     for path in paths:
-        if writable:
-            os.chown(path, uid, gid, follow_symlinks=False)
-        else:
-            mode = os.lstat(path).st_mode
-            extra = 0o555 if stat.S_ISDIR(mode) or mode & 0o100 else 0o444
-            os.chmod(path, stat.S_IMODE(mode) | extra)
+        os.chown(path, uid, gid, follow_symlinks=False)
+        if not writable:
+            mode = stat.S_IMODE(os.lstat(path).st_mode)
+            extra = 0o500 if stat.S_ISDIR(os.lstat(path).st_mode) or mode & 0o100 else 0o400
+            if mode & extra != extra:
+                chmod_at(str(path), mode | extra)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
+from harness.cleanup import chmod_at
 from harness.isolation import (SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, CgroupJail, Limits,
                                Protections, SandboxKind, apply_rlimits, bwrap_command)
 from harness.library import library_dir, library_link, python_path
@@ -71,7 +72,8 @@ class RunRecord:
 
 def fresh_copy(submission: Submission, destination: Path) -> Path:
     """Copy a submission's regular files (no caches) into ``destination`` and recreate, as relative links, the
-    symbolic links that resolve inside it (:func:`harness.submission.scan_links`); mark the entry executable.
+    symbolic links that resolve inside it (:func:`harness.submission.scan_links`); mark the entry executable by its
+    owner (the run reaches the copy through its own uid, :func:`harness.privilege.give_to_run`).
 
     The folder is listed without recursion (:func:`harness.submission.list_folder`) and each file is read only when
     it is still a regular file (:func:`harness.tree.open_regular`: no link followed, no blocking open).
@@ -102,7 +104,7 @@ def fresh_copy(submission: Submission, destination: Path) -> Path:
         if not os.path.lexists(where):
             os.symlink(os.path.relpath(points_to, where.parent), where)
     entry = destination / submission.entry_point
-    entry.chmod(entry.stat().st_mode | 0o755)
+    entry.chmod(entry.stat().st_mode | 0o700)
     return destination
 
 
@@ -216,7 +218,7 @@ def _open_up(folder: Path) -> bool:
         info = os.lstat(folder)
         if info.st_uid != os.geteuid() or not stat.S_ISDIR(info.st_mode):
             return False
-        os.chmod(folder, stat.S_IMODE(info.st_mode) | 0o700)
+        chmod_at(str(folder), stat.S_IMODE(info.st_mode) | 0o700, folder=True)  # a link swapped in: refused
     except OSError:
         return False
     return True

@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import uuid
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from harness.instance import Instance, InstanceError
 from harness.names import image_reference_problem
-from harness.tree import Kind, walk
+from harness.privilege import give_to_run
 from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
 from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, Limits,
                                SandboxKind)
@@ -189,23 +188,6 @@ def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: 
     return command + [image, *argv]
 
 
-def _make_world_readable(folder: Path) -> None:
-    """Add read (and, for folders and executables, search/execute) permission for everyone below ``folder``: the run's
-    private copies, mounted read-only, must be readable by the container's user whoever owns them."""
-    _open_to_all(folder)
-    for _, entries in walk(folder, max_entries=None):
-        for entry in entries:
-            if entry.kind in (Kind.FOLDER, Kind.FILE):
-                _open_to_all(folder / entry.path)
-
-
-def _open_to_all(path: Path) -> None:
-    mode = os.lstat(path).st_mode
-    extra = 0o555 if stat.S_ISDIR(mode) or mode & 0o100 else 0o444
-    if mode & extra != extra:
-        os.chmod(path, stat.S_IMODE(mode) | extra)
-
-
 def _labelled() -> list[tuple[str, str, str]]:
     """(name, instance label, pid label) of every container carrying :data:`LABEL`; [] when docker does not answer.
     """
@@ -295,10 +277,11 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(f"$ {display}\n[harness] {problem}\n")
         return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
-    for folder in (code, inputs):  # the container's user is not the files' owner when the harness runs as root
-        _make_world_readable(folder)
-    if os.getuid() == 0:  # the container's unprivileged user writes the output folder; root reads and removes it
-        os.chown(outputs, SANDBOX_UID, SANDBOX_UID)
+    # The container's user owns the run's folders (read-only mounts but for the output, which root reads and
+    # removes): no file is made readable by other users of the machine.
+    user, group = (int(part) for part in container_user().split(":"))
+    for folder, writable in ((code, False), (inputs, False), (outputs, True)):
+        give_to_run(folder, uid=user, gid=group, writable=writable)
     name = f"adv-harness-{instance.tag}-{uuid.uuid4().hex[:8]}"
     command = docker_run_command(argv, kind=kind, image=submission_image, name=name, code=code, inputs=inputs,
                                  outputs=outputs, limits=limits, env=env, gpu=gpu, instance=instance)

@@ -3,7 +3,6 @@ same sandbox and referee as the competition, with every problem in plain words."
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -154,7 +153,7 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
                           if answers[clean_versions[r.image_id]].label == r.true_label)
             report.lines.append(f"predictions: {len(answers) - len(missing)}/{len(answers)} images labelled, "
                                 f"{correct} correct on clean images")
-        shutil.rmtree(workspace.scratch, ignore_errors=True)
+        workspace.remove_scratch()
     return report
 
 

@@ -270,8 +270,8 @@ def test_deep_folder_chain_in_an_output_is_removed_and_later_runs_work(world: di
     first = run_competition(config_for(world), echo=_quiet)
     board = _leaderboard(world["results"])
     assert board["deep"]["failed_images"] == "0" and board["plus"]["failed_images"] == "0"
-    from harness.workspace import default_scratch
-    assert not default_scratch(world["results"], first.instance).exists()
+    from harness.workspace import scratch_folders
+    assert scratch_folders(world["results"], first.instance) == []
     forced = run_competition(config_for(world, force=True), echo=_quiet)
     assert forced.predictions == first.predictions
 

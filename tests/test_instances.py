@@ -21,7 +21,7 @@ from harness.competition import run_competition, sweep_dead
 from harness.instance import Instance, InstanceError
 from harness.isolation import CgroupJail, Limits, SandboxKind, probe
 from harness.privilege import RUN_GID, RUN_UID, STAGING_PREFIX, stage_command
-from harness.workspace import Workspace
+from harness.workspace import SCRATCH_PREFIX, Workspace
 from two_harnesses import (PATIENCE, Competition, gated_attack, kill_a_harness_mid_run, new_nonce, open_gate,
                            things_of, wait_for_gates)
 
@@ -81,7 +81,7 @@ def test_a_worker_adopts_the_competition_token() -> None:
 # A harness process that makes a scratch folder, a staging folder and a cgroup with the product code, prints its
 # tag and waits to be killed.
 _MAKE_AND_WAIT = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from harness.instance import Instance
 from harness.isolation import CgroupJail, Limits, SandboxKind, probe
@@ -89,6 +89,7 @@ from harness.privilege import RUN_GID, RUN_UID, stage_command
 from harness.workspace import Workspace
 instance = Instance.create()
 workspace = Workspace(Path(sys.argv[1]), instance)
+os.close(workspace.open_scratch())
 (workspace.scratch / "unit" / "output").mkdir(parents=True)
 stage_command(["bwrap", "--ro-bind", sys.argv[2], "/code", "--", "true"], uid=RUN_UID, gid=RUN_GID,
               instance=instance)
@@ -100,7 +101,9 @@ time.sleep(600)
 
 def _make(instance: Instance, results: Path, private: Path) -> None:
     """What a run of ``instance`` makes: scratch, staging, cgroup folders."""
-    (Workspace(results, instance).scratch / "unit").mkdir(parents=True)
+    workspace = Workspace(results, instance)
+    os.close(workspace.open_scratch())
+    (workspace.scratch / "unit").mkdir()
     stage_command(["bwrap", "--ro-bind", str(private), "/code", "--", "true"], uid=RUN_UID, gid=RUN_GID,
                   instance=instance)
     CgroupJail(probe(SandboxKind.NONE).cgroup, Limits(60.0, max_processes=10), instance=instance)
@@ -140,7 +143,7 @@ def test_the_sweep_removes_a_killed_harness_things_and_no_live_ones(tmp_path: Pa
             _make(instance, results, private)
     made = {instance: things_of(instance, results) for instance in (killed, live, reused, other)}
     for instance, found in made.items():
-        assert str(Workspace(results, instance).scratch) in found
+        assert len([p for p in found if Path(p).name.startswith(f"{SCRATCH_PREFIX}{instance.tag}-")]) == 1, found
         assert len([p for p in found if p.startswith(str(staging / STAGING_PREFIX))]) == 1, found
         assert len([p for p in found if p.startswith("/sys/fs/cgroup/")]) == len(set(protections.cgroup.values()))
     try:

@@ -24,7 +24,7 @@ from harness.competition import CompetitionResult, run_competition
 from harness.instance import Instance
 from harness.isolation import SandboxKind, probe
 from harness.limits import LimitPolicy
-from harness.workspace import default_scratch
+from harness.workspace import scratch_folders
 from test_instances import two_competitions_at_once
 from two_harnesses import gated_attack, kill_a_harness_mid_run, new_nonce, things_of
 
@@ -65,7 +65,7 @@ def _board(results: Path) -> dict[str, dict[str, str]]:
 def _no_leftovers(result: CompetitionResult, results: Path) -> None:
     """Nothing of ``result``'s harness instance is left on the machine (other harnesses' things are not looked at)."""
     assert sandbox_docker.leftover_containers(result.instance) == [], "a container outlived its run"
-    assert not default_scratch(results, result.instance).exists(), "the harness could not remove a run's files"
+    assert scratch_folders(results, result.instance) == [], "the harness could not remove a run's files"
     assert things_of(result.instance, results) == []
 
 

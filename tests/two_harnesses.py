@@ -20,7 +20,7 @@ from harness.competition import CompetitionConfig, CompetitionResult, run_compet
 from harness.instance import Instance
 from harness.isolation import CGROUP_PREFIX, probe
 from harness.privilege import RUN_GID, RUN_UID, STAGING_PREFIX, staging_parent
-from harness.workspace import SCRATCH_PREFIX, default_scratch, scratch_parent
+from harness.workspace import SCRATCH_PREFIX, scratch_folders, scratch_parent
 
 #: Attack that writes ``gate.started`` (holding a nonce) to its output folder and waits for ``gate.open`` there,
 #: then copies its input (a no-op attack).
@@ -108,9 +108,7 @@ def things_of(instance: Instance, results: Path) -> list[str]:
     """What carries ``instance``'s identity on this machine now: containers of its competition, its scratch
     folder, its staging folders, its cgroup folders."""
     found = [f"container {name}" for name in sandbox_docker.leftover_containers(instance)]
-    scratch = default_scratch(results, instance)
-    if scratch.exists():
-        found.append(str(scratch))
+    found += [str(p) for p in scratch_folders(results, instance)]
     parent = staging_parent(uid=RUN_UID, gid=RUN_GID)  # where a root harness stages
     found += [str(p) for p in parent.glob(f"{STAGING_PREFIX}{instance.tag}-*")]
     for root in set(probe_cgroups().values()):
