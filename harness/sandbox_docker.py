@@ -5,9 +5,12 @@ A run gets the image its metadata names (``container``; ``container_gpu`` with `
 GPU), as the NIPS 2017 organisers ran submissions: ``--network=none``, read-only root filesystem, its fresh code
 copy read-only at ``/code``, its input read-only at ``/input_images``, its output folder the only writable bind
 mount at ``/output``, private tmpfs ``/tmp`` and HOME, no capabilities, no new privileges, an unprivileged user,
-``--memory`` (swap included), a process limit and RLIMIT_CPU/RLIMIT_FSIZE. The submission library is mounted
-read-only at ``/submission_library/submission_kit`` (its parent alone on ``PYTHONPATH``) like under bubblewrap;
-neither the referee nor the research code is visible.
+``--memory`` (swap included), a process limit and RLIMIT_CPU/RLIMIT_FSIZE. Every path the image declares as a
+``VOLUME`` gets a tmpfs like ``/tmp`` (:func:`image_volumes`): docker would otherwise make it an anonymous volume
+on the host disk, writable whatever ``--read-only`` and ``--output_mb`` say. RAM folders (``/tmp``, HOME, volumes)
+are each at most ``memory_mb``, and what they hold counts in the container's ``--memory``.
+The submission library is mounted read-only at ``/submission_library/submission_kit`` (its parent alone on
+``PYTHONPATH``) like under bubblewrap; neither the referee nor the research code is visible.
 
 gVisor (https://gvisor.dev, Debian's ``runsc``) puts a user-space guest kernel between the run and the host
 kernel: host kernel state that namespaces share between runs (page-cache residency of files every run sees,
@@ -48,7 +51,7 @@ if TYPE_CHECKING:
     from harness.process import RunRecord
 
 __all__ = ["INSTANCE_LABEL", "LABEL", "RUNTIMES", "container_user", "docker_run_command", "engine_notes",
-           "engine_problem", "image_problem", "leftover_containers", "remove_container",
+           "engine_problem", "image_problem", "image_volumes", "leftover_containers", "remove_container",
            "remove_orphans", "run_in_container"]
 
 #: Label on every container the harness starts (``docker ps -a --filter label=adv-harness.run``).
@@ -112,6 +115,29 @@ def _image_present(image: str) -> bool:
         return False
 
 
+@functools.cache
+def image_volumes(image: str) -> tuple[str, ...]:
+    """The paths ``image`` declares as a ``VOLUME`` (``.Config.Volumes``), normalised (``/data/`` is ``/data``).
+
+    Raises:
+        RuntimeError: docker cannot tell (the run must not start: each such path would otherwise become an
+            anonymous volume on the host disk, outside every limit).
+    """
+    try:
+        found = _docker("image", "inspect", "--format", "{{json .Config.Volumes}}", image)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"cannot read the VOLUME list of docker image '{image}': {exc}") from None
+    if found.returncode != 0:
+        detail = (found.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise RuntimeError(f"cannot read the VOLUME list of docker image '{image}': {detail}")
+    try:
+        declared = json.loads(found.stdout or "null") or {}
+    except json.JSONDecodeError:
+        raise RuntimeError(f"cannot read the VOLUME list of docker image '{image}': docker answered "
+                           f"{found.stdout.strip()[:80]!r}") from None
+    return tuple(sorted({os.path.normpath(path) for path in declared if isinstance(path, str)}))
+
+
 def image_problem(image: str) -> str:
     """One-line error when ``image`` is not on this machine (images are never pulled by the harness); "" if it is."""
     if not image:
@@ -135,7 +161,7 @@ def container_user() -> str:
 
 def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: str, code: Path, inputs: Path,
                        outputs: Path, limits: Limits, env: dict[str, str], gpu: str | None,
-                       instance: Instance) -> list[str]:
+                       instance: Instance, volumes: tuple[str, ...] = ()) -> list[str]:
     """The ``docker run`` command line of one run.
 
     Args:
@@ -151,6 +177,9 @@ def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: 
             CUDA_VISIBLE_DEVICES is dropped, ``--gpus`` exposes the device instead).
         gpu: GPU id for ``--gpus device=ID`` (docker only; gVisor runs on the CPU).
         instance: The harness instance the container is labelled with.
+        volumes: Paths the image declares as a ``VOLUME`` (:func:`image_volumes`). Each gets a tmpfs like ``/tmp``
+            (at most ``memory_mb``, its pages charged to the container's ``--memory``), so docker creates no
+            anonymous volume on the host disk; one the run's own mounts already cover gets nothing more.
     """
     runtime = RUNTIMES[kind]
     tmpfs_size = f",size={limits.memory_mb}m" if limits.memory_mb else ""
@@ -166,6 +195,10 @@ def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: 
                "-v", f"{outputs}:{SANDBOX_OUTPUT}:rw",
                "-v", f"{library_dir()}:{SANDBOX_LIBRARY_PARENT}/{LIBRARY_PACKAGE}:ro", "-w", SANDBOX_CODE,
                "--ulimit", "core=0:0"]
+    own = {"/tmp", SANDBOX_HOME, SANDBOX_CODE, SANDBOX_INPUT, SANDBOX_OUTPUT,
+           f"{SANDBOX_LIBRARY_PARENT}/{LIBRARY_PACKAGE}", "/"}
+    for path in sorted(set(volumes) - own):
+        command += ["--tmpfs", f"{path}:rw,nosuid,nodev,mode=1777{tmpfs_size}"]
     if limits.memory_mb:
         command += ["--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m"]
     if limits.max_processes:
@@ -295,13 +328,21 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(f"$ {display}\n[harness] {problem}\n")
         return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
+    try:
+        volumes = image_volumes(submission_image)
+    except RuntimeError as exc:
+        problem = str(exc)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(f"$ {display}\n[harness] {problem}\n")
+        return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
     for folder in (code, inputs):  # the container's user is not the files' owner when the harness runs as root
         _make_world_readable(folder)
     if os.getuid() == 0:  # the container's unprivileged user writes the output folder; root reads and removes it
         os.chown(outputs, SANDBOX_UID, SANDBOX_UID)
     name = f"adv-harness-{instance.tag}-{uuid.uuid4().hex[:8]}"
     command = docker_run_command(argv, kind=kind, image=submission_image, name=name, code=code, inputs=inputs,
-                                 outputs=outputs, limits=limits, env=env, gpu=gpu, instance=instance)
+                                 outputs=outputs, limits=limits, env=env, gpu=gpu, instance=instance,
+                                 volumes=volumes)
     client_limits = Limits(wall_seconds=limits.wall_seconds, output_mb=limits.output_mb)  # the rest: in the container
     try:
         record = run_process(command, cwd=code, env=dict(os.environ), limits=client_limits, log_path=log_path,
