@@ -22,8 +22,11 @@ guest does not enforce ``RLIMIT_CPU`` (the wall-clock limit still holds); no GPU
 Every container carries the label :data:`LABEL`, the label :data:`INSTANCE_LABEL` with the tag of the harness
 instance that started it (:mod:`harness.instance`) and a unique ``--name`` holding that tag; it is removed
 (``docker rm -f``) after its run, whatever happened, and a timed-out run's container is killed by that removal.
-Containers of a harness instance that is dead (killed before it could remove them) are removed by the next harness
-on the machine (:func:`remove_orphans`); those of live instances never are.
+A container does not depend on its harness to end: a watchdog process of its own (:func:`start_watchdog`, in a
+session of its own, so it outlives a SIGKILLed harness) removes it as soon as the process driving it is gone, or
+:data:`DEADLINE_MARGIN` seconds after its wall-clock limit, whichever comes first. Containers of a harness instance
+that is dead and whose watchdog is gone too (the machine rebooted, the watchdog was killed) are removed by the next
+harness on the machine (:func:`remove_orphans`); those of live instances never are.
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.instance import Instance, InstanceError
+from harness.instance import Instance, InstanceError, process_start_time
 from harness.names import image_reference_problem
 from harness.tree import Kind, walk
 from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
@@ -52,7 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = ["INSTANCE_LABEL", "LABEL", "RUNTIMES", "container_user", "docker_run_command", "engine_notes",
            "engine_problem", "image_problem", "image_volumes", "leftover_containers", "remove_container",
-           "remove_orphans", "run_in_container"]
+           "remove_orphans", "run_in_container", "start_watchdog"]
 
 #: Label on every container the harness starts (``docker ps -a --filter label=adv-harness.run``).
 LABEL = "adv-harness.run"
@@ -98,7 +102,8 @@ def engine_notes(kind: SandboxKind) -> tuple[str, ...]:
     """Plain-words remarks for the manifest about what ``kind`` enforces here."""
     orphans = remove_orphans()
     notes = [(f"each run in its own docker container (runtime {RUNTIMES[kind]}), --network=none, read-only root, "
-              f"code and input, user {container_user()}, no capabilities; container removed after the run")]
+              f"code and input, user {container_user()}, no capabilities; container removed after the run, or by "
+              f"its watchdog once the harness is gone or {DEADLINE_MARGIN:g} s past its time limit")]
     if kind is SandboxKind.GVISOR:
         notes.append("gVisor guest kernel per run; processes limited by RLIMIT_NPROC in the guest; RLIMIT_CPU not "
                      "enforced by runsc (the wall-clock limit holds); no GPU: runs use the CPU image 'container'")
@@ -300,6 +305,63 @@ def leftover_containers(instance: Instance) -> list[str]:
             if (owner := _owner(tag)) is not None and owner.token == instance.token]
 
 
+#: Seconds past a run's wall-clock limit after which its watchdog removes the container even though the harness
+#: still runs (the harness itself removes it at the limit; this covers a harness that hangs).
+DEADLINE_MARGIN = 30.0
+#: The watchdog: stdlib only (``python -I -S``), argv = container name, pid and start time (``/proc/PID/stat``
+#: field 22; "0" when unknown: the pid alone) of the process driving the container, seconds until its deadline.
+_WATCHDOG = """
+import subprocess, sys, time
+name, pid, start, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+def alive():
+    try:
+        with open("/proc/" + pid + "/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return start == "0" or fields[19:20] == [start]
+deadline = time.monotonic() + seconds
+while alive() and time.monotonic() < deadline:
+    time.sleep(0.5)
+for _ in range(5):  # a docker client killed while it started the container: the engine may still create it
+    try:
+        subprocess.run(["docker", "rm", "-f", "-v", name], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+    except Exception:
+        pass
+    time.sleep(1)
+"""
+
+
+def start_watchdog(name: str, seconds: float) -> subprocess.Popen[bytes] | None:
+    """Start the watchdog of container ``name``: a process in a session of its own that removes the container once
+    the calling process is gone (even SIGKILLed) or ``seconds`` have passed. The caller kills it (and waits for
+    it) after removing the container itself.
+
+    Returns:
+        The watchdog process; None when it cannot be started (the run then goes on without one: the harness's own
+        removal and :func:`remove_orphans` still hold).
+    """
+    pid = os.getpid()
+    argv = [sys.executable, "-I", "-S", "-c", _WATCHDOG, name, str(pid), str(process_start_time(pid) or 0),
+            str(max(1.0, seconds))]
+    try:
+        return subprocess.Popen(argv, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        return None
+
+
+def _stop_watchdog(watchdog: subprocess.Popen[bytes] | None) -> None:
+    if watchdog is None:
+        return
+    watchdog.kill()
+    try:
+        watchdog.wait(timeout=_CLI_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def _oom_killed(name: str) -> bool:
     try:
         state = _docker("inspect", "--format", "{{.State.OOMKilled}}", name)
@@ -315,7 +377,7 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
 
     The docker client is the process :func:`harness.process.run_process` watches (wall clock, output size, log);
     killing it at the limit does not stop the container, removing the container does. The container is named and
-    labelled for ``instance``.
+    labelled for ``instance``, and its watchdog (:func:`start_watchdog`) removes it should this process die first.
 
     Returns:
         A :class:`harness.process.RunRecord`; a missing image or engine is a record with ``exit_code`` None and a
@@ -344,6 +406,7 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
                                  outputs=outputs, limits=limits, env=env, gpu=gpu, instance=instance,
                                  volumes=volumes)
     client_limits = Limits(wall_seconds=limits.wall_seconds, output_mb=limits.output_mb)  # the rest: in the container
+    watchdog = start_watchdog(name, limits.wall_seconds + DEADLINE_MARGIN)
     try:
         record = run_process(command, cwd=code, env=dict(os.environ), limits=client_limits, log_path=log_path,
                              log_name=log_name, watch=outputs, display=display)
@@ -362,4 +425,5 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
             record = dataclasses.replace(record, problem=problem)
     finally:
         remove_container(name)
+        _stop_watchdog(watchdog)
     return record
