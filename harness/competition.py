@@ -31,9 +31,9 @@ from harness.limits import LimitPolicy
 from harness.tabulation import build_tables
 from harness.instance import Instance
 from harness.privilege import RUN_GID, RUN_UID, staging_parent, sweep_stale_staging
-from harness.workspace import Workspace, remove_legacy_scratch, sweep_dead_scratch
+from harness.workspace import Workspace, remove_legacy_scratch, scratch_parent, sweep_dead_scratch
 from harness.scoring import Matrix, ScoreRow, score
-from harness.store import atomic_write_json
+from harness.store import FOLDER_MODE, atomic_write_json, make_private
 from harness.parallelism import default_jobs
 from harness.submission import Discovery, Submission, SubmissionType, discover, suggest
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
@@ -240,6 +240,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
             _remove(output_dir / folder, echo)
     _warn(remove_legacy_scratch(output_dir), echo)
     output_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(output_dir, FOLDER_MODE)  # owner only from the start (make_private sets the rest at the end)
     if stored_secret is None:
         save_secret(output_dir, secret)
     atomic_write_json(output_dir / "store" / KEY_SCHEME_FILE, {"key_scheme": KEY_SCHEME})
@@ -313,6 +314,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     _warn(workspace.remove_scratch(), echo)
     manifest["wall_seconds"] = round(time.time() - started, 3)
     atomic_write_json(output_dir / MANIFEST, manifest)
+    _make_private(output_dir, echo)
     return CompetitionResult(scores=scores, predictions=predictions, attack_images=attack_rows, runs=runs,
                              discovery=discovery, outcome=outcome, dataset=dataset, manifest=manifest,
                              matrices=matrices, instance=workspace.instance)
@@ -384,6 +386,14 @@ def _ran_now(run: RunRow, outcome: Outcome) -> bool:
     return run.batch in outcome.fresh_keys
 
 
+def _make_private(output_dir: Path, echo: Callable[[str], None]) -> None:
+    """:func:`harness.store.make_private` on the results folder, its scratch folder (when there) left alone; a mode
+    that cannot be set is a warning."""
+    scratch = scratch_parent(output_dir)
+    for problem in make_private(output_dir, skip=(scratch.name,) if scratch.parent == output_dir else ()):
+        echo(one_line(f"warning: cannot make owner-only: {problem}"))
+
+
 def rescore(output_dir: Path) -> list[ScoreRow]:
     """Recompute and rewrite the leaderboard and matrices from a results folder's tables, running nothing.
 
@@ -412,6 +422,7 @@ def rescore(output_dir: Path) -> list[ScoreRow]:
                   defenses=defenses, attacks=[a for a, _ in attacks],
                   targeted=[a for a, t in attacks if t == SubmissionType.TARGETED_ATTACK.value],
                   aims=aims_from_manifest(manifest))
+    _make_private(output_dir, lambda _: None)
     return scores
 
 

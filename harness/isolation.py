@@ -18,6 +18,7 @@ names them (``--allow_unenforced``), and the manifest lists them.
 from __future__ import annotations
 
 import enum
+import fcntl
 import functools
 import os
 import resource
@@ -383,6 +384,40 @@ def bwrap_command(argv: list[str], *, code: Path, inputs: Path, outputs: Path, g
         for device in sorted(Path("/dev").glob("nvidia*")):
             command += ["--dev-bind", str(device), str(device)]
     return command + ["--remount-ro", "/", "--", *argv]
+
+
+def arguments_by_fd(command: list[str]) -> tuple[list[str], int]:
+    """Move a bubblewrap command's options into a pipe read with ``--args FD``, so that the sandbox's PID 1 (a copy
+    of bubblewrap, whose command line every process inside may read at ``/proc/1/cmdline``) shows no host path:
+    only ``bwrap --args FD -- ENTRY ARGS``. bubblewrap reads the pipe to its end and closes it before the run starts.
+
+    Args:
+        command: ``bwrap OPTIONS... -- ARGV...`` (as :func:`bwrap_command` and
+            :func:`harness.privilege.stage_command` make it).
+
+    Returns:
+        The short command and the pipe's read end, which the caller passes to the child (``pass_fds``) and closes
+        after starting it.
+
+    Raises:
+        ValueError: ``command`` has no ``--`` separating the options from the command.
+        OSError: The pipe cannot be made large enough for the options.
+    """
+    if "--" not in command:
+        raise ValueError("arguments_by_fd: the bubblewrap command has no '--' before the sandboxed command")
+    split = command.index("--")
+    data = b"".join(word.encode() + b"\0" for word in command[1:split])
+    read_end, write_end = os.pipe()
+    try:
+        if len(data) > 60000:  # a pipe holds 64 KiB by default; bubblewrap reads only after it starts
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, len(data))
+        os.write(write_end, data)
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    return [command[0], "--args", str(read_end), *command[split:]], read_end
 
 
 class CgroupJail:

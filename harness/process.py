@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, Callable
 
 from harness.cleanup import chmod_at
 from harness.isolation import (SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, CgroupJail, Limits,
-                               Protections, SandboxKind, apply_rlimits, bwrap_command)
+                               Protections, SandboxKind, apply_rlimits, arguments_by_fd, bwrap_command)
 from harness.library import library_dir, library_link, python_path
 from harness.names import one_line
 from harness.instance import Instance
@@ -321,7 +321,7 @@ def _die_with_parent() -> None:
 def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,
                 log_name: str, watch: Path | None = None, protections: Protections | None = None,
                 display: str | None = None, drop: Callable[[], None] | None = None,
-                instance: Instance | None = None) -> RunRecord:
+                instance: Instance | None = None, pass_fds: tuple[int, ...] = ()) -> RunRecord:
     """Run ``argv`` in its own session and process group under ``limits``, logging stdout+stderr.
 
     Args:
@@ -336,6 +336,7 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         display: The command line written at the top of the log (default: ``argv``).
         drop: Called in the child last before exec (switches to the run's uid, see :mod:`harness.privilege`).
         instance: The harness instance the run's cgroup is named for; needed when ``protections`` has cgroups.
+        pass_fds: Open file descriptors the child inherits (bubblewrap's ``--args`` pipe); the caller closes them.
 
     Returns:
         The :class:`RunRecord`. A run whose cgroup limits (``protections.cgroup``) cannot all be set and read back
@@ -372,7 +373,8 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         read_end, write_end = os.pipe()
         try:
             process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=write_end,
-                                       stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=prepare_child)
+                                       stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=prepare_child,
+                                       pass_fds=pass_fds)
         except (OSError, subprocess.SubprocessError) as exc:
             os.close(read_end)
             os.close(write_end)
@@ -488,17 +490,23 @@ def run_submission(submission: Submission, args: list[str], *, inputs: Path, out
                 argv[at:at] = ["--symlink", str(Path(sys.executable).resolve()), f"{SANDBOX_PYTHON_ALIAS}/python"]
                 env["PATH"] = SANDBOX_PYTHON_ALIAS + os.pathsep + env["PATH"]
             identity = run_identity()
+            dropper = None
             if identity is not None:  # a root harness: the run is the dedicated unprivileged uid
                 uid, gid = identity
                 give_to_run(code, uid=uid, gid=gid, writable=False)
                 give_to_run(inputs, uid=uid, gid=gid, writable=False)
                 give_to_run(outputs, uid=uid, gid=gid, writable=True)
                 argv, dropper = stage_command(argv, uid=uid, gid=gid, instance=instance)
+            try:
+                argv, options = arguments_by_fd(argv)  # no host path in the sandbox's /proc/1/cmdline
                 try:
                     return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path,
                                        log_name=log_name, watch=outputs, protections=protections,
-                                       display=display, drop=dropper, instance=instance)
+                                       display=display, drop=dropper, instance=instance, pass_fds=(options,))
                 finally:
+                    os.close(options)
+            finally:
+                if dropper is not None:
                     dropper.cleanup()
         else:
             from harness.sandbox_docker import run_in_container

@@ -5,9 +5,12 @@ A run gets the image its metadata names (``container``; ``container_gpu`` with `
 GPU), as the NIPS 2017 organisers ran submissions: ``--network=none``, read-only root filesystem, its fresh code
 copy read-only at ``/code``, its input read-only at ``/input_images``, its output folder the only writable bind
 mount at ``/output``, private tmpfs ``/tmp`` and HOME, no capabilities, no new privileges, an unprivileged user,
-``--memory`` (swap included), a process limit and RLIMIT_CPU/RLIMIT_FSIZE. The submission library is mounted
-read-only at ``/submission_library/submission_kit`` (its parent alone on ``PYTHONPATH``) like under bubblewrap;
-neither the referee nor the research code is visible.
+``--memory`` (swap included), a process limit and RLIMIT_CPU/RLIMIT_FSIZE. Every path the image declares as a
+``VOLUME`` gets a tmpfs like ``/tmp`` (:func:`image_volumes`): docker would otherwise make it an anonymous volume
+on the host disk, writable whatever ``--read-only`` and ``--output_mb`` say. RAM folders (``/tmp``, HOME, volumes)
+are each at most ``memory_mb``, and what they hold counts in the container's ``--memory``.
+The submission library is mounted read-only at ``/submission_library/submission_kit`` (its parent alone on
+``PYTHONPATH``) like under bubblewrap; neither the referee nor the research code is visible.
 
 gVisor (https://gvisor.dev, Debian's ``runsc``) puts a user-space guest kernel between the run and the host
 kernel: host kernel state that namespaces share between runs (page-cache residency of files every run sees,
@@ -19,8 +22,11 @@ guest does not enforce ``RLIMIT_CPU`` (the wall-clock limit still holds); no GPU
 Every container carries the label :data:`LABEL`, the label :data:`INSTANCE_LABEL` with the tag of the harness
 instance that started it (:mod:`harness.instance`) and a unique ``--name`` holding that tag; it is removed
 (``docker rm -f``) after its run, whatever happened, and a timed-out run's container is killed by that removal.
-Containers of a harness instance that is dead (killed before it could remove them) are removed by the next harness
-on the machine (:func:`remove_orphans`); those of live instances never are.
+A container does not depend on its harness to end: a watchdog process of its own (:func:`start_watchdog`, in a
+session of its own, so it outlives a SIGKILLed harness) removes it as soon as the process driving it is gone, or
+:data:`DEADLINE_MARGIN` seconds after its wall-clock limit, whichever comes first. Containers of a harness instance
+that is dead and whose watchdog is gone too (the machine rebooted, the watchdog was killed) are removed by the next
+harness on the machine (:func:`remove_orphans`); those of live instances never are.
 """
 
 from __future__ import annotations
@@ -32,11 +38,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.instance import Instance, InstanceError
+from harness.instance import Instance, InstanceError, process_start_time
 from harness.names import image_reference_problem
 from harness.privilege import give_to_run
 from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
@@ -47,8 +54,8 @@ if TYPE_CHECKING:
     from harness.process import RunRecord
 
 __all__ = ["INSTANCE_LABEL", "LABEL", "RUNTIMES", "container_user", "docker_run_command", "engine_notes",
-           "engine_problem", "image_problem", "leftover_containers", "remove_container",
-           "remove_orphans", "run_in_container"]
+           "engine_problem", "image_problem", "image_volumes", "leftover_containers", "remove_container",
+           "remove_orphans", "run_in_container", "start_watchdog"]
 
 #: Label on every container the harness starts (``docker ps -a --filter label=adv-harness.run``).
 LABEL = "adv-harness.run"
@@ -94,7 +101,8 @@ def engine_notes(kind: SandboxKind) -> tuple[str, ...]:
     """Plain-words remarks for the manifest about what ``kind`` enforces here."""
     orphans = remove_orphans()
     notes = [(f"each run in its own docker container (runtime {RUNTIMES[kind]}), --network=none, read-only root, "
-              f"code and input, user {container_user()}, no capabilities; container removed after the run")]
+              f"code and input, user {container_user()}, no capabilities; container removed after the run, or by "
+              f"its watchdog once the harness is gone or {DEADLINE_MARGIN:g} s past its time limit")]
     if kind is SandboxKind.GVISOR:
         notes.append("gVisor guest kernel per run; processes limited by RLIMIT_NPROC in the guest; RLIMIT_CPU not "
                      "enforced by runsc (the wall-clock limit holds); no GPU: runs use the CPU image 'container'")
@@ -109,6 +117,29 @@ def _image_present(image: str) -> bool:
         return _docker("image", "inspect", "--format", "{{.Id}}", image).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
+
+
+@functools.cache
+def image_volumes(image: str) -> tuple[str, ...]:
+    """The paths ``image`` declares as a ``VOLUME`` (``.Config.Volumes``), normalised (``/data/`` is ``/data``).
+
+    Raises:
+        RuntimeError: docker cannot tell (the run must not start: each such path would otherwise become an
+            anonymous volume on the host disk, outside every limit).
+    """
+    try:
+        found = _docker("image", "inspect", "--format", "{{json .Config.Volumes}}", image)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"cannot read the VOLUME list of docker image '{image}': {exc}") from None
+    if found.returncode != 0:
+        detail = (found.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise RuntimeError(f"cannot read the VOLUME list of docker image '{image}': {detail}")
+    try:
+        declared = json.loads(found.stdout or "null") or {}
+    except json.JSONDecodeError:
+        raise RuntimeError(f"cannot read the VOLUME list of docker image '{image}': docker answered "
+                           f"{found.stdout.strip()[:80]!r}") from None
+    return tuple(sorted({os.path.normpath(path) for path in declared if isinstance(path, str)}))
 
 
 def image_problem(image: str) -> str:
@@ -134,7 +165,7 @@ def container_user() -> str:
 
 def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: str, code: Path, inputs: Path,
                        outputs: Path, limits: Limits, env: dict[str, str], gpu: str | None,
-                       instance: Instance) -> list[str]:
+                       instance: Instance, volumes: tuple[str, ...] = ()) -> list[str]:
     """The ``docker run`` command line of one run.
 
     Args:
@@ -150,6 +181,9 @@ def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: 
             CUDA_VISIBLE_DEVICES is dropped, ``--gpus`` exposes the device instead).
         gpu: GPU id for ``--gpus device=ID`` (docker only; gVisor runs on the CPU).
         instance: The harness instance the container is labelled with.
+        volumes: Paths the image declares as a ``VOLUME`` (:func:`image_volumes`). Each gets a tmpfs like ``/tmp``
+            (at most ``memory_mb``, its pages charged to the container's ``--memory``), so docker creates no
+            anonymous volume on the host disk; one the run's own mounts already cover gets nothing more.
     """
     runtime = RUNTIMES[kind]
     tmpfs_size = f",size={limits.memory_mb}m" if limits.memory_mb else ""
@@ -165,6 +199,10 @@ def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: 
                "-v", f"{outputs}:{SANDBOX_OUTPUT}:rw",
                "-v", f"{library_dir()}:{SANDBOX_LIBRARY_PARENT}/{LIBRARY_PACKAGE}:ro", "-w", SANDBOX_CODE,
                "--ulimit", "core=0:0"]
+    own = {"/tmp", SANDBOX_HOME, SANDBOX_CODE, SANDBOX_INPUT, SANDBOX_OUTPUT,
+           f"{SANDBOX_LIBRARY_PARENT}/{LIBRARY_PACKAGE}", "/"}
+    for path in sorted(set(volumes) - own):
+        command += ["--tmpfs", f"{path}:rw,nosuid,nodev,mode=1777{tmpfs_size}"]
     if limits.memory_mb:
         command += ["--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m"]
     if limits.max_processes:
@@ -249,6 +287,63 @@ def leftover_containers(instance: Instance) -> list[str]:
             if (owner := _owner(tag)) is not None and owner.token == instance.token]
 
 
+#: Seconds past a run's wall-clock limit after which its watchdog removes the container even though the harness
+#: still runs (the harness itself removes it at the limit; this covers a harness that hangs).
+DEADLINE_MARGIN = 30.0
+#: The watchdog: stdlib only (``python -I -S``), argv = container name, pid and start time (``/proc/PID/stat``
+#: field 22; "0" when unknown: the pid alone) of the process driving the container, seconds until its deadline.
+_WATCHDOG = """
+import subprocess, sys, time
+name, pid, start, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+def alive():
+    try:
+        with open("/proc/" + pid + "/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return start == "0" or fields[19:20] == [start]
+deadline = time.monotonic() + seconds
+while alive() and time.monotonic() < deadline:
+    time.sleep(0.5)
+for _ in range(5):  # a docker client killed while it started the container: the engine may still create it
+    try:
+        subprocess.run(["docker", "rm", "-f", "-v", name], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+    except Exception:
+        pass
+    time.sleep(1)
+"""
+
+
+def start_watchdog(name: str, seconds: float) -> subprocess.Popen[bytes] | None:
+    """Start the watchdog of container ``name``: a process in a session of its own that removes the container once
+    the calling process is gone (even SIGKILLed) or ``seconds`` have passed. The caller kills it (and waits for
+    it) after removing the container itself.
+
+    Returns:
+        The watchdog process; None when it cannot be started (the run then goes on without one: the harness's own
+        removal and :func:`remove_orphans` still hold).
+    """
+    pid = os.getpid()
+    argv = [sys.executable, "-I", "-S", "-c", _WATCHDOG, name, str(pid), str(process_start_time(pid) or 0),
+            str(max(1.0, seconds))]
+    try:
+        return subprocess.Popen(argv, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        return None
+
+
+def _stop_watchdog(watchdog: subprocess.Popen[bytes] | None) -> None:
+    if watchdog is None:
+        return
+    watchdog.kill()
+    try:
+        watchdog.wait(timeout=_CLI_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def _oom_killed(name: str) -> bool:
     try:
         state = _docker("inspect", "--format", "{{.State.OOMKilled}}", name)
@@ -264,7 +359,7 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
 
     The docker client is the process :func:`harness.process.run_process` watches (wall clock, output size, log);
     killing it at the limit does not stop the container, removing the container does. The container is named and
-    labelled for ``instance``.
+    labelled for ``instance``, and its watchdog (:func:`start_watchdog`) removes it should this process die first.
 
     Returns:
         A :class:`harness.process.RunRecord`; a missing image or engine is a record with ``exit_code`` None and a
@@ -277,6 +372,13 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(f"$ {display}\n[harness] {problem}\n")
         return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
+    try:
+        volumes = image_volumes(submission_image)
+    except RuntimeError as exc:
+        problem = str(exc)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(f"$ {display}\n[harness] {problem}\n")
+        return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
     # The container's user owns the run's folders (read-only mounts but for the output, which root reads and
     # removes): no file is made readable by other users of the machine.
     user, group = (int(part) for part in container_user().split(":"))
@@ -284,8 +386,10 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
         give_to_run(folder, uid=user, gid=group, writable=writable)
     name = f"adv-harness-{instance.tag}-{uuid.uuid4().hex[:8]}"
     command = docker_run_command(argv, kind=kind, image=submission_image, name=name, code=code, inputs=inputs,
-                                 outputs=outputs, limits=limits, env=env, gpu=gpu, instance=instance)
+                                 outputs=outputs, limits=limits, env=env, gpu=gpu, instance=instance,
+                                 volumes=volumes)
     client_limits = Limits(wall_seconds=limits.wall_seconds, output_mb=limits.output_mb)  # the rest: in the container
+    watchdog = start_watchdog(name, limits.wall_seconds + DEADLINE_MARGIN)
     try:
         record = run_process(command, cwd=code, env=dict(os.environ), limits=client_limits, log_path=log_path,
                              log_name=log_name, watch=outputs, display=display)
@@ -304,4 +408,5 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
             record = dataclasses.replace(record, problem=problem)
     finally:
         remove_container(name)
+        _stop_watchdog(watchdog)
     return record

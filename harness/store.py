@@ -8,6 +8,11 @@ Layout below the results folder::
 
 A record exists only once its work is complete (files are written to a temporary name, flushed and renamed),
 so a killed harness leaves either a whole record or none.
+
+One permission rule holds for the whole results folder (:func:`make_private`): it and every folder below it are
+:data:`FOLDER_MODE` (700), every file :data:`FILE_MODE` (600): its owner's alone, whatever the umask. The folder is
+made 700 when a competition starts, so what it writes meanwhile (logs) is out of other users' reach until the
+final pass sets every mode.
 """
 
 from __future__ import annotations
@@ -15,9 +20,51 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+#: Mode of every folder of a results folder (the folder itself included).
+FOLDER_MODE = 0o700
+#: Mode of every file of a results folder.
+FILE_MODE = 0o600
+
+
+def make_private(root: Path, *, skip: tuple[str, ...] = ()) -> list[str]:
+    """Give ``root`` and everything below it the results folder's one rule: folders :data:`FOLDER_MODE`, files
+    :data:`FILE_MODE`. Symbolic links are neither changed nor followed.
+
+    Args:
+        root: A results folder, or a folder of one (``report/``).
+        skip: Names of entries directly in ``root`` that are left alone (a scratch folder in use).
+
+    Returns:
+        One line per entry whose mode could not be set ([] when all were); never raises.
+    """
+    problems: list[str] = []
+
+    def tighten(path: str, mode: int) -> None:
+        try:
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode) or stat.S_IMODE(info.st_mode) == mode:
+                return
+            if stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode):
+                os.chmod(path, mode)
+        except OSError as exc:
+            problems.append(f"{path}: {exc.strerror or exc}")
+
+    tighten(str(root), FOLDER_MODE)
+    for folder, folders, files in os.walk(root, onerror=lambda exc: problems.append(str(exc))):
+        if folder == str(root):
+            folders[:] = [name for name in folders if name not in skip]
+            files = [name for name in files if name not in skip]
+        for name in folders:
+            tighten(os.path.join(folder, name), FOLDER_MODE)
+        for name in files:
+            tighten(os.path.join(folder, name), FILE_MODE)
+    return problems
 
 
 def key_of(*parts: object) -> str:

@@ -12,6 +12,8 @@ import json
 import os
 import socket
 import stat
+import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -309,13 +311,18 @@ def test_two_competitions_at_once(kind: SandboxKind, world: dict[str, Path]) -> 
     two_competitions_at_once(world, kind, write_container_submission)
 
 
-def test_a_killed_harness_container_is_removed_by_the_next_one(kind: SandboxKind, world: dict[str, Path]) -> None:
+def test_a_killed_harness_container_dies_with_it(kind: SandboxKind, world: dict[str, Path]) -> None:
+    """A SIGKILLed harness's running container is removed by its watchdog, with no other harness started (the
+    time limit, 300 s, is far off); the next harness then finds nothing of it left."""
     nonce = new_nonce()
     write_container_submission(world["attacks"], "gated", "attack", gated_attack(nonce))
     write_container_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
     killed = kill_a_harness_mid_run(data=world["data"], attacks=world["attacks"], defenses=world["defenses"],
                                     results=world["results"], sandbox=kind.value, nonce=nonce)
-    assert len(sandbox_docker.leftover_containers(killed)) == 1  # still running past its harness
+    deadline = time.monotonic() + 60
+    while sandbox_docker.leftover_containers(killed) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert sandbox_docker.leftover_containers(killed) == [], "the container outlived its harness by 60 s"
     others = world["root"] / "other_attacks"
     write_container_submission(others, "plus", "attack", PLUS)
     result = run_competition(config_for(world, attacks_dirs=(others,), output_dir=world["root"] / "next",
@@ -370,4 +377,65 @@ def test_cpu_time_limit(kind: SandboxKind, world: dict[str, Path]) -> None:
         assert burner.seconds < 25, burner
     else:
         assert burner.problem == "timed out after 30 s" and burner.timed_out, burner
+    _no_leftovers(result, world["results"])
+
+
+#: Attack that writes 10 MB files to the image's ``VOLUME /scratch``, 900 MB in all, then copies its input.
+VOLUME_FILLER = """
+import errno
+mounts = [line.split() for line in open("/proc/self/mounts")]
+print("scratch is", [m[2] for m in mounts if m[1] == "/scratch"], flush=True)
+block = b"x" * (10 << 20)
+written = 0
+try:
+    while written < 900:
+        with open(f"/scratch/fill{written}", "wb") as handle:
+            handle.write(block)
+        written += 10
+        print("wrote", written, "MB", flush=True)
+    print("DONE", written, "MB")
+except OSError as exc:
+    print("stopped at", written, "MB:", errno.errorcode.get(exc.errno, exc.errno), flush=True)
+inp, out = Path(sys.argv[1]), Path(sys.argv[2])
+for p in sorted(inp.glob("*.png")):
+    Image.open(p).save(out / p.name)
+"""
+VOLUME_IMAGE = "adv-harness/test-volume:1"
+
+
+@pytest.fixture(scope="module")
+def volume_image(container_engine: object) -> str:
+    """:data:`IMAGE` plus ``VOLUME /scratch`` and ``VOLUME /data/cache/``, writable by everyone (a volume gets the
+    image's folder's mode), built locally (no registry)."""
+    dockerfile = (f"FROM {IMAGE}\nRUN mkdir -p /scratch /data/cache && chmod 1777 /scratch /data/cache\n"
+                  "VOLUME /scratch\nVOLUME [\"/data/cache/\"]\n")
+    built = subprocess.run(["docker", "build", "-q", "-t", VOLUME_IMAGE, "-"], input=dockerfile, text=True,
+                           capture_output=True, timeout=600, check=False)
+    assert built.returncode == 0, built.stderr
+    return VOLUME_IMAGE
+
+
+def _volumes() -> set[str]:
+    listing = sandbox_docker._docker("volume", "ls", "-q")
+    assert listing.returncode == 0, listing.stderr
+    return set(listing.stdout.split())
+
+
+def test_an_image_volume_is_a_bounded_tmpfs(kind: SandboxKind, world: dict[str, Path], volume_image: str) -> None:
+    """A path the image declares as a ``VOLUME`` is a tmpfs within the run's memory limit, never an anonymous
+    volume on the host disk: writing 900 MB there stops below the 300 MB limit."""
+    assert sandbox_docker.image_volumes(volume_image) == ("/data/cache", "/scratch")
+    write_container_submission(world["attacks"], "filler", "attack", VOLUME_FILLER, image=volume_image)
+    write_container_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
+    volumes_before = _volumes()
+    policy = LimitPolicy(seconds_per_image=5.0, minimum_seconds=120.0, memory_mb=300, output_mb=50)
+    result = run_competition(config_for(world, policy=policy, sandbox=kind), echo=lambda _: None)
+    assert _volumes() == volumes_before, "an anonymous volume was created"
+    (filler,) = [r for r in result.runs if r.name == "filler"]
+    log = (world["results"] / filler.log).read_text()
+    assert "scratch is ['tmpfs']" in log, log
+    assert "DONE" not in log, log
+    written = [int(line.split()[1]) for line in log.splitlines() if line.startswith("wrote ")]
+    assert max(written, default=0) < 300, log
+    assert "stopped at" in log or filler.problem == "memory limit of 300 MB exceeded", (filler, log)
     _no_leftovers(result, world["results"])

@@ -27,6 +27,7 @@ from submission_kit import contract
 from harness.html_report import content, figures, sanity
 from harness.report import LEADERBOARD_COLUMNS, leaderboard_csv
 from harness.scoring import TRACKS
+from harness.store import make_private
 
 #: The report's folder inside a results folder.
 REPORT_DIR = "report"
@@ -162,8 +163,9 @@ def build_report(output_dir: Path) -> Path:
 
     The report is built in a temporary folder next to ``report/`` and swapped in by two renames, so a reader
     sees the old report or the whole new one (between the two renames, briefly none); a failed build leaves the
-    old report untouched. Temporary folders of killed builds are removed, so two builds of one folder must not
-    run at the same time.
+    old report untouched. Its folders are 700 and its files 600, like the rest of the results folder
+    (:func:`harness.store.make_private`). Temporary folders of killed builds are removed, so two builds of one
+    folder must not run at the same time.
 
     Args:
         output_dir: A results folder written by ``run`` (tables, manifest, logs, store).
@@ -180,7 +182,7 @@ def build_report(output_dir: Path) -> Path:
     building = Path(tempfile.mkdtemp(dir=output_dir, prefix=f".{REPORT_DIR}.new."))
     try:
         _render(results, _Writer(building))
-        os.chmod(building, 0o755)
+        make_private(building)  # the results folder's one rule (harness.store)
         final = output_dir / REPORT_DIR
         old = None
         if final.exists():
