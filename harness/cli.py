@@ -13,7 +13,8 @@ from submission_kit.contract import EpsilonError, parse_epsilon
 from harness.dataset import DatasetError
 from harness.html_report.content import ReportError
 from harness.report import leaderboard_tables, matrix_table
-from harness.isolation import CGROUP_LIMITS, SandboxKind
+from harness.cgroups import CGROUP_LIMITS
+from harness.isolation import SandboxKind
 from harness.names import one_line
 from harness.limits import LimitPolicy
 from harness.parallelism import default_jobs

@@ -18,7 +18,8 @@ from harness.adaptive import aims_from_manifest
 from harness.dataset import Dataset, load_dataset
 from harness.report import ATTACK_IMAGES, MANIFEST, PER_IMAGE, RUNS, write_results
 from harness.cleanup import remove_tree
-from harness.isolation import CGROUP_LIMITS, Protections, SandboxKind, probe, sweep_dead_cgroups
+from harness.cgroups import CGROUP_LIMITS, sweep_dead_cgroups
+from harness.isolation import Protections, SandboxKind, probe
 from harness.names import one_line
 from harness.secret import SecretError, fingerprint
 from harness.secret import load as load_secret
@@ -34,7 +35,7 @@ from harness.privilege import RUN_GID, RUN_UID, staging_parent, sweep_stale_stag
 from harness.workspace import Workspace, remove_legacy_scratch, scratch_parent, sweep_dead_scratch
 from harness.scoring import Matrix, ScoreRow, score
 from harness.store import FOLDER_MODE, atomic_write_json, make_private
-from harness.parallelism import default_jobs
+from harness.parallelism import cpu_shares, default_jobs
 from harness.submission import Discovery, Submission, SubmissionType, discover, suggest
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
 
@@ -253,7 +254,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         raise CompetitionError(str(exc)) from None
     for note in protections.notes:
         echo(one_line(f"sandbox: {note}"))
-    unenforced = _check_enforced(protections, config)
+    unenforced = _check_enforced(protections, config, jobs=jobs)
     swept = sweep_dead(workspace, protections)
     if swept:
         echo(f"removed {len(swept)} leftover(s) of harness processes that were killed: {', '.join(swept[:3])}"
@@ -267,8 +268,9 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
                 scheduler=config.scheduler, workers=config.workers, sandbox=config.sandbox, echo=echo,
                 tls_ca_file=config.tls_ca_file, tls_cert=config.tls_cert, tls_key=config.tls_key,
                 paths=[output_dir, dataset.root, *sorted({s.path for s in selected})]))
+        devices = DevicePool(gpus, jobs)
         runner = Runner(dataset, workspace, seed=config.seed, batch_size=config.batch_size, jobs=jobs,
-                        policy=config.policy, devices=DevicePool(gpus, jobs), protections=protections,
+                        policy=config.policy, devices=devices, protections=protections,
                         progress=progress, secret=secret, executor=executor)
         outcome = runner.execute(attacks, defenses, epsilons)
     predictions, attack_rows, runs = build_tables(dataset, outcome, defenses)
@@ -284,6 +286,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "batch_size": config.batch_size,
         "jobs": None if executor else jobs,  # on a cluster each worker's threads and RUNS decide
         "limits": asdict(config.policy),
+        # each parallel run's enforced CPU share: CPUs of quota and its own cores (none when runs run one at a time)
+        "cpu_shares": None if executor else [asdict(slot.cpu) for slot in devices.slots if slot.cpu is not None],
         "protections": protections.describe(),
         "unenforced_limits": unenforced,
         "dataset": {"root": str(dataset.root), "content_hash": dataset.content_hash, "images": len(dataset),
@@ -340,8 +344,9 @@ def sweep_dead(workspace: Workspace, protections: Protections) -> list[str]:
     return removed
 
 
-def _check_enforced(protections: Protections, config: CompetitionConfig) -> list[str]:
-    """The limits of ``config.policy`` that ``protections`` cannot enforce for a whole run (for the manifest).
+def _check_enforced(protections: Protections, config: CompetitionConfig, *, jobs: int) -> list[str]:
+    """The limits of ``config.policy`` (and, when ``jobs`` > 1, each run's CPU share) that ``protections`` cannot
+    enforce for a whole run (for the manifest).
 
     Raises:
         CompetitionError: ``allow_unenforced`` names something else than a limit of
@@ -352,13 +357,14 @@ def _check_enforced(protections: Protections, config: CompetitionConfig) -> list
     if unknown:
         raise CompetitionError(f"--allow_unenforced {','.join(unknown)}: not a limit that may go unenforced; "
                                f"choose from {','.join(CGROUP_LIMITS)}")
-    unenforced = protections.unenforced(config.policy)
+    share = cpu_shares(jobs)[0] if jobs > 1 else None
+    unenforced = protections.unenforced(config.policy.limits(1, cpu_share=share))
     refused = [name for name in unenforced if name not in config.allow_unenforced]
     if refused and os.geteuid() != 0:
         raise CompetitionError(
             f"this non-root harness cannot enforce {', '.join(refused)} here (no cgroup it may create runs in): run "
-            f"it as root or with a cgroup delegated to uid {os.geteuid()}, set those limits to 0, or accept runs "
-            f"without them: --allow_unenforced {','.join(refused)}")
+            f"it as root or with a cgroup delegated to uid {os.geteuid()}, set those limits to 0 (cpu_share: "
+            f"--jobs 1), or accept runs without them: --allow_unenforced {','.join(refused)}")
     return unenforced
 
 

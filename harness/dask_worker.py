@@ -30,6 +30,7 @@ from harness.devices import DevicePool
 from harness.isolation import Protections, SandboxKind, probe
 from harness.library import Fingerprint
 from harness.limits import LimitPolicy
+from harness.parallelism import CpuShare, worker_cpu_shares
 from harness.planning import AttackUnit, DefenseUnit
 from harness.records import AttackUnitRecord, DefenseUnitRecord, RecordError
 from harness.submission import SubmissionType
@@ -89,7 +90,7 @@ class WorkerContext:
 
 _PROTECTIONS: dict[SandboxKind, Protections] = {}
 _CHECKED: set[tuple[tuple[str, ...], SandboxKind, str]] = set()  # what this worker process has already passed
-_POOLS: dict[tuple[tuple[str, ...], int], DevicePool] = {}
+_POOLS: dict[tuple[tuple[str, ...], int, tuple[CpuShare, ...]], DevicePool] = {}
 
 
 def _worker_name() -> str:
@@ -169,20 +170,25 @@ def _worker_runner(context: WorkerContext) -> Runner:
     from harness.execution import Runner
     check_self(context)
     gpus = visible_gpus()
+    index = None
     try:
         from distributed import get_worker
         worker = get_worker()
         own = submission_slots(worker.state.nthreads, dict(worker.state.total_resources))
-        if gpus and str(worker.name).isdigit():  # a local cluster's workers 0, 1, ... start on different GPUs
-            offset = int(str(worker.name)) % len(gpus)
-            gpus = gpus[offset:] + gpus[:offset]
+        if str(worker.name).isdigit():  # a local cluster's workers 0, 1, ...: other GPUs first, cores of their own
+            index = int(str(worker.name))
+            if gpus:
+                offset = index % len(gpus)
+                gpus = gpus[offset:] + gpus[:offset]
     except ValueError:
         own = 1
-    pool = _POOLS.setdefault((tuple(gpus), own), DevicePool(gpus, own))  # shared by this worker's threads
+    sharing = _concurrency(context.host_slots)  # the host's cores are shared by every unit running on it
+    shares = worker_cpu_shares(own, on_host=sharing, index=index)
+    pool = _POOLS.setdefault((tuple(gpus), own, tuple(shares or ())),
+                             DevicePool(gpus, own, cpu=shares))  # shared by this worker's threads
     runner = Runner(context.dataset, worker_workspace(context.workspace), seed=context.seed,
                     batch_size=context.batch_size, jobs=own, policy=context.policy, devices=pool,
                     protections=_worker_protections(context.sandbox), environment=context.environment)
-    sharing = _concurrency(context.host_slots)  # the host's cores are shared by every unit running on it
     runner.threads = max(1, (os.cpu_count() or 1) // sharing) if sharing > 1 else None
     return runner
 

@@ -1,4 +1,4 @@
-"""GPUs: which ones this machine offers and which one each running unit gets (round-robin)."""
+"""Run slots: which GPU (round-robin) and which share of the CPU each running unit gets."""
 
 from __future__ import annotations
 
@@ -6,30 +6,56 @@ import contextlib
 import os
 import queue
 import subprocess
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
-__all__ = ["DevicePool", "visible_gpus"]
+from harness.parallelism import CpuShare, cpu_shares
+
+__all__ = ["DevicePool", "Slot", "visible_gpus"]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What one running unit holds while its process runs.
+
+    Attributes:
+        gpu: Its CUDA_VISIBLE_DEVICES value; None without GPUs (the variable is left out, submissions use the CPU).
+        cpu: Its enforced share of the CPU; None when it runs alone (one slot: it may use every core).
+    """
+
+    gpu: str | None
+    cpu: CpuShare | None
 
 
 class DevicePool:
-    """Hands each running unit a CUDA_VISIBLE_DEVICES value, round-robin over the GPUs.
-
-    Without GPUs every unit gets None (the variable is left out and submissions fall back to the CPU).
+    """Hands each running unit a slot: a GPU round-robin over ``gpus`` and a CPU share of its own.
 
     Args:
         gpus: GPU ids visible to the harness.
         jobs: Parallel units; each GPU is shared by at most ``ceil(jobs / len(gpus))`` of them.
+        cpu: The CPU share of each slot (``jobs`` of them); default :func:`harness.parallelism.cpu_shares` over
+            this process's cores when ``jobs`` > 1, and none for a single slot.
+
+    Raises:
+        ValueError: ``cpu`` does not have one share per slot.
     """
 
-    def __init__(self, gpus: list[str], jobs: int) -> None:
+    def __init__(self, gpus: list[str], jobs: int, *, cpu: Sequence[CpuShare] | None = None) -> None:
         self.gpus = list(gpus)
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        for slot in range(max(jobs, 1)):
-            self._queue.put(self.gpus[slot % len(self.gpus)] if self.gpus else None)
+        slots = max(jobs, 1)
+        shares: list[CpuShare | None] = list(cpu) if cpu is not None else (
+            list(cpu_shares(slots)) if slots > 1 else [None])
+        if len(shares) != slots:
+            raise ValueError(f"DevicePool: {len(shares)} CPU share(s) for {slots} slot(s)")
+        self.slots = [Slot(gpu=self.gpus[i % len(self.gpus)] if self.gpus else None, cpu=shares[i])
+                      for i in range(slots)]
+        self._queue: queue.Queue[Slot] = queue.Queue()
+        for slot in self.slots:
+            self._queue.put(slot)
 
     @contextlib.contextmanager
-    def acquire(self) -> Iterator[str | None]:
-        """Borrow a device value for the duration of a run."""
+    def acquire(self) -> Iterator[Slot]:
+        """Borrow a slot for the duration of a run (blocks while every slot is in use)."""
         value = self._queue.get()
         try:
             yield value

@@ -180,11 +180,12 @@ class Runner:
 
     def _run(self, submission: Submission, args: list[str], *, scratch: Path, images: int,
              log_name: str) -> RunRecord:
-        """Run a submission over a scratch folder's input, on a borrowed device, under the policy's limits."""
-        with self.devices.acquire() as gpu:
+        """Run a submission over a scratch folder's input in a borrowed slot (a device and a CPU share), under the
+        policy's limits."""
+        with self.devices.acquire() as slot:
             return run_submission(submission, args, inputs=scratch / "input", outputs=scratch / "output",
-                                  workdir=scratch / "work", limits=self.policy.limits(images),
-                                  log_path=self.workspace.root / log_name, log_name=log_name, gpu=gpu,
+                                  workdir=scratch / "work", limits=self.policy.limits(images, cpu_share=slot.cpu),
+                                  log_path=self.workspace.root / log_name, log_name=log_name, gpu=slot.gpu,
                                   protections=self.protections, instance=self.workspace.instance,
                                   threads=self.threads)
 

@@ -6,13 +6,14 @@ private mount namespace in which only the system, the Python installation, the s
 exist, plus a private /tmp and HOME; no network (``--unshare-net``), its own PID namespace (everything dies with
 it), no capabilities, uid 65534 inside and never uid 0 outside (:mod:`harness.privilege`), no nested user
 namespaces, read-only ``/proc/sys``. Resource limits come from ``setrlimit`` (CPU time, memory, file size) and,
-where the harness may create cgroups, from the pids and memory controllers. :func:`probe` finds out what works
-here, and the run's manifest says which protections were in force.
+where the harness may create cgroups (:mod:`harness.cgroups`), from the pids, memory, cpu and cpuset controllers:
+each of several parallel runs is held to its share of the CPU (:class:`harness.parallelism.CpuShare`).
+:func:`probe` finds out what works here, and the run's manifest says which protections were in force.
 
 A non-root harness gets the same sandbox where the kernel allows it (bubblewrap as the harness's own uid). Without
-a cgroup folder it may create runs in, ``memory_mb`` and ``max_processes`` cannot be enforced for a whole run
-(:data:`CGROUP_LIMITS`, :meth:`Protections.unenforced`); the competition then refuses to start unless the organiser
-names them (``--allow_unenforced``), and the manifest lists them.
+a cgroup folder it may create runs in, ``memory_mb``, ``max_processes`` and ``cpu_share`` cannot be enforced for a
+whole run (:data:`harness.cgroups.CGROUP_LIMITS`, :meth:`Protections.unenforced`); the competition then refuses to
+start unless the organiser names them (``--allow_unenforced``), and the manifest lists them.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ import shutil
 import site
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.cleanup import owner_of
+from harness.cgroups import CGROUP_LIMITS, cgroup_roots
 from harness.instance import Instance
 from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
+from harness.limits import Limits
 from harness.privilege import run_identity, stage_command, staging_parent
 
 #: Paths of the run's folders inside a bubblewrap sandbox (the NIPS 2017 containers used similar fixed paths).
@@ -44,10 +45,6 @@ SANDBOX_HOME = "/home/sandbox"
 SANDBOX_TMP_HOME = "/tmp/.home"
 #: Unprivileged user the sandboxed process runs as.
 SANDBOX_UID = 65534
-#: Limits (named as their :class:`Limits` fields and command-line options) that hold for a whole run only through
-#: a cgroup controller; without it ``memory_mb`` is RLIMIT_DATA per process (a run of many processes, or of many
-#: files in its RAM-backed /tmp, exceeds it) and ``max_processes`` is not enforced at all.
-CGROUP_LIMITS = {"memory_mb": "memory", "max_processes": "pids"}
 
 
 class SandboxKind(str, enum.Enum):
@@ -61,29 +58,6 @@ class SandboxKind(str, enum.Enum):
 
 
 @dataclass(frozen=True)
-class Limits:
-    """Resource limits of one run (None = unlimited).
-
-    Attributes:
-        wall_seconds: Wall-clock limit; the process group is killed when it is reached.
-        cpu_seconds: CPU time (RLIMIT_CPU).
-        memory_mb: Memory: the cgroup memory limit where available, else RLIMIT_DATA (heap and anonymous maps).
-        max_processes: Processes and threads at once (cgroup pids controller; needs a writable cgroup).
-        output_mb: Total size of the output folder; also the largest single file (RLIMIT_FSIZE).
-        output_files: Entries (files, folders, links) in the output folder.
-        log_mb: Size of the log (stdout and stderr); the run is stopped when it is reached.
-    """
-
-    wall_seconds: float
-    cpu_seconds: float | None = None
-    memory_mb: int | None = None
-    max_processes: int | None = None
-    output_mb: int | None = None
-    output_files: int | None = None
-    log_mb: int | None = None
-
-
-@dataclass(frozen=True)
 class Protections:
     """What this machine enforces for a submission process.
 
@@ -91,8 +65,8 @@ class Protections:
         kind: The sandbox in use.
         namespaces: Private filesystem view, PID namespace, no capabilities (bubblewrap or docker).
         network: No network access.
-        cgroup: Root of cgroup folders this harness may create run folders in, per controller ("pids", "memory");
-            empty when none.
+        cgroup: Root of cgroup folders this harness may create run folders in, per controller ("pids", "memory",
+            "cpu", "cpuset", "cpuacct"; see :mod:`harness.cgroups`); empty when none.
         notes: Plain-words remarks for the manifest (what is missing and why).
     """
 
@@ -173,97 +147,6 @@ def _bwrap_works() -> tuple[bool, str]:
     return True, ""
 
 
-def _usable(folder: Path) -> str:
-    """"" when this process may create cgroups in ``folder``, else why not (a folder another user made)."""
-    if os.access(folder, os.W_OK | os.X_OK):
-        return ""
-    try:
-        owner = f"belongs to uid {folder.stat().st_uid}"
-    except OSError:
-        owner = "is not accessible"
-    return f"{folder} {owner} and is not writable by uid {os.geteuid()}"
-
-
-def _cgroup_roots() -> tuple[dict[str, Path], str]:
-    """Cgroup v1 controller folders for pids and memory, or a cgroup v2 folder with both, in which this process
-    may create a run's folder (one made earlier by another user, e.g. a root harness, is not)."""
-    base = Path("/sys/fs/cgroup")
-    roots: dict[str, Path] = {}
-    refused: list[str] = []
-    for controller in ("pids", "memory"):
-        folder = base / controller / "adv-harness"
-        try:
-            folder.mkdir(exist_ok=True)
-        except OSError:
-            continue
-        why = _usable(folder)
-        if why:
-            refused.append(why)
-        else:
-            roots[controller] = folder
-    if not roots and not refused and (base / "cgroup.controllers").exists():
-        folder = base / "adv-harness"
-        try:
-            folder.mkdir(exist_ok=True)
-            why = _usable(folder)
-            if why:
-                refused.append(why)
-            else:
-                enabled = (base / "cgroup.subtree_control").read_text().split()
-                if "pids" in enabled:
-                    roots["pids"] = folder
-                if "memory" in enabled:
-                    roots["memory"] = folder
-                if roots:
-                    (folder / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in roots))
-        except OSError:
-            roots = {}
-    sweep_dead_cgroups(roots)
-    because = f" ({'; '.join(refused)})" if refused else ""
-    if not roots:
-        return {}, ("no writable cgroup: process-count limit not enforced, memory limited by RLIMIT_DATA only"
-                    + because)
-    missing = {"pids", "memory"} - roots.keys()
-    note = f"cgroup controller(s) {', '.join(sorted(missing))} unavailable{because}" if missing else ""
-    return roots, note
-
-
-#: A run's cgroup folder is ``<controller root>/run-<instance tag>-<random>``.
-CGROUP_PREFIX = "run-"
-
-
-def sweep_dead_cgroups(roots: dict[str, Path]) -> list[Path]:
-    """Delete the empty cgroup folders of runs whose harness instance is dead (killed before it removed them).
-
-    Folders of live instances, of other hosts and of another naming (earlier harness versions' included) are left
-    alone.
-
-    Args:
-        roots: Controller → the harness's cgroup folder (:attr:`Protections.cgroup`).
-
-    Returns:
-        The folders deleted. Never raises.
-    """
-    removed: list[Path] = []
-    for root in sorted(set(roots.values())):
-        try:
-            entries = sorted(root.iterdir())
-        except OSError:
-            continue
-        for entry in entries:
-            owner = owner_of(entry.name, CGROUP_PREFIX)
-            if owner is None or not owner.dead():
-                continue
-            try:
-                if entry.is_symlink() or not entry.is_dir() or entry.stat().st_uid != os.geteuid():
-                    continue
-                entry.rmdir()  # a cgroup folder with processes or children cannot be removed: it stays
-            except OSError:
-                continue
-            removed.append(entry)
-    return removed
-
-
 @functools.lru_cache(maxsize=None)
 def probe(kind: SandboxKind = SandboxKind.AUTO) -> Protections:
     """Find out which protections work on this machine (cached per process).
@@ -273,7 +156,7 @@ def probe(kind: SandboxKind = SandboxKind.AUTO) -> Protections:
             what it would take); only an explicit NONE runs submissions as plain processes.
     """
     notes: list[str] = []
-    cgroups, note = _cgroup_roots()
+    cgroups, note = cgroup_roots()
     if note:
         notes.append(note)
     if kind in (SandboxKind.DOCKER, SandboxKind.GVISOR):
@@ -418,120 +301,6 @@ def arguments_by_fd(command: list[str]) -> tuple[list[str], int]:
     finally:
         os.close(write_end)
     return [command[0], "--args", str(read_end), *command[split:]], read_end
-
-
-class CgroupJail:
-    """A cgroup (pids and memory controllers, where writable) that one run's processes are placed in.
-
-    Each limit is written and read back: :attr:`applied` names those in force (as in :data:`CGROUP_LIMITS`),
-    :attr:`problems` says, one line each, why a limit the roots promised is not (the run must then not start).
-
-    Args:
-        roots: Controller → parent folder, from :class:`Protections`.
-        limits: The run's limits.
-        instance: The harness instance the folders are named for (``run-TAG-RANDOM``, see
-            :func:`sweep_dead_cgroups`).
-    """
-
-    def __init__(self, roots: dict[str, Path], limits: Limits, *, instance: Instance) -> None:
-        self.folders: list[Path] = []
-        name = f"{CGROUP_PREFIX}{instance.tag}-{uuid.uuid4().hex[:8]}"
-        self.applied: list[str] = []
-        self.problems: list[str] = []
-        for controller, root in roots.items():
-            folder = root / name
-            if folder not in self.folders:  # cgroup v2: one folder holds both controllers
-                try:
-                    folder.mkdir()
-                except OSError as exc:
-                    self.problems.append(f"cannot create cgroup {folder}: {exc.strerror or exc}")
-                    continue
-                self.folders.append(folder)
-            if controller == "pids" and limits.max_processes:
-                self._set("max_processes", [folder / "pids.max"], limits.max_processes)
-            if controller == "memory" and limits.memory_mb:
-                if self._set("memory_mb", [folder / "memory.limit_in_bytes", folder / "memory.max"],
-                             limits.memory_mb << 20):
-                    swap = folder / "memory.memsw.limit_in_bytes"  # absent without swap accounting
-                    if swap.exists():
-                        try:
-                            swap.write_text(str(limits.memory_mb << 20))
-                        except OSError:
-                            pass
-
-    def _set(self, limit: str, candidates: list[Path], value: int) -> bool:
-        """Write ``value`` to the first existing file of ``candidates`` and read it back; record the outcome."""
-        target = next((path for path in candidates if path.exists()), candidates[0])
-        try:
-            target.write_text(str(value))
-            found = target.read_text().strip()
-        except OSError as exc:
-            self.problems.append(f"{limit}: cannot set {target}: {exc.strerror or exc}")
-            return False
-        if found != str(value):
-            self.problems.append(f"{limit}: {target} reads {found} after writing {value}")
-            return False
-        self.applied.append(limit)
-        return True
-
-    @property
-    def memory_enforced(self) -> bool:
-        """True when a memory controller folder holds the run with its limit read back."""
-        return "memory_mb" in self.applied
-
-    def enter(self) -> None:
-        """Move the calling process into the cgroup (called between fork and exec).
-
-        Raises:
-            OSError: A folder refused the process (the run must not start outside its cgroup).
-        """
-        for folder in self.folders:
-            (folder / "cgroup.procs").write_text(str(os.getpid()))
-
-    def pids_limit_hit(self) -> bool:
-        """True when the pids controller refused a fork."""
-        for folder in self.folders:
-            events = folder / "pids.events"
-            if events.exists() and events.read_text().split()[-1:] != ["0"]:
-                return True
-        return False
-
-    def memory_limit_hit(self) -> bool:
-        """True when the memory controller killed or throttled a process at the limit."""
-        for folder in self.folders:
-            for name in ("memory.failcnt", "memory.oom_control", "memory.events"):
-                path = folder / name
-                try:
-                    text = path.read_text()
-                except OSError:
-                    continue
-                if name == "memory.failcnt" and text.strip() not in ("", "0"):
-                    return True
-                if any(line.startswith(("oom_kill ", "max ")) and not line.strip().endswith(" 0")
-                       for line in text.splitlines()):
-                    return True
-        return False
-
-    def kill_all(self) -> None:
-        """SIGKILL every process left in the cgroup."""
-        for folder in self.folders:
-            try:
-                pids = (folder / "cgroup.procs").read_text().split()
-            except OSError:
-                continue
-            for pid in pids:
-                try:
-                    os.kill(int(pid), 9)
-                except (ProcessLookupError, PermissionError, ValueError):
-                    pass
-
-    def remove(self) -> None:
-        """Delete the cgroup folders (after the processes are gone)."""
-        for folder in self.folders:
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
 
 
 def apply_rlimits(limits: Limits, *, memory_by_cgroup: bool) -> None:

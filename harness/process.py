@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from harness.cleanup import chmod_at
-from harness.isolation import (SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, CgroupJail, Limits,
-                               Protections, SandboxKind, apply_rlimits, arguments_by_fd, bwrap_command)
+from harness.cgroups import CgroupJail
+from harness.isolation import (SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, Protections, SandboxKind, apply_rlimits,
+                               arguments_by_fd, bwrap_command)
 from harness.library import library_dir, library_link, python_path
+from harness.limits import Limits
 from harness.names import one_line
 from harness.instance import Instance
 from harness.privilege import give_to_run, run_identity, stage_command
@@ -51,6 +53,8 @@ class RunRecord:
         seconds: Wall time spent inside the process (0 when it never started).
         problem: "" for a clean exit, else a plain-words reason ("exit code 1", "timed out after 60 s", …).
         log: Path of the log file relative to the results folder.
+        cpu_seconds: CPU time (user + system) of every process of the run, from its cgroup's accounting; None
+            where the run had no cgroup with CPU accounting (and in records made before it was measured).
     """
 
     exit_code: int | None
@@ -58,6 +62,7 @@ class RunRecord:
     seconds: float
     problem: str
     log: str
+    cpu_seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -66,8 +71,10 @@ class RunRecord:
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> "RunRecord":
         """Inverse of :meth:`to_json`."""
+        cpu = value.get("cpu_seconds")
         return cls(exit_code=value["exit_code"], timed_out=bool(value["timed_out"]),
-                   seconds=float(value["seconds"]), problem=str(value["problem"]), log=str(value["log"]))
+                   seconds=float(value["seconds"]), problem=str(value["problem"]), log=str(value["log"]),
+                   cpu_seconds=None if cpu is None else float(cpu))
 
 
 def fresh_copy(submission: Submission, destination: Path) -> Path:
@@ -428,6 +435,7 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
             problem = _describe_exit(exit_code, limits, jail)
         if problem:
             log.write(f"\n[harness] {problem}\n".encode())
+    cpu_seconds = jail.cpu_seconds() if jail is not None else None
     if jail is not None:
         for _ in range(20):
             jail.kill_all()
@@ -436,7 +444,7 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
                 break
             time.sleep(0.05)
     return RunRecord(exit_code=exit_code, timed_out=timed_out, seconds=round(seconds, 3), problem=problem,
-                     log=log_name)
+                     log=log_name, cpu_seconds=None if cpu_seconds is None else round(cpu_seconds, 3))
 
 
 #: Folder holding a ``python`` command inside the sandbox when the interpreter's folder has none.

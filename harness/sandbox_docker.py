@@ -47,8 +47,8 @@ from harness.instance import Instance, InstanceError, process_start_time
 from harness.names import image_reference_problem
 from harness.privilege import give_to_run
 from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
-from harness.isolation import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, Limits,
-                               SandboxKind)
+from harness.isolation import SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, SandboxKind
+from harness.limits import Limits
 
 if TYPE_CHECKING:
     from harness.process import RunRecord
@@ -213,6 +213,8 @@ def docker_run_command(argv: list[str], *, kind: SandboxKind, image: str, name: 
     if limits.cpu_seconds:
         soft = max(1, int(limits.cpu_seconds))
         command += ["--ulimit", f"cpu={soft}:{soft + 5}"]
+    if limits.cpu_share is not None:  # the container's cgroup holds the run to its share of the CPU
+        command += ["--cpus", f"{limits.cpu_share.cpus:g}", "--cpuset-cpus", limits.cpu_share.cpuset]
     if limits.output_mb:
         size = limits.output_mb << 20
         command += ["--ulimit", f"fsize={size}:{size}"]

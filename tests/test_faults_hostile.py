@@ -27,14 +27,15 @@ from PIL import Image
 from machine import needs_root
 from conftest import (BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, fork_bomb, needs_bwrap,
                       write_dataset, write_submission)
-from harness import isolation
+from harness import cgroups, isolation
 from submission_kit import contract
 from harness.cleanup import remove_tree
 from harness.competition import CompetitionError, run_competition
 from harness.dataset import DatasetError, load_dataset
 from harness.defense_output import Answer, parse_predictions
 from harness.instance import Instance
-from harness.isolation import Limits, SandboxKind, probe
+from harness.isolation import SandboxKind, probe
+from harness.limits import Limits
 from harness.names import one_line
 from harness.limits import LimitPolicy
 from harness.process import RunRecord, run_submission
@@ -726,8 +727,8 @@ def test_a_non_root_run_does_not_start_outside_the_cgroup_its_protections_claim(
 def test_cgroup_v2_folder_gets_both_limits_read_back(tmp_path: Path) -> None:
     """cgroup v2 has one folder for both controllers: the jail skipped the second one, so the memory limit was
     never written (and RLIMIT_DATA was dropped in its favour). Here a plain folder stands in for the v2 root."""
-    jail = isolation.CgroupJail({"pids": tmp_path, "memory": tmp_path},
-                                Limits(wall_seconds=1, max_processes=7, memory_mb=3), instance=Instance.create())
+    jail = cgroups.CgroupJail({"pids": tmp_path, "memory": tmp_path},
+                              Limits(wall_seconds=1, max_processes=7, memory_mb=3), instance=Instance.create())
     assert len(jail.folders) == 1
     assert (jail.folders[0] / "pids.max").read_text() == "7"
     assert (jail.folders[0] / "memory.limit_in_bytes").read_text() == str(3 << 20)
@@ -777,7 +778,7 @@ def test_a_starting_run_keeps_its_cgroup_while_another_harness_probes() -> None:
     """Two harnesses (or Dask workers) at once: the second one's probe swept the first one's new, still empty run
     cgroup before the run entered it (the run then ran unjailed; with the per-run check it fails to start)."""
     protections = probe(SandboxKind.NONE)
-    jail = isolation.CgroupJail(protections.cgroup, Limits(wall_seconds=1, max_processes=5),
+    jail = cgroups.CgroupJail(protections.cgroup, Limits(wall_seconds=1, max_processes=5),
                                 instance=Instance.create())
     try:
         probe.cache_clear()

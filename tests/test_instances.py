@@ -19,7 +19,9 @@ from conftest import BUCKET_DEFENSE, PLUS, config_for, needs_bwrap, write_submis
 from harness.cleanup import remove_tree
 from harness.competition import run_competition, sweep_dead
 from harness.instance import Instance, InstanceError
-from harness.isolation import CgroupJail, Limits, SandboxKind, probe
+from harness.cgroups import CgroupJail
+from harness.isolation import SandboxKind, probe
+from harness.limits import Limits
 from harness.privilege import RUN_GID, RUN_UID, STAGING_PREFIX, stage_command
 from harness.workspace import SCRATCH_PREFIX, Workspace
 from two_harnesses import (PATIENCE, Competition, gated_attack, kill_a_harness_mid_run, new_nonce, open_gate,
@@ -84,7 +86,9 @@ _MAKE_AND_WAIT = """
 import os, sys, time
 from pathlib import Path
 from harness.instance import Instance
-from harness.isolation import CgroupJail, Limits, SandboxKind, probe
+from harness.cgroups import CgroupJail
+from harness.isolation import SandboxKind, probe
+from harness.limits import Limits
 from harness.privilege import RUN_GID, RUN_UID, stage_command
 from harness.workspace import Workspace
 instance = Instance.create()

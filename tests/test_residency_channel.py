@@ -22,7 +22,8 @@ import pytest
 
 import submission_kit
 from harness.instance import Instance
-from harness.isolation import Limits, SandboxKind, probe
+from harness.isolation import SandboxKind, probe
+from harness.limits import Limits
 from harness.process import run_submission
 from harness.submission import parse_submission
 

@@ -57,10 +57,10 @@ def test_device_pool_round_robin() -> None:
     pool = DevicePool(["0", "1"], jobs=4)
     taken = []
     with pool.acquire() as a, pool.acquire() as b, pool.acquire() as c, pool.acquire() as d:
-        taken = [a, b, c, d]
+        taken = [a.gpu, b.gpu, c.gpu, d.gpu]
     assert sorted(taken) == ["0", "0", "1", "1"]
     with DevicePool([], jobs=2).acquire() as none:
-        assert none is None
+        assert none.gpu is None
 
 
 def _gone(pid: int, *, patience: float = 30.0) -> bool:

@@ -18,7 +18,8 @@ from harness import sandbox_docker
 from harness.cleanup import owner_of
 from harness.competition import CompetitionConfig, CompetitionResult, run_competition
 from harness.instance import Instance
-from harness.isolation import CGROUP_PREFIX, probe
+from harness.cgroups import CGROUP_PREFIX
+from harness.isolation import probe
 from harness.privilege import RUN_GID, RUN_UID, STAGING_PREFIX, staging_parent
 from harness.workspace import SCRATCH_PREFIX, scratch_folders, scratch_parent
 
