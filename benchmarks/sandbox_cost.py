@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from harness.cleanup import remove_tree  # noqa: E402
 from harness.instance import Instance  # noqa: E402
-from harness.isolation import Limits, SandboxKind, probe  # noqa: E402
+from harness.isolation import SandboxKind, probe  # noqa: E402
+from harness.limits import Limits  # noqa: E402
 from harness.process import run_submission  # noqa: E402
 from harness.submission import parse_submission  # noqa: E402
 
