@@ -1,4 +1,4 @@
-"""Screenshots of a results folder's HTML report in headless Chromium (the README's pictures).
+"""Screenshots of a results folder's HTML report in headless Chromium (the pictures of docs/report.md).
 
     python run_competition.py                       # the embedded default (minutes), writes results/report/
     python benchmarks/report_screenshot.py          # rebuilds results/report/ (running nothing) and shoots it

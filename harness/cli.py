@@ -80,7 +80,7 @@ def _add_run_options(parser: argparse.ArgumentParser, root: Path) -> None:
     parser.add_argument("--sandbox", choices=[k.value for k in SandboxKind], default=_RUN.sandbox.value,
                         help="isolation of submission processes: auto (bubblewrap when it works here, else refuse "
                              "to run), bwrap, none (plain processes, no isolation: only when asked for), docker, "
-                             "gvisor (docker with gVisor's runsc; see README) (default: %(default)s)")
+                             "gvisor (docker with gVisor's runsc; see docs/sandboxes.md) (default: %(default)s)")
     parser.add_argument("--seconds_per_image", type=_positive_float, default=_LIMITS.seconds_per_image,
                         help="time limit per image of a run (default: %(default)s, as NIPS 2017's 500 s per 100)")
     parser.add_argument("--min_seconds", type=_positive_float, default=_LIMITS.minimum_seconds,
@@ -137,10 +137,10 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
     cluster = run.add_mutually_exclusive_group()
     cluster.add_argument("--scheduler", metavar="ADDRESS", default=None,
                          help="run every unit on the Dask cluster of this scheduler (e.g. tls://host:8786, with "
-                              "the --tls_ options); see README, 'Running on a cluster'")
+                              "the --tls_ options); see docs/cluster.md")
     cluster.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                          help="run every unit on a local Dask cluster of N worker processes")
-    tls = run.add_argument_group("TLS credentials of a --scheduler tls://... cluster (README, 'Securing a "
+    tls = run.add_argument_group("TLS credentials of a --scheduler tls://... cluster (docs/cluster.md, 'Securing a "
                                  "cluster'); without them dask's own config (distributed.comm.tls.*) is used")
     tls.add_argument("--tls_ca_file", type=Path, default=None, metavar="PEM",
                      help="the CA certificate that signed the scheduler's and workers' certificates")

@@ -376,7 +376,7 @@ SECURE_SCHEMES = ("tls", "wss")
 #: What the harness prints for a scheduler address without TLS (one line).
 UNENCRYPTED_WARNING = ("warning: the Dask scheduler at {address} is unencrypted and unauthenticated: whoever can "
                        "reach it or a worker can run code on every worker and read the task graph; use a tls:// "
-                       "scheduler with --tls_ca_file, --tls_cert and --tls_key (README, 'Securing a cluster')")
+                       "scheduler with --tls_ca_file, --tls_cert and --tls_key (docs/cluster.md, 'Securing a cluster')")
 
 
 def scheduler_security(scheduler: str | None, *, ca_file: Path | None = None, cert: Path | None = None,

@@ -1,5 +1,5 @@
-"""Headless Chromium for looking at a report (tests, README screenshot): selenium driving Debian's ``chromium``
-and ``chromium-driver``. Never used by ``run`` or ``report``; selenium is imported only here.
+"""Headless Chromium for looking at a report (tests, screenshots of docs/report.md): selenium driving Debian's
+``chromium`` and ``chromium-driver``. Never used by ``run`` or ``report``; selenium is imported only here.
 """
 
 from __future__ import annotations

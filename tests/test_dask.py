@@ -209,7 +209,7 @@ def test_command_line_cluster_via_scheduler(world: dict[str, Path], cli_cluster:
     assert done.returncode == 0, done.stderr
     warning = (f"warning: the Dask scheduler at {cli_cluster.address} is unencrypted and unauthenticated: whoever "
                "can reach it or a worker can run code on every worker and read the task graph; use a tls:// "
-               "scheduler with --tls_ca_file, --tls_cert and --tls_key (README, 'Securing a cluster')\n")
+               "scheduler with --tls_ca_file, --tls_cert and --tls_key (docs/cluster.md, 'Securing a cluster')\n")
     assert done.stderr.count(warning) == 1, done.stderr  # a plain cluster still works, after one line
     for name in FILES:
         assert (world["root"] / "local" / name).read_bytes() == (world["root"] / "dask" / name).read_bytes()
