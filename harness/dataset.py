@@ -184,7 +184,7 @@ def draw_targets(true_labels: list[int], *, num_classes: int, seed: int) -> list
     rng = np.random.default_rng(seed)
     count, first = len(classes), classes.start
     offsets = rng.integers(1, count, size=len(true_labels))
-    return [int(first + (label - first + offset) % count) for label, offset in zip(true_labels, offsets)]
+    return [int(first + (label - first + offset) % count) for label, offset in zip(true_labels, offsets, strict=True)]
 
 
 def _locate(root: Path, metadata: Path | None) -> tuple[Path, Path]:
@@ -296,12 +296,12 @@ def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | Non
     if targets_drawn:
         draw_seed = seed if secret is None else derive_seed(secret, "target-classes")
         drawn = draw_targets(true_labels, num_classes=num_classes, seed=draw_seed)
-        targets = [given if given is not None else new for given, new in zip(given_targets, drawn)]
+        targets = [given if given is not None else new for given, new in zip(given_targets, drawn, strict=True)]
     else:
         targets = [t for t in given_targets if t is not None]
 
     records = []
-    for image_id, true_label, target in zip(ids, true_labels, targets):
+    for image_id, true_label, target in zip(ids, true_labels, targets, strict=True):
         path = root / on_disk[image_id]
         try:
             data = path.read_bytes()

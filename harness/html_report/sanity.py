@@ -71,7 +71,7 @@ def _pct(value: float) -> str:
 
 def _cells(matrix: Matrix) -> dict[tuple[str, str], float]:
     return {(defense, column): rate for defense, rates in matrix.rows
-            for column, rate in zip(matrix.columns, rates) if rate is not None}
+            for column, rate in zip(matrix.columns, rates, strict=False) if rate is not None}
 
 
 def flags(scores: list[ScoreRow], accuracy: list[Matrix], hits: list[Matrix], *, images: int | None = None
