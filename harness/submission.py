@@ -304,24 +304,9 @@ def parse_submission(folder: str | Path) -> Submission:
     if not isinstance(metadata, dict):
         raise SubmissionError(f"{meta_path}: must hold a JSON object, not {type(metadata).__name__}")
 
-    kinds = [kind.value for kind in SubmissionType]
-    raw_type = metadata.get("type")
-    if raw_type is None:
-        raise SubmissionError(f"{meta_path}: no \"type\"; set it to one of {', '.join(kinds)}")
-    if raw_type not in kinds:
-        raise SubmissionError(f"{meta_path}: unknown type {one_line(repr(raw_type), limit=60)}; "
-                              f"use one of {', '.join(kinds)}{suggest(str(raw_type), kinds)}")
-    entry = metadata.get("entry_point")
-    if not isinstance(entry, str) or not entry.strip():
-        raise SubmissionError(f"{meta_path}: no \"entry_point\"; name the script to run, e.g. "
-                              '"entry_point": "run_attack.sh"')
-    entry = entry.strip()
+    raw_type = _metadata_type(meta_path, metadata)
+    entry = _metadata_entry_point(meta_path, metadata)
     entry_rel = Path(entry)
-    if entry_rel.is_absolute() or ".." in entry_rel.parts:
-        raise SubmissionError(f"{meta_path}: entry_point {shown(entry)} must be a path inside the folder")
-    problem = entry_point_problem(entry_rel.as_posix())
-    if problem:
-        raise SubmissionError(f"{meta_path}: {problem}")
     for key in ("container", "container_gpu"):
         if key in metadata and not isinstance(metadata[key], str):
             raise SubmissionError(f"{meta_path}: \"{key}\" must be a string (a docker image name)")
@@ -330,13 +315,7 @@ def parse_submission(folder: str | Path) -> Submission:
             raise SubmissionError(f"{meta_path}: \"{key}\" {problem}")
     listing = list_folder(folder)
     entry_path = folder / entry_rel
-    if entry_rel not in listing.files:
-        if os.path.islink(entry_path) or os.path.isfile(entry_path):
-            raise SubmissionError(f"{meta_path}: entry_point {entry!r} is a symbolic link or an ignored file "
-                                  "(cache); point it at a regular file in the folder")
-        present = [p.as_posix() for p in listing.files]
-        raise SubmissionError(f"{meta_path}: entry_point {entry!r} does not exist in {folder}"
-                              f"{suggest(entry, present)}")
+    _check_entry_listed(folder, meta_path, entry, listing)
     _check_interpreter_line(entry_path)
     warnings = list(scan_links(folder, listing)[1])
     if not os.access(entry_path, os.X_OK):
@@ -357,6 +336,48 @@ def parse_submission(folder: str | Path) -> Submission:
         warnings=tuple(warnings),
         targets_defense=aim,
     )
+
+
+def _metadata_type(meta_path: Path, metadata: dict[str, object]) -> str:
+    """The metadata's ``type``, one of :class:`SubmissionType`'s values (SubmissionError otherwise)."""
+    kinds = [kind.value for kind in SubmissionType]
+    raw_type = metadata.get("type")
+    if raw_type is None:
+        raise SubmissionError(f"{meta_path}: no \"type\"; set it to one of {', '.join(kinds)}")
+    if raw_type not in kinds:
+        raise SubmissionError(f"{meta_path}: unknown type {one_line(repr(raw_type), limit=60)}; "
+                              f"use one of {', '.join(kinds)}{suggest(str(raw_type), kinds)}")
+    return str(raw_type)
+
+
+def _metadata_entry_point(meta_path: Path, metadata: dict[str, object]) -> str:
+    """The metadata's ``entry_point``, stripped: a relative path inside the folder (SubmissionError otherwise)."""
+    entry = metadata.get("entry_point")
+    if not isinstance(entry, str) or not entry.strip():
+        raise SubmissionError(f"{meta_path}: no \"entry_point\"; name the script to run, e.g. "
+                              '"entry_point": "run_attack.sh"')
+    entry = entry.strip()
+    entry_rel = Path(entry)
+    if entry_rel.is_absolute() or ".." in entry_rel.parts:
+        raise SubmissionError(f"{meta_path}: entry_point {shown(entry)} must be a path inside the folder")
+    problem = entry_point_problem(entry_rel.as_posix())
+    if problem:
+        raise SubmissionError(f"{meta_path}: {problem}")
+    return entry
+
+
+def _check_entry_listed(folder: Path, meta_path: Path, entry: str, listing: Listing) -> None:
+    """Raise SubmissionError when the entry point is not one of the folder's regular files (missing, a symbolic
+    link or an ignored cache file), with the closest existing name."""
+    if Path(entry) in listing.files:
+        return
+    entry_path = folder / entry
+    if os.path.islink(entry_path) or os.path.isfile(entry_path):
+        raise SubmissionError(f"{meta_path}: entry_point {entry!r} is a symbolic link or an ignored file "
+                              "(cache); point it at a regular file in the folder")
+    present = [p.as_posix() for p in listing.files]
+    raise SubmissionError(f"{meta_path}: entry_point {entry!r} does not exist in {folder}"
+                          f"{suggest(entry, present)}")
 
 
 def _check_interpreter_line(entry_path: Path) -> None:
