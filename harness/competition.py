@@ -174,7 +174,8 @@ def _select(discovery: Discovery, only: tuple[str, ...]) -> list[Submission]:
     return [s for s in discovery.submissions if not only or s.name in only]
 
 
-def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = print,
+# issue 29: split with the executor/sandbox interfaces
+def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = print,  # noqa: C901
                     progress: Callable[[str, int], Callable[..., None]] | None = None) -> CompetitionResult:
     """Run every attack against every defense and write the results folder.
 
