@@ -294,7 +294,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "submissions": [{"name": s.name, "type": s.type.value, "entry_point": s.entry_point,
                          "content_hash": s.content_hash, "container": s.container,
                          "container_gpu": s.container_gpu, "path": str(s.path),
-                         **({"targets_defense": s.targets_defense} if s.targets_defense else {})}
+                         **s.optional_keys()}
                         for s in selected],
         "skipped": [{"path": str(p.path), "problem": p.message} for p in discovery.problems],
         "executed_units": outcome.executed,
