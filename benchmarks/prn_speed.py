@@ -54,13 +54,13 @@ def main() -> None:
         optimizer = torch.optim.Adam(prn.parameters(), lr=1e-3)
 
         @torch.no_grad()
-        def inference() -> None:
+        def inference(prn: PRN = prn) -> None:  # bound now: the loop variable changes
             prn(x)
 
-        def prn_only() -> None:
+        def prn_only(prn: PRN = prn) -> None:
             prn(x).square().mean().backward()
 
-        def train_step() -> None:
+        def train_step(prn: PRN = prn, optimizer: torch.optim.Optimizer = optimizer) -> None:
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(classifier(prn(x)), labels).backward()
             optimizer.step()

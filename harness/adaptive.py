@@ -80,6 +80,14 @@ def _rate(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
+def _survival(right: Mapping[tuple[str, str], Mapping[str, bool]], defense: str, ids: list[str], names: list[str]
+              ) -> float | None:
+    """Share of ``ids`` that ``defense`` gets right under every attack of ``names`` (None: no image or attack)."""
+    if not ids or not names:
+        return None
+    return sum(all(right[(defense, a)].get(i, False) for a in names) for i in ids) / len(ids)
+
+
 def worst_cases(predictions: Iterable[PredictionRow], *, epsilon: int, defenses: list[str], attacks: list[str],
                 aims: Mapping[str, str]) -> list[WorstCase]:
     """Each defense's worst case at ``epsilon`` over ``attacks`` (targeted attacks included: correct = true label).
@@ -113,12 +121,6 @@ def worst_cases(predictions: Iterable[PredictionRow], *, epsilon: int, defenses:
         worst = ranked[0] if ranked else ""
         aimed_rates = [accuracy[a] for a in aimed if a in accuracy]
         other_rates = [accuracy[a] for a in accuracy if a not in aimed]
-
-        def survives(names: list[str]) -> float | None:
-            if not ids or not names:
-                return None
-            return sum(all(right[(defense, a)].get(i, False) for a in names) for i in ids) / len(ids)
-
         scored = [a for a in attacks if a in accuracy]
         result.append(WorstCase(
             epsilon=epsilon, defense=defense, images=len(ids),
@@ -127,8 +129,8 @@ def worst_cases(predictions: Iterable[PredictionRow], *, epsilon: int, defenses:
             aimed_attacks=";".join(aimed),
             best_aimed_accuracy=min((r for r in aimed_rates if r is not None), default=None),
             best_other_accuracy=min((r for r in other_rates if r is not None), default=None),
-            all_or_nothing=survives(scored),
-            all_or_nothing_without_aimed=survives([a for a in scored if a not in aimed])))
+            all_or_nothing=_survival(right, defense, ids, scored),
+            all_or_nothing_without_aimed=_survival(right, defense, ids, [a for a in scored if a not in aimed])))
     return result
 
 

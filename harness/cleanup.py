@@ -84,7 +84,6 @@ def remove_tree(path: Path) -> str:
             return ""
         except OSError as exc:
             return f"cleanup of {top} failed: {_describe(top, exc)}"
-    failures: list[str] = []
     try:
         if stat.S_IMODE(info.st_mode) & 0o700 != 0o700:
             chmod_at(top, stat.S_IMODE(info.st_mode) | 0o700, folder=True)
@@ -92,76 +91,113 @@ def remove_tree(path: Path) -> str:
     except OSError as exc:
         return f"cleanup of {top} failed: {_describe(top, exc)}"
     try:
-        pending: list[str | None] = [None]  # None: the top folder itself; names: folders moved directly below it
-        counter = 0
-        while pending:
-            name = pending.pop()
-            fd = top_fd
-            if name is not None:
-                try:
-                    chmod_at(name, 0o700, dir_fd=top_fd, folder=True)
-                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top_fd)
-                except OSError as exc:
-                    if not _not_a_folder(exc):
-                        failures.append(_describe(os.path.join(top, name), exc))
-                        continue
-                    try:  # something else was swapped in after the scan: removed, never followed
-                        os.unlink(name, dir_fd=top_fd)
-                    except FileNotFoundError:
-                        pass
-                    except OSError as unlink_error:
-                        failures.append(_describe(os.path.join(top, name), unlink_error))
-                    continue
-            try:
-                with os.scandir(fd) as entries:
-                    children = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
-                for child, is_dir in children:
-                    try:
-                        if not is_dir:
-                            os.unlink(child, dir_fd=fd)
-                        elif name is None:
-                            pending.append(child)
-                        else:  # move the sub-folder up next to its parent: depth never grows
-                            counter += 1
-                            flat = f".cleanup-{os.getpid()}-{counter}"
-                            try:  # moving a folder needs write permission on it
-                                chmod_at(child, 0o700, dir_fd=fd, folder=True)
-                            except OSError as exc:
-                                if not _not_a_folder(exc):
-                                    raise
-                                os.unlink(child, dir_fd=fd)  # swapped in after the scan: removed, not followed
-                                continue
-                            os.rename(child, flat, src_dir_fd=fd, dst_dir_fd=top_fd)
-                            pending.append(flat)
-                    except FileNotFoundError:
-                        pass
-                    except OSError as exc:
-                        failures.append(_describe(os.path.join(top, name or "", child), exc))
-            except OSError as exc:
-                failures.append(_describe(os.path.join(top, name or ""), exc))
-            finally:
-                if fd != top_fd:
-                    os.close(fd)
-            if name is not None:
-                try:
-                    os.rmdir(name, dir_fd=top_fd)
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    failures.append(_describe(os.path.join(top, name), exc))
+        failures = _empty_folder(top, top_fd)
     finally:
         os.close(top_fd)
     if not failures:
-        try:
-            os.rmdir(top)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            failures.append(_describe(top, exc))
+        _remove_folder(top, None, top, failures)
     if not failures:
         return ""
     count = len(failures)
     return f"cleanup of {top} left {count} entr{'y' if count == 1 else 'ies'} ({failures[0]})"
+
+
+# The steps of remove_tree below work only through open folder descriptors (``dir_fd``) and ``O_NOFOLLOW``, so
+# splitting them keeps its guarantees: no path is looked up twice, no symbolic link is followed.
+def _empty_folder(top: str, top_fd: int) -> list[str]:
+    """Delete everything inside the open folder ``top_fd`` (named ``top`` in messages); return the failures.
+
+    Folders directly below it are emptied one by one; deeper ones are first moved up next to them under fresh
+    names (:func:`_move_up`), so at most two folders are open at once and no path grows.
+    """
+    failures: list[str] = []
+    pending: list[str | None] = [None]  # None: the top folder itself; names: folders moved directly below it
+    moved = 0
+    while pending:
+        name = pending.pop()
+        fd = top_fd if name is None else _open_below(top, top_fd, name, failures)
+        if fd is None:
+            continue
+        try:
+            moved = _clear_entries(top, top_fd, fd, name, pending, moved, failures)
+        finally:
+            if fd != top_fd:
+                os.close(fd)
+        if name is not None:
+            _remove_folder(name, top_fd, os.path.join(top, name), failures)
+    return failures
+
+
+def _open_below(top: str, top_fd: int, name: str, failures: list[str]) -> int | None:
+    """Open folder ``name`` of ``top_fd`` after giving it back its owner's permissions; None when it cannot be
+    opened (a failure) or is no folder any more (swapped in after the scan: removed, never followed)."""
+    try:
+        chmod_at(name, 0o700, dir_fd=top_fd, folder=True)
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top_fd)
+    except OSError as exc:
+        if not _not_a_folder(exc):
+            failures.append(_describe(os.path.join(top, name), exc))
+            return None
+    try:  # something else was swapped in after the scan: removed, never followed
+        os.unlink(name, dir_fd=top_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as unlink_error:
+        failures.append(_describe(os.path.join(top, name), unlink_error))
+    return None
+
+
+def _clear_entries(top: str, top_fd: int, fd: int, name: str | None, pending: list[str | None], moved: int,
+                   failures: list[str]) -> int:
+    """Unlink the non-folders of the open folder ``fd`` (``name`` below ``top``; None: ``top`` itself) and queue its
+    folders in ``pending`` (those of ``top`` by name, deeper ones moved up first). Returns the updated count of
+    moved folders (which makes their fresh names)."""
+    try:
+        with os.scandir(fd) as entries:
+            children = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+        for child, is_dir in children:
+            try:
+                if not is_dir:
+                    os.unlink(child, dir_fd=fd)
+                elif name is None:
+                    pending.append(child)
+                else:  # move the sub-folder up next to its parent: depth never grows
+                    moved += 1
+                    flat = f".cleanup-{os.getpid()}-{moved}"
+                    if _move_up(fd, top_fd, child, flat):
+                        pending.append(flat)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                failures.append(_describe(os.path.join(top, name or "", child), exc))
+    except OSError as exc:
+        failures.append(_describe(os.path.join(top, name or ""), exc))
+    return moved
+
+
+def _move_up(fd: int, top_fd: int, child: str, flat: str) -> bool:
+    """Move folder ``child`` of ``fd`` to ``flat`` in ``top_fd``; False when it was no folder any more (then it is
+    unlinked, never followed). Raises OSError when it can be neither moved nor removed."""
+    try:  # moving a folder needs write permission on it
+        chmod_at(child, 0o700, dir_fd=fd, folder=True)
+    except OSError as exc:
+        if not _not_a_folder(exc):
+            raise
+        os.unlink(child, dir_fd=fd)  # swapped in after the scan: removed, not followed
+        return False
+    os.rename(child, flat, src_dir_fd=fd, dst_dir_fd=top_fd)
+    return True
+
+
+def _remove_folder(name: str, dir_fd: int | None, where: str, failures: list[str]) -> None:
+    """Remove the empty folder ``name`` (of ``dir_fd``, or a path); a missing one is fine, other errors are added to
+    ``failures`` as ``where: reason``."""
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        failures.append(_describe(where, exc))
 
 
 def owner_of(name: str, prefix: str) -> Instance | None:

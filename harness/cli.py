@@ -190,6 +190,36 @@ def _write_report(output_dir: Path) -> str:
     return f"report: {build_report(output_dir)}"
 
 
+def _validate(args: argparse.Namespace) -> int:
+    """The ``validate`` command: run one submission on a few images and print what it did. Returns the exit status."""
+    report = validate_submission(args.path, input_dir=args.input_dir, images=args.images,
+                                 epsilon=args.max_epsilon, seed=args.seed, policy=_policy(args),
+                                 sandbox=SandboxKind(args.sandbox), image_size=args.image_size,
+                                 metadata=args.dataset_metadata, only_present=args.only_present_images)
+    for line in report.lines:
+        print(one_line(line))
+    for problem in report.problems:
+        print(one_line(f"PROBLEM: {problem}"))
+    print("OK: the submission ran cleanly" if report.ok else f"{len(report.problems)} problem(s) to fix")
+    return 0 if report.ok else 1
+
+
+def _check_run_options(args: argparse.Namespace) -> None:
+    """Notes on the NIPS 2017 options ``run`` does not need; CompetitionError for ``--jobs`` with a cluster."""
+    if args.intermediate_results_dir is not None:
+        print(f"note: --intermediate_results_dir is not needed; intermediate results are kept in "
+              f"{args.output_dir / 'store'} (use --output_dir to move them)", file=sys.stderr)
+    if args.save_all_classification:
+        print(f"note: --save_all_classification is always on; every classification is in "
+              f"{args.output_dir / 'per_image.csv'}", file=sys.stderr)
+    if args.gpu:
+        print("note: --gpu is not needed; each run gets a GPU whenever nvidia-smi lists them or "
+              "CUDA_VISIBLE_DEVICES is set", file=sys.stderr)
+    if args.jobs is not None and (args.scheduler is not None or args.workers is not None):
+        raise CompetitionError("--jobs sets the runs at once on this machine; with --scheduler or --workers "
+                               "each worker's threads and RUNS resource decide: drop --jobs")
+
+
 def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
     """Entry point. Returns the process exit status.
 
@@ -208,16 +238,7 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
     args = build_parser(root).parse_args(args_list)
     try:
         if args.command == "validate":
-            report = validate_submission(args.path, input_dir=args.input_dir, images=args.images,
-                                         epsilon=args.max_epsilon, seed=args.seed, policy=_policy(args),
-                                         sandbox=SandboxKind(args.sandbox), image_size=args.image_size,
-                                         metadata=args.dataset_metadata, only_present=args.only_present_images)
-            for line in report.lines:
-                print(one_line(line))
-            for problem in report.problems:
-                print(one_line(f"PROBLEM: {problem}"))
-            print("OK: the submission ran cleanly" if report.ok else f"{len(report.problems)} problem(s) to fix")
-            return 0 if report.ok else 1
+            return _validate(args)
         if args.command == "score":
             scores = rescore(args.output_dir)
             print(leaderboard_tables(scores))
@@ -225,18 +246,7 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
         if args.command == "report":
             print(_write_report(args.output_dir))
             return 0
-        if args.intermediate_results_dir is not None:
-            print(f"note: --intermediate_results_dir is not needed; intermediate results are kept in "
-                  f"{args.output_dir / 'store'} (use --output_dir to move them)", file=sys.stderr)
-        if args.save_all_classification:
-            print(f"note: --save_all_classification is always on; every classification is in "
-                  f"{args.output_dir / 'per_image.csv'}", file=sys.stderr)
-        if args.gpu:
-            print("note: --gpu is not needed; each run gets a GPU whenever nvidia-smi lists them or "
-                  "CUDA_VISIBLE_DEVICES is set", file=sys.stderr)
-        if args.jobs is not None and (args.scheduler is not None or args.workers is not None):
-            raise CompetitionError("--jobs sets the runs at once on this machine; with --scheduler or --workers "
-                                   "each worker's threads and RUNS resource decide: drop --jobs")
+        _check_run_options(args)
         config = CompetitionConfig(
             input_dir=args.input_dir,
             attacks_dirs=tuple(args.attacks_dir or [root / "attacks"]) + tuple(args.targeted_attacks_dir),

@@ -175,7 +175,8 @@ def _select(discovery: Discovery, only: tuple[str, ...]) -> list[Submission]:
     return [s for s in discovery.submissions if not only or s.name in only]
 
 
-def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = print,
+# issue 29: split with the executor/sandbox interfaces
+def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = print,  # noqa: C901
                     progress: Callable[[str, int], Callable[..., None]] | None = None) -> CompetitionResult:
     """Run every attack against every defense and write the results folder.
 
@@ -297,7 +298,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         "submissions": [{"name": s.name, "type": s.type.value, "entry_point": s.entry_point,
                          "content_hash": s.content_hash, "container": s.container,
                          "container_gpu": s.container_gpu, "path": str(s.path),
-                         **({"targets_defense": s.targets_defense} if s.targets_defense else {})}
+                         **s.optional_keys()}
                         for s in selected],
         "skipped": [{"path": str(p.path), "problem": p.message} for p in discovery.problems],
         "executed_units": outcome.executed,

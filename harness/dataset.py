@@ -184,7 +184,7 @@ def draw_targets(true_labels: list[int], *, num_classes: int, seed: int) -> list
     rng = np.random.default_rng(seed)
     count, first = len(classes), classes.start
     offsets = rng.integers(1, count, size=len(true_labels))
-    return [int(first + (label - first + offset) % count) for label, offset in zip(true_labels, offsets)]
+    return [int(first + (label - first + offset) % count) for label, offset in zip(true_labels, offsets, strict=True)]
 
 
 def _locate(root: Path, metadata: Path | None) -> tuple[Path, Path]:
@@ -239,10 +239,38 @@ def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | Non
             images, an empty dataset.
     """
     root, label_path = _locate(Path(input_dir), metadata)
+    labels = _parse_label_rows(label_path, num_classes)
+    on_disk, left_out = _match_files(root, label_path, labels, only_present)
+
+    ids = sorted(labels)
+    true_labels = [labels[i][0] for i in ids]
+    given_targets = [labels[i][1] for i in ids]
+    highest = max(true_labels + [t for t in given_targets if t is not None])
+    if num_classes is None:
+        num_classes = max(2, highest + 1)
+    elif highest >= num_classes:
+        raise DatasetError(f"{label_path}: labels go up to {highest}, but num_classes is {num_classes}; "
+                           f"pass --num_classes {highest + 1} or more")
+    targets_drawn = any(t is None for t in given_targets)
+    if targets_drawn:
+        draw_seed = seed if secret is None else derive_seed(secret, "target-classes")
+        drawn = draw_targets(true_labels, num_classes=num_classes, seed=draw_seed)
+        targets = [given if given is not None else new for given, new in zip(given_targets, drawn, strict=True)]
+    else:
+        targets = [t for t in given_targets if t is not None]
+
+    records = [_read_image(root / on_disk[image_id], image_id, true_label, target)
+               for image_id, true_label, target in zip(ids, true_labels, targets, strict=True)]
+    return Dataset(root=root, images=tuple(records), label_file=label_path.name, targets_drawn=targets_drawn,
+                   num_classes=num_classes, seed=seed, targets_secret=targets_drawn and secret is not None,
+                   left_out=left_out)
+
+
+def _parse_label_rows(label_path: Path, num_classes: int | None) -> dict[str, tuple[int, int | None]]:
+    """ImageId → (TrueLabel, TargetClass or None) of a label file, every row checked (DatasetError naming the line)."""
     rows = _read_label_rows(label_path)
     if not rows:
         raise DatasetError(f"{label_path}: no images listed; the dataset is empty")
-
     labels: dict[str, tuple[int, int | None]] = {}
     for line_no, image_id, true_text, target_text in rows:
         if not _IMAGE_ID.fullmatch(image_id):
@@ -258,7 +286,13 @@ def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | Non
                 raise DatasetError(f"{label_path}:{line_no}: TargetClass equals TrueLabel ({target}); "
                                    "a target must differ from the true label")
         labels[image_id] = (true_label, target)
+    return labels
 
+
+def _match_files(root: Path, label_path: Path, labels: dict[str, tuple[int, int | None]], only_present: bool
+                 ) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Pair labelled ids with PNG files: (stem → file name, ids left out). With ``only_present`` the labelled ids
+    without a PNG are removed from ``labels`` and returned as left out; otherwise any mismatch raises DatasetError."""
     # stem → file name; "x.PNG" stands for "x.png" when there is no "x.png" (the extension's case is safe to
     # ignore: submissions are given the file as "x.png"; a stem differing in case is only named, never guessed).
     on_disk: dict[str, str] = {}
@@ -282,38 +316,19 @@ def load_dataset(input_dir: str | Path, *, seed: int = 0, num_classes: int | Non
         if unlabeled:
             parts.append(f"{len(unlabeled)} PNG file(s) have no row in {label_path.name}: {_preview(unlabeled)}")
         raise DatasetError("; ".join(parts))
+    return on_disk, left_out
 
-    ids = sorted(labels)
-    true_labels = [labels[i][0] for i in ids]
-    given_targets = [labels[i][1] for i in ids]
-    highest = max(true_labels + [t for t in given_targets if t is not None])
-    if num_classes is None:
-        num_classes = max(2, highest + 1)
-    elif highest >= num_classes:
-        raise DatasetError(f"{label_path}: labels go up to {highest}, but num_classes is {num_classes}; "
-                           f"pass --num_classes {highest + 1} or more")
-    targets_drawn = any(t is None for t in given_targets)
-    if targets_drawn:
-        draw_seed = seed if secret is None else derive_seed(secret, "target-classes")
-        drawn = draw_targets(true_labels, num_classes=num_classes, seed=draw_seed)
-        targets = [given if given is not None else new for given, new in zip(given_targets, drawn)]
-    else:
-        targets = [t for t in given_targets if t is not None]
 
-    records = []
-    for image_id, true_label, target in zip(ids, true_labels, targets):
-        path = root / on_disk[image_id]
-        try:
-            data = path.read_bytes()
-            image = decode_png(data, what=str(path))
-        except (OSError, ImageError) as exc:
-            raise DatasetError(f"{exc}; replace or remove this image (and its label row)") from None
-        records.append(ImageRecord(image_id=image_id, true_label=true_label, target_class=target,
-                                   sha256=sha256_bytes(data), height=image.shape[0], width=image.shape[1],
-                                   source="" if path.name == f"{image_id}.png" else path.name))
-    return Dataset(root=root, images=tuple(records), label_file=label_path.name, targets_drawn=targets_drawn,
-                   num_classes=num_classes, seed=seed, targets_secret=targets_drawn and secret is not None,
-                   left_out=left_out)
+def _read_image(path: Path, image_id: str, true_label: int, target: int) -> ImageRecord:
+    """The record of one dataset image, decoded to check it (DatasetError naming the file when it cannot be)."""
+    try:
+        data = path.read_bytes()
+        image = decode_png(data, what=str(path))
+    except (OSError, ImageError) as exc:
+        raise DatasetError(f"{exc}; replace or remove this image (and its label row)") from None
+    return ImageRecord(image_id=image_id, true_label=true_label, target_class=target, sha256=sha256_bytes(data),
+                       height=image.shape[0], width=image.shape[1],
+                       source="" if path.name == f"{image_id}.png" else path.name)
 
 
 def _case_hint(missing: list[str], unlabeled: list[str], on_disk: dict[str, str]) -> str:

@@ -54,7 +54,30 @@ def parse_predictions(path: Path, *, expected: set[str], num_classes: int | None
     Returns:
         :class:`ParsedPredictions` with an answer for every name in ``expected``.
     """
+    data, reason = _read_output(path)
+    if reason:
+        return ParsedPredictions({name: Answer(None, reason) for name in sorted(expected)}, [reason])
     notes: list[str] = []
+    if len(data) > MAX_CSV_BYTES:
+        notes.append(f"output file larger than {MAX_CSV_BYTES >> 20} MiB; read only its beginning")
+        data = data[:MAX_CSV_BYTES]
+        data = data[:data.rfind(b"\n") + 1]  # never keep half a row: "b.png,12" must not become "b.png,1"
+    text = data.decode("utf-8", errors="replace").replace("\0", "").removeprefix("\ufeff")
+    labels = _labels_by_name(text, expected, notes)
+    answers = {}
+    for name in sorted(expected):
+        values = labels.get(name)
+        if not values:
+            answers[name] = Answer(None, "missing row")
+        elif len(set(values)) > 1:
+            answers[name] = Answer(None, "duplicate rows")
+        else:
+            answers[name] = _label(values[0], num_classes)
+    return ParsedPredictions(answers, notes)
+
+
+def _read_output(path: Path) -> tuple[bytes, str]:
+    """(the file's first ``MAX_CSV_BYTES + 1`` bytes, "") or (b"", why it cannot be read), never following a link."""
     try:
         info = os.lstat(path)
         reason = ("output file is a symbolic link" if stat.S_ISLNK(info.st_mode)
@@ -63,19 +86,18 @@ def parse_predictions(path: Path, *, expected: set[str], num_classes: int | None
         reason = "no output file"
     except OSError as exc:
         reason = f"output file unreadable ({exc.strerror or exc})"
-    if not reason:
-        try:
-            with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NOFOLLOW)) as handle:
-                data = handle.read(MAX_CSV_BYTES + 1)
-        except OSError as exc:
-            reason = f"output file unreadable ({exc.strerror or exc})"
     if reason:
-        return ParsedPredictions({name: Answer(None, reason) for name in sorted(expected)}, [reason])
-    if len(data) > MAX_CSV_BYTES:
-        notes.append(f"output file larger than {MAX_CSV_BYTES >> 20} MiB; read only its beginning")
-        data = data[:MAX_CSV_BYTES]
-        data = data[:data.rfind(b"\n") + 1]  # never keep half a row: "b.png,12" must not become "b.png,1"
-    text = data.decode("utf-8", errors="replace").replace("\0", "").removeprefix("\ufeff")
+        return b"", reason
+    try:
+        with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NOFOLLOW)) as handle:
+            return handle.read(MAX_CSV_BYTES + 1), ""
+    except OSError as exc:
+        return b"", f"output file unreadable ({exc.strerror or exc})"
+
+
+def _labels_by_name(text: str, expected: set[str], notes: list[str]) -> dict[str, list[str]]:
+    """Expected file name → the label cells of its rows; rows naming no given file, without a label column or not
+    CSV are counted in ``notes``."""
     labels: dict[str, list[str]] = {}
     unknown = malformed = unparseable = 0
     unknown_example = ""
@@ -103,16 +125,7 @@ def parse_predictions(path: Path, *, expected: set[str], num_classes: int | None
         notes.append(f"{malformed} row(s) without a label column")
     if unparseable:
         notes.append(f"{unparseable} unparseable row(s)")
-    answers = {}
-    for name in sorted(expected):
-        values = labels.get(name)
-        if not values:
-            answers[name] = Answer(None, "missing row")
-        elif len(set(values)) > 1:
-            answers[name] = Answer(None, "duplicate rows")
-        else:
-            answers[name] = _label(values[0], num_classes)
-    return ParsedPredictions(answers, notes)
+    return labels
 
 
 def _label(text: str, num_classes: int | None) -> Answer:

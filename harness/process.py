@@ -325,7 +325,8 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
-def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,
+# issue 29: split with the executor/sandbox interfaces
+def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,  # noqa: C901
                 log_name: str, watch: Path | None = None, protections: Protections | None = None,
                 display: str | None = None, drop: Callable[[], None] | None = None,
                 instance: Instance | None = None, pass_fds: tuple[int, ...] = ()) -> RunRecord:

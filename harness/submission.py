@@ -3,7 +3,8 @@
 ``metadata.json`` holds ``type`` (attack | targeted_attack | defense), ``entry_point`` (a path relative to the
 folder, run as ``./ENTRY`` with the folder as working directory) and optionally ``container`` /
 ``container_gpu`` (docker image references, checked against docker's grammar at discovery and used by the docker
-runner). Unknown keys are kept and ignored.
+runner), ``targets_defense``, ``role`` and ``iterates`` (labels for the report's views and sanity checks:
+:class:`Submission`). Unknown keys are kept and ignored.
 
 Discovery never stops at a broken folder: it returns the good submissions and a list of problems, each
 naming the file and the fix.
@@ -42,6 +43,22 @@ class SubmissionType(str, enum.Enum):
         return self is not SubmissionType.DEFENSE
 
 
+class AttackRole(str, enum.Enum):
+    """What an attack is, for the report's sanity checks that compare attacks (optional metadata key ``role``).
+
+    ``white_box``: reads the target model's gradients (FGSM, PGD, C&W, APGD, BPDA, a UAP computed on it);
+    ``transfer``: black-box, gradients of other models only (MI-FGSM on an ensemble, DI/TI-MI-FGSM);
+    ``score_based``: black-box, queries the target's scores, no gradients (Square); ``random_noise``: a noise
+    baseline within ε; ``no_op``: returns its input.
+    """
+
+    WHITE_BOX = "white_box"
+    TRANSFER = "transfer"
+    SCORE_BASED = "score_based"
+    RANDOM_NOISE = "random_noise"
+    NO_OP = "no_op"
+
+
 class SubmissionError(ValueError):
     """A submission folder that cannot be run; the message names the file and the fix."""
 
@@ -62,6 +79,11 @@ class Submission:
         targets_defense: Attacks only, optional: the defense the attack was written against (metadata key
             ``targets_defense``; adaptive attacks). A label for views (:mod:`harness.adaptive`); never used in
             scoring ("" when absent).
+        role: Attacks only, optional: its :class:`AttackRole` (metadata key ``role``), read by the report's sanity
+            checks; never used in scoring (None when absent).
+        iterates: Attacks only, optional: the single-step attack this iterative one repeats (metadata key
+            ``iterates``, a folder name, e.g. ``"fgsm"`` for I-FGSM and PGD); the sanity checks compare the two
+            ("" when absent).
     """
 
     name: str
@@ -73,6 +95,15 @@ class Submission:
     container_gpu: str = ""
     warnings: tuple[str, ...] = field(default=())
     targets_defense: str = ""
+    role: AttackRole | None = None
+    iterates: str = ""
+
+    def optional_keys(self) -> dict[str, str]:
+        """The optional metadata keys that are set (``targets_defense``, ``role``, ``iterates``), as the manifest
+        records them; {} for NIPS 2017 metadata."""
+        keys = {"targets_defense": self.targets_defense, "role": self.role.value if self.role else "",
+                "iterates": self.iterates}
+        return {key: value for key, value in keys.items() if value}
 
 
 @dataclass(frozen=True)
@@ -304,6 +335,42 @@ def parse_submission(folder: str | Path) -> Submission:
     if not isinstance(metadata, dict):
         raise SubmissionError(f"{meta_path}: must hold a JSON object, not {type(metadata).__name__}")
 
+    raw_type = _metadata_type(meta_path, metadata)
+    entry = _metadata_entry_point(meta_path, metadata)
+    entry_rel = Path(entry)
+    for key in ("container", "container_gpu"):
+        if key in metadata and not isinstance(metadata[key], str):
+            raise SubmissionError(f"{meta_path}: \"{key}\" must be a string (a docker image name)")
+        problem = image_reference_problem(metadata.get(key, ""))
+        if problem:
+            raise SubmissionError(f"{meta_path}: \"{key}\" {problem}")
+    listing = list_folder(folder)
+    entry_path = folder / entry_rel
+    _check_entry_listed(folder, meta_path, entry, listing)
+    _check_interpreter_line(entry_path)
+    warnings = list(scan_links(folder, listing)[1])
+    if not os.access(entry_path, os.X_OK):
+        warnings.append(f"{entry_path}: not executable; the harness marks its copy executable "
+                        f"(fix with: chmod +x {entry_path})")
+    aim = _metadata_name(meta_path, metadata, "targets_defense", "one defense", "jpeg")
+    iterates = _metadata_name(meta_path, metadata, "iterates", "one single-step attack", "fgsm")
+    return Submission(
+        name=folder.name,
+        type=SubmissionType(raw_type),
+        entry_point=entry_rel.as_posix(),
+        path=folder.resolve(),
+        content_hash=content_hash(folder, listing),
+        container=metadata.get("container", ""),
+        container_gpu=metadata.get("container_gpu", ""),
+        warnings=tuple(warnings),
+        targets_defense=aim,
+        role=_metadata_role(meta_path, metadata),
+        iterates=iterates,
+    )
+
+
+def _metadata_type(meta_path: Path, metadata: dict[str, object]) -> str:
+    """The metadata's ``type``, one of :class:`SubmissionType`'s values (SubmissionError otherwise)."""
     kinds = [kind.value for kind in SubmissionType]
     raw_type = metadata.get("type")
     if raw_type is None:
@@ -311,6 +378,32 @@ def parse_submission(folder: str | Path) -> Submission:
     if raw_type not in kinds:
         raise SubmissionError(f"{meta_path}: unknown type {one_line(repr(raw_type), limit=60)}; "
                               f"use one of {', '.join(kinds)}{suggest(str(raw_type), kinds)}")
+    return str(raw_type)
+
+
+def _metadata_name(meta_path: Path, metadata: dict[str, object], key: str, what: str, example: str) -> str:
+    """The optional key ``key`` naming another submission's folder ("" when absent; SubmissionError otherwise)."""
+    name = metadata.get(key, "")
+    if not isinstance(name, str) or (name and not NAME_PATTERN.fullmatch(name)):
+        raise SubmissionError(f"{meta_path}: \"{key}\" must be the folder name of {what} "
+                              f"({NAME_RULE}), e.g. \"{key}\": \"{example}\"")
+    return name
+
+
+def _metadata_role(meta_path: Path, metadata: dict[str, object]) -> AttackRole | None:
+    """The optional ``role`` (None when absent or ""; SubmissionError naming the roles when it is not one)."""
+    role = metadata.get("role", "")
+    if role == "":
+        return None
+    roles = [r.value for r in AttackRole]
+    if role not in roles:
+        raise SubmissionError(f"{meta_path}: \"role\" {one_line(repr(role), limit=60)} is not one of "
+                              f"{', '.join(roles)}{suggest(str(role), roles)}; or leave it out")
+    return AttackRole(role)
+
+
+def _metadata_entry_point(meta_path: Path, metadata: dict[str, object]) -> str:
+    """The metadata's ``entry_point``, stripped: a relative path inside the folder (SubmissionError otherwise)."""
     entry = metadata.get("entry_point")
     if not isinstance(entry, str) or not entry.strip():
         raise SubmissionError(f"{meta_path}: no \"entry_point\"; name the script to run, e.g. "
@@ -322,41 +415,21 @@ def parse_submission(folder: str | Path) -> Submission:
     problem = entry_point_problem(entry_rel.as_posix())
     if problem:
         raise SubmissionError(f"{meta_path}: {problem}")
-    for key in ("container", "container_gpu"):
-        if key in metadata and not isinstance(metadata[key], str):
-            raise SubmissionError(f"{meta_path}: \"{key}\" must be a string (a docker image name)")
-        problem = image_reference_problem(metadata.get(key, ""))
-        if problem:
-            raise SubmissionError(f"{meta_path}: \"{key}\" {problem}")
-    listing = list_folder(folder)
-    entry_path = folder / entry_rel
-    if entry_rel not in listing.files:
-        if os.path.islink(entry_path) or os.path.isfile(entry_path):
-            raise SubmissionError(f"{meta_path}: entry_point {entry!r} is a symbolic link or an ignored file "
-                                  "(cache); point it at a regular file in the folder")
-        present = [p.as_posix() for p in listing.files]
-        raise SubmissionError(f"{meta_path}: entry_point {entry!r} does not exist in {folder}"
-                              f"{suggest(entry, present)}")
-    _check_interpreter_line(entry_path)
-    warnings = list(scan_links(folder, listing)[1])
-    if not os.access(entry_path, os.X_OK):
-        warnings.append(f"{entry_path}: not executable; the harness marks its copy executable "
-                        f"(fix with: chmod +x {entry_path})")
-    aim = metadata.get("targets_defense", "")
-    if not isinstance(aim, str) or (aim and not NAME_PATTERN.fullmatch(aim)):
-        raise SubmissionError(f"{meta_path}: \"targets_defense\" must be the folder name of one defense "
-                              f"({NAME_RULE}), e.g. \"targets_defense\": \"jpeg\"")
-    return Submission(
-        name=folder.name,
-        type=SubmissionType(raw_type),
-        entry_point=entry_rel.as_posix(),
-        path=folder.resolve(),
-        content_hash=content_hash(folder, listing),
-        container=metadata.get("container", ""),
-        container_gpu=metadata.get("container_gpu", ""),
-        warnings=tuple(warnings),
-        targets_defense=aim,
-    )
+    return entry
+
+
+def _check_entry_listed(folder: Path, meta_path: Path, entry: str, listing: Listing) -> None:
+    """Raise SubmissionError when the entry point is not one of the folder's regular files (missing, a symbolic
+    link or an ignored cache file), with the closest existing name."""
+    if Path(entry) in listing.files:
+        return
+    entry_path = folder / entry
+    if os.path.islink(entry_path) or os.path.isfile(entry_path):
+        raise SubmissionError(f"{meta_path}: entry_point {entry!r} is a symbolic link or an ignored file "
+                              "(cache); point it at a regular file in the folder")
+    present = [p.as_posix() for p in listing.files]
+    raise SubmissionError(f"{meta_path}: entry_point {entry!r} does not exist in {folder}"
+                          f"{suggest(entry, present)}")
 
 
 def _check_interpreter_line(entry_path: Path) -> None:

@@ -163,7 +163,7 @@ def _read_csv(path: Path, row_type: type[Row]) -> list[Row]:
         rows = []
         for values in reader:
             kwargs: dict[str, Any] = {}
-            for name, text in zip(names, values):
+            for name, text in zip(names, values, strict=False):  # a short row fails below
                 if name in _INT_OR_NONE:
                     kwargs[name] = int(text) if text != "" else None
                 elif name in _INT:

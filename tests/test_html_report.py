@@ -233,13 +233,17 @@ def _defense(eps: int, normalized: float, aon: float, name: str = "d") -> ScoreR
 
 
 COLUMNS = ("clean", "fgsm", "pgd", "transfer", "random_noise")
+#: What the sample attacks' metadata.json say of these names (keys "role" and "iterates").
+ROLES = sanity.Roles(role={"fgsm": "white_box", "pgd": "white_box", "transfer": "transfer",
+                           "random_noise": "random_noise", "step_target": "white_box", "iter_target": "white_box"},
+                     iterates={"pgd": "fgsm", "iter_target": "step_target"})
 
 
 def test_a_sound_evaluation_raises_no_flag() -> None:
     accuracy = [_matrix(4, COLUMNS, d=(0.9, 0.5, 0.2, 0.6, 0.85)), _matrix(16, COLUMNS, d=(0.9, 0.3, 0.0, 0.4, 0.8))]
     hits = [_matrix(16, ("step_target", "iter_target"), d=(0.1, 0.6))]
     scores = [_defense(4, 0.6, 0.2), _defense(16, 0.4, 0.0)]
-    assert sanity.flags(scores, accuracy, hits) == []
+    assert sanity.flags(scores, accuracy, hits, roles=ROLES) == []
 
 
 @pytest.mark.parametrize("cells, check, detail", [
@@ -249,13 +253,13 @@ def test_a_sound_evaluation_raises_no_flag() -> None:
     ((0.5, 0.6, 0.2, 0.4, None), "above clean accuracy", "under fgsm > clean 50.0 %"),
 ])
 def test_each_matrix_check_raises_its_flag(cells: tuple[float | None, ...], check: str, detail: str) -> None:
-    found = sanity.flags([], [_matrix(8, COLUMNS, d=cells)], [])
+    found = sanity.flags([], [_matrix(8, COLUMNS, d=cells)], [], roles=ROLES)
     assert [f.check for f in found] == [check]
     assert found[0].subject == "d" and found[0].epsilon == 8 and detail in found[0].detail
 
 
 def test_targeted_iterative_with_fewer_hits_is_flagged() -> None:
-    found = sanity.flags([], [], [_matrix(8, ("step_target", "iter_target"), d=(0.5, 0.25))])
+    found = sanity.flags([], [], [_matrix(8, ("step_target", "iter_target"), d=(0.5, 0.25))], roles=ROLES)
     assert [(f.check, f.detail) for f in found] == [
         ("iterative weaker than single-step", "targeted hits 25.0 % with iter_target < 50.0 % with step_target")]
 
@@ -401,7 +405,75 @@ def test_worst_case_table_shows_the_attacks_aimed_at_each_defense(world: Path, t
 
 def test_differences_of_one_image_are_not_flagged_when_n_is_given() -> None:
     accuracy = [_matrix(8, COLUMNS, d=(0.9, 0.50, 0.55, 0.6, 0.8))]  # pgd one image (of 20) above fgsm
-    assert [f.check for f in sanity.flags([], accuracy, [])] == ["iterative weaker than single-step"]
-    assert sanity.flags([], accuracy, [], images=20) == []
+    assert [f.check for f in sanity.flags([], accuracy, [], roles=ROLES)] == ["iterative weaker than single-step"]
+    assert sanity.flags([], accuracy, [], images=20, roles=ROLES) == []
     two_images = [_matrix(8, COLUMNS, d=(0.9, 0.50, 0.60, 0.6, 0.8))]
-    assert [f.check for f in sanity.flags([], two_images, [], images=20)] == ["iterative weaker than single-step"]
+    assert [f.check for f in sanity.flags([], two_images, [], images=20, roles=ROLES)] == [
+        "iterative weaker than single-step"]
+
+
+# -- attack roles from metadata.json (issue 29) ------------------------------------------------------------------
+MODERN = ("clean", "apgd", "cw_linf", "di_mi_fgsm", "gauss", "uap")
+MODERN_ROLES = sanity.Roles(role={"apgd": "white_box", "cw_linf": "white_box", "di_mi_fgsm": "transfer",
+                                  "gauss": "random_noise"}, iterates={"cw_linf": "apgd"})
+
+
+@pytest.mark.parametrize("cells, check, detail", [
+    ((0.9, 0.2, 0.5, 0.6, 0.85, 0.7), "iterative weaker than single-step", "under cw_linf > 20.0 % under apgd"),
+    ((0.9, 0.3, 0.2, 0.1, 0.85, 0.7), "transfer stronger than white-box",
+     "under di_mi_fgsm < 20.0 % under the best white-box attack (cw_linf)"),
+    ((0.9, 0.3, 0.2, 0.6, 0.55, 0.7), "attack weaker than random noise", "under di_mi_fgsm > 55.0 % under gauss"),
+])
+def test_roles_come_from_metadata_not_from_names(cells: tuple[float, ...], check: str, detail: str) -> None:
+    """Attacks named unlike the NIPS 2017 samples are checked by their role; without roles, by nothing."""
+    matrix = _matrix(8, MODERN, d=cells)
+    found = sanity.flags([], [matrix], [], roles=MODERN_ROLES)
+    assert [f.check for f in found] == [check] and detail in found[0].detail
+    assert sanity.flags([], [matrix], []) == []
+    assert MODERN_ROLES.unchecked(MODERN[1:]) == ["uap"]
+
+
+def test_targeted_attacks_are_compared_on_hits_only() -> None:
+    """A targeted white-box attack that leaves accuracy high is no "weaker than noise" flag: it aims elsewhere."""
+    accuracy = [_matrix(8, COLUMNS + ("iter_target",), d=(0.9, 0.5, 0.2, 0.6, 0.85, 0.88))]
+    hits = [_matrix(8, ("step_target", "iter_target"), d=(0.1, 0.6))]
+    assert sanity.flags([], accuracy, hits, roles=ROLES) == []
+
+
+def test_roles_are_read_from_the_manifest() -> None:
+    manifest = {"submissions": [
+        {"name": "cw_linf", "type": "attack", "role": "white_box", "iterates": "apgd"},
+        {"name": "apgd", "type": "attack", "role": "white_box"},
+        {"name": "old", "type": "attack"},
+        {"name": "bucket", "type": "defense"}]}
+    roles = sanity.Roles.from_manifest(manifest)
+    assert roles == sanity.Roles(role={"cw_linf": "white_box", "apgd": "white_box"}, iterates={"cw_linf": "apgd"})
+    assert roles.unchecked(["cw_linf", "apgd", "old"]) == ["old"]
+    assert sanity.Roles.from_manifest({}) == sanity.Roles()
+
+
+def test_a_report_checks_attacks_by_their_metadata_roles_and_lists_those_without_one(tmp_path: Path) -> None:
+    """cw_linf (white-box, changes nothing) and di_mi_fgsm (transfer, fools the defense) are compared; apgd
+    declares no role and is listed as not checked."""
+    import json
+
+    from conftest import BUCKET_DEFENSE, NOOP, PLUS, write_dataset, write_submission
+
+    data = write_dataset(tmp_path / "data", [40, 90, 140])
+    attacks = tmp_path / "attacks"
+    for name, body, role in (("cw_linf", NOOP, "white_box"), ("di_mi_fgsm", PLUS, "transfer"), ("apgd", NOOP, "")):
+        folder = write_submission(attacks, name, "attack", body)
+        if role:
+            metadata = json.loads((folder / "metadata.json").read_text())
+            (folder / "metadata.json").write_text(json.dumps({**metadata, "role": role}))
+    write_submission(tmp_path / "defenses", "bucket", "defense", BUCKET_DEFENSE)
+    assert main(["run", "--input_dir", str(data), "--attacks_dir", str(attacks), "--defenses_dir",
+                 str(tmp_path / "defenses"), "--output_dir", str(tmp_path / "results"), "--max_epsilon", "16",
+                 "--min_seconds", "20", "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "results" / "manifest.json").read_text())
+    assert {s["name"]: s.get("role") for s in manifest["submissions"]} == {
+        "cw_linf": "white_box", "di_mi_fgsm": "transfer", "apgd": None, "bucket": None}
+    page = (tmp_path / "results" / "report" / "index.html").read_text(encoding="utf-8")
+    assert ("<td>transfer stronger than white-box</td><td>16</td><td>bucket</td><td>accuracy 0.0 % under di_mi_fgsm "
+            "&lt; 100.0 % under the best white-box attack (cw_linf)</td>") in page
+    assert "other attacks): apgd.</p>" in page

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.submission import (
+    AttackRole,
     Discovery,
     Submission,
     SubmissionError,
@@ -100,6 +101,48 @@ def test_unknown_type_suggests(tmp_path, raw, hint):
         parse_submission(folder)
     assert str(info.value) == (f"{folder / 'metadata.json'}: unknown type {raw!r}; "
                                f"use one of attack, targeted_attack, defense{hint}")
+
+
+def test_nips17_metadata_has_no_role_and_records_no_optional_key(tmp_path):
+    submission = parse_submission(make_submission(tmp_path, "fgsm", attack_meta()))
+    assert submission.role is None and submission.iterates == "" and submission.optional_keys() == {}
+
+
+def test_role_and_iterates_are_read_and_recorded(tmp_path):
+    folder = make_submission(tmp_path, "apgd", attack_meta(role="white_box", iterates="fgsm", targets_defense="jpeg"))
+    submission = parse_submission(folder)
+    assert submission.role is AttackRole.WHITE_BOX and submission.iterates == "fgsm"
+    assert submission.optional_keys() == {"targets_defense": "jpeg", "role": "white_box", "iterates": "fgsm"}
+
+
+@pytest.mark.parametrize("role, hint", [("whitebox", " — did you mean 'white_box'?"), (3, ""), (None, "")])
+def test_unknown_role_names_the_roles(tmp_path, role, hint):
+    folder = make_submission(tmp_path, "a", attack_meta(role=role))
+    with pytest.raises(SubmissionError) as info:
+        parse_submission(folder)
+    assert str(info.value) == (f"{folder / 'metadata.json'}: \"role\" {role!r} is not one of white_box, transfer, "
+                               f"score_based, random_noise, no_op{hint}; or leave it out")
+
+
+@pytest.mark.parametrize("iterates", ["../fgsm", 3, "a b"])
+def test_iterates_must_name_a_folder(tmp_path, iterates):
+    folder = make_submission(tmp_path, "a", attack_meta(role="white_box", iterates=iterates))
+    with pytest.raises(SubmissionError, match=r'"iterates" must be the folder name of one single-step attack .*'
+                                              r'e\.g\. "iterates": "fgsm"'):
+        parse_submission(folder)
+
+
+def test_every_sample_attack_has_a_role_and_iterates_a_sample_attack():
+    """The report's sanity checks compare every sample attack (none is listed as not checked)."""
+    attacks = Path(__file__).resolve().parents[1] / "attacks"
+    found = discover([attacks], expected={attacks: {SubmissionType.ATTACK, SubmissionType.TARGETED_ATTACK}})
+    parsed = {s.name: s for s in found.submissions}
+    assert not found.problems and len(parsed) >= 20 and all(s.role is not None for s in parsed.values())
+    pairs = {name: s.iterates for name, s in parsed.items() if s.iterates}
+    assert pairs == {"i_fgsm": "fgsm", "pgd": "fgsm", "mi_fgsm": "fgsm", "iter_ll": "step_ll",
+                     "iter_target": "step_target"}
+    assert {parsed[n].role for n in ("cw_linf", "apgd", "di_mi_fgsm", "square")} == {
+        AttackRole.WHITE_BOX, AttackRole.TRANSFER, AttackRole.SCORE_BASED}
 
 
 def test_missing_type(tmp_path):

@@ -141,10 +141,13 @@ def _render(results: content.Results, writer: _Writer) -> None:
     worst_headers, worst_rows = content.worst_case(results) if results.attacks else ([], [])
     environment = _environment()
     n_images = max((s.images for s in scores), default=0)
+    roles = sanity.Roles.from_manifest(results.manifest)
     common = {"csp": CONTENT_SECURITY_POLICY, "header": content.header(results)}
     page = environment.get_template("index.html.j2").render(
         **common, boards=boards, columns=LEADERBOARD_COLUMNS, leaderboard_href=content.leaderboard_csv_href(),
-        curves=figure_list, heatmaps=heatmaps, flags=sanity.flags(scores, accuracy, hits, images=n_images or None),
+        curves=figure_list, heatmaps=heatmaps,
+        flags=sanity.flags(scores, accuracy, hits, images=n_images or None, roles=roles),
+        unchecked=roles.unchecked(name for name, _ in results.attacks),
         gallery=entries, images=images, defenses=results.defenses, failed=content.failed_runs(results),
         referee=content.referee_lines(results), missing=content.missing_answers(results),
         skipped=results.manifest.get("skipped", []) or [], worst_headers=worst_headers, worst_rows=worst_rows)

@@ -51,7 +51,7 @@ def _curves(axes: object, series: dict[str, list[tuple[int, float]]], title: str
     markers = "osD^v<>phX*"
     with matplotlib.rc_context(_RC):
         for index, (name, points) in enumerate(series.items()):
-            xs, ys = zip(*points)
+            xs, ys = zip(*points, strict=True)
             ax.plot(xs, [100 * y for y in ys], marker=markers[index % len(markers)], markersize=4,  # type: ignore
                     linewidth=1.2, label=name)
         ticks = sorted({0, *(x for points in series.values() for x, _ in points)})
@@ -99,7 +99,7 @@ def attack_curves(scores: Sequence[ScoreRow]) -> bytes:
               if _series(scores, t, "normalized")]
     figure = _figure(4.9 * max(1, len(tracks)) + 1.2, 3.6)
     axes = figure.subplots(1, max(1, len(tracks)), squeeze=False)[0]  # type: ignore[attr-defined]
-    for ax, (track, title) in zip(axes, tracks):
+    for ax, (track, title) in zip(axes, tracks, strict=False):  # one axis even without tracks
         series = _series(scores, track, "normalized")
         _curves(ax, series, title, "success rate (%)")
         ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)

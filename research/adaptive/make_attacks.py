@@ -154,7 +154,7 @@ def write_bpda_folder(defense: str, parent: Path, *, defenses: Path = ROOT / "de
 def _write_common(folder: Path, defense: str, attack: str, readme: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     metadata = {"type": "attack", "container": "pytorch/pytorch", "container_gpu": "pytorch/pytorch",
-                "entry_point": "run_attack.sh", "targets_defense": defense}
+                "entry_point": "run_attack.sh", "targets_defense": defense, "role": "white_box"}
     (folder / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     (folder / "run_attack.sh").write_text(RUN_SCRIPT)
     (folder / "run_attack.sh").chmod(0o755)

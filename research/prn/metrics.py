@@ -246,7 +246,7 @@ def _load_framework(model: str, norm: str, missing: list[str], *, weights_dir: P
     try:
         train_pool = load_pool(model=model, norm=norm, role="train", root=pools_dir)
     except (PoolNotFoundError, PoolError) as exc:
-        raise SystemExit(f"{weights} exists but its train pool cannot be loaded to check disjointness: {exc}")
+        raise SystemExit(f"{weights} exists but its train pool cannot be loaded to check disjointness: {exc}") from None
     detector = None
     if detector_path(model, norm, weights_dir).is_file():
         detector = Detector.load(detector_path(model, norm, weights_dir))
