@@ -188,8 +188,9 @@ def test_train_denoiser_keeps_the_best_epoch_and_checks_the_classifier(monkeypat
         return next(val_losses), 0.5
 
     monkeypatch.setattr(train, "evaluate", evaluate)
-    state, summary = train.train_denoiser(denoiser, model, _tiny_set(6, 0, 12), _tiny_set(3, 1, 12), guide="lgd",
-                                          epochs=3, batch_size=4, log=lambda _: None)
+    config = train.DenoiserTrainConfig(guide="lgd", epochs=3, batch_size=4)
+    state, summary = train.train_denoiser(denoiser, model, _tiny_set(6, 0, 12), _tiny_set(3, 1, 12), config,
+                                          log=lambda _: None)
     assert summary["best_epoch"] == 2 and summary["epochs_run"] == 3 and summary["val_loss"] == 0.1
     assert not denoiser.training
     assert all(torch.equal(state[k], v) for k, v in states[1].items())  # epoch 2's weights, returned
@@ -199,7 +200,8 @@ def test_train_denoiser_keeps_the_best_epoch_and_checks_the_classifier(monkeypat
     # a classifier left in training mode updates its BatchNorm statistics: caught
     with pytest.raises(RuntimeError, match="guide model changed"):
         train.train_denoiser(DUNET(width=2), TinyClassifier().requires_grad_(False), _tiny_set(4, 0, 12),
-                             _tiny_set(2, 1, 12), guide="lgd", epochs=1, batch_size=4, log=lambda _: None)
+                             _tiny_set(2, 1, 12), train.DenoiserTrainConfig(guide="lgd", epochs=1, batch_size=4),
+                             log=lambda _: None)
 
 
 def _fake_zoo_load(name: str, device: str = "cpu", **_: object) -> nn.Module:
