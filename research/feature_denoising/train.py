@@ -44,7 +44,7 @@ from torch import nn
 
 from research import cifar10, cli, provenance
 from research.zoo.data import accuracy, augment, to_input
-from research.zoo.train import _save_atomically
+from research.zoo.train import save_atomically
 
 from submission_kit.feature_denoising import variants
 from .adversarial import ATTACKS, FGSM_RS_STEP, adversarial_step, pgd_step_size, training_examples
@@ -414,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{summary['minutes']:.1f} min of training + {(time.perf_counter() - tick) / 60:.1f} min of evaluation")
 
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    _save_atomically(lambda tmp: torch.save(state, tmp), out)
+    save_atomically(lambda tmp: torch.save(state, tmp), out)
     reproduce = reproduce_command(args.variant, config, scheduled_steps=int(summary["scheduled_steps"]),
                                   steps=int(summary["steps"]))
     record = {
@@ -442,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **provenance.environment(device),
     }
     text = json.dumps(record, indent=2) + "\n"
-    _save_atomically(lambda tmp: Path(tmp).write_text(text), out.with_suffix(".json"))
+    save_atomically(lambda tmp: Path(tmp).write_text(text), out.with_suffix(".json"))
     log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB), {out.with_suffix('.json')} and {log.path}")
     return 0
 

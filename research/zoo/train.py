@@ -23,7 +23,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from research import cifar10, cli, provenance
 from .data import accuracy, augment, to_input
 from submission_kit.zoo.registry import build, entry, names, weights_path
 
-__all__ = ["TrainConfig", "main", "train"]
+__all__ = ["TrainConfig", "main", "save_atomically", "train"]
 
 
 def _log(message: str) -> None:
@@ -161,8 +161,16 @@ def train(
     return model, summary
 
 
-def _save_atomically(write, path: Path) -> None:
-    """Call ``write(tmp_path)`` and move the result to ``path`` so a crash never leaves a partial file."""
+def save_atomically(write: Callable[[str], object], path: Path) -> None:
+    """Call ``write(tmp_path)`` and move the result to ``path`` so a crash never leaves a partial file.
+
+    Args:
+        write: Writes the whole file to the temporary path it is given (in ``path``'s folder, created if needed).
+        path: Final location; replaced in one rename, mode 0644.
+
+    Raises:
+        Whatever ``write`` raises (the temporary file is removed first).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -208,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          weight_decay=args.weight_decay)
     model, summary = train(args.model, config, data_root=args.data, device=device)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    _save_atomically(lambda tmp: torch.save(state, tmp), out)
+    save_atomically(lambda tmp: torch.save(state, tmp), out)
     record = {
         "model": args.model,
         "command": command,
@@ -226,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **provenance.environment(device),
     }
     text = json.dumps(record, indent=2) + "\n"
-    _save_atomically(lambda tmp: Path(tmp).write_text(text), out.with_suffix(".json"))
+    save_atomically(lambda tmp: Path(tmp).write_text(text), out.with_suffix(".json"))
     _log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json')}")
     return 0
 
