@@ -227,6 +227,29 @@ def test_train_command_writes_a_loadable_checkpoint(tmp_path: Path, monkeypatch:
     assert not any(p.requires_grad for p in denoiser.parameters())
 
 
+def test_tables_command_writes_its_blocks_to_out_and_only_prints_for_a_dash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--out`` (a path from the shared research parser) gets the table's marked block; ``--out -`` writes nothing."""
+    from research.hgd import tables
+
+    folder = tmp_path / "data"
+    for split, seed in (("white", 3), ("black", 4)):
+        tiny = _tiny_set(3, seed)
+        data.HGDSet(tiny.clean, tiny.labels, tiny.images, tiny.source, tiny.attack, np.tile([4, 16], 3),
+                    tiny.attack_names).save(folder / f"{split}.npz")
+    monkeypatch.setattr(zoo, "load", _fake_zoo_load)
+    monkeypatch.chdir(tmp_path)
+    common = ["table2", "--data-dir", str(folder), "--weights-dir", str(tmp_path / "no-weights"), "--skip-missing",
+              "--threads", "1", "--device", "cpu"]
+    out = tmp_path / "docs" / "hgd.md"
+    assert tables.main([*common, "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "<!-- hgd-table2:start -->" in text and "<!-- hgd-table2:end -->" in text
+    assert tables.main([*common, "--out", "-"]) == 0
+    assert out.read_text() == text and not (tmp_path / "-").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "docs"]
+
+
 # --- data -------------------------------------------------------------------------------------------------
 
 
