@@ -11,7 +11,8 @@ import pytest
 
 from research import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+#: The research package (found from the module, so this test may live in any tests/ subfolder).
+RESEARCH = Path(cli.__file__).resolve().parent
 
 
 def _child(**options: cli.Option) -> argparse.ArgumentParser:
@@ -67,11 +68,11 @@ def test_help_shows_the_commands_wording_or_the_shared_one() -> None:
 def test_no_research_command_defines_a_shared_option_itself() -> None:
     """Every --seed/--out/--threads/--images of a research command comes from the parent."""
     own = re.compile(r"""add_argument\(\s*["']--(seed|out|threads|images)["']""")
-    offenders = [f"{path.relative_to(ROOT)}: --{match.group(1)}"
-                 for path in sorted((ROOT / "research").rglob("*.py"))
+    offenders = [f"{path.relative_to(RESEARCH)}: --{match.group(1)}"
+                 for path in sorted(RESEARCH.rglob("*.py"))
                  for match in own.finditer(path.read_text())]
     assert not offenders, offenders
-    users = [path for path in (ROOT / "research").rglob("*.py") if "parents=[shared]" in path.read_text()]
+    users = [path for path in RESEARCH.rglob("*.py") if "parents=[shared]" in path.read_text()]
     assert len(users) >= 18, sorted(str(p) for p in users)
 
 
