@@ -354,14 +354,13 @@ def test_budget_stopped_run_is_repeated_exactly_by_its_record(tmp_path: Path,
 
 
 def test_reproduce_command_states_schedule_and_stop() -> None:
-    command = train.reproduce_command("baseline", attack="fgsm_rs", pgd_steps=3, seed=0, scheduled_steps=992,
-                                      steps=977)
+    config = train.TrainConfig(epochs=15, seed=0, attack="fgsm_rs", pgd_steps=3)
+    command = train.reproduce_command("baseline", config, scheduled_steps=992, steps=977)
     assert command == ("python -m research.feature_denoising.train --variant baseline --attack fgsm_rs "
                        "--steps 992 --stop-after 977 --max-minutes 0 --seed 0")
-    assert "--stop-after" not in train.reproduce_command("mean", attack="fgsm_rs", pgd_steps=3, seed=0,
-                                                         scheduled_steps=675, steps=675)
+    assert "--stop-after" not in train.reproduce_command("mean", config, scheduled_steps=675, steps=675)
     with pytest.raises(ValueError, match="steps done"):
-        train.reproduce_command("mean", attack="fgsm_rs", pgd_steps=3, seed=0, scheduled_steps=5, steps=6)
+        train.reproduce_command("mean", config, scheduled_steps=5, steps=6)
     with pytest.raises(SystemExit):
         train.main(["--variant", "mean", "--stop-after", "3"])
 

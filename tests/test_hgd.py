@@ -188,8 +188,9 @@ def test_train_denoiser_keeps_the_best_epoch_and_checks_the_classifier(monkeypat
         return next(val_losses), 0.5
 
     monkeypatch.setattr(train, "evaluate", evaluate)
-    state, summary = train.train_denoiser(denoiser, model, _tiny_set(6, 0, 12), _tiny_set(3, 1, 12), guide="lgd",
-                                          epochs=3, batch_size=4, log=lambda _: None)
+    config = train.DenoiserTrainConfig(guide="lgd", epochs=3, batch_size=4)
+    state, summary = train.train_denoiser(denoiser, model, _tiny_set(6, 0, 12), _tiny_set(3, 1, 12), config,
+                                          log=lambda _: None)
     assert summary["best_epoch"] == 2 and summary["epochs_run"] == 3 and summary["val_loss"] == 0.1
     assert not denoiser.training
     assert all(torch.equal(state[k], v) for k, v in states[1].items())  # epoch 2's weights, returned
@@ -199,7 +200,8 @@ def test_train_denoiser_keeps_the_best_epoch_and_checks_the_classifier(monkeypat
     # a classifier left in training mode updates its BatchNorm statistics: caught
     with pytest.raises(RuntimeError, match="guide model changed"):
         train.train_denoiser(DUNET(width=2), TinyClassifier().requires_grad_(False), _tiny_set(4, 0, 12),
-                             _tiny_set(2, 1, 12), guide="lgd", epochs=1, batch_size=4, log=lambda _: None)
+                             _tiny_set(2, 1, 12), train.DenoiserTrainConfig(guide="lgd", epochs=1, batch_size=4),
+                             log=lambda _: None)
 
 
 def _fake_zoo_load(name: str, device: str = "cpu", **_: object) -> nn.Module:
@@ -223,6 +225,29 @@ def test_train_command_writes_a_loadable_checkpoint(tmp_path: Path, monkeypatch:
     assert isinstance(denoiser, DUNET) and not denoiser.training
     assert denoiser.widths == (2, 4, 8, 8, 8)
     assert not any(p.requires_grad for p in denoiser.parameters())
+
+
+def test_tables_command_writes_its_blocks_to_out_and_only_prints_for_a_dash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--out`` (a path from the shared research parser) gets the table's marked block; ``--out -`` writes nothing."""
+    from research.hgd import tables
+
+    folder = tmp_path / "data"
+    for split, seed in (("white", 3), ("black", 4)):
+        tiny = _tiny_set(3, seed)
+        data.HGDSet(tiny.clean, tiny.labels, tiny.images, tiny.source, tiny.attack, np.tile([4, 16], 3),
+                    tiny.attack_names).save(folder / f"{split}.npz")
+    monkeypatch.setattr(zoo, "load", _fake_zoo_load)
+    monkeypatch.chdir(tmp_path)
+    common = ["table2", "--data-dir", str(folder), "--weights-dir", str(tmp_path / "no-weights"), "--skip-missing",
+              "--threads", "1", "--device", "cpu"]
+    out = tmp_path / "docs" / "hgd.md"
+    assert tables.main([*common, "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "<!-- hgd-table2:start -->" in text and "<!-- hgd-table2:end -->" in text
+    assert tables.main([*common, "--out", "-"]) == 0
+    assert out.read_text() == text and not (tmp_path / "-").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "docs"]
 
 
 # --- data -------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from research import cifar10
+from research import cifar10, cli
 from research.adaptive.result_cache import ResultCache
 from submission_kit import sdk, zoo
 from submission_kit.attack_methods import autoattack, gradient, submission, transfer
@@ -317,8 +317,12 @@ def kept_reading(path: Path) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1000, help="CIFAR-10 test images (seeded subset)")
+    shared = cli.parent(
+        seed=cli.Option(default=0),
+        out=cli.Option(default=ROOT / "docs" / "adaptive_evaluation.md", help="markdown report to write"),
+        images=cli.Option(default=1000, help="CIFAR-10 test images (seeded subset)"),
+    )
+    parser = argparse.ArgumentParser(parents=[shared], description=__doc__.splitlines()[0])
     parser.add_argument("--epsilons", type=int, nargs="+", default=[4, 8, 16], help="main table ε (0-255)")
     parser.add_argument("--sweep", type=int, nargs="*", default=[32, 64], help="extra ε: oblivious PGD and adaptive")
     parser.add_argument("--defenses", nargs="+", default=DEFENSES, choices=DEFENSES)
@@ -330,11 +334,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "toward the least-likely class (adaptive.label_free_pgd, as the attack folders do; they "
                              "never see labels), the first run alone, or away from the true labels (the last two: "
                              "research only)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=None,
                         help="folder of finished (ε, attack) results: a rerun with the same options and code reuses "
                              "them, so an interrupted evaluation resumes (default: none)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "adaptive_evaluation.md")
     parser.add_argument("--note", default="", help="a paragraph added under the title (e.g. why this size)")
     return parser.parse_args(argv)
 

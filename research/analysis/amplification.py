@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from research import cli
 from submission_kit import contract
 
 __all__ = [
@@ -179,7 +180,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from submission_kit.hgd.defense import denoise_transform
     from submission_kit.hgd.registry import DenoiserWeightsNotFoundError, load_denoiser
 
-    parser = argparse.ArgumentParser(prog="python -m research.analysis.amplification",
+    shared = cli.parent(
+        seed=cli.Option(default=0, help="image choice and Gaussian noise"),
+        out=cli.Option(default=_ROOT / "docs" / "hgd_amplification",
+                       help="writes OUT.csv and OUT.png (default docs/hgd_amplification)"),
+        threads=cli.Option(default=2),
+        images=cli.Option(default=30, help="random adversarial images (paper: 30)"),
+    )
+    parser = argparse.ArgumentParser(parents=[shared], prog="python -m research.analysis.amplification",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=zoo.TARGET_MODEL, choices=zoo.names(), help="classifier analysed")
     parser.add_argument("--denoisers", nargs="*", default=["dunet_pgd", "dunet_lgd"], help="HGD denoiser names")
@@ -187,14 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="another defense transformation (repeatable)")
     parser.add_argument("--attack", default="ifgsm4:vgg6_w48+vgg6_w32", help="attack of the white test set")
     parser.add_argument("--eps", type=int, default=16, help="ε of the adversarial images (0-255)")
-    parser.add_argument("--images", type=int, default=30, help="random adversarial images (paper: 30)")
     parser.add_argument("--norm", type=int, default=1, choices=(1, 2), help="L1 (paper) or L2")
-    parser.add_argument("--seed", type=int, default=0, help="image choice and Gaussian noise")
     parser.add_argument("--data-dir", type=Path, help="folder of the HGD sets (default: the default recipe's)")
     parser.add_argument("--weights-dir", type=Path, help="denoiser weights folder (default submission_kit/hgd/weights)")
-    parser.add_argument("--out", type=Path, default=_ROOT / "docs" / "hgd_amplification",
-                        help="writes OUT.csv and OUT.png (default docs/hgd_amplification)")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -34,7 +34,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from research import cifar10
+from research import cifar10, cli
 from submission_kit import sdk
 from harness.competition import CompetitionConfig, run_competition
 from harness.scoring import DEFENSE, Matrix, ScoreRow
@@ -155,11 +155,14 @@ def render(scores: Sequence[ScoreRow], matrices: Sequence[Matrix], *, defenses: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m research.feature_denoising.blackbox",
+    shared = cli.parent(
+        seed=cli.Option(default=0, help="seeds the image subset"),
+        out=cli.Option(default=DOC, help="markdown file with the fd-blackbox markers"),
+        images=cli.Option(default=1000, help="shared test images"),
+    )
+    parser = argparse.ArgumentParser(parents=[shared], prog="python -m research.feature_denoising.blackbox",
                                      description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--images", type=int, default=1000, help="shared test images")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the image subset")
     parser.add_argument("--epsilons", type=int, nargs="+", default=[16, 32], help="ε in 0-255 units")
     parser.add_argument("--attacks", nargs="+", help="non-targeted attacks (default: top 5 of --leaderboard)")
     parser.add_argument("--leaderboard", type=Path, default=ROOT / "results" / "leaderboard.csv")
@@ -173,7 +176,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="harness runs in parallel")
     parser.add_argument("--batch-size", type=int, default=500,
                         help="images per attack and defense run (fewer runs = less process start-up per defense)")
-    parser.add_argument("--out", type=Path, default=DOC, help="markdown file with the fd-blackbox markers")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     try:

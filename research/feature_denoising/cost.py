@@ -21,11 +21,11 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from research import cli
 from research.zoo.evaluate import write_table
 
 from submission_kit.feature_denoising import variants
@@ -88,7 +88,11 @@ def render(rows: Sequence[dict[str, object]], *, threads: int, batch_size: int, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m research.feature_denoising.cost",
+    shared = cli.parent(
+        out=cli.Option(help="markdown file whose fd-cost table to replace (default: print)"),
+        threads=cli.Option(default=1),
+    )
+    parser = argparse.ArgumentParser(parents=[shared], prog="python -m research.feature_denoising.cost",
                                      description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=variants.names(), help="variants to measure")
@@ -96,13 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pgd-steps", type=int, default=3)
     parser.add_argument("--batches", type=int, default=3, help="timed steps per (variant, mode)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--stage1", action="store_true",
                         help="also time the non-local Gaussian network with a block after stage 1 too")
     parser.add_argument("--two-thread-reference", type=float,
                         help="2-thread clean-epoch minutes of the baseline measured alone (docs/zoo.md: 1.5)")
     parser.add_argument("--budget-minutes", type=float, default=20.0)
-    parser.add_argument("--out", type=Path, help="markdown file whose fd-cost table to replace (default: print)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     networks: list[tuple[str, nn.Module]] = []

@@ -35,21 +35,22 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from research import cifar10, provenance
+from research import cifar10, cli, provenance
 from research.zoo.data import accuracy, augment, to_input
-from research.zoo.train import _save_atomically
+from research.zoo.train import save_atomically
 
 from submission_kit.feature_denoising import variants
 from .adversarial import ATTACKS, FGSM_RS_STEP, adversarial_step, pgd_step_size, training_examples
 from .evaluation import pgd_accuracy, test_subset
 
-__all__ = ["main", "plan_steps", "reproduce_command", "train"]
+__all__ = ["TrainConfig", "main", "plan_steps", "reproduce_command", "train"]
 
 #: Training and evaluation budget ε (the usual CIFAR-10 L∞ budget; the seed trains with 16/255 on ImageNet).
 EPS = 8 / 255
@@ -103,41 +104,76 @@ def _monitor(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, pgd_im
     return clean, robust
 
 
-def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_steps: int = 3,
-          max_minutes: float | None = None, steps: int | None = None, stop_after: int | None = None,
-          eps: float = EPS,
-          batch_size: int = 256, max_lr: float = 0.2, weight_decay: float = 5e-4, label_smoothing: float = 0.1,
-          clean_start_prob: float = 0.2, train_images: int | None = None, monitor_images: int = 1000,
-          monitor_pgd_images: int = 200, calibration_steps: int = 3, device: str | torch.device = "cpu",
-          data_root: str | os.PathLike[str] | None = None, log_every: int = 50,
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """The recipe of one adversarial training run (defaults: those of the committed weights' runs).
+
+    Attributes:
+        epochs: Epochs of the full one-cycle schedule, ≥ 1.
+        seed: Seeds initialisation (torch's global generator), data order and augmentation (one generator) and
+            the attack's random starts (another generator).
+        attack: ``"fgsm_rs"`` or ``"pgd"`` (see :mod:`research.feature_denoising.adversarial`).
+        pgd_steps: K of ``"pgd"``, ≥ 1.
+        max_minutes: Wall-clock budget of the training loop in minutes (see the module docstring); None for none.
+        steps: Fixed number of SGD steps (overrides ``epochs`` and the budget's shortening); None: from epochs.
+        stop_after: Stop after this many of the scheduled steps, in [1, ``steps``] (the schedule keeps its length;
+            how a run stopped by its budget is repeated); None: run the whole schedule.
+        eps: L∞ budget on the [0, 1] scale.
+        batch_size: Images per step, ≥ 1.
+        max_lr: Peak learning rate, > 0.
+        weight_decay: SGD weight decay, ≥ 0.
+        label_smoothing: Of the training cross-entropy, in [0, 1).
+        clean_start_prob: Share of PGD attacks that start from the clean image, in [0, 1].
+        train_images: Use only the first this many (shuffled once with the seed) training images (smoke tests);
+            None: all 50,000.
+        monitor_images: Shared test images for the per-epoch clean accuracy (0: none).
+        monitor_pgd_images: How many of those also get a per-epoch PGD-10 accuracy (catches catastrophic
+            overfitting of single-step training, Wong et al. 2020).
+        calibration_steps: Timed steps on a copy of the model before planning a budgeted schedule, ≥ 1.
+        log_every: Progress line every this many steps, ≥ 1.
+
+    Raises:
+        ValueError: ``attack`` is unknown, or ``stop_after`` is given without ``steps`` or outside [1, steps].
+    """
+
+    epochs: int
+    seed: int
+    attack: str = "fgsm_rs"
+    pgd_steps: int = 3
+    max_minutes: float | None = None
+    steps: int | None = None
+    stop_after: int | None = None
+    eps: float = EPS
+    batch_size: int = 256
+    max_lr: float = 0.2
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    clean_start_prob: float = 0.2
+    train_images: int | None = None
+    monitor_images: int = 1000
+    monitor_pgd_images: int = 200
+    calibration_steps: int = 3
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.attack not in ATTACKS:
+            raise ValueError(f"unknown training attack {self.attack!r}; choices: {', '.join(ATTACKS)}")
+        if self.stop_after is not None and (self.stop_after < 1 or self.steps is None
+                                            or self.stop_after > self.steps):
+            raise ValueError(f"stop_after={self.stop_after} needs steps (the schedule length) with 1 <= stop_after "
+                             f"<= steps; got steps={self.steps}")
+
+
+def train(name: str, config: TrainConfig, *, device: str | torch.device = "cpu",
+          data_root: str | os.PathLike[str] | None = None,
           log: Callable[[str], None] = print) -> tuple[nn.Module, dict[str, float | int | bool]]:
     """Adversarially train variant ``name``; return the model (eval mode, on ``device``) and a summary.
 
     Args:
         name: Registered variant.
-        epochs: Epochs of the full one-cycle schedule.
-        seed: Seeds initialisation (torch's global generator), data order and augmentation (one generator) and
-            the attack's random starts (another generator).
-        attack: ``"fgsm_rs"`` or ``"pgd"`` (see :mod:`research.feature_denoising.adversarial`).
-        pgd_steps: K of ``"pgd"``.
-        max_minutes: Wall-clock budget of the training loop (see the module docstring); None for none.
-        steps: Fixed number of SGD steps (overrides ``epochs`` and the budget's shortening).
-        stop_after: Stop after this many of the scheduled steps (the schedule keeps its length; how a run stopped
-            by its budget is repeated); None: run the whole schedule.
-        eps: L∞ budget on the [0, 1] scale.
-        batch_size: Images per step.
-        max_lr: Peak learning rate.
-        weight_decay: SGD weight decay.
-        label_smoothing: Of the training cross-entropy.
-        clean_start_prob: Share of PGD attacks that start from the clean image.
-        train_images: Use only the first this many (shuffled once with the seed) training images (smoke tests).
-        monitor_images: Shared test images for the per-epoch clean accuracy (0: none).
-        monitor_pgd_images: How many of those also get a per-epoch PGD-10 accuracy (catches catastrophic
-            overfitting of single-step training, Wong et al. 2020).
-        calibration_steps: Timed steps on a copy of the model before planning a budgeted schedule.
+        config: The recipe (schedule, attack, optimizer, monitoring).
         device: Training device.
         data_root: Folder with the CIFAR-10 archives.
-        log_every: Progress line every this many steps.
         log: Receives progress lines.
 
     Returns:
@@ -147,11 +183,12 @@ def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_ste
         ``epoch_minutes``, ``stopped_by_budget``, ``nonfinite_loss_steps``, ``last_epoch_train_accuracy`` (on
         adversarial batches).
     """
-    if attack not in ATTACKS:
-        raise ValueError(f"unknown training attack {attack!r}; choices: {', '.join(ATTACKS)}")
-    if stop_after is not None and (stop_after < 1 or steps is None or stop_after > steps):
-        raise ValueError(f"stop_after={stop_after} needs steps (the schedule length) with 1 <= stop_after <= steps; "
-                         f"got steps={steps}")
+    epochs, seed, attack, pgd_steps, eps = config.epochs, config.seed, config.attack, config.pgd_steps, config.eps
+    max_minutes, steps, stop_after = config.max_minutes, config.steps, config.stop_after
+    batch_size, max_lr, weight_decay = config.batch_size, config.max_lr, config.weight_decay
+    clean_start_prob, train_images = config.clean_start_prob, config.train_images
+    monitor_images, monitor_pgd_images = config.monitor_images, config.monitor_pgd_images
+    calibration_steps, log_every = config.calibration_steps, config.log_every
     torch.manual_seed(seed)
     np.random.seed(seed)
     data_generator = torch.Generator().manual_seed(seed)
@@ -171,7 +208,7 @@ def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_ste
     log(f"attack {attack}" + (f" K={pgd_steps}" if attack == "pgd" else "") +
         f": eps {eps * 255:g}/255, step {alpha * 255:.3g}/255" +
         (f", {clean_start_prob:.0%} clean starts" if attack == "pgd" else ", random start"))
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     def new_optimizer(net: nn.Module) -> torch.optim.SGD:
         return torch.optim.SGD(net.parameters(), lr=max_lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
@@ -282,22 +319,22 @@ def train(name: str, *, epochs: int, seed: int, attack: str = "fgsm_rs", pgd_ste
     return model, summary
 
 
-def reproduce_command(variant: str, *, attack: str, pgd_steps: int, seed: int, scheduled_steps: int, steps: int,
-                      batch_size: int = 256, max_lr: float = 0.2, weight_decay: float = 5e-4,
-                      train_images: int | None = None) -> str:
+def reproduce_command(variant: str, config: TrainConfig, *, scheduled_steps: int, steps: int) -> str:
     """The command that repeats a run without its wall-clock budget: same schedule length, same steps done.
 
     Args:
         variant: Variant name.
-        attack, pgd_steps, seed: As given to :func:`train`.
+        config: The run's recipe; its attack, K, seed and training-image subset are stated, its batch size,
+            learning rate and weight decay only when they differ from the command-line defaults (its epochs,
+            budget and steps are replaced by the two counts below).
         scheduled_steps: Length of the one-cycle schedule the run used (``summary["scheduled_steps"]``).
         steps: Steps done (fewer than ``scheduled_steps`` when the budget stopped the run).
-        batch_size, max_lr, weight_decay: Stated only when they differ from the command-line defaults.
-        train_images: Training-image subset, if any.
 
     Returns:
         A shell command line (``python -m research.feature_denoising.train ...``).
     """
+    attack, pgd_steps, seed, train_images = config.attack, config.pgd_steps, config.seed, config.train_images
+    batch_size, max_lr, weight_decay = config.batch_size, config.max_lr, config.weight_decay
     if not 1 <= steps <= scheduled_steps:
         raise ValueError(f"steps done ({steps}) must lie in 1..scheduled_steps ({scheduled_steps})")
     return (f"python -m research.feature_denoising.train --variant {variant} --attack {attack}"
@@ -320,8 +357,14 @@ def _variant_name(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
     recipe = variants.RECIPE
+    shared = cli.parent(
+        seed=cli.Option(default=recipe.seed),
+        out=cli.Option(help="state-dict path (default: submission_kit/feature_denoising/weights/<variant>.pt; .json "
+                            "and .log go next to it)"),
+        threads=cli.Option(default=2, help="torch CPU threads"),
+    )
     parser = argparse.ArgumentParser(prog="python -m research.feature_denoising.train",
-                                     description=__doc__.split("\n")[0],
+                                     description=__doc__.split("\n")[0], parents=[shared],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--variant", required=True, type=_variant_name, help=f"one of {', '.join(variants.names())}")
     parser.add_argument("--attack", choices=ATTACKS, default=recipe.attack, help="training attack")
@@ -332,7 +375,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="fixed number of SGD steps (overrides --epochs and the budget)")
     parser.add_argument("--stop-after", type=int, help="stop after this many of the --steps scheduled steps (the "
                         "learning-rate schedule keeps its --steps length; repeats a run its budget stopped)")
-    parser.add_argument("--seed", type=int, default=recipe.seed)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=0.2, help="peak one-cycle learning rate")
     parser.add_argument("--weight-decay", type=float, default=5e-4)
@@ -343,9 +385,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--eval-images", type=int, default=1000, help="shared test images for the final PGD-10")
     parser.add_argument("--data", help="folder with train.tar.gz/test.tar.gz (default: $CIFAR10_DIR or "
                         "../shared/datasets/cifar10)")
-    parser.add_argument("--out", type=Path, help="state-dict path (default: submission_kit/feature_denoising/weights/"
-                        "<variant>.pt; .json and .log go next to it)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if present, else CPU), 'cpu', 'cuda:0', ...")
     args = parser.parse_args(argv)
     if args.stop_after is not None and (args.steps is None or not 1 <= args.stop_after <= args.steps):
@@ -359,12 +398,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     log = _Logger(out.with_suffix(".log"))
     log(f"command: {command}")
-    model, summary = train(args.variant, epochs=args.epochs, seed=args.seed, attack=args.attack,
-                           pgd_steps=args.pgd_steps, max_minutes=max_minutes, steps=args.steps,
-                           stop_after=args.stop_after,
-                           batch_size=args.batch_size, max_lr=args.lr, weight_decay=args.weight_decay,
-                           train_images=args.train_images, monitor_images=args.monitor_images,
-                           monitor_pgd_images=args.monitor_pgd_images, device=device, data_root=args.data, log=log)
+    config = TrainConfig(epochs=args.epochs, seed=args.seed, attack=args.attack, pgd_steps=args.pgd_steps,
+                         max_minutes=max_minutes, steps=args.steps, stop_after=args.stop_after,
+                         batch_size=args.batch_size, max_lr=args.lr, weight_decay=args.weight_decay,
+                         train_images=args.train_images, monitor_images=args.monitor_images,
+                         monitor_pgd_images=args.monitor_pgd_images)
+    model, summary = train(args.variant, config, device=device, data_root=args.data, log=log)
     tick = time.perf_counter()
     test_x, test_y, _ = test_subset(args.test_images, root=args.data)
     clean = accuracy(model, test_x, test_y, device=device)
@@ -375,11 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{summary['minutes']:.1f} min of training + {(time.perf_counter() - tick) / 60:.1f} min of evaluation")
 
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    _save_atomically(lambda tmp: torch.save(state, tmp), out)
-    reproduce = reproduce_command(args.variant, attack=args.attack, pgd_steps=args.pgd_steps, seed=args.seed,
-                                  scheduled_steps=int(summary["scheduled_steps"]), steps=int(summary["steps"]),
-                                  batch_size=args.batch_size, max_lr=args.lr, weight_decay=args.weight_decay,
-                                  train_images=args.train_images)
+    save_atomically(lambda tmp: torch.save(state, tmp), out)
+    reproduce = reproduce_command(args.variant, config, scheduled_steps=int(summary["scheduled_steps"]),
+                                  steps=int(summary["steps"]))
     record = {
         "variant": args.variant,
         "description": variants.get(args.variant).description,
@@ -395,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "max_lr": args.lr,
         "weight_decay": args.weight_decay,
-        "label_smoothing": 0.1,
+        "label_smoothing": config.label_smoothing,
         "train_images": args.train_images or 50000,
         "test_accuracy": round(clean, 4),
         "test_images": len(test_x),
@@ -405,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **provenance.environment(device),
     }
     text = json.dumps(record, indent=2) + "\n"
-    _save_atomically(lambda tmp: Path(tmp).write_text(text), out.with_suffix(".json"))
+    save_atomically(lambda tmp: Path(tmp).write_text(text), out.with_suffix(".json"))
     log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB), {out.with_suffix('.json')} and {log.path}")
     return 0
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from submission_kit import sdk
+from research import cli
 from research.zoo.data import accuracy
 from research.zoo.evaluate import write_table
 
@@ -146,18 +147,20 @@ def plot(results: dict[str, dict[str, Any]], iterations: Sequence[int], path: Pa
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m research.feature_denoising.whitebox",
+    shared = cli.parent(
+        seed=cli.Option(default=0, help="seeds the image subset and the random starts"),
+        out=cli.Option(default=DOC, help="markdown file with the fd-whitebox markers"),
+        threads=cli.Option(default=2),
+        images=cli.Option(default=1000, help="shared test images"),
+    )
+    parser = argparse.ArgumentParser(parents=[shared], prog="python -m research.feature_denoising.whitebox",
                                      description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--variants", nargs="+", help="variants (default: every one with weights)")
-    parser.add_argument("--images", type=int, default=1000, help="shared test images")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the image subset and the random starts")
     parser.add_argument("--iterations", type=int, nargs="+", default=[10, 20, 50, 100])
     parser.add_argument("--eps", type=float, default=8, help="ε in 0-255 units")
     parser.add_argument("--alpha", type=float, help="step in 0-255 units (default: the seed's rule)")
     parser.add_argument("--batch-size", type=int, default=250)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=DOC, help="markdown file with the fd-whitebox markers")
     parser.add_argument("--plot", default=str(ROOT / "docs" / "feature_denoising_whitebox.png"),
                         help="PNG path ('' for none)")
     parser.add_argument("--results", type=Path, default=ROOT / "docs" / "feature_denoising_whitebox.json",

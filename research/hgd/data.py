@@ -110,7 +110,7 @@ WHITE_ATTACKS: tuple[AttackSpec, ...] = (AttackSpec("fgsm", (_TARGET,)), AttackS
 BLACK_ATTACKS: tuple[AttackSpec, ...] = (AttackSpec("fgsm", (_HOLDOUT,)), AttackSpec("ifgsm", (_HOLDOUT,), 4))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Recipe:
     """Everything that determines the four sets (with the zoo weights and the CIFAR-10 images).
 
@@ -119,8 +119,8 @@ class Recipe:
         val_images: Clean shared-train images for the validation set, disjoint from the training ones.
         test_images: Clean shared-test images for the white and black test sets.
         eps_min: Smallest ε of a training/validation image (0-255 units).
-        eps_max: Largest ε of a training/validation image.
-        test_epsilons: ε of the test sets.
+        eps_max: Largest ε of a training/validation image (0-255 units).
+        test_epsilons: ε of the test sets (0-255 units).
         seed: Seed of the image selection, the ε draws and the random noise.
         train_attacks: Attacks of the training and validation sets.
         white_attacks: Attacks of the white-box test set.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from research import cifar10, provenance
+from research import cifar10, cli, provenance
 from submission_kit import zoo
 from research.hgd.data import SPLIT_NAMES, Recipe, make_split, recipe_key, select_images
 
@@ -87,15 +87,18 @@ def make_data(recipe: Recipe, *, data_root: str | None = None, device: str | tor
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
     defaults = Recipe()
-    parser = argparse.ArgumentParser(prog="python -m research.hgd.make_data", description=__doc__.split("\n")[0])
+    shared = cli.parent(
+        seed=cli.Option(default=defaults.seed),
+        out=cli.Option(help="folder to write (default: <HARNESS_CACHE>/hgd/<key>)"),
+        threads=cli.Option(default=2, help="torch CPU threads"),
+    )
+    parser = argparse.ArgumentParser(prog="python -m research.hgd.make_data", description=__doc__.split("\n")[0],
+                                     parents=[shared])
     parser.add_argument("--train-images", type=int, default=defaults.train_images, help="clean shared-train images")
     parser.add_argument("--val-images", type=int, default=defaults.val_images, help="clean shared-train images")
     parser.add_argument("--test-images", type=int, default=defaults.test_images, help="clean shared-test images")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--data", help="folder with the CIFAR-10 archives (default: $CIFAR10_DIR or ../shared/...)")
-    parser.add_argument("--out", type=Path, help="folder to write (default: <HARNESS_CACHE>/hgd/<key>)")
     parser.add_argument("--force", action="store_true", help="remake the sets even if cached")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if present, else CPU), 'cpu', 'cuda:0', ...")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from submission_kit import contract, zoo
+from research import cli
 from research.hgd import data
 from submission_kit.hgd.defense import denoise_transform
 from submission_kit.hgd.registry import load_denoiser, parse_name, weights_path
@@ -239,14 +240,17 @@ NEEDS: dict[str, list[tuple[str, str]]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m research.hgd.tables", description=__doc__.split("\n")[0])
+    shared = cli.parent(
+        out=cli.Option(default=ROOT / "docs" / "hgd.md", help="markdown file to update; '-' prints only"),
+        threads=cli.Option(default=2, help="torch CPU threads"),
+    )
+    parser = argparse.ArgumentParser(prog="python -m research.hgd.tables", description=__doc__.split("\n")[0],
+                                     parents=[shared])
     parser.add_argument("tables", nargs="*", metavar="TABLE", help=f"which tables ({', '.join(TABLES)}; default all)")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "hgd.md"), help="markdown file to update; '-' prints only")
     parser.add_argument("--data-dir", type=Path, help="folder of the sets (default: the default recipe's)")
     parser.add_argument("--data", help="folder with the CIFAR-10 archives, to find the default data folder")
     parser.add_argument("--weights-dir", type=Path, help="denoiser weights folder (default submission_kit/hgd/weights)")
     parser.add_argument("--skip-missing", action="store_true", help="write 'not trained' rows for missing weights")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if present, else CPU), 'cpu', 'cuda:0', ...")
     args = parser.parse_args(argv)
     tables = args.tables or list(TABLES)
@@ -289,9 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = {name: cache[(name, protected)] for name, protected in NEEDS[table] if (name, protected) in cache}
         block = render(table, results, meta, {key: column.attacks for key, column in columns.items()})
         print(f"\n## {table}\n\n{block}")
-        if args.out != "-":
-            write_block(Path(args.out), f"hgd-{table}", block)
-    if args.out != "-":
+        if str(args.out) != "-":
+            write_block(args.out, f"hgd-{table}", block)
+    if str(args.out) != "-":
         print(f"wrote {', '.join(tables)} to {args.out}")
     return 0
 

@@ -28,19 +28,20 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from research import provenance
+from research import cli, provenance
 from submission_kit import contract, zoo
 from submission_kit.hgd import losses
 from research.hgd import data
 from submission_kit.hgd.networks import ARCHS, Denoiser, build_denoiser
 from submission_kit.hgd.registry import DEFAULT_WIDTH, DenoiserSpec, save_denoiser, weights_path
 
-__all__ = ["clean_targets", "evaluate", "main", "to_float", "train_denoiser", "train_step"]
+__all__ = ["DenoiserTrainConfig", "clean_targets", "evaluate", "main", "to_float", "train_denoiser", "train_step"]
 
 
 def _log(message: str) -> None:
@@ -135,25 +136,53 @@ def _parameters_snapshot(model: nn.Module | None) -> dict[str, torch.Tensor]:
     return {} if model is None else {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+@dataclass(frozen=True, kw_only=True)
+class DenoiserTrainConfig:
+    """The recipe of one HGD denoiser training run (defaults: the paper's, as the committed denoisers used).
+
+    Attributes:
+        guide: Training loss, one of :data:`submission_kit.hgd.losses.GUIDES`.
+        epochs: Passes over the training set, ≥ 1.
+        decay_epoch: Last epoch at learning rate ``lr``; later epochs use ``lr_final``. None: ⌈2·epochs / 3⌉.
+        lr: Initial Adam learning rate, > 0 (paper: 1e-3).
+        lr_final: Learning rate after the decay, > 0 (paper: 1e-4).
+        batch_size: Versions per step, ≥ 1.
+        seed: Seed of the data order (an explicit ``torch.Generator``; initialization is the caller's).
+        minutes_budget: Stop after this many minutes of training (checked after each batch); None for no limit.
+        log_every: Log a progress line every this many batches, ≥ 1.
+
+    Raises:
+        ValueError: Unknown ``guide``, or ``epochs`` below 1.
+    """
+
+    guide: str
+    epochs: int
+    decay_epoch: int | None = None
+    lr: float = 1e-3
+    lr_final: float = 1e-4
+    batch_size: int = 64
+    seed: int = 0
+    minutes_budget: float | None = None
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.guide not in losses.GUIDES:
+            raise ValueError(f"unknown guide {self.guide!r}; choose one of {', '.join(losses.GUIDES)}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+
+
 def train_denoiser(
     denoiser: Denoiser,
     model: nn.Module | None,
     train_set: data.HGDSet,
     val_set: data.HGDSet,
+    config: DenoiserTrainConfig,
     *,
-    guide: str,
-    epochs: int,
-    decay_epoch: int | None = None,
-    lr: float = 1e-3,
-    lr_final: float = 1e-4,
-    batch_size: int = 64,
-    seed: int = 0,
     device: str | torch.device = "cpu",
-    minutes_budget: float | None = None,
     log: Callable[[str], None] = _log,
-    log_every: int = 50,
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Train ``denoiser`` with the ``guide`` loss and return the best epoch's state dict and a summary.
+    """Train ``denoiser`` with the ``config.guide`` loss and return the best epoch's state dict and a summary.
 
     Args:
         denoiser: Untrained denoiser on ``device`` (left in eval mode holding the best weights on return).
@@ -161,34 +190,25 @@ def train_denoiser(
             for ``"pgd"`` (then no accuracy is reported).
         train_set: Training versions and their clean images.
         val_set: Validation versions (model selection).
-        guide: One of :data:`submission_kit.hgd.losses.GUIDES`.
-        epochs: Passes over ``train_set``.
-        decay_epoch: Last epoch at learning rate ``lr``; later epochs use ``lr_final``. Default ⌈2·epochs / 3⌉.
-        lr: Initial Adam learning rate (paper: 1e-3).
-        lr_final: Learning rate after the decay (paper: 1e-4).
-        batch_size: Versions per step.
-        seed: Seed of the data order (an explicit ``torch.Generator``; initialization is the caller's).
+        config: The recipe (guide, schedule, batch size, seed, budget).
         device: Training device.
-        minutes_budget: Stop after this many minutes (checked after each batch); None for no limit.
         log: Progress printer.
-        log_every: Log a progress line every this many batches.
 
     Returns:
         ``(state_dict, summary)``: the best epoch's weights (CPU tensors) and ``best_epoch``, ``val_loss``,
         ``val_accuracy``, ``epochs_run``, ``stopped_by_budget`` (0/1), ``minutes``, ``images_per_s``.
 
     Raises:
+        ValueError: ``model`` is None for a guide other than ``"pgd"``.
         RuntimeError: The guide model's parameters or buffers changed during training.
     """
-    if guide not in losses.GUIDES:
-        raise ValueError(f"unknown guide {guide!r}; choose one of {', '.join(losses.GUIDES)}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    guide, epochs, lr, lr_final = config.guide, config.epochs, config.lr, config.lr_final
+    batch_size, minutes_budget, log_every = config.batch_size, config.minutes_budget, config.log_every
     if model is None and guide != "pgd":
         raise ValueError(f"guide {guide!r} needs the guide model")
-    decay_epoch = math.ceil(2 * epochs / 3) if decay_epoch is None else decay_epoch
+    decay_epoch = math.ceil(2 * epochs / 3) if config.decay_epoch is None else config.decay_epoch
     snapshot = _parameters_snapshot(model)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(config.seed)
     sets = {}
     for split, dataset in (("train", train_set), ("val", val_set)):
         labels = torch.from_numpy(dataset.labels)
@@ -259,7 +279,13 @@ def train_denoiser(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m research.hgd.train", description=__doc__.split("\n")[0])
+    shared = cli.parent(
+        seed=cli.Option(default=0, help="initialization and data order"),
+        out=cli.Option(help="checkpoint path (default: submission_kit/hgd/weights/<name>.pt)"),
+        threads=cli.Option(default=2, help="torch CPU threads"),
+    )
+    parser = argparse.ArgumentParser(prog="python -m research.hgd.train", description=__doc__.split("\n")[0],
+                                     parents=[shared])
     parser.add_argument("--guide", required=True, choices=losses.GUIDES, help="training loss (Fig. 4)")
     parser.add_argument("--arch", default="dunet", choices=ARCHS)
     parser.add_argument("--model", default=zoo.TARGET_MODEL, choices=zoo.names(), help="guide model (frozen)")
@@ -270,13 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lr-final", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--minutes-budget", type=float, help="stop after this many minutes")
-    parser.add_argument("--seed", type=int, default=0, help="initialization and data order")
     parser.add_argument("--data-dir", type=Path, help="folder of the sets (default: the default recipe's)")
     parser.add_argument("--data", help="folder with the CIFAR-10 archives, to find the default data folder")
     parser.add_argument("--max-train-images", type=int, help="use only the versions of this many clean images")
     parser.add_argument("--max-val-images", type=int, help="same for the validation set")
-    parser.add_argument("--out", type=Path, help="checkpoint path (default: submission_kit/hgd/weights/<name>.pt)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if present, else CPU), 'cpu', 'cuda:0', ...")
     args = parser.parse_args(argv)
 
@@ -305,11 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parameters = sum(p.numel() for p in denoiser.parameters())
     _log(f"denoiser {spec.name}: {args.arch}, encoder widths {'-'.join(map(str, denoiser.widths))}, "
          f"{parameters:,} parameters; guide model {args.model}; device {device}; threads {torch.get_num_threads()}")
-    _, summary = train_denoiser(
-        denoiser, model, train_set, val_set, guide=args.guide, epochs=epochs, decay_epoch=args.decay_epoch,
-        lr=args.lr, lr_final=args.lr_final, batch_size=args.batch_size, seed=args.seed, device=device,
-        minutes_budget=args.minutes_budget,
-    )
+    config = DenoiserTrainConfig(guide=args.guide, epochs=epochs, decay_epoch=args.decay_epoch, lr=args.lr,
+                                 lr_final=args.lr_final, batch_size=args.batch_size, seed=args.seed,
+                                 minutes_budget=args.minutes_budget)
+    _, summary = train_denoiser(denoiser, model, train_set, val_set, config, device=device)
     save_denoiser(out, denoiser, spec, args.width)
     record = {
         "name": spec.name,

@@ -24,28 +24,30 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from research import cifar10, provenance
+from research import cifar10, cli, provenance
 from submission_kit import contract, sdk, zoo
 from submission_kit.defense_blocks import vdef
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse arguments, compute v_def, write every ``--out`` and its JSON record; return the record."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    shared = cli.parent(
+        seed=cli.Option(default=0, help="seeds the subset and the draws"),
+        out=cli.Option(required=True, repeat=True,
+                       help="output .npy (repeat to write the same v_def into several folders)"),
+        images=cli.Option(default=10000, help="seeded subset of the training split"),
+    )
+    parser = argparse.ArgumentParser(parents=[shared], description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", default=zoo.TARGET_MODEL, help="zoo model whose loss selects the draws")
     parser.add_argument("--weights", type=Path, default=None, help="state dict instead of the zoo's weights file")
     parser.add_argument("--epsilon", type=float, default=10.0,
                         help="scale ε of the draws and of v_def, 0-255 units (std of εδ; δ ~ N(0, I))")
-    parser.add_argument("--images", type=int, default=10000, help="seeded subset of the training split")
     parser.add_argument("--draws", type=int, default=1, help="Gaussian draws per image")
     parser.add_argument("--criterion", choices=vdef.CRITERIA, default="loss",
                         help="loss: draws that lower the loss (Eq. 1); corrected: draws that fix a wrong label")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the subset and the draws")
     parser.add_argument("--batch-size", type=int, default=250, help="images per forward pass (part of the draw "
                                                                      "order)")
-    parser.add_argument("--out", type=Path, action="append", required=True,
-                        help="output .npy (repeat to write the same v_def into several folders)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     started = time.monotonic()

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from research import cifar10, provenance
+from research import cifar10, cli, provenance
 from submission_kit import sdk, zoo
 from research.uap.make_uap import PAPERS
 from submission_kit.attack_methods.universal import sgd_universal_perturbation, universal_perturbation
@@ -104,7 +104,7 @@ def method_params(method: str, given: dict[str, Any]) -> dict[str, Any]:
     return {name: given.get(name, parameter.default) for name, parameter in parameters.items()}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PoolSpec:
     """What defines a pool; stored in its manifest and required to match when the pool is extended.
 
@@ -113,10 +113,11 @@ class PoolSpec:
         norm: ``"inf"`` or ``"2"``.
         role: ``"train"`` or ``"test"``.
         xi: Budget ξ on the [0, 1] scale.
-        subset_size: Training images per UAP.
-        validation_size: Held-out training images for the fooling rate.
-        min_fooling_rate: Keep rule: smallest fooling rate on the validation images.
-        max_abs_cosine: Keep rule: largest |cosine| with a kept perturbation of the same model and norm.
+        subset_size: Training images per UAP, ≥ 1.
+        validation_size: Held-out training images for the fooling rate, ≥ 1.
+        min_fooling_rate: Keep rule: smallest fooling rate on the validation images, a fraction in [0, 1].
+        max_abs_cosine: Keep rule: largest |cosine|, in [0, 1], with a kept perturbation of the same model and
+            norm.
         seed: Base seed; candidate j's UAP seed is ``seed + slot``.
         method: ``"sgd"`` (Shafahi et al. 2020) or ``"deepfool"`` (Moosavi-Dezfooli et al. 2017); see
             :data:`METHODS`.
@@ -317,7 +318,12 @@ def _sibling_vectors(path: Path, norm: str, xi: float) -> torch.Tensor | None:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse arguments, extend (or reselect) the pool, print a summary; return the manifest."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    shared = cli.parent(
+        seed=cli.Option(default=0, help="base seed (candidate seed = seed + slot)"),
+        out=cli.Option(help="pool .npy (default <pools-dir>/<model>/...)"),
+        threads=cli.Option(help="torch threads (default: torch's)"),
+    )
+    parser = argparse.ArgumentParser(parents=[shared], description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", default=zoo.TARGET_MODEL, help="zoo model to compute the UAPs on")
     parser.add_argument("--norm", choices=NORMS, required=True, help="inf: xi = 10/255; 2: 4%% of the mean image norm")
@@ -357,13 +363,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                           help="DeepFool iteration cap (default 10)")
     parser.add_argument("--uap-kwarg", type=_parse_kwarg, action="append", default=[], metavar="NAME=VALUE",
                         help="extra keyword argument of the method's function (repeatable; recorded)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (candidate seed = seed + slot)")
     parser.add_argument("--validation-size", type=int, default=splits.VALIDATION_SIZE,
                         help="held-out training images for the fooling rate")
     parser.add_argument("--reselect", action="store_true", help="only re-apply the thresholds to stored candidates")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--pools-dir", type=Path, default=POOLS_DIR, help="folder of the pools")
-    parser.add_argument("--out", type=Path, default=None, help="pool .npy (default <pools-dir>/<model>/...)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     wrong = [flag for method, flags in _METHOD_FLAGS.items() if method != args.method
              for flag in flags if hasattr(args, flag)]

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from research import cifar10, provenance
+from research import cifar10, cli, provenance
 from submission_kit import sdk, zoo
 from research.analysis.detection_metrics import summarize
 
@@ -263,14 +263,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse arguments, evaluate, print and write the report; return the numbers."""
     from research.zoo.evaluate import write_table
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    shared = cli.parent(
+        seed=cli.Option(default=0, help="draws of the test perturbations and coins"),
+        out=cli.Option(default=Path("docs/prn.md"), help="markdown file with the markers"),
+        threads=cli.Option(help="torch threads (default: torch's)"),
+        images=cli.Option(default=5000, help="shared test images (seeded subset if < 5,000)"),
+    )
+    parser = argparse.ArgumentParser(parents=[shared], description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", default=zoo.TARGET_MODEL, help="the defended target model (Table 1)")
-    parser.add_argument("--images", type=int, default=5000, help="shared test images (seeded subset if < 5,000)")
-    parser.add_argument("--seed", type=int, default=0, help="draws of the test perturbations and coins")
     parser.add_argument("--batch-size", type=int, default=250)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("docs/prn.md"), help="markdown file with the markers")
     parser.add_argument("--json", type=Path, default=None, help="numbers (default submission_kit/prn/weights/<model>/"
                                                                  "metrics.json)")
     parser.add_argument("--no-write", action="store_true", help="only print")

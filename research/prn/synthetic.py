@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from research import cli
+
 from .errors import run_command
 from submission_kit.prn.paths import NORMS, POOLS_DIR, check_norm, synthetic_command, synthetic_path
 from .perturb import norm_of
@@ -218,12 +220,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from .perturb import fooling_rates
     from .pool import load_pool
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    shared = cli.parent(
+        seed=cli.Option(default=0),
+        out=cli.Option(help="coefficients .npy (default <pools-dir>/<model>/...)"),
+    )
+    parser = argparse.ArgumentParser(parents=[shared], description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", default=zoo.TARGET_MODEL, help="zoo model of the train pool")
     parser.add_argument("--norm", choices=NORMS, required=True)
     parser.add_argument("--count", type=int, default=200, help="eta: synthetic perturbations to generate")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-rescale", action="store_true", help="the paper's unscaled walk end points")
     parser.add_argument("--max-attempts", type=int, default=100_000, help="give up after this many walks")
     parser.add_argument("--l2-fraction", type=float, default=1.0,
@@ -231,7 +236,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--evaluate", type=int, default=None,
                         help="measure the fooling rate of this many synthetic perturbations (default: all)")
     parser.add_argument("--pools-dir", type=Path, default=POOLS_DIR, help="folder of the pools")
-    parser.add_argument("--out", type=Path, default=None, help="coefficients .npy (default <pools-dir>/<model>/...)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     started = time.monotonic()
     pool = load_pool(model=args.model, norm=args.norm, role="train", root=args.pools_dir)

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from research import cifar10, provenance
+from research import cifar10, cli, provenance
 from submission_kit import sdk, zoo
 
 from . import splits
@@ -47,24 +47,24 @@ from .perturb import check_png_like, perturb_each
 __all__ = ["TrainConfig", "TrainResult", "agreement", "clean_labels", "draw_weights", "main", "train_prn"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Hyper-parameters of one PRN training run.
 
     Attributes:
-        width: PRN width (the seed: 64).
-        epochs: Passes over the training images (fractions allowed).
-        batch_size: Images per step (the seed: 64).
-        lr: Initial Adam learning rate.
-        decay: Multiplicative learning-rate decay ...
-        decay_every: ... applied every this many iterations.
-        p_perturb: Probability that an image is perturbed (the seed: 0.5).
+        width: PRN width, feature maps per layer, ≥ 1 (the seed: 64).
+        epochs: Passes over the training images, > 0 (fractions allowed).
+        batch_size: Images per step, ≥ 1 (the seed: 64).
+        lr: Initial Adam learning rate, > 0.
+        decay: Multiplicative learning-rate decay, in (0, 1] ...
+        decay_every: ... applied every this many iterations, ≥ 1.
+        p_perturb: Probability that an image is perturbed, in [0, 1] (the seed: 0.5).
         real_share: Probability that a perturbed image gets a real (rather than a synthetic) perturbation; the
             first ``real_count`` rows of the perturbations passed to :func:`train_prn` are the real ones. ``None``
             draws uniformly over all of 𝒫* (the seed), i.e. a real share of |𝒫| / |𝒫*|.
         seed: Seed of initialization, data order and perturbation draws.
-        max_seconds: Optional wall-clock budget (checked between steps).
-        log_every: Iterations between progress lines.
+        max_seconds: Optional wall-clock budget in seconds (checked between steps); None for none.
+        log_every: Iterations between progress lines, ≥ 1.
     """
 
     width: int = 32
@@ -269,7 +269,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from .synthetic import load_synthetic
 
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    shared = cli.parent(
+        seed=cli.Option(default=defaults.seed),
+        out=cli.Option(help="state dict (default <weights-dir>/<model>/...)"),
+        threads=cli.Option(help="torch threads (default: torch's)"),
+        images=cli.Option(help="seeded subset of the training images (smoke tests)"),
+    )
+    parser = argparse.ArgumentParser(parents=[shared], description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", default=zoo.TARGET_MODEL, help="zoo model the PRN protects")
     parser.add_argument("--norm", choices=NORMS, required=True, help="perturbation type of the training set")
@@ -284,13 +290,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--real-share", type=float, default=None,
                         help="probability that a perturbed image gets a real (not synthetic) perturbation "
                              "(default: uniform over real + synthetic, the seed)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--images", type=int, default=None, help="seeded subset of the training images (smoke tests)")
     parser.add_argument("--no-synthetic", action="store_true", help="train on the real pool only")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--pools-dir", type=Path, default=POOLS_DIR, help="folder of the pools")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of the PRNs and detectors")
-    parser.add_argument("--out", type=Path, default=None, help="state dict (default <weights-dir>/<model>/...)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     command = "python -m research.prn.train " + " ".join(shlex.quote(a) for a in
                                                       (sys.argv[1:] if argv is None else argv))

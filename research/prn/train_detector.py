@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from research import cifar10, provenance
+from research import cifar10, cli, provenance
 from submission_kit import sdk, zoo
 
 from . import splits
@@ -60,20 +60,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from .pool import check_against_test_pools, load_pool
     from .synthetic import load_synthetic
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    shared = cli.parent(
+        seed=cli.Option(default=0),
+        out=cli.Option(help="detector .joblib (default <weights-dir>/<model>/...)"),
+        threads=cli.Option(help="torch threads (default: torch's)"),
+        images=cli.Option(default=10000, help="training images (about half perturbed)"),
+    )
+    parser = argparse.ArgumentParser(parents=[shared], description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", default=zoo.TARGET_MODEL, help="zoo model the PRN protects")
     parser.add_argument("--norm", choices=NORMS, required=True)
-    parser.add_argument("--images", type=int, default=10000, help="training images (about half perturbed)")
     parser.add_argument("--kernel", choices=("linear", "rbf"), default="linear", help="SVM kernel")
     parser.add_argument("--C", type=float, default=1.0, help="SVM regularization")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-synthetic", action="store_true", help="perturb with the real pool only")
     parser.add_argument("--prn", type=Path, default=None, help="PRN weights (default submission_kit/prn/weights/...)")
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--pools-dir", type=Path, default=POOLS_DIR, help="folder of the pools")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="folder of the PRNs and detectors")
-    parser.add_argument("--out", type=Path, default=None, help="detector .joblib (default <weights-dir>/<model>/...)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     command = "python -m research.prn.train_detector " + " ".join(shlex.quote(a) for a in
                                                                (sys.argv[1:] if argv is None else argv))

@@ -39,7 +39,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from research import cifar10, provenance
+from research import cifar10, cli, provenance
 from submission_kit import contract, sdk, zoo
 from submission_kit.attack_methods import universal
 from submission_kit.attack_methods.universal import load_uap  # noqa: F401  (re-exported: make_uap.load_uap)
@@ -76,7 +76,11 @@ def _test_predictions(model: torch.nn.Module, images: np.ndarray, v: torch.Tenso
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Parse arguments, compute the UAP, write ``--out`` and its JSON record; return the record."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    shared = cli.parent(
+        seed=cli.Option(default=0, help="seeds the subset and the pass order"),
+        out=cli.Option(required=True, help="output .npy (a .json goes next to it)"),
+    )
+    parser = argparse.ArgumentParser(parents=[shared], description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", default=zoo.TARGET_MODEL, help="zoo model to compute the UAP on")
     parser.add_argument("--xi", type=float, default=10.0, help="radius ξ in 0-255 units (L∞) or L2 units x255")
@@ -95,10 +99,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--step-size", type=float, default=1.275,
                         help="sgd: step in 0-255 units (L∞: sign step; L2: step length)")
     parser.add_argument("--beta", type=float, default=None, help="sgd: clamp of the per-image loss (none)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the subset and the pass order")
     parser.add_argument("--max-minutes", type=float, default=None, help="optional wall-clock budget")
     parser.add_argument("--weights", type=Path, default=None, help="state dict instead of the zoo's weights file")
-    parser.add_argument("--out", type=Path, required=True, help="output .npy (a .json goes next to it)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     torch.set_grad_enabled(True)

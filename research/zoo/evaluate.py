@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from research import cifar10
+from research import cifar10, cli
 from .data import accuracy
 from submission_kit.zoo.registry import TARGET_MODEL, WeightsNotFoundError, entry, load, names, weights_path
 
@@ -212,10 +212,13 @@ def write_table(path: str | os.PathLike[str], table: str, *, start: str = TABLE_
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m research.zoo.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, help="Markdown file whose table to replace (default: print)")
+    shared = cli.parent(
+        out=cli.Option(help="Markdown file whose table to replace (default: print)"),
+        threads=cli.Option(default=2, help="torch CPU threads"),
+    )
+    parser = argparse.ArgumentParser(prog="python -m research.zoo.evaluate", description=__doc__.split("\n")[0],
+                                     parents=[shared])
     parser.add_argument("--data", help=f"folder with test.tar.gz (default: ${cifar10.ROOT_ENV} or ../shared/...)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--models", nargs="*", help="subset of model names (default: all)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

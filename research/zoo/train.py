@@ -23,56 +23,71 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from research import cifar10, provenance
+from research import cifar10, cli, provenance
 from .data import accuracy, augment, to_input
 from submission_kit.zoo.registry import build, entry, names, weights_path
 
-__all__ = ["main", "train"]
+__all__ = ["TrainConfig", "main", "save_atomically", "train"]
 
 
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """The recipe of one zoo training run (defaults: the recipe every registered model was trained with).
+
+    Attributes:
+        epochs: Passes over the 50,000 training images, ≥ 1.
+        seed: Seeds torch's and numpy's global generators (initialization) and the generator of data order and
+            augmentation.
+        batch_size: Images per SGD step, ≥ 1.
+        max_lr: Peak learning rate of the one-cycle schedule, > 0.
+        weight_decay: L2 penalty (SGD weight decay) on all parameters, ≥ 0.
+        label_smoothing: Label smoothing of the cross-entropy loss, in [0, 1).
+        log_every: Log a progress line every this many batches, ≥ 1.
+    """
+
+    epochs: int
+    seed: int
+    batch_size: int = 256
+    max_lr: float = 0.2
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    log_every: int = 50
+
+
 def train(
     name: str,
+    config: TrainConfig,
     *,
-    epochs: int,
-    seed: int,
     data_root: str | os.PathLike[str] | None = None,
-    batch_size: int = 256,
-    max_lr: float = 0.2,
-    weight_decay: float = 5e-4,
-    label_smoothing: float = 0.1,
     device: str | torch.device = "cpu",
-    log_every: int = 50,
 ) -> tuple[nn.Module, dict[str, float]]:
     """Train zoo model ``name`` and return it (eval mode, on ``device``) with summary numbers.
 
     Args:
         name: Registered model name.
-        epochs: Passes over the 50,000 training images.
-        seed: Seed for initialization, data order and augmentation.
+        config: The recipe (epochs, seed, optimizer settings).
         data_root: Folder with ``train.tar.gz`` / ``test.tar.gz`` (default: see :func:`research.cifar10.dataset_root`).
-        batch_size: Images per SGD step.
-        max_lr: Peak learning rate of the one-cycle schedule.
-        weight_decay: L2 penalty (SGD weight decay) on all parameters.
-        label_smoothing: Label smoothing of the cross-entropy loss.
         device: Training device.
-        log_every: Log a progress line every this many batches.
 
     Returns:
         ``(model, summary)``; summary keys: ``test_accuracy`` and ``train_accuracy`` (fractions in [0, 1], the
         latter measured on augmented batches during the last epoch), ``minutes`` (wall-clock training time),
         ``epoch_minutes`` (mean per epoch), ``test_images`` (how many test images).
     """
+    epochs, seed, batch_size, max_lr = config.epochs, config.seed, config.batch_size, config.max_lr
+    weight_decay, label_smoothing, log_every = config.weight_decay, config.label_smoothing, config.log_every
     torch.manual_seed(seed)
     np.random.seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -146,8 +161,16 @@ def train(
     return model, summary
 
 
-def _save_atomically(write, path: Path) -> None:
-    """Call ``write(tmp_path)`` and move the result to ``path`` so a crash never leaves a partial file."""
+def save_atomically(write: Callable[[str], object], path: Path) -> None:
+    """Call ``write(tmp_path)`` and move the result to ``path`` so a crash never leaves a partial file.
+
+    Args:
+        write: Writes the whole file to the temporary path it is given (in ``path``'s folder, created if needed).
+        path: Final location; replaced in one rename, mode 0644.
+
+    Raises:
+        Whatever ``write`` raises (the temporary file is removed first).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -162,17 +185,20 @@ def _save_atomically(write, path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m research.zoo.train", description=__doc__.split("\n")[0])
+    shared = cli.parent(
+        seed=cli.Option(help="random seed (default: the registered recipe)"),
+        out=cli.Option(help="state-dict path (default: submission_kit/zoo/weights/<model>.pt)"),
+        threads=cli.Option(default=2, help="torch CPU threads"),
+    )
+    parser = argparse.ArgumentParser(prog="python -m research.zoo.train", description=__doc__.split("\n")[0],
+                                     parents=[shared])
     parser.add_argument("--model", required=True, choices=names(), help="registered model name")
     parser.add_argument("--epochs", type=int, help="epochs (default: the registered recipe)")
-    parser.add_argument("--seed", type=int, help="random seed (default: the registered recipe)")
     parser.add_argument("--data", help=f"folder with train.tar.gz/test.tar.gz (default: ${cifar10.ROOT_ENV} or "
                         "../shared/datasets/cifar10)")
-    parser.add_argument("--out", type=Path, help="state-dict path (default: submission_kit/zoo/weights/<model>.pt)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, help="peak one-cycle learning rate (default: the registered recipe)")
     parser.add_argument("--weight-decay", type=float, default=5e-4)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if present, else CPU), 'cpu', 'cuda:0', ...")
     args = parser.parse_args(argv)
 
@@ -186,27 +212,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["python -m research.zoo.train", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     _log(f"command: {command}")
 
-    model, summary = train(
-        args.model,
-        epochs=epochs,
-        seed=seed,
-        data_root=args.data,
-        batch_size=args.batch_size,
-        max_lr=max_lr,
-        weight_decay=args.weight_decay,
-        device=device,
-    )
+    config = TrainConfig(epochs=epochs, seed=seed, batch_size=args.batch_size, max_lr=max_lr,
+                         weight_decay=args.weight_decay)
+    model, summary = train(args.model, config, data_root=args.data, device=device)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    _save_atomically(lambda tmp: torch.save(state, tmp), out)
+    save_atomically(lambda tmp: torch.save(state, tmp), out)
     record = {
         "model": args.model,
         "command": command,
         "seed": seed,
         "epochs": epochs,
-        "batch_size": args.batch_size,
-        "max_lr": max_lr,
-        "weight_decay": args.weight_decay,
-        "label_smoothing": 0.1,
+        "batch_size": config.batch_size,
+        "max_lr": config.max_lr,
+        "weight_decay": config.weight_decay,
+        "label_smoothing": config.label_smoothing,
         "test_accuracy": round(summary["test_accuracy"], 4),
         "test_images": int(summary["test_images"]),
         "last_epoch_train_accuracy": round(summary["train_accuracy"], 4),
@@ -215,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **provenance.environment(device),
     }
     text = json.dumps(record, indent=2) + "\n"
-    _save_atomically(lambda tmp: Path(tmp).write_text(text), out.with_suffix(".json"))
+    save_atomically(lambda tmp: Path(tmp).write_text(text), out.with_suffix(".json"))
     _log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json')}")
     return 0
 
