@@ -43,7 +43,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from harness.dask_worker import (ClosedHttp, ClusterError, Record, Unit, WorkerContext, close_http_server,
                                  describe_worker, exception_text, for_workers, harness_location, identity,
@@ -262,7 +262,7 @@ class DaskExecutor:
                              environment=runner.environment, harness_version=__version__,
                              clean_versions=clean_versions, host_slots=slots, paths=tuple(self.paths))
 
-    def run(self, runner: Runner, label: str, units: list[Any], clean_versions: dict[str, str]) -> list[Any]:
+    def run(self, runner: Runner, label: str, units: Sequence[Unit], clean_versions: dict[str, str]) -> list[Record]:
         """Run ``units`` (all attack or all defense units) as one task each; records in the order of ``units``.
 
         A unit that killed its worker more than Dask's allowed failures gets a failed-run record, stored like

@@ -20,13 +20,14 @@ import re
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from harness.competition import CompetitionError
 from harness.dataset import Dataset
-from harness.devices import DevicePool
+from harness.devices import DevicePool, visible_gpus
+from harness.errors import ClusterError
+from harness.execution import Runner
 from harness.isolation import Protections, SandboxKind, probe
 from harness.library import Fingerprint
 from harness.limits import LimitPolicy
@@ -34,9 +35,6 @@ from harness.planning import AttackUnit, DefenseUnit
 from harness.records import AttackUnitRecord, DefenseUnitRecord, RecordError
 from harness.submission import SubmissionType
 from harness.workspace import Workspace
-
-if TYPE_CHECKING:
-    from harness.execution import Runner
 
 __all__ = ["HIDDEN", "ClosedHttp", "ClusterError", "WorkerContext", "check_self", "close_http_server",
            "describe_worker", "exception_text", "for_workers", "harness_location", "identity", "remove_scratch",
@@ -47,10 +45,6 @@ Unit = Union[AttackUnit, DefenseUnit]
 
 #: What a worker sees in place of a true label (and of the target class of an untargeted attack's image).
 HIDDEN = -1
-
-
-class ClusterError(CompetitionError):
-    """The cluster cannot run this competition (unreachable scheduler, refused workers); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -165,8 +159,6 @@ def for_workers(value: Any) -> Any:
 
 
 def _worker_runner(context: WorkerContext) -> Runner:
-    from harness.devices import visible_gpus
-    from harness.execution import Runner
     check_self(context)
     gpus = visible_gpus()
     try:
@@ -179,12 +171,11 @@ def _worker_runner(context: WorkerContext) -> Runner:
     except ValueError:
         own = 1
     pool = _POOLS.setdefault((tuple(gpus), own), DevicePool(gpus, own))  # shared by this worker's threads
-    runner = Runner(context.dataset, worker_workspace(context.workspace), seed=context.seed,
-                    batch_size=context.batch_size, jobs=own, policy=context.policy, devices=pool,
-                    protections=_worker_protections(context.sandbox), environment=context.environment)
     sharing = _concurrency(context.host_slots)  # the host's cores are shared by every unit running on it
-    runner.threads = max(1, (os.cpu_count() or 1) // sharing) if sharing > 1 else None
-    return runner
+    return Runner(context.dataset, worker_workspace(context.workspace), seed=context.seed,
+                  batch_size=context.batch_size, jobs=own, policy=context.policy, devices=pool,
+                  protections=_worker_protections(context.sandbox), environment=context.environment,
+                  threads=max(1, (os.cpu_count() or 1) // sharing) if sharing > 1 else None)
 
 
 def run_unit(context: WorkerContext, unit: Unit, names: dict[str, str] | None = None) -> Record:
@@ -203,11 +194,7 @@ def run_unit(context: WorkerContext, unit: Unit, names: dict[str, str] | None = 
     runner = _worker_runner(context)
     store = runner.store
     if isinstance(unit, AttackUnit):
-        from harness.execution import _attack_record
-        record = _attack_record(store.read(store.attack_record_path(unit.key)))
-        if record is not None and all(store.image_path(i.version).exists() for i in record.images):
-            return record
-        return runner.run_attack_unit(unit, context.clean_versions)
+        return runner.stored_attack_record(unit) or runner.run_attack_unit(unit, context.clean_versions)
     stored = store.read(store.defense_record_path(unit.version, unit.key))
     if stored is not None:
         with contextlib.suppress(RecordError):

@@ -11,7 +11,7 @@ Work comes in two stages of independent units (planned by :mod:`harness.planning
 
 Every unit's record is written atomically once the unit is complete; a rerun skips finished units, so a new
 attack runs only itself plus the defenses on its images, and a changed defense runs only itself. The per-image
-table is built from the :class:`Outcome` by :mod:`harness.tabulation`.
+table is built from the :class:`~harness.records.Outcome` by :mod:`harness.tabulation`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import shutil
 import threading
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import Any, Callable, Protocol, Sequence, TypeVar, Union
 
 from joblib import Parallel, delayed
 
@@ -38,55 +38,29 @@ from harness.library import Fingerprint, fingerprint
 from harness.limits import LimitPolicy
 from harness.names import one_line
 from harness.planning import AttackUnit, DefenseUnit, batches, opaque_name, pack_versions
-from harness.parallelism import threads_per_run
 from harness.process import RunRecord, precompile_library, run_submission
 from harness.secret import derive
-from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, RecordError
+from harness.records import (AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, Outcome,
+                             RecordError)
 from harness.store import key_of
 from harness.submission import Submission, SubmissionType
 from harness.workspace import Workspace
 from submission_kit import contract
 
-if TYPE_CHECKING:
-    from harness.dask_executor import DaskExecutor
-
-__all__ = ["Outcome", "Runner"]
+__all__ = ["Executor", "Runner"]
 
 
 _Record = TypeVar("_Record", AttackUnitRecord, DefenseUnitRecord)
 
 
-def _attack_record(value: dict[str, Any] | None) -> AttackUnitRecord | None:
-    """A stored attack record, or None when absent, of another schema or malformed (the unit is redone)."""
-    if value is None:
-        return None
-    try:
-        return AttackUnitRecord.from_json(value)
-    except RecordError:
-        return None
+class Executor(Protocol):
+    """Runs a stage's units somewhere else than this process's threads (the Dask cluster,
+    :class:`harness.dask_executor.DaskExecutor`)."""
 
-
-@dataclass
-class Outcome:
-    """What one call of :func:`execute` produced.
-
-    Attributes:
-        attack_records: Records of every attack batch in the plan (fresh or cached).
-        defense_predictions: defense name → version hash → (label or None, problem).
-        defense_records: Records (fresh or cached) that contributed predictions, per defense name.
-        executed: Counts of units that ran now, per kind ("attack", "defense").
-        reused: Counts of units taken from the store, per kind.
-        clean_versions: Pixel hash of every clean image, by image id.
-        fresh_keys: Keys of the units that ran now.
-    """
-
-    attack_records: list[AttackUnitRecord] = field(default_factory=list)
-    defense_predictions: dict[str, dict[str, tuple[int | None, str]]] = field(default_factory=dict)
-    defense_records: dict[str, list[DefenseUnitRecord]] = field(default_factory=dict)
-    executed: dict[str, int] = field(default_factory=lambda: {"attack": 0, "defense": 0})
-    reused: dict[str, int] = field(default_factory=lambda: {"attack": 0, "defense": 0})
-    clean_versions: dict[str, str] = field(default_factory=dict)
-    fresh_keys: set[str] = field(default_factory=set)
+    def run(self, runner: Runner, label: str, units: Sequence[Union[AttackUnit, DefenseUnit]],
+            clean_versions: dict[str, str]) -> list[Any]:
+        """Run ``units`` (all attack or all defense units) with ``runner``'s settings; records in their order."""
+        ...
 
 
 class Runner:
@@ -108,13 +82,16 @@ class Runner:
             when None, e.g. in ``validate``).
         executor: Runs each stage's units on a Dask cluster instead of local threads
             (:class:`harness.dask_executor.DaskExecutor`).
+        threads: CPU threads each run may use (OMP/MKL/OpenBLAS and torch); None leaves the harness's own settings
+            (one run at a time). Parallel runs pass their share of the cores,
+            :func:`harness.parallelism.threads_per_run`.
     """
 
     def __init__(self, dataset: Dataset, workspace: Workspace, *, seed: int, batch_size: int, jobs: int,
                  policy: LimitPolicy, devices: DevicePool, protections: Protections,
                  progress: Callable[[str, int], Callable[..., None]] | None = None,
                  environment: Fingerprint | None = None, secret: bytes | None = None,
-                 executor: DaskExecutor | None = None) -> None:
+                 executor: Executor | None = None, threads: int | None = None) -> None:
         self.secret = secret
         self.dataset = dataset
         self.workspace = workspace
@@ -127,8 +104,7 @@ class Runner:
         self.protections = protections
         #: What every run can use besides its folder and inputs (library content, Python/torch versions).
         self.environment: Fingerprint = environment or fingerprint()
-        # Parallel runs share the cores: each gets its share of threads (torch oversubscribed is many times slower).
-        self.threads = threads_per_run(jobs)
+        self.threads = threads
         self.progress = progress or (lambda _label, _total: (lambda failed=False: None))
         self.executor = executor
 
@@ -212,6 +188,18 @@ class Runner:
         groups = batches(self.dataset.images, self.batch_size)
         return [AttackUnit(attack, eps, group, self.version_of(attack))
                 for attack in attacks for eps in epsilons for group in groups]
+
+    def stored_attack_record(self, unit: AttackUnit) -> AttackUnitRecord | None:
+        """The unit's stored record, or None when it is absent, of another schema or malformed, or when an image
+        it points to was lost (the unit is redone)."""
+        value = self.store.read(self.store.attack_record_path(unit.key))
+        if value is None:
+            return None
+        try:
+            record = AttackUnitRecord.from_json(value)
+        except RecordError:
+            return None
+        return record if all(self.store.image_path(i.version).exists() for i in record.images) else None
 
     def run_attack_unit(self, unit: AttackUnit, clean_versions: dict[str, str]) -> AttackUnitRecord:
         """Run one attack batch, referee its outputs, store the record; return the record."""
@@ -350,9 +338,7 @@ class Runner:
 
         pending_attacks = []
         for unit in self.attack_units(attacks, epsilons):
-            record = _attack_record(self.store.read(self.store.attack_record_path(unit.key)))
-            if record is not None and not all(self.store.image_path(i.version).exists() for i in record.images):
-                record = None  # an image it points to was lost: redo the unit
+            record = self.stored_attack_record(unit)
             if record is None:
                 pending_attacks.append(unit)
             else:
