@@ -14,13 +14,12 @@ happens on the driver.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -31,17 +30,14 @@ from harness.execution import Runner
 from harness.isolation import Protections, SandboxKind, probe
 from harness.library import Fingerprint
 from harness.limits import LimitPolicy
-from harness.planning import AttackUnit, DefenseUnit
-from harness.records import AttackUnitRecord, DefenseUnitRecord, RecordError
+from harness.planning import AttackUnit, DefenseUnit, Unit
+from harness.records import Record
 from harness.submission import SubmissionType
 from harness.workspace import Workspace
 
 __all__ = ["HIDDEN", "ClosedHttp", "ClusterError", "WorkerContext", "check_self", "close_http_server",
            "describe_worker", "exception_text", "for_workers", "harness_location", "identity", "remove_scratch",
            "run_unit", "submission_slots", "worker_problems", "worker_workspace"]
-
-Record = Union[AttackUnitRecord, DefenseUnitRecord]
-Unit = Union[AttackUnit, DefenseUnit]
 
 #: What a worker sees in place of a true label (and of the target class of an untargeted attack's image).
 HIDDEN = -1
@@ -192,17 +188,11 @@ def run_unit(context: WorkerContext, unit: Unit, names: dict[str, str] | None = 
             without its opaque names.
     """
     runner = _worker_runner(context)
-    store = runner.store
-    if isinstance(unit, AttackUnit):
-        return runner.stored_attack_record(unit) or runner.run_attack_unit(unit, context.clean_versions)
-    stored = store.read(store.defense_record_path(unit.version, unit.key))
-    if stored is not None:
-        with contextlib.suppress(RecordError):
-            return DefenseUnitRecord.from_json(stored)
-    if names is None or set(names) != set(unit.versions):
-        raise ClusterError(f"defense unit {unit.key[:12]} came without the opaque names of its images: run the "
-                           f"driver with harness {context.harness_version} as on the workers")
-    return runner.run_defense_unit(unit, names)
+    if isinstance(unit, DefenseUnit) and (names is None or set(names) != set(unit.versions)):
+        if runner.stored_record(unit) is None:
+            raise ClusterError(f"defense unit {unit.key[:12]} came without the opaque names of its images: run "
+                               f"the driver with harness {context.harness_version} as on the workers")
+    return runner.run_unit(unit, context.clean_versions, names)
 
 
 def identity(value: WorkerContext) -> WorkerContext:

@@ -12,11 +12,14 @@ Work comes in two stages of independent units (planned by :mod:`harness.planning
 Every unit's record is written atomically once the unit is complete; a rerun skips finished units, so a new
 attack runs only itself plus the defenses on its images, and a changed defense runs only itself. The per-image
 table is built from the :class:`~harness.records.Outcome` by :mod:`harness.tabulation`.
+
+One unit runs in one place, :meth:`Runner.run_unit` (its stored record if there is one, else stage its inputs, run,
+referee, store). An :class:`Executor` maps it over a stage's units: :class:`LocalExecutor` on this machine's
+threads, :class:`harness.dask_executor.DaskExecutor` on a Dask cluster (whose workers call the same method).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import shutil
@@ -25,7 +28,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, TypeVar, Union
+from typing import Callable, Protocol, Sequence, TypeVar, overload
 
 from joblib import Parallel, delayed
 
@@ -37,30 +40,86 @@ from harness.isolation import Protections
 from harness.library import Fingerprint, fingerprint
 from harness.limits import LimitPolicy
 from harness.names import one_line
-from harness.planning import AttackUnit, DefenseUnit, batches, opaque_name, pack_versions
+from harness.planning import AttackUnit, DefenseUnit, Unit, batches, log_name, opaque_name, pack_versions
 from harness.process import RunRecord, precompile_library, run_submission
 from harness.secret import derive
-from harness.records import (AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, Outcome,
+from harness.records import (AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, Outcome, Record,
                              RecordError)
 from harness.store import key_of
 from harness.submission import Submission, SubmissionType
 from harness.workspace import Workspace
 from submission_kit import contract
 
-__all__ = ["Executor", "Runner"]
+__all__ = ["Executor", "LocalExecutor", "Runner", "failed_record"]
 
 
 _Record = TypeVar("_Record", AttackUnitRecord, DefenseUnitRecord)
 
 
 class Executor(Protocol):
-    """Runs a stage's units somewhere else than this process's threads (the Dask cluster,
-    :class:`harness.dask_executor.DaskExecutor`)."""
+    """Maps :meth:`Runner.run_unit` over a stage's units: :class:`LocalExecutor` (threads of this machine) or
+    :class:`harness.dask_executor.DaskExecutor` (a Dask cluster)."""
 
-    def run(self, runner: Runner, label: str, units: Sequence[Union[AttackUnit, DefenseUnit]],
-            clean_versions: dict[str, str]) -> list[Any]:
-        """Run ``units`` (all attack or all defense units) with ``runner``'s settings; records in their order."""
+    def map(self, runner: Runner, label: str, units: Sequence[Unit], clean_versions: dict[str, str]) -> list[Record]:
+        """Each unit's record, in the order of ``units`` (all attack or all defense units), as
+        ``runner.run_unit(unit, clean_versions, names)`` gives it (``names``: :meth:`Runner.opaque_names` of a
+        defense unit); ``runner.progress(label, len(units))`` ticks once per unit."""
         ...
+
+
+class LocalExecutor:
+    """Runs a stage's units on ``jobs + 1`` threads of this machine. At most ``jobs`` submission processes run at
+    once (the runner's device pool has ``jobs`` slots, held only while a process runs), so the extra thread
+    pipelines the harness's own work — preparing the next unit's inputs, refereeing and storing the last unit's
+    outputs — with the running process."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+
+    def map(self, runner: Runner, label: str, units: Sequence[Unit], clean_versions: dict[str, str]) -> list[Record]:
+        """See :meth:`Executor.map`."""
+        tick = runner.progress(label, len(units))
+        lock = threading.Lock()
+
+        def call(unit: Unit) -> Record:
+            names = runner.opaque_names(unit) if isinstance(unit, DefenseUnit) else None
+            result = runner.run_unit(unit, clean_versions, names)
+            with lock:
+                tick(failed=bool(result.run.problem))
+            return result
+
+        try:
+            if len(units) <= 1:
+                return [call(unit) for unit in units]
+            return list(Parallel(n_jobs=self.jobs + 1, backend="threading")(delayed(call)(unit) for unit in units))
+        finally:
+            getattr(tick, "close", lambda: None)()
+
+
+@overload
+def failed_record(unit: AttackUnit, run: RunRecord, clean_versions: dict[str, str], problem: str) -> AttackUnitRecord:
+    ...
+
+
+@overload
+def failed_record(unit: DefenseUnit, run: RunRecord, clean_versions: dict[str, str], problem: str
+                  ) -> DefenseUnitRecord:
+    ...
+
+
+def failed_record(unit: Unit, run: RunRecord, clean_versions: dict[str, str], problem: str) -> Record:
+    """The record of a unit whose run failed before it produced anything: every image of an attack unit is its
+    clean version with ``problem``; every version of a defense unit has no label, with ``problem``."""
+    if isinstance(unit, AttackUnit):
+        attack = unit.attack
+        return AttackUnitRecord(key=unit.key, attack=attack.name, attack_hash=attack.content_hash,
+                                attack_type=attack.type.value, epsilon=unit.epsilon, run=run, images=tuple(
+                                    ImageVerdict(image_id=r.image_id, version=clean_versions[r.image_id],
+                                                 problem=problem, clipped_values=0, max_violation=0, linf=0)
+                                    for r in unit.images))
+    return DefenseUnitRecord(key=unit.key, defense=unit.defense.name, defense_hash=unit.defense.content_hash,
+                             run=run, csv_notes=(), predictions={
+                                 version: DefenseAnswer(label=None, problem=problem) for version in unit.versions})
 
 
 class Runner:
@@ -80,8 +139,8 @@ class Runner:
             submission library).
         secret: The results folder's secret (:mod:`harness.secret`); opaque names derive from it (from ``seed``
             when None, e.g. in ``validate``).
-        executor: Runs each stage's units on a Dask cluster instead of local threads
-            (:class:`harness.dask_executor.DaskExecutor`).
+        executor: Maps :meth:`run_unit` over each stage's units (default: :class:`LocalExecutor` of ``jobs``; a
+            Dask cluster's :class:`harness.dask_executor.DaskExecutor`).
         threads: CPU threads each run may use (OMP/MKL/OpenBLAS and torch); None leaves the harness's own settings
             (one run at a time). Parallel runs pass their share of the cores,
             :func:`harness.parallelism.threads_per_run`.
@@ -106,7 +165,7 @@ class Runner:
         self.environment: Fingerprint = environment or fingerprint()
         self.threads = threads
         self.progress = progress or (lambda _label, _total: (lambda failed=False: None))
-        self.executor = executor
+        self.executor: Executor = executor or LocalExecutor(jobs)
 
     def version_of(self, submission: Submission) -> str:
         """Key of everything a submission's run depends on besides its inputs: its folder and the environment
@@ -182,6 +241,53 @@ class Runner:
         self.store.write(cache, versions)
         return versions
 
+    # -- one unit -----------------------------------------------------------------------------------
+    def _record_path(self, unit: Unit) -> Path:
+        return (self.store.attack_record_path(unit.key) if isinstance(unit, AttackUnit)
+                else self.store.defense_record_path(unit.version, unit.key))
+
+    @overload
+    def stored_record(self, unit: AttackUnit) -> AttackUnitRecord | None:
+        ...
+
+    @overload
+    def stored_record(self, unit: DefenseUnit) -> DefenseUnitRecord | None:
+        ...
+
+    def stored_record(self, unit: Unit) -> Record | None:
+        """The unit's stored record; None when it is absent, of another schema or malformed, or (an attack unit)
+        when an image it points to was lost: the unit is redone."""
+        value = self.store.read(self._record_path(unit))
+        if value is None:
+            return None
+        try:
+            if isinstance(unit, DefenseUnit):
+                return DefenseUnitRecord.from_json(value)
+            record = AttackUnitRecord.from_json(value)
+        except RecordError:
+            return None
+        return record if all(self.store.image_path(i.version).exists() for i in record.images) else None
+
+    def save_record(self, unit: Unit, record: Record) -> None:
+        """Store ``unit``'s record (atomically), where :meth:`stored_record` finds it."""
+        self.store.write(self._record_path(unit), record.to_json())
+
+    def run_unit(self, unit: Unit, clean_versions: dict[str, str], names: dict[str, str] | None = None) -> Record:
+        """The unit's stored record if there is one (:meth:`stored_record`; running a unit twice does no work
+        twice), else run it (:meth:`run_attack_unit`, :meth:`run_defense_unit`) and store its record.
+
+        Args:
+            unit: The unit.
+            clean_versions: Pixel hash of every clean image, by image id (:meth:`clean_versions`).
+            names: For a defense unit: version → opaque name (:meth:`opaque_names`; computed when None).
+        """
+        stored = self.stored_record(unit)
+        if stored is not None:
+            return stored
+        if isinstance(unit, AttackUnit):
+            return self.run_attack_unit(unit, clean_versions)
+        return self.run_defense_unit(unit, names)
+
     # -- attacks ------------------------------------------------------------------------------------
     def attack_units(self, attacks: list[Submission], epsilons: list[int]) -> list[AttackUnit]:
         """Every (attack, ε, batch) unit, in a stable order."""
@@ -189,32 +295,15 @@ class Runner:
         return [AttackUnit(attack, eps, group, self.version_of(attack))
                 for attack in attacks for eps in epsilons for group in groups]
 
-    def stored_attack_record(self, unit: AttackUnit) -> AttackUnitRecord | None:
-        """The unit's stored record, or None when it is absent, of another schema or malformed, or when an image
-        it points to was lost (the unit is redone)."""
-        value = self.store.read(self.store.attack_record_path(unit.key))
-        if value is None:
-            return None
-        try:
-            record = AttackUnitRecord.from_json(value)
-        except RecordError:
-            return None
-        return record if all(self.store.image_path(i.version).exists() for i in record.images) else None
-
     def run_attack_unit(self, unit: AttackUnit, clean_versions: dict[str, str]) -> AttackUnitRecord:
         """Run one attack batch, referee its outputs, store the record; return the record."""
         attack, eps = unit.attack, unit.epsilon
         key = unit.key
-        log_name = f"logs/attacks/{attack.name}/eps{eps}_{key[:12]}.log"
+        log = log_name(unit)
         try:
             scratch, inputs, outputs = self._scratch(f"a-{key}")
         except OSError as exc:  # a failed run, not stored: a rerun tries again
-            refused = self._not_run(log_name, exc)
-            return AttackUnitRecord(key=key, attack=attack.name, attack_hash=attack.content_hash,
-                                    attack_type=attack.type.value, epsilon=eps, run=refused, images=tuple(
-                                        ImageVerdict(image_id=r.image_id, version=clean_versions[r.image_id],
-                                                     problem="the attack did not run", clipped_values=0,
-                                                     max_violation=0, linf=0) for r in unit.images))
+            return failed_record(unit, self._not_run(log, exc), clean_versions, "the attack did not run")
         clean_images = {}
         for record in unit.images:
             data = self.dataset.path(record).read_bytes()
@@ -224,7 +313,7 @@ class Runner:
             (inputs / "target_class.csv").write_text(
                 "".join(f"{r.file_name},{r.target_class}\n" for r in unit.images))
         run = self._run(attack, ["{input}", "{output}", str(eps)], scratch=scratch, images=len(unit.images),
-                        log_name=log_name)
+                        log_name=log)
         images = []
         for record in unit.images:
             clean = clean_images[record.image_id]
@@ -241,7 +330,7 @@ class Runner:
         run = _with_cleanup(run, scratch, self.workspace.root)
         result = AttackUnitRecord(key=key, attack=attack.name, attack_hash=attack.content_hash,
                                   attack_type=attack.type.value, epsilon=eps, run=run, images=tuple(images))
-        self.store.write(self.store.attack_record_path(key), result.to_json())
+        self.save_record(unit, result)
         return result
 
     # -- defenses -----------------------------------------------------------------------------------
@@ -280,14 +369,11 @@ class Runner:
         defense = unit.defense
         key = unit.key
         opaque = self.opaque_names(unit) if names is None else names
-        log_name = f"logs/defenses/{defense.name}/{key[:12]}.log"
+        log = log_name(unit)
         try:
             scratch, inputs, outputs = self._scratch(f"d-{key}")
         except OSError as exc:  # a failed run, not stored: a rerun tries again
-            return DefenseUnitRecord(key=key, defense=defense.name, defense_hash=defense.content_hash,
-                                     run=self._not_run(log_name, exc), csv_notes=(), predictions={
-                                         version: DefenseAnswer(label=None, problem="the defense did not run")
-                                         for version in unit.versions})
+            return failed_record(unit, self._not_run(log, exc), {}, "the defense did not run")
         versions = {}
         for version in unit.versions:
             name = opaque[version]
@@ -295,7 +381,7 @@ class Runner:
             versions[name] = version
         output_file = outputs / "result.csv"
         run = self._run(defense, ["{input}", "{output}/" + output_file.name], scratch=scratch,
-                        images=len(unit.versions), log_name=log_name)
+                        images=len(unit.versions), log_name=log)
         # Labels must be ASCII digits; one outside the dataset's classes is a wrong answer, not a missing one (the
         # dataset's num_classes is only its largest label + 1 by default).
         parsed = parse_predictions(output_file, expected=set(versions))
@@ -304,31 +390,10 @@ class Runner:
         run = _with_cleanup(run, scratch, self.workspace.root)
         result = DefenseUnitRecord(key=key, defense=defense.name, defense_hash=defense.content_hash, run=run,
                                    csv_notes=tuple(parsed.notes), predictions=predictions)
-        self.store.write(self.store.defense_record_path(unit.version, key), result.to_json())
+        self.save_record(unit, result)
         return result
 
     # -- everything ---------------------------------------------------------------------------------
-    def _parallel(self, label: str, work: list[Callable[[], _Record]]) -> list[_Record]:
-        """Run units on ``jobs + 1`` threads. At most ``jobs`` submission processes run at once (the device pool
-        has ``jobs`` slots, held only while a process runs), so the extra thread pipelines the harness's own
-        work — preparing the next unit's inputs, refereeing and storing the last unit's outputs — with the
-        running process. Results come back in the order of ``work``."""
-        tick = self.progress(label, len(work))
-        lock = threading.Lock()
-
-        def call(fn: Callable[[], _Record]) -> _Record:
-            result = fn()
-            with lock:
-                tick(failed=bool(result.run.problem))
-            return result
-
-        try:
-            if len(work) <= 1:
-                return [call(fn) for fn in work]
-            return list(Parallel(n_jobs=self.jobs + 1, backend="threading")(delayed(call)(fn) for fn in work))
-        finally:
-            getattr(tick, "close", lambda: None)()
-
     def execute(self, attacks: list[Submission], defenses: list[Submission], epsilons: list[int]) -> Outcome:
         """Run whatever is not in the store yet and return every record the scores need."""
         outcome = Outcome()
@@ -338,17 +403,13 @@ class Runner:
 
         pending_attacks = []
         for unit in self.attack_units(attacks, epsilons):
-            record = self.stored_attack_record(unit)
+            record = self.stored_record(unit)
             if record is None:
                 pending_attacks.append(unit)
             else:
                 outcome.attack_records.append(record)
         outcome.reused["attack"] = len(outcome.attack_records)
-        if self.executor is not None:
-            fresh = self.executor.run(self, "attacks", pending_attacks, clean_versions)
-        else:
-            fresh = self._parallel("attacks", [
-                functools.partial(self.run_attack_unit, unit, clean_versions) for unit in pending_attacks])
+        fresh = _of_kind(AttackUnitRecord, self.executor.map(self, "attacks", pending_attacks, clean_versions))
         outcome.executed["attack"] = len(fresh)
         outcome.fresh_keys.update(r.key for r in fresh)
         outcome.attack_records += fresh
@@ -372,11 +433,7 @@ class Runner:
             outcome.reused["defense"] += len(used)
             for group in pack_versions(pending, originals, size=self.batch_size, seed=self.seed):
                 defense_work.append(DefenseUnit(defense, group, self.version_of(defense)))
-        if self.executor is not None:
-            fresh_defenses = self.executor.run(self, "defenses", defense_work, clean_versions)
-        else:
-            fresh_defenses = self._parallel("defenses", [functools.partial(self.run_defense_unit, unit)
-                                                         for unit in defense_work])
+        fresh_defenses = _of_kind(DefenseUnitRecord, self.executor.map(self, "defenses", defense_work, clean_versions))
         outcome.executed["defense"] = len(fresh_defenses)
         outcome.fresh_keys.update(r.key for r in fresh_defenses)
         for defense_record in fresh_defenses:
@@ -387,6 +444,18 @@ class Runner:
         for records in outcome.defense_records.values():
             records.sort(key=lambda r: r.key)
         return outcome
+
+
+def _of_kind(kind: type[_Record], records: list[Record]) -> list[_Record]:
+    """``records``, all of which are of ``kind`` (an executor returns the records of the units it was given).
+
+    Raises:
+        TypeError: A record of another kind.
+    """
+    wrong = [type(record).__name__ for record in records if not isinstance(record, kind)]
+    if wrong:
+        raise TypeError(f"expected {kind.__name__} records, got {', '.join(sorted(set(wrong)))}")
+    return [record for record in records if isinstance(record, kind)]
 
 
 def _with_cleanup(run: RunRecord, scratch: Path, root: Path) -> RunRecord:

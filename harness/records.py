@@ -9,12 +9,12 @@ record is either read whole and typed or not at all.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from harness.errors import RecordError
 from harness.process import RunRecord
 
-__all__ = ["SCHEMA", "AttackUnitRecord", "DefenseAnswer", "DefenseUnitRecord", "ImageVerdict", "Outcome",
+__all__ = ["SCHEMA", "AttackUnitRecord", "DefenseAnswer", "DefenseUnitRecord", "ImageVerdict", "Outcome", "Record",
            "RecordError"]
 
 #: Version of the stored record layout; bump when a field changes meaning or shape.
@@ -176,6 +176,10 @@ class DefenseUnitRecord:
                                     for version, answer in value["predictions"].items()})
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RecordError(f"defense record: {exc!r}") from None
+
+
+#: The record of a unit of either stage.
+Record = Union[AttackUnitRecord, DefenseUnitRecord]
 
 
 @dataclass
