@@ -130,7 +130,7 @@ class Runner:
         workspace: The results folder, and the harness instance whose things the runs make on the machine.
         seed: Seeds batch shuffling and opaque names.
         batch_size: Images per attack batch and per defense batch.
-        jobs: Units run in parallel.
+        jobs: Units run in parallel on this machine (by the default executor, :class:`LocalExecutor`).
         policy: Per-run resource limits.
         devices: GPU assignment.
         protections: The sandbox in use (:func:`harness.isolation.probe`).
@@ -157,7 +157,6 @@ class Runner:
         self.store = workspace.store
         self.seed = seed
         self.batch_size = batch_size
-        self.jobs = jobs
         self.policy = policy
         self.devices = devices
         self.protections = protections
@@ -271,6 +270,16 @@ class Runner:
     def save_record(self, unit: Unit, record: Record) -> None:
         """Store ``unit``'s record (atomically), where :meth:`stored_record` finds it."""
         self.store.write(self._record_path(unit), record.to_json())
+
+    @overload
+    def run_unit(self, unit: AttackUnit, clean_versions: dict[str, str],
+                 names: dict[str, str] | None = None) -> AttackUnitRecord:
+        ...
+
+    @overload
+    def run_unit(self, unit: DefenseUnit, clean_versions: dict[str, str],
+                 names: dict[str, str] | None = None) -> DefenseUnitRecord:
+        ...
 
     def run_unit(self, unit: Unit, clean_versions: dict[str, str], names: dict[str, str] | None = None) -> Record:
         """The unit's stored record if there is one (:meth:`stored_record`; running a unit twice does no work

@@ -61,7 +61,7 @@ def test_a_unit_runs_once_then_its_stored_record_comes_back(tmp_path: Path) -> N
     runner.store.image_path(changed.version).unlink()
     assert runner.stored_record(unit) is None
     redone = runner.run_unit(unit, clean)
-    assert redone.images == record.images and log.exists()  # type: ignore[union-attr]
+    assert redone.images == record.images and log.exists()
 
 
 def test_the_local_executor_keeps_the_order_of_the_units_and_ticks_each(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_the_local_executor_keeps_the_order_of_the_units_and_ticks_each(tmp_path
     records = LocalExecutor(2).map(runner, "defenses", units, clean)
     assert [r.key for r in records] == [u.key for u in units]
     assert all(isinstance(r, DefenseUnitRecord) and not r.run.problem for r in records)
-    assert [r.predictions[v].label for r, v in zip(records, versions)] == [2, 0, 1]  # type: ignore[union-attr]
+    assert [r.predictions[v].label for r, v in zip(records, versions)] == [2, 0, 1]
     assert ticks == [("defenses", 3, False)] * 3
 
 
