@@ -28,7 +28,8 @@ def test_every_exception_class_of_the_referee_derives_from_the_base():
             if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__.startswith("harness"):
                 found[f"{value.__module__}.{value.__qualname__}"] = value
                 assert issubclass(value, errors.HarnessError), f"{name}.{attribute}"
-    assert len(found) == 11, sorted(found)  # the base and the ten kinds; a new one is added to errors.py
+    assert len(found) >= 11, sorted(found)  # the base and the ten kinds of today
+    # each is defined in errors.py (a new one too), whichever module re-exports it
     assert all(value.__module__ == "harness.errors" for value in found.values()), sorted(found)
 
 
