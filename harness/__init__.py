@@ -8,7 +8,8 @@ submission library as runs see it; environment fingerprint), :mod:`harness.isola
 (units, keys, packing, opaque names), :mod:`harness.store`,
 :mod:`harness.records` (typed unit records), :mod:`harness.execution` (runs units, feeds the referee),
 :mod:`harness.defense_output`, :mod:`harness.tabulation`, :mod:`harness.table`, :mod:`harness.scoring`,
-:mod:`harness.report` (views), :mod:`harness.competition`, :mod:`harness.validate`, :mod:`harness.cli`.
+:mod:`harness.report` (views), :mod:`harness.competition`, :mod:`harness.validate`, :mod:`harness.cli`;
+:mod:`harness.errors` holds every error they raise on purpose.
 Submissions use :mod:`submission_kit`; it never imports torch itself.
 """
 

@@ -8,17 +8,16 @@ from pathlib import Path
 from typing import Sequence
 
 from harness import __version__, progress
-from harness.competition import CompetitionConfig, CompetitionError, rescore, run_competition
+from harness.competition import CompetitionConfig, rescore, run_competition
 from submission_kit.contract import EpsilonError, parse_epsilon
-from harness.dataset import DatasetError
-from harness.html_report.content import ReportError
+from harness.errors import CompetitionError, HarnessError, ReportError
 from harness.report import leaderboard_tables, matrix_table
 from harness.cgroups import CGROUP_LIMITS
 from harness.isolation import SandboxKind
 from harness.names import one_line
 from harness.limits import LimitPolicy
 from harness.parallelism import default_jobs
-from harness.submission import SubmissionError, suggest
+from harness.submission import suggest
 from harness.validate import validate_submission
 
 COMMANDS = ("run", "validate", "score", "report")
@@ -273,7 +272,8 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             print(one_line(f"warning: report not written ({exc}); rebuild it with: "
                            f"report --output_dir {args.output_dir}"), file=sys.stderr)
         return 0
-    except (CompetitionError, DatasetError, SubmissionError, EpsilonError, ReportError) as exc:
+    # what the referee raises on purpose, and a bad ε of the contract it shares with the library: one line each
+    except (HarnessError, EpsilonError) as exc:
         print(one_line(f"error: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

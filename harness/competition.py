@@ -20,6 +20,7 @@ from harness.report import ATTACK_IMAGES, MANIFEST, PER_IMAGE, RUNS, write_resul
 from harness.cleanup import remove_tree
 from harness.cgroups import CGROUP_LIMITS, sweep_dead_cgroups
 from harness.isolation import Protections, SandboxKind, probe
+from harness.errors import CompetitionError as CompetitionError  # re-exported: its old home
 from harness.names import one_line
 from harness.secret import SecretError, fingerprint
 from harness.secret import load as load_secret
@@ -27,7 +28,8 @@ from harness.secret import new as new_secret
 from harness.secret import save as save_secret
 from harness.library import KEY_SCHEME
 from harness.devices import DevicePool, visible_gpus
-from harness.execution import Outcome, Runner
+from harness.execution import Runner
+from harness.records import Outcome
 from harness.limits import LimitPolicy
 from harness.tabulation import build_tables
 from harness.instance import Instance
@@ -35,13 +37,9 @@ from harness.privilege import RUN_GID, RUN_UID, staging_parent, sweep_stale_stag
 from harness.workspace import Workspace, remove_legacy_scratch, scratch_parent, sweep_dead_scratch
 from harness.scoring import Matrix, ScoreRow, score
 from harness.store import FOLDER_MODE, atomic_write_json, make_private
-from harness.parallelism import cpu_shares, default_jobs
+from harness.parallelism import cpu_shares, default_jobs, threads_per_run
 from harness.submission import Discovery, Submission, SubmissionType, discover, suggest
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
-
-
-class CompetitionError(ValueError):
-    """A problem with the harness's own inputs (not a submission's fault); the message says what to fix."""
 
 
 @dataclass(frozen=True)
@@ -272,7 +270,9 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         devices = DevicePool(gpus, jobs)
         runner = Runner(dataset, workspace, seed=config.seed, batch_size=config.batch_size, jobs=jobs,
                         policy=config.policy, devices=devices, protections=protections,
-                        progress=progress, secret=secret, executor=executor)
+                        progress=progress, secret=secret, executor=executor,
+                        # parallel runs share the cores: each gets its share (torch oversubscribed is much slower)
+                        threads=threads_per_run(jobs))
         outcome = runner.execute(attacks, defenses, epsilons)
     predictions, attack_rows, runs = build_tables(dataset, outcome, defenses)
     scores = score(predictions, attack_rows, runs, epsilons=epsilons, defenses=[d.name for d in defenses],

@@ -1,11 +1,11 @@
 """Run the competition's work units on a Dask cluster (``distributed``): many machines, GPUs as resources.
 
-The local path (:meth:`harness.execution.Runner._parallel`: threads driving processes) and this one share every
-unit function: a Dask task is one work unit (attack × ε × batch, or defense × packed batch), keyed by the unit's
-content key, and runs :meth:`~harness.execution.Runner.run_attack_unit` or
-:meth:`~harness.execution.Runner.run_defense_unit` on the worker. The worker writes the unit's record atomically
-to the shared store; only the small record travels back. A task whose record already exists returns it (tasks
-are idempotent, so a rerun after a worker death or a driver restart does no work twice).
+:class:`DaskExecutor` is the cluster's :class:`harness.execution.Executor`, as
+:class:`harness.execution.LocalExecutor` (threads driving processes) is this machine's: a Dask task is one work
+unit (attack × ε × batch, or defense × packed batch), keyed by the unit's content key, and runs
+:meth:`harness.execution.Runner.run_unit` on the worker, the same code as the local path. The worker writes the
+unit's record atomically to the shared store; only the small record travels back. A task whose record already
+exists returns it (tasks are idempotent, so a rerun after a worker death or a driver restart does no work twice).
 
 Version 1 needs a shared filesystem: the dataset, the submission folders and the results folder at the same path
 on every worker. :func:`check_workers` refuses a worker that cannot see them or runs another harness version,
@@ -43,16 +43,17 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from harness.dask_worker import (ClosedHttp, ClusterError, Record, Unit, WorkerContext, close_http_server,
-                                 describe_worker, exception_text, for_workers, harness_location, identity,
-                                 remove_scratch, run_unit, submission_slots, worker_problems)
+from harness.dask_worker import (ClosedHttp, ClusterError, WorkerContext, close_http_server, describe_worker,
+                                 exception_text, for_workers, harness_location, identity, remove_scratch, run_unit,
+                                 submission_slots, worker_problems)
 from harness.defense_output import parse_predictions
+from harness.execution import failed_record
 from harness.isolation import SandboxKind
-from harness.planning import AttackUnit, DefenseUnit
+from harness.planning import AttackUnit, DefenseUnit, Unit, log_name
 from harness.process import RunRecord
-from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict
+from harness.records import Record
 
 if TYPE_CHECKING:  # distributed is imported only when a cluster is used
     from distributed import Client
@@ -128,29 +129,20 @@ def _allowed_failures() -> int:
     return int(dask.config.get("distributed.scheduler.allowed-failures"))
 
 
-def _worker_died_record(unit: Unit, context: WorkerContext, deaths: int) -> Record:
-    """The failed-run record of a unit that killed its worker every time it ran."""
-    problem = f"worker died {deaths} times"
+def _worker_died_record(unit: Unit, clean_versions: dict[str, str], deaths: int) -> Record:
+    """The failed-run record of a unit that killed its worker every time it ran: its images as a missing output."""
+    run = RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=f"worker died {deaths} times",
+                    log=log_name(unit))
     if isinstance(unit, AttackUnit):
-        log = f"logs/attacks/{unit.attack.name}/eps{unit.epsilon}_{unit.key[:12]}.log"
-        run = RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log)
-        images = tuple(ImageVerdict(image_id=r.image_id, version=context.clean_versions[r.image_id],
-                                    problem="missing output image", clipped_values=0, max_violation=0, linf=0)
-                       for r in unit.images)
-        return AttackUnitRecord(key=unit.key, attack=unit.attack.name, attack_hash=unit.attack.content_hash,
-                                attack_type=unit.attack.type.value, epsilon=unit.epsilon, run=run, images=images)
-    log = f"logs/defenses/{unit.defense.name}/{unit.key[:12]}.log"
-    run = RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log)
-    parsed = parse_predictions(Path(os.devnull) / "absent.csv", expected=set(unit.versions))
-    predictions = {version: DefenseAnswer(label=None, problem=parsed.answers[version].problem)
-                   for version in unit.versions}
-    return DefenseUnitRecord(key=unit.key, defense=unit.defense.name, defense_hash=unit.defense.content_hash,
-                             run=run, csv_notes=(), predictions=predictions)
+        return failed_record(unit, run, clean_versions, "missing output image")
+    # what a defense whose output file is missing gets for each image (one problem for all)
+    absent = parse_predictions(Path(os.devnull) / "absent.csv", expected={""}).answers[""].problem
+    return failed_record(unit, run, clean_versions, absent)
 
 
 class DaskExecutor:
-    """Submits a stage's units to a Dask cluster and gathers their records (the hook of
-    :class:`harness.execution.Runner`).
+    """Submits a stage's units to a Dask cluster and gathers their records: the cluster's
+    :class:`harness.execution.Executor`.
 
     Workers that join or leave while it runs are followed through the scheduler's events: each is logged to
     ``logs/cluster.log`` of the results folder and listed in :attr:`events`; a worker that joins is described for
@@ -262,8 +254,9 @@ class DaskExecutor:
                              environment=runner.environment, harness_version=__version__,
                              clean_versions=clean_versions, host_slots=slots, paths=tuple(self.paths))
 
-    def run(self, runner: Runner, label: str, units: list[Any], clean_versions: dict[str, str]) -> list[Any]:
-        """Run ``units`` (all attack or all defense units) as one task each; records in the order of ``units``.
+    def map(self, runner: Runner, label: str, units: Sequence[Unit], clean_versions: dict[str, str]) -> list[Record]:
+        """Run ``units`` (all attack or all defense units) as one task each; records in the order of ``units``
+        (:meth:`harness.execution.Executor.map`).
 
         A unit that killed its worker more than Dask's allowed failures gets a failed-run record, stored like
         any other.
@@ -333,10 +326,8 @@ class DaskExecutor:
                         record = alone.result()
                     except KilledWorker as exc:  # the scheduler's allowed failures, not the driver's setting
                         deaths = int(getattr(exc, "allowed_failures", _allowed_failures())) + 1
-                        record = _worker_died_record(unit, context, deaths)
-                        path = (runner.store.attack_record_path(unit.key) if isinstance(unit, AttackUnit)
-                                else runner.store.defense_record_path(unit.version, unit.key))
-                        runner.store.write(path, record.to_json())
+                        record = _worker_died_record(unit, clean_versions, deaths)
+                        runner.save_record(unit, record)
                     alone.release()  # type: ignore[no-untyped-call]
                     done += 1
                     finish(index, record, done, log)

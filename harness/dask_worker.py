@@ -14,44 +14,34 @@ happens on the driver.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from harness.competition import CompetitionError
 from harness.dataset import Dataset
-from harness.devices import DevicePool
+from harness.devices import DevicePool, visible_gpus
+from harness.errors import ClusterError
+from harness.execution import Runner
 from harness.isolation import Protections, SandboxKind, probe
 from harness.library import Fingerprint
 from harness.limits import LimitPolicy
 from harness.parallelism import CpuShare, worker_cpu_shares
-from harness.planning import AttackUnit, DefenseUnit
-from harness.records import AttackUnitRecord, DefenseUnitRecord, RecordError
+from harness.planning import AttackUnit, DefenseUnit, Unit
+from harness.records import Record
 from harness.submission import SubmissionType
 from harness.workspace import Workspace
-
-if TYPE_CHECKING:
-    from harness.execution import Runner
 
 __all__ = ["HIDDEN", "ClosedHttp", "ClusterError", "WorkerContext", "check_self", "close_http_server",
            "describe_worker", "exception_text", "for_workers", "harness_location", "identity", "remove_scratch",
            "run_unit", "submission_slots", "worker_problems", "worker_workspace"]
 
-Record = Union[AttackUnitRecord, DefenseUnitRecord]
-Unit = Union[AttackUnit, DefenseUnit]
-
 #: What a worker sees in place of a true label (and of the target class of an untargeted attack's image).
 HIDDEN = -1
-
-
-class ClusterError(CompetitionError):
-    """The cluster cannot run this competition (unreachable scheduler, refused workers); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -166,8 +156,6 @@ def for_workers(value: Any) -> Any:
 
 
 def _worker_runner(context: WorkerContext) -> Runner:
-    from harness.devices import visible_gpus
-    from harness.execution import Runner
     check_self(context)
     gpus = visible_gpus()
     index = None
@@ -186,11 +174,10 @@ def _worker_runner(context: WorkerContext) -> Runner:
     shares = worker_cpu_shares(own, on_host=sharing, index=index)
     pool = _POOLS.setdefault((tuple(gpus), own, tuple(shares or ())),
                              DevicePool(gpus, own, cpu=shares))  # shared by this worker's threads
-    runner = Runner(context.dataset, worker_workspace(context.workspace), seed=context.seed,
-                    batch_size=context.batch_size, jobs=own, policy=context.policy, devices=pool,
-                    protections=_worker_protections(context.sandbox), environment=context.environment)
-    runner.threads = max(1, (os.cpu_count() or 1) // sharing) if sharing > 1 else None
-    return runner
+    return Runner(context.dataset, worker_workspace(context.workspace), seed=context.seed,
+                  batch_size=context.batch_size, jobs=own, policy=context.policy, devices=pool,
+                  protections=_worker_protections(context.sandbox), environment=context.environment,
+                  threads=max(1, (os.cpu_count() or 1) // sharing) if sharing > 1 else None)
 
 
 def run_unit(context: WorkerContext, unit: Unit, names: dict[str, str] | None = None) -> Record:
@@ -207,21 +194,11 @@ def run_unit(context: WorkerContext, unit: Unit, names: dict[str, str] | None = 
             without its opaque names.
     """
     runner = _worker_runner(context)
-    store = runner.store
-    if isinstance(unit, AttackUnit):
-        from harness.execution import _attack_record
-        record = _attack_record(store.read(store.attack_record_path(unit.key)))
-        if record is not None and all(store.image_path(i.version).exists() for i in record.images):
-            return record
-        return runner.run_attack_unit(unit, context.clean_versions)
-    stored = store.read(store.defense_record_path(unit.version, unit.key))
-    if stored is not None:
-        with contextlib.suppress(RecordError):
-            return DefenseUnitRecord.from_json(stored)
-    if names is None or set(names) != set(unit.versions):
-        raise ClusterError(f"defense unit {unit.key[:12]} came without the opaque names of its images: run the "
-                           f"driver with harness {context.harness_version} as on the workers")
-    return runner.run_defense_unit(unit, names)
+    if isinstance(unit, DefenseUnit) and (names is None or set(names) != set(unit.versions)):
+        if runner.stored_record(unit) is None:
+            raise ClusterError(f"defense unit {unit.key[:12]} came without the opaque names of its images: run "
+                               f"the driver with harness {context.harness_version} as on the workers")
+    return runner.run_unit(unit, context.clean_versions, names)
 
 
 def identity(value: WorkerContext) -> WorkerContext:

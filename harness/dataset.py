@@ -22,16 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from submission_kit.contract import ImageError, decode_png, sha256_bytes
+from harness.errors import DatasetError as DatasetError  # re-exported: its old home
 from harness.names import LABEL_PATTERN, shown
 from harness.secret import derive_seed
 
 #: Label files recognised in an input folder, in order of preference.
 LABEL_FILES = ("dev_dataset.csv", "labels.csv")
 _IMAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-class DatasetError(ValueError):
-    """The input folder or its labels break the dataset contract; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)

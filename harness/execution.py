@@ -11,21 +11,24 @@ Work comes in two stages of independent units (planned by :mod:`harness.planning
 
 Every unit's record is written atomically once the unit is complete; a rerun skips finished units, so a new
 attack runs only itself plus the defenses on its images, and a changed defense runs only itself. The per-image
-table is built from the :class:`Outcome` by :mod:`harness.tabulation`.
+table is built from the :class:`~harness.records.Outcome` by :mod:`harness.tabulation`.
+
+One unit runs in one place, :meth:`Runner.run_unit` (its stored record if there is one, else stage its inputs, run,
+referee, store). An :class:`Executor` maps it over a stage's units: :class:`LocalExecutor` on this machine's
+threads, :class:`harness.dask_executor.DaskExecutor` on a Dask cluster (whose workers call the same method).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import shutil
 import threading
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import Callable, Protocol, Sequence, TypeVar, overload
 
 from joblib import Parallel, delayed
 
@@ -37,56 +40,86 @@ from harness.isolation import Protections
 from harness.library import Fingerprint, fingerprint
 from harness.limits import LimitPolicy
 from harness.names import one_line
-from harness.planning import AttackUnit, DefenseUnit, batches, opaque_name, pack_versions
-from harness.parallelism import threads_per_run
+from harness.planning import AttackUnit, DefenseUnit, Unit, batches, log_name, opaque_name, pack_versions
 from harness.process import RunRecord, precompile_library, run_submission
 from harness.secret import derive
-from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, RecordError
+from harness.records import (AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, Outcome, Record,
+                             RecordError)
 from harness.store import key_of
 from harness.submission import Submission, SubmissionType
 from harness.workspace import Workspace
 from submission_kit import contract
 
-if TYPE_CHECKING:
-    from harness.dask_executor import DaskExecutor
-
-__all__ = ["Outcome", "Runner"]
+__all__ = ["Executor", "LocalExecutor", "Runner", "failed_record"]
 
 
 _Record = TypeVar("_Record", AttackUnitRecord, DefenseUnitRecord)
 
 
-def _attack_record(value: dict[str, Any] | None) -> AttackUnitRecord | None:
-    """A stored attack record, or None when absent, of another schema or malformed (the unit is redone)."""
-    if value is None:
-        return None
-    try:
-        return AttackUnitRecord.from_json(value)
-    except RecordError:
-        return None
+class Executor(Protocol):
+    """Maps :meth:`Runner.run_unit` over a stage's units: :class:`LocalExecutor` (threads of this machine) or
+    :class:`harness.dask_executor.DaskExecutor` (a Dask cluster)."""
+
+    def map(self, runner: Runner, label: str, units: Sequence[Unit], clean_versions: dict[str, str]) -> list[Record]:
+        """Each unit's record, in the order of ``units`` (all attack or all defense units), as
+        ``runner.run_unit(unit, clean_versions, names)`` gives it (``names``: :meth:`Runner.opaque_names` of a
+        defense unit); ``runner.progress(label, len(units))`` ticks once per unit."""
+        ...
 
 
-@dataclass
-class Outcome:
-    """What one call of :func:`execute` produced.
+class LocalExecutor:
+    """Runs a stage's units on ``jobs + 1`` threads of this machine. At most ``jobs`` submission processes run at
+    once (the runner's device pool has ``jobs`` slots, held only while a process runs), so the extra thread
+    pipelines the harness's own work — preparing the next unit's inputs, refereeing and storing the last unit's
+    outputs — with the running process."""
 
-    Attributes:
-        attack_records: Records of every attack batch in the plan (fresh or cached).
-        defense_predictions: defense name → version hash → (label or None, problem).
-        defense_records: Records (fresh or cached) that contributed predictions, per defense name.
-        executed: Counts of units that ran now, per kind ("attack", "defense").
-        reused: Counts of units taken from the store, per kind.
-        clean_versions: Pixel hash of every clean image, by image id.
-        fresh_keys: Keys of the units that ran now.
-    """
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
 
-    attack_records: list[AttackUnitRecord] = field(default_factory=list)
-    defense_predictions: dict[str, dict[str, tuple[int | None, str]]] = field(default_factory=dict)
-    defense_records: dict[str, list[DefenseUnitRecord]] = field(default_factory=dict)
-    executed: dict[str, int] = field(default_factory=lambda: {"attack": 0, "defense": 0})
-    reused: dict[str, int] = field(default_factory=lambda: {"attack": 0, "defense": 0})
-    clean_versions: dict[str, str] = field(default_factory=dict)
-    fresh_keys: set[str] = field(default_factory=set)
+    def map(self, runner: Runner, label: str, units: Sequence[Unit], clean_versions: dict[str, str]) -> list[Record]:
+        """See :meth:`Executor.map`."""
+        tick = runner.progress(label, len(units))
+        lock = threading.Lock()
+
+        def call(unit: Unit) -> Record:
+            names = runner.opaque_names(unit) if isinstance(unit, DefenseUnit) else None
+            result = runner.run_unit(unit, clean_versions, names)
+            with lock:
+                tick(failed=bool(result.run.problem))
+            return result
+
+        try:
+            if len(units) <= 1:
+                return [call(unit) for unit in units]
+            return list(Parallel(n_jobs=self.jobs + 1, backend="threading")(delayed(call)(unit) for unit in units))
+        finally:
+            getattr(tick, "close", lambda: None)()
+
+
+@overload
+def failed_record(unit: AttackUnit, run: RunRecord, clean_versions: dict[str, str], problem: str) -> AttackUnitRecord:
+    ...
+
+
+@overload
+def failed_record(unit: DefenseUnit, run: RunRecord, clean_versions: dict[str, str], problem: str
+                  ) -> DefenseUnitRecord:
+    ...
+
+
+def failed_record(unit: Unit, run: RunRecord, clean_versions: dict[str, str], problem: str) -> Record:
+    """The record of a unit whose run failed before it produced anything: every image of an attack unit is its
+    clean version with ``problem``; every version of a defense unit has no label, with ``problem``."""
+    if isinstance(unit, AttackUnit):
+        attack = unit.attack
+        return AttackUnitRecord(key=unit.key, attack=attack.name, attack_hash=attack.content_hash,
+                                attack_type=attack.type.value, epsilon=unit.epsilon, run=run, images=tuple(
+                                    ImageVerdict(image_id=r.image_id, version=clean_versions[r.image_id],
+                                                 problem=problem, clipped_values=0, max_violation=0, linf=0)
+                                    for r in unit.images))
+    return DefenseUnitRecord(key=unit.key, defense=unit.defense.name, defense_hash=unit.defense.content_hash,
+                             run=run, csv_notes=(), predictions={
+                                 version: DefenseAnswer(label=None, problem=problem) for version in unit.versions})
 
 
 class Runner:
@@ -97,7 +130,7 @@ class Runner:
         workspace: The results folder, and the harness instance whose things the runs make on the machine.
         seed: Seeds batch shuffling and opaque names.
         batch_size: Images per attack batch and per defense batch.
-        jobs: Units run in parallel.
+        jobs: Units run in parallel on this machine (by the default executor, :class:`LocalExecutor`).
         policy: Per-run resource limits.
         devices: GPU assignment.
         protections: The sandbox in use (:func:`harness.isolation.probe`).
@@ -106,31 +139,32 @@ class Runner:
             submission library).
         secret: The results folder's secret (:mod:`harness.secret`); opaque names derive from it (from ``seed``
             when None, e.g. in ``validate``).
-        executor: Runs each stage's units on a Dask cluster instead of local threads
-            (:class:`harness.dask_executor.DaskExecutor`).
+        executor: Maps :meth:`run_unit` over each stage's units (default: :class:`LocalExecutor` of ``jobs``; a
+            Dask cluster's :class:`harness.dask_executor.DaskExecutor`).
+        threads: CPU threads each run may use (OMP/MKL/OpenBLAS and torch); None leaves the harness's own settings
+            (one run at a time). Parallel runs pass their share of the cores,
+            :func:`harness.parallelism.threads_per_run`.
     """
 
     def __init__(self, dataset: Dataset, workspace: Workspace, *, seed: int, batch_size: int, jobs: int,
                  policy: LimitPolicy, devices: DevicePool, protections: Protections,
                  progress: Callable[[str, int], Callable[..., None]] | None = None,
                  environment: Fingerprint | None = None, secret: bytes | None = None,
-                 executor: DaskExecutor | None = None) -> None:
+                 executor: Executor | None = None, threads: int | None = None) -> None:
         self.secret = secret
         self.dataset = dataset
         self.workspace = workspace
         self.store = workspace.store
         self.seed = seed
         self.batch_size = batch_size
-        self.jobs = jobs
         self.policy = policy
         self.devices = devices
         self.protections = protections
         #: What every run can use besides its folder and inputs (library content, Python/torch versions).
         self.environment: Fingerprint = environment or fingerprint()
-        # Parallel runs share the cores: each gets its share of threads (torch oversubscribed is many times slower).
-        self.threads = threads_per_run(jobs)
+        self.threads = threads
         self.progress = progress or (lambda _label, _total: (lambda failed=False: None))
-        self.executor = executor
+        self.executor: Executor = executor or LocalExecutor(jobs)
 
     def version_of(self, submission: Submission) -> str:
         """Key of everything a submission's run depends on besides its inputs: its folder and the environment
@@ -207,6 +241,63 @@ class Runner:
         self.store.write(cache, versions)
         return versions
 
+    # -- one unit -----------------------------------------------------------------------------------
+    def _record_path(self, unit: Unit) -> Path:
+        return (self.store.attack_record_path(unit.key) if isinstance(unit, AttackUnit)
+                else self.store.defense_record_path(unit.version, unit.key))
+
+    @overload
+    def stored_record(self, unit: AttackUnit) -> AttackUnitRecord | None:
+        ...
+
+    @overload
+    def stored_record(self, unit: DefenseUnit) -> DefenseUnitRecord | None:
+        ...
+
+    def stored_record(self, unit: Unit) -> Record | None:
+        """The unit's stored record; None when it is absent, of another schema or malformed, or (an attack unit)
+        when an image it points to was lost: the unit is redone."""
+        value = self.store.read(self._record_path(unit))
+        if value is None:
+            return None
+        try:
+            if isinstance(unit, DefenseUnit):
+                return DefenseUnitRecord.from_json(value)
+            record = AttackUnitRecord.from_json(value)
+        except RecordError:
+            return None
+        return record if all(self.store.image_path(i.version).exists() for i in record.images) else None
+
+    def save_record(self, unit: Unit, record: Record) -> None:
+        """Store ``unit``'s record (atomically), where :meth:`stored_record` finds it."""
+        self.store.write(self._record_path(unit), record.to_json())
+
+    @overload
+    def run_unit(self, unit: AttackUnit, clean_versions: dict[str, str],
+                 names: dict[str, str] | None = None) -> AttackUnitRecord:
+        ...
+
+    @overload
+    def run_unit(self, unit: DefenseUnit, clean_versions: dict[str, str],
+                 names: dict[str, str] | None = None) -> DefenseUnitRecord:
+        ...
+
+    def run_unit(self, unit: Unit, clean_versions: dict[str, str], names: dict[str, str] | None = None) -> Record:
+        """The unit's stored record if there is one (:meth:`stored_record`; running a unit twice does no work
+        twice), else run it (:meth:`run_attack_unit`, :meth:`run_defense_unit`) and store its record.
+
+        Args:
+            unit: The unit.
+            clean_versions: Pixel hash of every clean image, by image id (:meth:`clean_versions`).
+            names: For a defense unit: version → opaque name (:meth:`opaque_names`; computed when None).
+        """
+        stored = self.stored_record(unit)
+        if stored is not None:
+            return stored
+        if isinstance(unit, AttackUnit):
+            return self.run_attack_unit(unit, clean_versions)
+        return self.run_defense_unit(unit, names)
+
     # -- attacks ------------------------------------------------------------------------------------
     def attack_units(self, attacks: list[Submission], epsilons: list[int]) -> list[AttackUnit]:
         """Every (attack, ε, batch) unit, in a stable order."""
@@ -218,16 +309,11 @@ class Runner:
         """Run one attack batch, referee its outputs, store the record; return the record."""
         attack, eps = unit.attack, unit.epsilon
         key = unit.key
-        log_name = f"logs/attacks/{attack.name}/eps{eps}_{key[:12]}.log"
+        log = log_name(unit)
         try:
             scratch, inputs, outputs = self._scratch(f"a-{key}")
         except OSError as exc:  # a failed run, not stored: a rerun tries again
-            refused = self._not_run(log_name, exc)
-            return AttackUnitRecord(key=key, attack=attack.name, attack_hash=attack.content_hash,
-                                    attack_type=attack.type.value, epsilon=eps, run=refused, images=tuple(
-                                        ImageVerdict(image_id=r.image_id, version=clean_versions[r.image_id],
-                                                     problem="the attack did not run", clipped_values=0,
-                                                     max_violation=0, linf=0) for r in unit.images))
+            return failed_record(unit, self._not_run(log, exc), clean_versions, "the attack did not run")
         clean_images = {}
         for record in unit.images:
             data = self.dataset.path(record).read_bytes()
@@ -237,7 +323,7 @@ class Runner:
             (inputs / "target_class.csv").write_text(
                 "".join(f"{r.file_name},{r.target_class}\n" for r in unit.images))
         run = self._run(attack, ["{input}", "{output}", str(eps)], scratch=scratch, images=len(unit.images),
-                        log_name=log_name)
+                        log_name=log)
         images = []
         for record in unit.images:
             clean = clean_images[record.image_id]
@@ -254,7 +340,7 @@ class Runner:
         run = _with_cleanup(run, scratch, self.workspace.root)
         result = AttackUnitRecord(key=key, attack=attack.name, attack_hash=attack.content_hash,
                                   attack_type=attack.type.value, epsilon=eps, run=run, images=tuple(images))
-        self.store.write(self.store.attack_record_path(key), result.to_json())
+        self.save_record(unit, result)
         return result
 
     # -- defenses -----------------------------------------------------------------------------------
@@ -293,14 +379,11 @@ class Runner:
         defense = unit.defense
         key = unit.key
         opaque = self.opaque_names(unit) if names is None else names
-        log_name = f"logs/defenses/{defense.name}/{key[:12]}.log"
+        log = log_name(unit)
         try:
             scratch, inputs, outputs = self._scratch(f"d-{key}")
         except OSError as exc:  # a failed run, not stored: a rerun tries again
-            return DefenseUnitRecord(key=key, defense=defense.name, defense_hash=defense.content_hash,
-                                     run=self._not_run(log_name, exc), csv_notes=(), predictions={
-                                         version: DefenseAnswer(label=None, problem="the defense did not run")
-                                         for version in unit.versions})
+            return failed_record(unit, self._not_run(log, exc), {}, "the defense did not run")
         versions = {}
         for version in unit.versions:
             name = opaque[version]
@@ -308,7 +391,7 @@ class Runner:
             versions[name] = version
         output_file = outputs / "result.csv"
         run = self._run(defense, ["{input}", "{output}/" + output_file.name], scratch=scratch,
-                        images=len(unit.versions), log_name=log_name)
+                        images=len(unit.versions), log_name=log)
         # Labels must be ASCII digits; one outside the dataset's classes is a wrong answer, not a missing one (the
         # dataset's num_classes is only its largest label + 1 by default).
         parsed = parse_predictions(output_file, expected=set(versions))
@@ -317,31 +400,10 @@ class Runner:
         run = _with_cleanup(run, scratch, self.workspace.root)
         result = DefenseUnitRecord(key=key, defense=defense.name, defense_hash=defense.content_hash, run=run,
                                    csv_notes=tuple(parsed.notes), predictions=predictions)
-        self.store.write(self.store.defense_record_path(unit.version, key), result.to_json())
+        self.save_record(unit, result)
         return result
 
     # -- everything ---------------------------------------------------------------------------------
-    def _parallel(self, label: str, work: list[Callable[[], _Record]]) -> list[_Record]:
-        """Run units on ``jobs + 1`` threads. At most ``jobs`` submission processes run at once (the device pool
-        has ``jobs`` slots, held only while a process runs), so the extra thread pipelines the harness's own
-        work — preparing the next unit's inputs, refereeing and storing the last unit's outputs — with the
-        running process. Results come back in the order of ``work``."""
-        tick = self.progress(label, len(work))
-        lock = threading.Lock()
-
-        def call(fn: Callable[[], _Record]) -> _Record:
-            result = fn()
-            with lock:
-                tick(failed=bool(result.run.problem))
-            return result
-
-        try:
-            if len(work) <= 1:
-                return [call(fn) for fn in work]
-            return list(Parallel(n_jobs=self.jobs + 1, backend="threading")(delayed(call)(fn) for fn in work))
-        finally:
-            getattr(tick, "close", lambda: None)()
-
     def execute(self, attacks: list[Submission], defenses: list[Submission], epsilons: list[int]) -> Outcome:
         """Run whatever is not in the store yet and return every record the scores need."""
         outcome = Outcome()
@@ -351,19 +413,13 @@ class Runner:
 
         pending_attacks = []
         for unit in self.attack_units(attacks, epsilons):
-            record = _attack_record(self.store.read(self.store.attack_record_path(unit.key)))
-            if record is not None and not all(self.store.image_path(i.version).exists() for i in record.images):
-                record = None  # an image it points to was lost: redo the unit
+            record = self.stored_record(unit)
             if record is None:
                 pending_attacks.append(unit)
             else:
                 outcome.attack_records.append(record)
         outcome.reused["attack"] = len(outcome.attack_records)
-        if self.executor is not None:
-            fresh = self.executor.run(self, "attacks", pending_attacks, clean_versions)
-        else:
-            fresh = self._parallel("attacks", [
-                functools.partial(self.run_attack_unit, unit, clean_versions) for unit in pending_attacks])
+        fresh = _of_kind(AttackUnitRecord, self.executor.map(self, "attacks", pending_attacks, clean_versions))
         outcome.executed["attack"] = len(fresh)
         outcome.fresh_keys.update(r.key for r in fresh)
         outcome.attack_records += fresh
@@ -387,11 +443,7 @@ class Runner:
             outcome.reused["defense"] += len(used)
             for group in pack_versions(pending, originals, size=self.batch_size, seed=self.seed):
                 defense_work.append(DefenseUnit(defense, group, self.version_of(defense)))
-        if self.executor is not None:
-            fresh_defenses = self.executor.run(self, "defenses", defense_work, clean_versions)
-        else:
-            fresh_defenses = self._parallel("defenses", [functools.partial(self.run_defense_unit, unit)
-                                                         for unit in defense_work])
+        fresh_defenses = _of_kind(DefenseUnitRecord, self.executor.map(self, "defenses", defense_work, clean_versions))
         outcome.executed["defense"] = len(fresh_defenses)
         outcome.fresh_keys.update(r.key for r in fresh_defenses)
         for defense_record in fresh_defenses:
@@ -402,6 +454,18 @@ class Runner:
         for records in outcome.defense_records.values():
             records.sort(key=lambda r: r.key)
         return outcome
+
+
+def _of_kind(kind: type[_Record], records: list[Record]) -> list[_Record]:
+    """``records``, all of which are of ``kind`` (an executor returns the records of the units it was given).
+
+    Raises:
+        TypeError: A record of another kind.
+    """
+    wrong = [type(record).__name__ for record in records if not isinstance(record, kind)]
+    if wrong:
+        raise TypeError(f"expected {kind.__name__} records, got {', '.join(sorted(set(wrong)))}")
+    return [record for record in records if isinstance(record, kind)]
 
 
 def _with_cleanup(run: RunRecord, scratch: Path, root: Path) -> RunRecord:

@@ -19,16 +19,14 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import InstanceError
+
 __all__ = ["Instance", "InstanceError", "process_start_time"]
 
 _HOST_CHARS = re.compile(r"[^A-Za-z0-9.]")
 _TOKEN = re.compile(r"[0-9a-f]{8}")
 #: Longest host part of a tag (a file name may hold 255 bytes; a tag sits inside longer names).
 _HOST_MAX = 40
-
-
-class InstanceError(ValueError):
-    """A string that is not an instance tag."""
 
 
 def process_start_time(pid: int) -> int | None:

@@ -13,13 +13,14 @@ import hashlib
 import hmac
 import random
 from dataclasses import dataclass
+from typing import Union
 
 from harness.dataset import ImageRecord
 from harness.store import key_of
 from harness.submission import Submission, SubmissionType
 
-__all__ = ["DEFENSE_PROTOCOL", "REFEREE_VERSION", "AttackUnit", "DefenseUnit", "batches", "opaque_name",
-           "pack_versions"]
+__all__ = ["DEFENSE_PROTOCOL", "REFEREE_VERSION", "AttackUnit", "DefenseUnit", "Unit", "batches", "log_name",
+           "opaque_name", "pack_versions"]
 
 #: Bump when the referee's verdicts could change, so stored attack batches are redone.
 REFEREE_VERSION = "referee-1"
@@ -65,6 +66,18 @@ class DefenseUnit:
     @property
     def key(self) -> str:
         return key_of(DEFENSE_PROTOCOL, self.version, *sorted(self.versions))
+
+
+#: A work unit of either stage.
+Unit = Union[AttackUnit, DefenseUnit]
+
+
+def log_name(unit: Unit) -> str:
+    """The unit's log (stdout and stderr of its run), relative to the results folder:
+    ``logs/attacks/<attack>/eps<ε>_<key[:12]>.log`` or ``logs/defenses/<defense>/<key[:12]>.log``."""
+    if isinstance(unit, AttackUnit):
+        return f"logs/attacks/{unit.attack.name}/eps{unit.epsilon}_{unit.key[:12]}.log"
+    return f"logs/defenses/{unit.defense.name}/{unit.key[:12]}.log"
 
 
 def batches(images: tuple[ImageRecord, ...], size: int) -> list[tuple[ImageRecord, ...]]:

@@ -1,4 +1,5 @@
-"""Typed records of finished work units, as stored in ``store/attack_runs`` and ``store/defense_runs``.
+"""Typed records of finished work units, as stored in ``store/attack_runs`` and ``store/defense_runs``, and the
+:class:`Outcome` of an execution that gathers them: data types only, no I/O.
 
 Every record carries :data:`SCHEMA` (``"schema"`` in its JSON); :meth:`from_json` refuses another schema or a
 malformed value with :class:`RecordError`, and the store treats such a record as absent (the unit is redone), so a
@@ -8,18 +9,16 @@ record is either read whole and typed or not at all.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
+from harness.errors import RecordError
 from harness.process import RunRecord
 
-__all__ = ["SCHEMA", "AttackUnitRecord", "DefenseAnswer", "DefenseUnitRecord", "ImageVerdict", "RecordError"]
+__all__ = ["SCHEMA", "AttackUnitRecord", "DefenseAnswer", "DefenseUnitRecord", "ImageVerdict", "Outcome", "Record",
+           "RecordError"]
 
 #: Version of the stored record layout; bump when a field changes meaning or shape.
 SCHEMA = 1
-
-
-class RecordError(ValueError):
-    """A stored record of another schema, or with missing or mistyped fields."""
 
 
 def _check_schema(value: dict[str, Any], kind: str) -> None:
@@ -177,3 +176,30 @@ class DefenseUnitRecord:
                                     for version, answer in value["predictions"].items()})
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RecordError(f"defense record: {exc!r}") from None
+
+
+#: The record of a unit of either stage.
+Record = Union[AttackUnitRecord, DefenseUnitRecord]
+
+
+@dataclass
+class Outcome:
+    """What one call of :meth:`harness.execution.Runner.execute` produced: every record the scores need.
+
+    Attributes:
+        attack_records: Records of every attack batch in the plan (fresh or cached).
+        defense_predictions: defense name → version hash → (label or None, problem).
+        defense_records: Records (fresh or cached) that contributed predictions, per defense name.
+        executed: Counts of units that ran now, per kind ("attack", "defense").
+        reused: Counts of units taken from the store, per kind.
+        clean_versions: Pixel hash of every clean image, by image id.
+        fresh_keys: Keys of the units that ran now.
+    """
+
+    attack_records: list[AttackUnitRecord] = field(default_factory=list)
+    defense_predictions: dict[str, dict[str, tuple[int | None, str]]] = field(default_factory=dict)
+    defense_records: dict[str, list[DefenseUnitRecord]] = field(default_factory=dict)
+    executed: dict[str, int] = field(default_factory=lambda: {"attack": 0, "defense": 0})
+    reused: dict[str, int] = field(default_factory=lambda: {"attack": 0, "defense": 0})
+    clean_versions: dict[str, str] = field(default_factory=dict)
+    fresh_keys: set[str] = field(default_factory=set)

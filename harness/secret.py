@@ -14,13 +14,11 @@ import hmac
 import os
 from pathlib import Path
 
+from harness.errors import SecretError as SecretError  # re-exported: its old home
+
 #: File name of the secret inside a results folder.
 SECRET_FILE = "secret.key"
 _BYTES = 32
-
-
-class SecretError(ValueError):
-    """The results folder's secret file is unreadable or malformed; the message says what to do."""
 
 
 def load(folder: Path) -> bytes | None:

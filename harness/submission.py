@@ -12,7 +12,6 @@ naming the file and the fix.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import hashlib
 import json
@@ -21,6 +20,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from submission_kit.messages import close_names
+from harness.errors import SubmissionError as SubmissionError  # re-exported: its old home
 from harness.names import (NAME_PATTERN, NAME_RULE, entry_point_problem, image_reference_problem, name_problem,
                            one_line, shown)
 from harness.tree import Kind, TreeError, one_path, open_regular, walk
@@ -57,10 +58,6 @@ class AttackRole(str, enum.Enum):
     SCORE_BASED = "score_based"
     RANDOM_NOISE = "random_noise"
     NO_OP = "no_op"
-
-
-class SubmissionError(ValueError):
-    """A submission folder that cannot be run; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -269,7 +266,7 @@ def content_hash(folder: Path, listing: Listing | None = None) -> str:
 
 def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
     """A " — did you mean 'x'?" suffix when ``name`` resembles one of ``choices``, else ""."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    close = close_names(name, choices)
     return f" — did you mean {close[0]!r}?" if close else ""
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.dataset import Dataset
-from harness.execution import Outcome
+from harness.records import Outcome
 from harness.names import one_line
 from harness.submission import Submission
 from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Collection
 
+from harness.errors import TreeError
 from harness.names import one_line
 
 __all__ = ["MAX_DEPTH", "MAX_ENTRIES", "Entry", "Kind", "TreeError", "kind_of", "one_path", "open_regular", "walk"]
@@ -25,10 +26,6 @@ __all__ = ["MAX_DEPTH", "MAX_ENTRIES", "Entry", "Kind", "TreeError", "kind_of", 
 MAX_DEPTH = 64
 #: Entries (files, folders, links) below the walked folder beyond this are refused.
 MAX_ENTRIES = 100_000
-
-
-class TreeError(OSError):
-    """A folder that cannot be walked, or a file that is not a readable regular file; the message is one line."""
 
 
 class Kind(str, enum.Enum):

@@ -121,7 +121,7 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
         clean_versions = runner.clean_versions()
         if submission.type.is_attack:
             unit = runner.attack_units([submission], [eps])[0]
-            record = runner.run_attack_unit(unit, clean_versions)
+            record = runner.run_unit(unit, clean_versions)
             _report_run(report, record.run, workspace.root, size_hint)
             for image in record.images:
                 if image.problem:
@@ -141,7 +141,8 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
         else:
             assert submission.type is SubmissionType.DEFENSE
             versions = tuple(sorted(set(clean_versions.values())))
-            defense_record = runner.run_defense_unit(DefenseUnit(submission, versions, runner.version_of(submission)))
+            defense_record = runner.run_unit(DefenseUnit(submission, versions, runner.version_of(submission)),
+                                             clean_versions)
             _report_run(report, defense_record.run, workspace.root, size_hint)
             for note in defense_record.csv_notes:
                 report.problems.append(f"output CSV: {note}")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.cleanup import remove_tree, sweep_dead
+from harness.errors import ScratchError
 from harness.instance import Instance
 from harness.store import Store
 
@@ -32,10 +33,6 @@ SCRATCH_PREFIX = "adv-harness-scratch-"
 #: folder is first needed and dropped once the folder is removed (:meth:`Workspace.remove_scratch`).
 _FOLDERS: dict[tuple[str, str], Path] = {}
 _FOLDERS_LOCK = threading.Lock()
-
-
-class ScratchError(OSError):
-    """The scratch folder cannot be made, or something there is not what the harness made (one-line message)."""
 
 
 def scratch_parent(root: Path) -> Path:

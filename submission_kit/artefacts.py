@@ -20,7 +20,6 @@ that makes them.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import os
@@ -29,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from submission_kit.messages import close_names
 
 __all__ = ["FAMILIES", "WEIGHTS_ENV", "Artefact", "UnknownArtefactError", "artefacts", "get", "listing", "main",
            "names", "unknown_message", "weights_dir"]
@@ -56,7 +57,7 @@ def weights_dir(family: str, default: Path) -> Path:
 
 def unknown_message(kind: str, name: str, choices: list[str]) -> str:
     """Build "unknown <kind> 'x'. Did you mean ...? Choices: ..." for every registry look-up."""
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    close = close_names(name, choices, n=3)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return f"unknown {kind} {name!r}.{hint} Choices: {', '.join(choices)}."
 

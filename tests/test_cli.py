@@ -84,6 +84,21 @@ def test_ctrl_c_is_one_message_and_exit_status_130(world: dict[str, Path], capsy
                                                "the same command to resume")
 
 
+@pytest.mark.parametrize("error", ["RecordError", "SecretError", "ScratchError", "TreeError", "InstanceError"])
+def test_every_referee_error_is_one_line_and_exit_status_2(world: dict[str, Path], error: str,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.cli
+    import harness.errors
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise getattr(harness.errors, error)("results/store: what went wrong\nand the fix")
+
+    monkeypatch.setattr(harness.cli, "run_competition", failing)
+    assert main(_run_args(world)) == 2
+    assert capsys.readouterr().err == "error: results/store: what went wrong\\nand the fix\n"
+
+
 def test_validate_reports_problems(world: dict[str, Path], tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     good = write_submission(tmp_path / "subs", "plus", "attack", PLUS)

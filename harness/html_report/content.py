@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ReportError as ReportError  # re-exported: its old home
 from harness.report import ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS
 from harness.scoring import ATTACK, DEFENSE, TARGETED_ATTACK, Matrix, ScoreRow, accuracy_matrix, hit_matrix, score
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
@@ -22,10 +23,6 @@ GALLERY_IMAGES = 4
 #: Lines and characters of a failed run's log shown in the report (its end: where the error is).
 LOG_EXCERPT_LINES = 20
 LOG_EXCERPT_CHARS = 3000
-
-
-class ReportError(ValueError):
-    """The results folder cannot be reported on; the message names the folder and what to do."""
 
 
 @dataclass(frozen=True)
