@@ -14,7 +14,7 @@ from harness.dataset import DatasetError
 from harness.html_report.content import ReportError
 from harness.report import leaderboard_tables, matrix_table
 from harness.cgroups import CGROUP_LIMITS
-from harness.isolation import SandboxKind
+from harness.sandboxes.base import SandboxKind
 from harness.names import one_line
 from harness.limits import LimitPolicy
 from harness.parallelism import default_jobs
