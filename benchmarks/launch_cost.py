@@ -8,7 +8,7 @@
    on the embedded default's 20 images (``sample_data/``; a defense classifies the clean images), through the
    same sandbox, environment and thread count a competition run gives it (``--jobs``, default one run per usable
    core, so each run gets its share of the threads). The time is the run's wall time, from process start to its
-   exit after writing its output (:class:`harness.process.RunRecord` ``seconds``).
+   exit after writing its output (:class:`harness.records.RunRecord` ``seconds``).
 2. **Floor.** The same kind of run of a submission whose entry point is ``python3 -c "import torch"``, measured
    before every folder (so a busy machine inflates both alike); the table compares each folder with the median
    floor. Issue 14's target: every sample ≤ 1.3 × the floor.
@@ -34,11 +34,13 @@ sys.path.insert(0, str(ROOT))
 from harness import progress  # noqa: E402
 from harness.competition import CompetitionConfig, run_competition  # noqa: E402
 from harness.dataset import load_dataset  # noqa: E402
-from harness.isolation import SandboxKind, probe  # noqa: E402
 from harness.parallelism import default_jobs, threads_per_run, usable_cores  # noqa: E402
 from harness.instance import Instance  # noqa: E402
 from harness.limits import LimitPolicy  # noqa: E402
-from harness.process import RunRecord, precompile_library, run_submission  # noqa: E402
+from harness.records import RunRecord  # noqa: E402
+from harness.sandboxes.base import RunRequest, SandboxKind  # noqa: E402
+from harness.sandboxes.factory import probe, sandbox_for  # noqa: E402
+from harness.sandboxes.staging import precompile_library  # noqa: E402
 from harness.submission import Submission, SubmissionType, discover, parse_submission  # noqa: E402
 
 FLOOR_ENTRY = '#!/bin/sh\n# The floor: a Python process that imports torch and exits.\nexec python3 -c "import torch"\n'
@@ -65,9 +67,10 @@ def launch(submission: Submission, work: Path, images: Path, *, threads: int | N
     else:
         args = ["{input}", "{output}/result.csv"]
     limits = LimitPolicy(minimum_seconds=600).limits(20)
-    return run_submission(submission, args, inputs=images, outputs=outputs, workdir=workdir, limits=limits,
-                          log_path=scratch / "log.txt", log_name="log.txt", gpu=None, instance=Instance.create(),
-                          protections=probe(sandbox), threads=threads)
+    return sandbox_for(sandbox).run(RunRequest(
+        submission=submission, args=args, inputs=images, outputs=outputs, workdir=workdir, limits=limits,
+        log_path=scratch / "log.txt", log_name="log.txt", gpu=None, instance=Instance.create(),
+        protections=probe(sandbox), threads=threads))
 
 
 def load() -> str:

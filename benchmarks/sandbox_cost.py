@@ -3,7 +3,7 @@
     python benchmarks/sandbox_cost.py                  # none, bwrap, docker, gvisor; 15 repeats each
     python benchmarks/sandbox_cost.py --repeats 31 --kinds none bwrap
 
-One launch = :func:`harness.process.run_submission` of a trivial attack (a ``python3`` entry point that writes one
+One launch = :meth:`harness.sandboxes.base.Sandbox.run` of a trivial attack (a ``python3`` entry point that writes one
 file to its output folder), as the runner calls it: fresh copy of the folder, sandbox set-up, the process, and
 tear-down (for docker/gVisor: ``docker run`` of the local image, then ``docker rm``). The kinds take turns within
 every repeat (none, bwrap, docker, gvisor, none, …) so that machine load hits them alike; the table gives the
@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from harness.cleanup import remove_tree  # noqa: E402
 from harness.instance import Instance  # noqa: E402
-from harness.isolation import SandboxKind, probe  # noqa: E402
 from harness.limits import Limits  # noqa: E402
-from harness.process import run_submission  # noqa: E402
+from harness.sandboxes.base import RunRequest, SandboxKind  # noqa: E402
+from harness.sandboxes.factory import probe, sandbox_for  # noqa: E402
 from harness.submission import parse_submission  # noqa: E402
 
 IMAGE = "adv-harness/python-numpy-pil:bookworm"
@@ -41,16 +41,17 @@ KINDS = {"none": SandboxKind.NONE, "bwrap": SandboxKind.BWRAP, "docker": Sandbox
 
 
 def launch(kind: SandboxKind, folder: Path, scratch: Path) -> float:
-    """Wall seconds of one run_submission call; raises when the run did not succeed."""
+    """Wall seconds of one sandboxed run; raises when the run did not succeed."""
     for sub in ("input", "output"):
         (scratch / sub).mkdir(parents=True)
     submission = parse_submission(folder)
     start = time.perf_counter()
-    record = run_submission(submission, ["{input}", "{output}", "16"], inputs=scratch / "input",
-                            outputs=scratch / "output", workdir=scratch / "work",
-                            limits=Limits(wall_seconds=120, memory_mb=1024, max_processes=64, output_mb=10),
-                            log_path=scratch / "log.txt", log_name="log.txt", gpu=None, instance=Instance.create(),
-                            protections=probe(kind))
+    record = sandbox_for(kind).run(RunRequest(
+        submission=submission, args=["{input}", "{output}", "16"], inputs=scratch / "input",
+        outputs=scratch / "output", workdir=scratch / "work",
+        limits=Limits(wall_seconds=120, memory_mb=1024, max_processes=64, output_mb=10),
+        log_path=scratch / "log.txt", log_name="log.txt", gpu=None, instance=Instance.create(),
+        protections=probe(kind)))
     seconds = time.perf_counter() - start
     if record.problem or (scratch / "output" / "done.txt").read_text() != "ok":
         raise RuntimeError(f"{kind.value}: {record.problem}: {(scratch / 'log.txt').read_text()}")

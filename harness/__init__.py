@@ -2,8 +2,9 @@
 
 Modules, in the order data flows through them: :mod:`submission_kit.contract` (uint8 PNG / integer ε, shared with
 the submission library), :mod:`harness.dataset`, :mod:`harness.submission`, :mod:`harness.library` (the
-submission library as runs see it; environment fingerprint), :mod:`harness.isolation` (sandbox kinds, limits),
-:mod:`harness.process` (one submission process → run record), :mod:`harness.limits`, :mod:`harness.devices`,
+submission library as runs see it; environment fingerprint), :mod:`harness.sandboxes` (one module per sandbox
+kind behind one interface), :mod:`harness.process` (one process under limits → run record), :mod:`harness.limits`,
+:mod:`harness.devices`,
 :mod:`harness.instance` (who made a thing on the machine), :mod:`harness.workspace`, :mod:`harness.planning`
 (units, keys, packing, opaque names), :mod:`harness.store`,
 :mod:`harness.records` (typed unit records), :mod:`harness.execution` (runs units, feeds the referee),

@@ -146,7 +146,7 @@ def sweep_dead_cgroups(roots: dict[str, Path]) -> list[Path]:
     alone.
 
     Args:
-        roots: Controller → the harness's cgroup folder (:attr:`harness.isolation.Protections.cgroup`).
+        roots: Controller → the harness's cgroup folder (:attr:`harness.sandboxes.base.Protections.cgroup`).
 
     Returns:
         The folders deleted. Never raises.
@@ -179,7 +179,7 @@ class CgroupJail:
     roots promised is not (the run must then not start).
 
     Args:
-        roots: Controller → parent folder, from :class:`harness.isolation.Protections`.
+        roots: Controller → parent folder, from :class:`harness.sandboxes.base.Protections`.
         limits: The run's limits.
         instance: The harness instance the folders are named for (``run-TAG-RANDOM``, see
             :func:`sweep_dead_cgroups`).

@@ -13,7 +13,7 @@ from submission_kit.contract import EpsilonError, parse_epsilon
 from harness.errors import CompetitionError, HarnessError, ReportError
 from harness.report import leaderboard_tables, matrix_table
 from harness.cgroups import CGROUP_LIMITS
-from harness.isolation import SandboxKind
+from harness.sandboxes.base import SandboxKind
 from harness.names import one_line
 from harness.limits import LimitPolicy
 from harness.parallelism import default_jobs

@@ -19,7 +19,8 @@ from harness.dataset import Dataset, load_dataset
 from harness.report import ATTACK_IMAGES, MANIFEST, PER_IMAGE, RUNS, write_results
 from harness.cleanup import remove_tree
 from harness.cgroups import CGROUP_LIMITS, sweep_dead_cgroups
-from harness.isolation import Protections, SandboxKind, probe
+from harness.sandboxes.base import Protections, SandboxKind
+from harness.sandboxes.factory import probe, sandbox_for
 from harness.errors import CompetitionError as CompetitionError  # re-exported: its old home
 from harness.names import one_line
 from harness.secret import SecretError, fingerprint
@@ -64,7 +65,7 @@ class CompetitionConfig:
         only_present_images: Run on the labelled images that have a PNG, reporting how many were left out.
         scheduler: Address of a Dask scheduler (``tls://host:8786``) whose workers run every unit.
         workers: Start a local Dask cluster of this many worker processes and run every unit on it.
-        allow_unenforced: Limits (of :data:`harness.isolation.CGROUP_LIMITS`) that a non-root harness may run
+        allow_unenforced: Limits (of :data:`harness.cgroups.CGROUP_LIMITS`) that a non-root harness may run
             without when it cannot enforce them here (``--allow_unenforced``); the manifest lists those left out.
         tls_ca_file: For a ``tls://`` scheduler: the CA certificate that signed the cluster's certificates.
         tls_cert: For a ``tls://`` scheduler: the driver's certificate (PEM; it may hold the key too).
@@ -339,9 +340,7 @@ def sweep_dead(workspace: Workspace, protections: Protections) -> list[str]:
     except OSError:  # no folder for staging here: none was made
         pass
     removed += [str(p) for p in sweep_dead_cgroups(protections.cgroup)]
-    if protections.kind in (SandboxKind.DOCKER, SandboxKind.GVISOR):
-        from harness.sandbox_docker import remove_orphans
-        removed += remove_orphans()
+    removed += sandbox_for(protections.kind).sweep()  # containers of docker and gVisor sandboxes
     return removed
 
 
@@ -351,7 +350,7 @@ def _check_enforced(protections: Protections, config: CompetitionConfig, *, jobs
 
     Raises:
         CompetitionError: ``allow_unenforced`` names something else than a limit of
-            :data:`harness.isolation.CGROUP_LIMITS`; or the harness is not root and a limit it cannot enforce is
+            :data:`harness.cgroups.CGROUP_LIMITS`; or the harness is not root and a limit it cannot enforce is
             not in ``allow_unenforced`` (a root harness runs as before, its manifest saying which are missing).
     """
     unknown = sorted(set(config.allow_unenforced) - CGROUP_LIMITS.keys())

@@ -15,7 +15,7 @@ first unit it is given (and described for the manifest); ``logs/cluster.log`` an
 
 Workers:
 
-* each probes its own sandbox (:func:`harness.isolation.probe`); ``manifest.json`` → ``workers`` records them;
+* each probes its own sandbox (:func:`harness.sandboxes.factory.probe`); ``manifest.json`` → ``workers`` records them;
 * a worker that owns a GPU is started with ``CUDA_VISIBLE_DEVICES`` set and the Dask resource ``GPU=1``; when any
   worker advertises ``GPU``, every unit asks for ``GPU=1``, so one run at a time uses each GPU;
 * a worker runs one submission process per GPU, or ``RUNS`` of them (a Dask resource it advertises; threads beyond
@@ -50,10 +50,9 @@ from harness.dask_worker import (ClosedHttp, ClusterError, WorkerContext, close_
                                  submission_slots, worker_problems)
 from harness.defense_output import parse_predictions
 from harness.execution import failed_record
-from harness.isolation import SandboxKind
+from harness.sandboxes.base import SandboxKind
 from harness.planning import AttackUnit, DefenseUnit, Unit, log_name
-from harness.process import RunRecord
-from harness.records import Record
+from harness.records import Record, RunRecord
 
 if TYPE_CHECKING:  # distributed is imported only when a cluster is used
     from distributed import Client

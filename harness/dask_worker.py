@@ -27,7 +27,8 @@ from harness.dataset import Dataset
 from harness.devices import DevicePool, visible_gpus
 from harness.errors import ClusterError
 from harness.execution import Runner
-from harness.isolation import Protections, SandboxKind, probe
+from harness.sandboxes.base import Protections, SandboxKind
+from harness.sandboxes.factory import probe
 from harness.library import Fingerprint
 from harness.limits import LimitPolicy
 from harness.parallelism import CpuShare, worker_cpu_shares

@@ -36,15 +36,16 @@ from harness.cleanup import remove_tree
 from harness.dataset import Dataset
 from harness.defense_output import parse_predictions
 from harness.devices import DevicePool
-from harness.isolation import Protections
 from harness.library import Fingerprint, fingerprint
 from harness.limits import LimitPolicy
 from harness.names import one_line
 from harness.planning import AttackUnit, DefenseUnit, Unit, batches, log_name, opaque_name, pack_versions
-from harness.process import RunRecord, precompile_library, run_submission
 from harness.secret import derive
 from harness.records import (AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, Outcome, Record,
-                             RecordError)
+                             RecordError, RunRecord)
+from harness.sandboxes.base import Protections, RunRequest
+from harness.sandboxes.factory import sandbox_for
+from harness.sandboxes.staging import precompile_library
 from harness.store import key_of
 from harness.submission import Submission, SubmissionType
 from harness.workspace import Workspace
@@ -133,7 +134,7 @@ class Runner:
         jobs: Units run in parallel on this machine (by the default executor, :class:`LocalExecutor`).
         policy: Per-run resource limits.
         devices: GPU assignment.
-        protections: The sandbox in use (:func:`harness.isolation.probe`).
+        protections: The sandbox in use (:func:`harness.sandboxes.factory.probe`).
         progress: Called with (stage description, units) and returns a callback to tick per finished unit.
         environment: The environment fingerprint (default :func:`harness.library.fingerprint` of the installed
             submission library).
@@ -160,6 +161,7 @@ class Runner:
         self.policy = policy
         self.devices = devices
         self.protections = protections
+        self.sandbox = sandbox_for(protections.kind)
         #: What every run can use besides its folder and inputs (library content, Python/torch versions).
         self.environment: Fingerprint = environment or fingerprint()
         self.threads = threads
@@ -217,11 +219,11 @@ class Runner:
         """Run a submission over a scratch folder's input in a borrowed slot (a device and a CPU share), under the
         policy's limits."""
         with self.devices.acquire() as slot:
-            return run_submission(submission, args, inputs=scratch / "input", outputs=scratch / "output",
-                                  workdir=scratch / "work", limits=self.policy.limits(images, cpu_share=slot.cpu),
-                                  log_path=self.workspace.root / log_name, log_name=log_name, gpu=slot.gpu,
-                                  protections=self.protections, instance=self.workspace.instance,
-                                  threads=self.threads)
+            return self.sandbox.run(RunRequest(
+                submission=submission, args=args, inputs=scratch / "input", outputs=scratch / "output",
+                workdir=scratch / "work", limits=self.policy.limits(images, cpu_share=slot.cpu),
+                log_path=self.workspace.root / log_name, log_name=log_name, gpu=slot.gpu,
+                protections=self.protections, instance=self.workspace.instance, threads=self.threads))
 
     # -- clean images -------------------------------------------------------------------------------
     def clean_versions(self) -> dict[str, str]:

@@ -1,159 +1,38 @@
-"""Run one submission process and record what happened.
+"""Run one process under limits and record what happened.
 
-Each run gets a fresh copy of the submission folder, a private HOME and TMPDIR, a scrubbed environment and
-resource limits, inside the strongest sandbox this machine offers (see :mod:`harness.isolation`); its stdout
-and stderr go to a log file; the whole process group (and cgroup, where available) is killed at the limit and
-after the entry point exits, so children cannot outlive their run. The outcome — exit code, timeout, wall time,
-a plain-words problem — is returned as data, never only printed.
+The process runs in its own session and process group, with rlimits and, where the harness may create cgroups,
+in a cgroup of its own (:class:`harness.cgroups.CgroupJail`); its stdout and stderr go to a log file of bounded
+size; its output folder is watched; the whole process group (and cgroup) is killed at the limit and after the
+entry point exits, so children cannot outlive their run. The outcome — exit code, timeout, wall time, a
+plain-words problem — is returned as a :class:`harness.records.RunRecord`, never only printed. What runs (a plain
+entry point, bubblewrap, a docker client) is the caller's: :mod:`harness.sandboxes`.
 """
 
 from __future__ import annotations
 
-import compileall
 import ctypes
 import errno
 import os
-import shutil
+import resource
 import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-from harness.cleanup import chmod_at
 from harness.cgroups import CgroupJail
-from harness.isolation import (SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, Protections, SandboxKind, apply_rlimits,
-                               arguments_by_fd, bwrap_command)
-from harness.library import library_dir, library_link, python_path
+from harness.cleanup import chmod_at
+from harness.instance import Instance
 from harness.limits import Limits
 from harness.names import one_line
-from harness.instance import Instance
-from harness.privilege import give_to_run, run_identity, stage_command
-from harness.submission import Submission, SubmissionError, list_folder, scan_links
-from harness.tree import TreeError, open_regular
+from harness.records import RunRecord
 
 #: How often a running process's output folder is measured.
 POLL_SECONDS = 0.5
 
-__all__ = ["Limits", "RunRecord", "fresh_copy", "precompile_library", "run_process", "run_submission",
-           "scrubbed_environment"]
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """Outcome of one submission process.
-
-    Attributes:
-        exit_code: Process exit status; negative for "killed by signal"; None when it never started.
-        timed_out: True when the wall-clock limit killed it.
-        seconds: Wall time spent inside the process (0 when it never started).
-        problem: "" for a clean exit, else a plain-words reason ("exit code 1", "timed out after 60 s", …).
-        log: Path of the log file relative to the results folder.
-        cpu_seconds: CPU time (user + system) of every process of the run, from its cgroup's accounting; None
-            where the run had no cgroup with CPU accounting (and in records made before it was measured).
-    """
-
-    exit_code: int | None
-    timed_out: bool
-    seconds: float
-    problem: str
-    log: str
-    cpu_seconds: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, value: dict[str, Any]) -> "RunRecord":
-        """Inverse of :meth:`to_json`."""
-        cpu = value.get("cpu_seconds")
-        return cls(exit_code=value["exit_code"], timed_out=bool(value["timed_out"]),
-                   seconds=float(value["seconds"]), problem=str(value["problem"]), log=str(value["log"]),
-                   cpu_seconds=None if cpu is None else float(cpu))
-
-
-def fresh_copy(submission: Submission, destination: Path) -> Path:
-    """Copy a submission's regular files (no caches) into ``destination`` and recreate, as relative links, the
-    symbolic links that resolve inside it (:func:`harness.submission.scan_links`); mark the entry executable by its
-    owner (the run reaches the copy through its own uid, :func:`harness.privilege.give_to_run`).
-
-    The folder is listed without recursion (:func:`harness.submission.list_folder`) and each file is read only when
-    it is still a regular file (:func:`harness.tree.open_regular`: no link followed, no blocking open).
-
-    Raises:
-        harness.submission.SubmissionError: The folder changed since discovery into one that cannot run (a special
-            file, too deep or too large, a file that is no longer regular).
-        OSError: ``destination`` exists or cannot be written.
-    """
-    destination.mkdir(parents=True, exist_ok=False)
-    listing = list_folder(submission.path)
-    for rel in listing.files:
-        target = destination / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open_regular(submission.path / rel) as source, open(target, "xb") as copy:
-                shutil.copyfileobj(source, copy)
-                info = os.fstat(source.fileno())
-        except TreeError as exc:
-            raise SubmissionError(str(exc)) from None
-        os.chmod(target, stat.S_IMODE(info.st_mode))
-        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-    for link in scan_links(submission.path, listing)[0]:
-        where, points_to = destination / link.path, destination / link.target
-        if (submission.path / link.target).is_dir():
-            points_to.mkdir(parents=True, exist_ok=True)
-        where.parent.mkdir(parents=True, exist_ok=True)
-        if not os.path.lexists(where):
-            os.symlink(os.path.relpath(points_to, where.parent), where)
-    entry = destination / submission.entry_point
-    entry.chmod(entry.stat().st_mode | 0o700)
-    return destination
-
-
-def scrubbed_environment(*, home: str, tmp: str, gpu: str | None, threads: int | None = None,
-                         sandboxed: bool = False, library_parent: Path | None = None) -> dict[str, str]:
-    """The only environment a submission sees.
-
-    Args:
-        home: Private HOME folder (as the process sees it).
-        tmp: Private TMPDIR folder (as the process sees it).
-        gpu: Value for CUDA_VISIBLE_DEVICES; None leaves the variable out.
-        threads: CPU threads the run should use (OMP/MKL/OpenBLAS thread counts), so that parallel runs do not
-            oversubscribe the cores; None keeps the harness's own settings.
-        sandboxed: The run is in a bubblewrap or docker sandbox, where the submission library is mounted at
-            :data:`harness.library.SANDBOX_LIBRARY_PARENT`; ``PYTHONPATH`` holds only the library's folder.
-        library_parent: For a plain process, a folder holding only the library (:func:`harness.library.library_link`);
-            None puts the library's real parent folder on ``PYTHONPATH``.
-    """
-    python_bin = str(Path(sys.executable).parent)
-    env = {
-        "PATH": os.pathsep.join([python_bin, "/usr/local/bin", "/usr/bin", "/bin"]),
-        "HOME": home,
-        "TMPDIR": tmp,
-        "TMP": tmp,
-        "TEMP": tmp,
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "PYTHONPATH": str(library_parent) if library_parent and not sandboxed else python_path(sandboxed=sandboxed),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONHASHSEED": "0",
-        "PYTHONUNBUFFERED": "1",
-        "MPLBACKEND": "Agg",
-    }
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-        if name in os.environ:
-            env[name] = os.environ[name]
-    if threads is not None:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[name] = str(threads)
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
-    return env
+__all__ = ["POLL_SECONDS", "apply_rlimits", "folder_bytes", "folder_usage", "run_process"]
 
 
 def _kill_group(pgid: int) -> None:
@@ -325,9 +204,9 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
-# issue 29: split with the executor/sandbox interfaces
+# one loop: start, watch (time, log, output), kill, describe; each step needs the others' state
 def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,  # noqa: C901
-                log_name: str, watch: Path | None = None, protections: Protections | None = None,
+                log_name: str, watch: Path | None = None, cgroup: dict[str, Path] | None = None,
                 display: str | None = None, drop: Callable[[], None] | None = None,
                 instance: Instance | None = None, pass_fds: tuple[int, ...] = ()) -> RunRecord:
     """Run ``argv`` in its own session and process group under ``limits``, logging stdout+stderr.
@@ -340,24 +219,25 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         log_path: Log file (overwritten; holds at most ``limits.log_mb`` of the run's output).
         log_name: How the record names the log (path relative to the results folder).
         watch: Output folder whose total size is held to ``limits.output_mb`` and ``limits.output_files``.
-        protections: What the machine enforces (cgroups); None for rlimits only.
+        cgroup: Controller → the cgroup folder the run's own cgroup is made in
+            (:attr:`harness.sandboxes.base.Protections.cgroup`); None or empty for rlimits only.
         display: The command line written at the top of the log (default: ``argv``).
         drop: Called in the child last before exec (switches to the run's uid, see :mod:`harness.privilege`).
-        instance: The harness instance the run's cgroup is named for; needed when ``protections`` has cgroups.
+        instance: The harness instance the run's cgroup is named for; needed with a ``cgroup``.
         pass_fds: Open file descriptors the child inherits (bubblewrap's ``--args`` pipe); the caller closes them.
 
     Returns:
-        The :class:`RunRecord`. A run whose cgroup limits (``protections.cgroup``) cannot all be set and read back
-        is not started: its record says which limit failed and why.
+        The :class:`harness.records.RunRecord`. A run whose cgroup limits cannot all be set and read back is not
+        started: its record says which limit failed and why.
 
     Raises:
-        ValueError: ``protections`` has cgroups and no ``instance`` is given.
+        ValueError: ``cgroup`` is given and no ``instance``.
     """
     jail = None
-    if protections and protections.cgroup:
+    if cgroup:
         if instance is None:
             raise ValueError("run_process: a run in a cgroup needs the harness instance it is named for")
-        jail = CgroupJail(protections.cgroup, limits, instance=instance)
+        jail = CgroupJail(cgroup, limits, instance=instance)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if jail is not None and jail.problems:  # the manifest promised these limits: no run without them
         problem = one_line(f"not started: its limits could not be set ({'; '.join(jail.problems)})")
@@ -448,107 +328,22 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
                      log=log_name, cpu_seconds=None if cpu_seconds is None else round(cpu_seconds, 3))
 
 
-#: Folder holding a ``python`` command inside the sandbox when the interpreter's folder has none.
-SANDBOX_PYTHON_ALIAS = "/python_alias"
+def apply_rlimits(limits: Limits, *, memory_by_cgroup: bool) -> None:
+    """Set RLIMIT_CPU, RLIMIT_DATA (unless a cgroup limits memory), RLIMIT_FSIZE and no core dumps."""
+    def set_limit(which: int, value: int) -> None:
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            pass
 
-
-def python_alias_needed() -> bool:
-    """True when the interpreter's folder has no ``python`` command (e.g. a system ``/usr/bin/python3``).
-
-    NIPS 2017 entry points call ``python`` (the organisers' containers had one); such runs are then given a
-    ``python`` that is the harness's own interpreter, on ``PATH`` before everything else.
-    """
-    return not (Path(sys.executable).parent / "python").exists()
-
-
-def run_submission(submission: Submission, args: list[str], *, inputs: Path, outputs: Path, workdir: Path,
-                   limits: Limits, log_path: Path, log_name: str, gpu: str | None,
-                   protections: Protections, instance: Instance, threads: int | None = None) -> RunRecord:
-    """Run a submission's entry point on a fresh copy of its folder, inside the sandbox.
-
-    Args:
-        submission: What to run.
-        args: Arguments after the entry point; ``{input}`` and ``{output}`` stand for the input and output
-            folders as the process sees them (NIPS 2017 argv: input dir, output dir/file[, ε]).
-        inputs: Input folder on the host (read-only for the process when sandboxed).
-        outputs: Output folder on the host (the only place the process may write when sandboxed).
-        workdir: An empty scratch folder owned by this run (holds the copy, HOME and TMPDIR).
-        limits: Resource limits.
-        log_path: Where stdout and stderr go.
-        log_name: The log's name in the returned record.
-        gpu: CUDA_VISIBLE_DEVICES for the run (None: leave unset).
-        protections: The sandbox in use (from :func:`harness.isolation.probe`).
-        instance: The harness instance whose things the run's cgroup, staging folder or container are.
-        threads: CPU threads for the run (see :func:`scrubbed_environment`).
-
-    Returns:
-        The :class:`RunRecord`.
-    """
-    code = fresh_copy(submission, workdir / "submission")
-    entry = f"./{submission.entry_point}"
-    display = None
-    if protections.kind in (SandboxKind.BWRAP, SandboxKind.DOCKER, SandboxKind.GVISOR):
-        sandbox_args = [a.replace("{input}", SANDBOX_INPUT).replace("{output}", SANDBOX_OUTPUT) for a in args]
-        display = f"{' '.join([entry, *sandbox_args])}    [{protections.kind.value} sandbox]"
-        env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=gpu, threads=threads, sandboxed=True)
-        if protections.kind is SandboxKind.BWRAP:
-            argv = bwrap_command([entry, *sandbox_args], code=code, inputs=inputs, outputs=outputs, gpu=gpu,
-                                 limits=limits)
-            if python_alias_needed():  # before the root is made read-only
-                at = argv.index("--remount-ro") if "--remount-ro" in argv else argv.index("--")
-                argv[at:at] = ["--symlink", str(Path(sys.executable).resolve()), f"{SANDBOX_PYTHON_ALIAS}/python"]
-                env["PATH"] = SANDBOX_PYTHON_ALIAS + os.pathsep + env["PATH"]
-            identity = run_identity()
-            dropper = None
-            if identity is not None:  # a root harness: the run is the dedicated unprivileged uid
-                uid, gid = identity
-                give_to_run(code, uid=uid, gid=gid, writable=False)
-                give_to_run(inputs, uid=uid, gid=gid, writable=False)
-                give_to_run(outputs, uid=uid, gid=gid, writable=True)
-                argv, dropper = stage_command(argv, uid=uid, gid=gid, instance=instance)
-            try:
-                argv, options = arguments_by_fd(argv)  # no host path in the sandbox's /proc/1/cmdline
-                try:
-                    return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path,
-                                       log_name=log_name, watch=outputs, protections=protections,
-                                       display=display, drop=dropper, instance=instance, pass_fds=(options,))
-                finally:
-                    os.close(options)
-            finally:
-                if dropper is not None:
-                    dropper.cleanup()
-        else:
-            from harness.sandbox_docker import run_in_container
-            use_gpu = gpu if protections.kind is SandboxKind.DOCKER else None  # runsc here has no GPU support
-            image = (submission.container_gpu if use_gpu is not None else "") or submission.container
-            return run_in_container(image, [entry, *sandbox_args], kind=protections.kind, code=code, inputs=inputs,
-                                    outputs=outputs, limits=limits, env=env, gpu=use_gpu, log_path=log_path,
-                                    log_name=log_name, display=display, instance=instance)
-    else:
-        home, tmp = workdir / "home", workdir / "tmp"
-        home.mkdir()
-        tmp.mkdir()
-        env = scrubbed_environment(home=str(home), tmp=str(tmp), gpu=gpu, threads=threads,
-                                   library_parent=library_link(workdir / "library"))
-        if python_alias_needed():
-            alias = workdir / "python_alias"
-            alias.mkdir()
-            (alias / "python").symlink_to(Path(sys.executable).resolve())
-            env["PATH"] = str(alias) + os.pathsep + env["PATH"]
-        argv = [entry, *(a.replace("{input}", str(inputs)).replace("{output}", str(outputs)) for a in args)]
-    return run_process(argv, cwd=code, env=env, limits=limits, log_path=log_path, log_name=log_name,
-                       watch=outputs, protections=protections, display=display, instance=instance)
-
-
-def precompile_library() -> bool:
-    """Byte-compile the submission library (``__pycache__`` next to its sources), once per change.
-
-    Sandboxed runs see the library read-only with ``PYTHONDONTWRITEBYTECODE``, so without this step every one of
-    the hundreds of runs of a competition recompiles each module it imports (tens of milliseconds per run). The
-    compiled files are outside every content hash (:data:`harness.submission.IGNORED_NAMES`). Returns False when
-    the folder is not writable (nothing else changes: runs then compile in memory, as before).
-    """
-    try:
-        return bool(compileall.compile_dir(str(library_dir()), quiet=2, workers=1))
-    except OSError:
-        return False
+    set_limit(resource.RLIMIT_CORE, 0)
+    if limits.cpu_seconds:
+        soft = max(1, int(limits.cpu_seconds))
+        try:  # SIGXCPU at the soft limit, SIGKILL at the hard one for a process that ignores it
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 5))
+        except (ValueError, OSError):
+            pass
+    if limits.memory_mb and not memory_by_cgroup:
+        set_limit(resource.RLIMIT_DATA, limits.memory_mb << 20)
+    if limits.output_mb:
+        set_limit(resource.RLIMIT_FSIZE, limits.output_mb << 20)

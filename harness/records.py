@@ -3,19 +3,19 @@
 
 Every record carries :data:`SCHEMA` (``"schema"`` in its JSON); :meth:`from_json` refuses another schema or a
 malformed value with :class:`RecordError`, and the store treats such a record as absent (the unit is redone), so a
-record is either read whole and typed or not at all.
+record is either read whole and typed or not at all. :class:`RunRecord`, the outcome of one submission process,
+is part of each (data only: the sandboxes of :mod:`harness.sandboxes` make it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
 from harness.errors import RecordError
-from harness.process import RunRecord
 
 __all__ = ["SCHEMA", "AttackUnitRecord", "DefenseAnswer", "DefenseUnitRecord", "ImageVerdict", "Outcome", "Record",
-           "RecordError"]
+           "RecordError", "RunRecord"]
 
 #: Version of the stored record layout; bump when a field changes meaning or shape.
 SCHEMA = 1
@@ -34,6 +34,40 @@ def _optional_int(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"expected an integer or null, got {value!r}")
     return value
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Outcome of one submission process.
+
+    Attributes:
+        exit_code: Process exit status; negative for "killed by signal"; None when it never started.
+        timed_out: True when the wall-clock limit killed it.
+        seconds: Wall time spent inside the process (0 when it never started).
+        problem: "" for a clean exit, else a plain-words reason ("exit code 1", "timed out after 60 s", …).
+        log: Path of the log file relative to the results folder.
+        cpu_seconds: CPU time (user + system) of every process of the run, from its cgroup's accounting; None
+            where the run had no cgroup with CPU accounting (and in records made before it was measured).
+    """
+
+    exit_code: int | None
+    timed_out: bool
+    seconds: float
+    problem: str
+    log: str
+    cpu_seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> "RunRecord":
+        """Inverse of :meth:`to_json`."""
+        cpu = value.get("cpu_seconds")
+        return cls(exit_code=value["exit_code"], timed_out=bool(value["timed_out"]),
+                   seconds=float(value["seconds"]), problem=str(value["problem"]), log=str(value["log"]),
+                   cpu_seconds=None if cpu is None else float(cpu))
 
 
 @dataclass(frozen=True)

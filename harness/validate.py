@@ -11,14 +11,15 @@ import numpy as np
 
 from submission_kit.contract import parse_epsilon, write_png
 from harness.dataset import load_dataset
-from harness.isolation import SandboxKind, probe
+from harness.sandboxes.base import SandboxKind
+from harness.sandboxes.factory import probe
 from harness.devices import DevicePool, visible_gpus
 from harness.execution import Runner
 from harness.limits import LimitPolicy
 from harness.planning import DefenseUnit
 from harness.instance import Instance
 from harness.workspace import Workspace
-from harness.process import RunRecord
+from harness.records import RunRecord
 from harness.submission import SubmissionError, SubmissionType, parse_submission
 
 

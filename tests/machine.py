@@ -28,7 +28,8 @@ from typing import NoReturn
 
 import pytest
 
-from harness.isolation import Protections, SandboxKind, probe
+from harness.sandboxes.base import Protections, SandboxKind
+from harness.sandboxes.factory import probe
 
 #: Set (to anything but "" or "0") to make missing required capabilities fail instead of skip.
 REQUIRE_ENV = "ADV_HARNESS_REQUIRE_MACHINE"
@@ -72,7 +73,7 @@ def container_engine() -> Protections:
     """A docker engine that answers, with the local image of the container tests (``--sandbox docker``).
 
     A missing image is a failure naming the script that builds it, required or not."""
-    from harness import sandbox_docker
+    from harness.sandboxes import docker as sandbox_docker
 
     protections = _sandbox(SandboxKind.DOCKER, "a docker engine")
     assert not sandbox_docker.image_problem(CONTAINER_IMAGE), \

@@ -22,11 +22,12 @@ from harness.cgroups import CgroupJail, parse_cpu_list
 from harness.competition import run_competition
 from harness.devices import DevicePool
 from harness.instance import Instance
-from harness.isolation import SandboxKind, probe
+from harness.sandboxes.base import SandboxKind
+from harness.sandboxes.factory import probe
 from harness.limits import LimitPolicy, Limits
 from harness.parallelism import CpuShare, cpu_shares, usable_core_ids, worker_cpu_shares
 from harness.records import AttackUnitRecord
-from harness.sandbox_docker import docker_run_command
+from harness.sandboxes.docker import docker_run_command
 from machine import needs_bwrap, needs_root
 from test_sandbox_containers import IMAGE, write_container_submission
 

@@ -22,7 +22,7 @@ from machine import needs_root
 from harness.cleanup import owner_of
 from harness.competition import CompetitionError, run_competition
 from harness.workspace import SCRATCH_PREFIX, scratch_parent
-from harness.isolation import SandboxKind
+from harness.sandboxes.base import SandboxKind
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ("leaderboard.csv", "per_image.csv")

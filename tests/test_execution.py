@@ -12,10 +12,11 @@ from harness.dataset import load_dataset
 from harness.devices import DevicePool
 from harness.execution import Executor, LocalExecutor, Runner, failed_record
 from harness.instance import Instance
-from harness.isolation import SandboxKind, probe
+from harness.sandboxes.base import SandboxKind
+from harness.sandboxes.factory import probe
 from harness.limits import LimitPolicy
 from harness.planning import DefenseUnit, log_name
-from harness.process import RunRecord
+from harness.records import RunRecord
 from harness.records import AttackUnitRecord, DefenseUnitRecord
 from harness.submission import parse_submission
 from harness.workspace import Workspace

@@ -17,7 +17,8 @@ import pytest
 from conftest import (BUCKET_DEFENSE, MEMORY_HOG, PLUS, config_for, fork_bomb, needs_bwrap, tcp_listener,
                       write_submission)
 from harness.competition import run_competition
-from harness.isolation import SandboxKind, probe
+from harness.sandboxes.base import SandboxKind
+from harness.sandboxes.factory import probe
 from harness.limits import LimitPolicy
 
 HAVE_CGROUPS = bool(probe(SandboxKind.NONE).cgroup)

@@ -27,18 +27,20 @@ from PIL import Image
 from machine import needs_root
 from conftest import (BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, fork_bomb, needs_bwrap,
                       write_dataset, write_submission)
-from harness import cgroups, isolation
+from harness import cgroups
 from submission_kit import contract
 from harness.cleanup import remove_tree
 from harness.competition import CompetitionError, run_competition
 from harness.dataset import DatasetError, load_dataset
 from harness.defense_output import Answer, parse_predictions
 from harness.instance import Instance
-from harness.isolation import SandboxKind, probe
+from harness.records import RunRecord
+from harness.sandboxes import bwrap, factory
+from harness.sandboxes.base import Protections, RunRequest, SandboxKind
+from harness.sandboxes.factory import probe, sandbox_for
 from harness.limits import Limits
 from harness.names import one_line
 from harness.limits import LimitPolicy
-from harness.process import RunRecord, run_submission
 from harness.privilege import reachable
 from harness.secret import SECRET_FILE
 from harness.submission import discover, parse_submission
@@ -179,11 +181,11 @@ def _run_alone(tmp_path: Path, name: str, body: str, *, kind: str = "attack", li
         (scratch / folder).mkdir(parents=True)
     Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(scratch / "input" / "img0.png")
     try:
-        run_submission(parse_submission(tmp_path / "subs" / name), ["{input}", "{output}", "16"],
-                       inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
-                       limits=limits or Limits(wall_seconds=60), log_path=tmp_path / f"{name}.log",
-                       log_name=f"{name}.log", gpu=None, instance=Instance.create(),
-                       protections=probe(SandboxKind.BWRAP))
+        sandbox_for(SandboxKind.BWRAP).run(RunRequest(
+            submission=parse_submission(tmp_path / "subs" / name), args=["{input}", "{output}", "16"],
+            inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
+            limits=limits or Limits(wall_seconds=60), log_path=tmp_path / f"{name}.log",
+            log_name=f"{name}.log", gpu=None, instance=Instance.create(), protections=probe(SandboxKind.BWRAP)))
         kept = keep(scratch / "output") if keep else None
     finally:
         remove_tree(scratch)
@@ -197,7 +199,7 @@ def test_sandbox_never_has_real_uid_0(tmp_path: Path) -> None:
     assert owner != 0, log  # the file the run wrote belongs to its real (host) uid
     assert "SHADOW READ" not in log and "shadow refused" in log
     assert "SYSCTL WRITTEN" not in log and log.count("sysctl refused") == 3
-    if isolation.bwrap_disables_userns():  # bubblewrap >= 0.8; the manifest notes it otherwise
+    if bwrap.bwrap_disables_userns():  # bubblewrap >= 0.8; the manifest notes it otherwise
         assert "USERNS refused" in log
     assert "STATUS_UID ['65534'" in log
 
@@ -565,9 +567,9 @@ def test_without_a_sandbox_the_harness_refuses_unless_sandbox_none(world: dict[s
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     write_submission(world["attacks"], "plus", "attack", PLUS)
     write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
-    monkeypatch.setattr(isolation, "_bwrap_works",
+    monkeypatch.setattr(bwrap, "bwrap_works",
                         lambda: (False, "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"))
-    isolation.probe.cache_clear()
+    factory.probe.cache_clear()
     try:
         with pytest.raises(CompetitionError) as info:
             run_competition(config_for(world), echo=_quiet)
@@ -578,7 +580,7 @@ def test_without_a_sandbox_the_harness_refuses_unless_sandbox_none(world: dict[s
         result = run_competition(config_for(world, sandbox=SandboxKind.NONE), echo=_quiet)
         assert result.manifest["protections"]["sandbox"] == "none"
     finally:
-        isolation.probe.cache_clear()
+        factory.probe.cache_clear()
 
 
 def test_messages_about_mutated_pngs_are_one_escaped_line() -> None:
@@ -619,7 +621,7 @@ except OSError as exc:
 """
 
 
-def _run_in(folder: Path, name: str, *, limits: Limits, protections: isolation.Protections | None = None,
+def _run_in(folder: Path, name: str, *, limits: Limits, protections: Protections | None = None,
             image: bool = False) -> RunRecord:
     """Run ``folder/subs/name`` once in ``folder/scratch`` (made here, as the calling uid), logging to
     ``folder/NAME.log``; ``image``: one 8×8 input image."""
@@ -628,10 +630,11 @@ def _run_in(folder: Path, name: str, *, limits: Limits, protections: isolation.P
         (scratch / sub).mkdir(parents=True)
     if image:
         Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(scratch / "input" / "img0.png")
-    return run_submission(parse_submission(folder / "subs" / name), ["{input}", "{output}", "16"],
-                          inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
-                          limits=limits, log_path=folder / f"{name}.log", log_name=f"{name}.log", gpu=None,
-                          instance=Instance.create(), protections=protections or probe(SandboxKind.BWRAP))
+    return sandbox_for(SandboxKind.BWRAP).run(RunRequest(
+        submission=parse_submission(folder / "subs" / name), args=["{input}", "{output}", "16"],
+        inputs=scratch / "input", outputs=scratch / "output", workdir=scratch / "work",
+        limits=limits, log_path=folder / f"{name}.log", log_name=f"{name}.log", gpu=None,
+        instance=Instance.create(), protections=protections or probe(SandboxKind.BWRAP)))
 
 
 @needs_bwrap
@@ -706,7 +709,7 @@ def test_a_non_root_run_does_not_start_outside_the_cgroup_its_protections_claim(
     back; a run whose limits cannot be set does not start, and its record says why."""
     made_by_root = open_tmp / "cgroup"
     made_by_root.mkdir(mode=0o755)
-    protections = isolation.Protections(SandboxKind.BWRAP, namespaces=True, network=True,
+    protections = Protections(SandboxKind.BWRAP, namespaces=True, network=True,
                                         cgroup={"pids": made_by_root, "memory": made_by_root})
     write_submission(open_tmp / "subs", "bomb", "attack", fork_bomb(child_seconds=1))
     os.system(f"chown -R 65534:65534 {open_tmp / 'subs'}")

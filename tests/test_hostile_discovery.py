@@ -24,7 +24,7 @@ from conftest import BUCKET_DEFENSE, PLUS, write_submission
 from harness.cli import main
 from harness.names import image_reference_problem
 from harness.report import leaderboard_tables
-from harness.sandbox_docker import image_problem
+from harness.sandboxes.docker import image_problem
 from harness.scoring import ScoreRow
 from harness.submission import SubmissionError, content_hash, discover, list_folder, parse_submission
 from harness.table import RunRow, read_csv, write_csv

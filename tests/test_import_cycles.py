@@ -13,11 +13,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The one cycle still allowed: isolation ↔ process ↔ sandbox_docker (imports inside functions hold it together).
-#: Issue 29, item 2 (one sandbox interface) removes it, and this allowance with it. Nothing else may be added here.
-ALLOWED_CYCLE = frozenset({"harness.isolation", "harness.process", "harness.sandbox_docker"})
-
-
 def module_names(root: Path, package: str = "harness") -> dict[str, Path]:
     """Dotted name → file of every module of ``package`` under ``root`` (a package by its ``__init__.py``)."""
     found = {}
@@ -174,14 +169,8 @@ def test_a_graph_without_cycles_has_none():
 def test_referee_modules_import_each_other_without_a_cycle():
     graph, _ = import_graph(ROOT)
     assert {"harness.cli", "harness.execution", "harness.html_report.build", "harness.errors"} <= set(graph)
-    found = [cycle for cycle in cycles(graph) if not set(cycle) <= ALLOWED_CYCLE]
+    found = cycles(graph)
     assert not found, "import cycles among referee modules: " + "; ".join(" -> ".join(c) for c in found)
-
-
-def test_the_allowed_cycle_still_exists():
-    """Once issue 29 item 2 removes it, this test fails: delete it and :data:`ALLOWED_CYCLE` together."""
-    graph, _ = import_graph(ROOT)
-    assert any(set(cycle) <= ALLOWED_CYCLE for cycle in cycles(graph)), "drop ALLOWED_CYCLE: the cycle is gone"
 
 
 def test_no_private_name_is_imported_across_referee_modules():

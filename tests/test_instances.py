@@ -20,7 +20,8 @@ from harness.cleanup import remove_tree
 from harness.competition import run_competition, sweep_dead
 from harness.instance import Instance, InstanceError
 from harness.cgroups import CgroupJail
-from harness.isolation import SandboxKind, probe
+from harness.sandboxes.base import SandboxKind
+from harness.sandboxes.factory import probe
 from harness.limits import Limits
 from harness.privilege import RUN_GID, RUN_UID, STAGING_PREFIX, stage_command
 from harness.workspace import SCRATCH_PREFIX, Workspace
@@ -87,7 +88,8 @@ import os, sys, time
 from pathlib import Path
 from harness.instance import Instance
 from harness.cgroups import CgroupJail
-from harness.isolation import SandboxKind, probe
+from harness.sandboxes.base import SandboxKind
+from harness.sandboxes.factory import probe
 from harness.limits import Limits
 from harness.privilege import RUN_GID, RUN_UID, stage_command
 from harness.workspace import Workspace

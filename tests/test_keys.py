@@ -17,7 +17,7 @@ import pytest
 
 from harness import library
 from harness.competition import KEY_SCHEME_FILE, CompetitionError, run_competition
-from harness.isolation import SandboxKind
+from harness.sandboxes.base import SandboxKind
 from harness.library import KEY_SCHEME, fingerprint
 from conftest import BUCKET_DEFENSE, PLUS, config_for, write_dataset, write_submission
 

@@ -97,7 +97,7 @@ def _linked_attack(parent: Path, name: str = "linked") -> Path:
 def test_links_inside_the_folder_are_kept_and_hashed(tmp_path: Path) -> None:
     import os
 
-    from harness.process import fresh_copy
+    from harness.sandboxes.staging import fresh_copy
     from harness.submission import parse_submission
 
     folder = _linked_attack(tmp_path)

@@ -163,8 +163,9 @@ def test_entry_points_calling_python_run_where_the_interpreter_is_python3_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, sandbox: str) -> None:
     import sys
 
-    from harness.isolation import SandboxKind, probe
-    from harness.process import Limits, run_submission
+    from harness.limits import Limits
+    from harness.sandboxes.base import RunRequest, SandboxKind
+    from harness.sandboxes.factory import probe, sandbox_for
     from harness.submission import parse_submission
 
     protections = request.getfixturevalue("bubblewrap") if sandbox == "bwrap" else probe(SandboxKind.NONE)
@@ -180,9 +181,9 @@ def test_entry_points_calling_python_run_where_the_interpreter_is_python3_only(
     inputs, outputs, work = tmp_path / "in", tmp_path / "out", tmp_path / "work"
     for d in (inputs, outputs, work):
         d.mkdir()
-    record = run_submission(parse_submission(folder), ["{input}", "{output}/result.csv"], inputs=inputs,
-                            outputs=outputs, workdir=work, limits=Limits(wall_seconds=60), log_path=tmp_path / "log",
-                            log_name="log", gpu=None, instance=Instance.create(),
-                            protections=protections)
+    record = sandbox_for(protections.kind).run(RunRequest(
+        submission=parse_submission(folder), args=["{input}", "{output}/result.csv"], inputs=inputs,
+        outputs=outputs, workdir=work, limits=Limits(wall_seconds=60), log_path=tmp_path / "log",
+        log_name="log", gpu=None, instance=Instance.create(), protections=protections))
     assert record.problem == "", (tmp_path / "log").read_text()
     assert (outputs / "result.csv").read_text() == "ok"

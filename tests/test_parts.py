@@ -13,7 +13,7 @@ import pytest
 from conftest import config_for, needs_bwrap, write_dataset, write_submission
 
 from harness.competition import run_competition
-from harness.isolation import SandboxKind
+from harness.sandboxes.base import SandboxKind
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,8 @@ def _modules_after(code: str) -> set[str]:
 
 def test_importing_the_referee_imports_no_torch():
     modules = _modules_after("import harness, harness.cli, harness.competition, harness.validate, harness.execution, "
-                             "harness.library, harness.process, harness.report, harness.scoring")
+                             "harness.library, harness.process, harness.sandboxes.factory, harness.report, "
+                             "harness.scoring")
     assert "harness" in modules
     assert not {"torch", "torchvision", "sklearn", "skimage", "matplotlib"} & modules
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import BUCKET_DEFENSE, PLUS, config_for, write_submission
 from harness.competition import rescore, run_competition
 from harness.html_report import build_report
-from harness.isolation import SandboxKind
+from harness.sandboxes.base import SandboxKind
 from harness.store import FILE_MODE, FOLDER_MODE
 from harness.workspace import SCRATCH_PREFIX
 from machine import CONTAINER_IMAGE, needs_bwrap

@@ -20,7 +20,7 @@ import pytest
 from conftest import BUCKET_DEFENSE, NOOP, PLUS, config_for, write_submission
 from harness.cleanup import owner_of, remove_tree
 from harness.competition import run_competition
-from harness.isolation import SandboxKind
+from harness.sandboxes.base import SandboxKind
 from harness.privilege import RUN_GID, RUN_UID, staging_parent
 from harness.workspace import SCRATCH_PREFIX, legacy_scratch, scratch_folders, scratch_parent
 from two_harnesses import Competition, gated_attack, new_nonce, open_gate, wait_for_gates

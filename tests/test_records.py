@@ -8,10 +8,10 @@ import pytest
 
 from conftest import BUCKET_DEFENSE, PLUS, config_for, write_submission
 from harness.competition import run_competition
-from harness.isolation import SandboxKind
+from harness.sandboxes.base import SandboxKind
 from harness.records import (SCHEMA, AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict,
                              RecordError)
-from harness.process import RunRecord
+from harness.records import RunRecord
 
 RUN = RunRecord(exit_code=0, timed_out=False, seconds=1.5, problem="", log="logs/x.log")
 

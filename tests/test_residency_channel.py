@@ -22,9 +22,9 @@ import pytest
 
 import submission_kit
 from harness.instance import Instance
-from harness.isolation import SandboxKind, probe
 from harness.limits import Limits
-from harness.process import run_submission
+from harness.sandboxes.base import RunRequest, SandboxKind
+from harness.sandboxes.factory import probe, sandbox_for
 from harness.submission import parse_submission
 
 IMAGE = "adv-harness/python-numpy-pil:bookworm"
@@ -92,11 +92,12 @@ def _run(kind: SandboxKind, folder: Path, scratch: Path) -> tuple[str, str]:
     """One run of ``folder`` in a fresh sandbox of ``kind``: (received bits or "", log text)."""
     for sub in ("input", "output"):
         (scratch / sub).mkdir(parents=True)
-    record = run_submission(parse_submission(folder), ["{input}", "{output}", "16"], inputs=scratch / "input",
-                            outputs=scratch / "output", workdir=scratch / "work",
-                            limits=Limits(wall_seconds=120, memory_mb=512, max_processes=64, output_mb=10),
-                            log_path=scratch / "log.txt", log_name="log.txt", gpu=None, instance=Instance.create(),
-                            protections=probe(kind))
+    record = sandbox_for(kind).run(RunRequest(
+        submission=parse_submission(folder), args=["{input}", "{output}", "16"], inputs=scratch / "input",
+        outputs=scratch / "output", workdir=scratch / "work",
+        limits=Limits(wall_seconds=120, memory_mb=512, max_processes=64, output_mb=10),
+        log_path=scratch / "log.txt", log_name="log.txt", gpu=None, instance=Instance.create(),
+        protections=probe(kind)))
     log = (scratch / "log.txt").read_text()
     assert record.problem == "", log
     received = scratch / "output" / "received.txt"

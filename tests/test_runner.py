@@ -12,8 +12,10 @@ from conftest import write_submission
 from harness.devices import DevicePool
 from harness.instance import Instance
 from harness.planning import batches, opaque_name, pack_versions
-from harness.isolation import SandboxKind, probe
-from harness.process import Limits, run_process, run_submission
+from harness.limits import Limits
+from harness.process import run_process
+from harness.sandboxes.base import RunRequest, SandboxKind
+from harness.sandboxes.factory import probe, sandbox_for
 from harness.submission import parse_submission
 
 
@@ -141,10 +143,10 @@ def test_run_submission_plain_uses_a_fresh_copy_and_private_home(tmp_path: Path)
     work, inputs, outputs = tmp_path / "work", tmp_path / "in", tmp_path / "out"
     for folder_ in (work, inputs, outputs):
         folder_.mkdir()
-    record = run_submission(submission, ["{input}", "{output}", "16"], inputs=inputs, outputs=outputs,
-                            workdir=work, limits=Limits(20.0), log_path=tmp_path / "w.log", log_name="w.log",
-                            gpu=None, instance=Instance.create(),
-                            protections=probe(SandboxKind.NONE))
+    record = sandbox_for(SandboxKind.NONE).run(RunRequest(
+        submission=submission, args=["{input}", "{output}", "16"], inputs=inputs, outputs=outputs,
+        workdir=work, limits=Limits(20.0), log_path=tmp_path / "w.log", log_name="w.log",
+        gpu=None, instance=Instance.create(), protections=probe(SandboxKind.NONE)))
     assert record.problem == ""
     log = (tmp_path / "w.log").read_text()
     assert f"HOME={work / 'home'}" in log and f"TMPDIR={work / 'tmp'}" in log
@@ -154,7 +156,7 @@ def test_run_submission_plain_uses_a_fresh_copy_and_private_home(tmp_path: Path)
 
 
 def test_thread_counts_follow_parallel_jobs(tmp_path: Path) -> None:
-    from harness.process import scrubbed_environment
+    from harness.sandboxes.staging import scrubbed_environment
     env = scrubbed_environment(home="/h", tmp="/t", gpu=None, threads=3)
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "3"
     assert "CUDA_VISIBLE_DEVICES" not in env

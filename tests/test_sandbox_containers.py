@@ -21,10 +21,11 @@ import pytest
 
 from conftest import (BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, MEMORY_HOG, NOOP, PLUS, TOWARD_TARGET, config_for,
                       fork_bomb, tcp_listener, write_submission)
-from harness import sandbox_docker
+from harness.sandboxes import docker as sandbox_docker
 from harness.competition import CompetitionResult, run_competition
 from harness.instance import Instance
-from harness.isolation import SandboxKind, probe
+from harness.sandboxes.base import SandboxKind
+from harness.sandboxes.factory import probe
 from harness.limits import LimitPolicy
 from harness.workspace import scratch_folders
 from test_instances import two_competitions_at_once

@@ -14,12 +14,12 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from harness import sandbox_docker
+from harness.sandboxes import docker as sandbox_docker
 from harness.cleanup import owner_of
 from harness.competition import CompetitionConfig, CompetitionResult, run_competition
 from harness.instance import Instance
 from harness.cgroups import CGROUP_PREFIX
-from harness.isolation import probe
+from harness.sandboxes.factory import probe
 from harness.privilege import RUN_GID, RUN_UID, STAGING_PREFIX, staging_parent
 from harness.workspace import SCRATCH_PREFIX, scratch_folders, scratch_parent
 
@@ -118,7 +118,7 @@ def things_of(instance: Instance, results: Path) -> list[str]:
 
 
 def probe_cgroups() -> dict[str, Path]:
-    from harness.isolation import SandboxKind
+    from harness.sandboxes.base import SandboxKind
     return probe(SandboxKind.NONE).cgroup
 
 
@@ -127,7 +127,7 @@ _CHILD = """
 import json, sys
 from pathlib import Path
 from harness.competition import CompetitionConfig, run_competition
-from harness.isolation import SandboxKind
+from harness.sandboxes.base import SandboxKind
 from harness.limits import LimitPolicy
 args = json.loads(sys.argv[1])
 run_competition(CompetitionConfig(

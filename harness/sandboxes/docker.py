@@ -1,5 +1,5 @@
 """Container sandboxes: each run in its own docker container, with runc (``--sandbox docker``) or gVisor's runsc
-(``--sandbox gvisor``) as the runtime.
+(``--sandbox gvisor``) as the runtime (:class:`ContainerSandbox`, one class for both).
 
 A run gets the image its metadata names (``container``; ``container_gpu`` with ``--gpus`` when the run holds a
 GPU), as the NIPS 2017 organisers ran submissions: ``--network=none``, read-only root filesystem, its fresh code
@@ -41,21 +41,22 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from harness.cgroups import cgroup_roots
 from harness.instance import Instance, InstanceError, process_start_time
+from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
+from harness.limits import Limits
 from harness.names import image_reference_problem
 from harness.privilege import give_to_run
-from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
-from harness.isolation import SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, SandboxKind
-from harness.limits import Limits
+from harness.process import run_process
+from harness.records import RunRecord
+from harness.sandboxes.base import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, Protections,
+                                    RunRequest, Sandbox, SandboxKind)
+from harness.sandboxes.staging import fresh_copy, scrubbed_environment
 
-if TYPE_CHECKING:
-    from harness.process import RunRecord
-
-__all__ = ["INSTANCE_LABEL", "LABEL", "RUNTIMES", "container_user", "docker_run_command", "engine_notes",
-           "engine_problem", "image_problem", "image_volumes", "leftover_containers", "remove_container",
-           "remove_orphans", "run_in_container", "start_watchdog"]
+__all__ = ["INSTANCE_LABEL", "LABEL", "RUNTIMES", "ContainerSandbox", "container_user", "docker_run_command",
+           "engine_notes", "engine_problem", "image_problem", "image_volumes", "leftover_containers",
+           "remove_container", "remove_orphans", "run_in_container", "start_watchdog"]
 
 #: Label on every container the harness starts (``docker ps -a --filter label=adv-harness.run``).
 LABEL = "adv-harness.run"
@@ -158,7 +159,7 @@ def image_problem(image: str) -> str:
 
 def container_user() -> str:
     """``uid:gid`` the container runs as: the harness's own user when it is unprivileged (the output files are then
-    its own), else nobody (:data:`harness.isolation.SANDBOX_UID`), whose files root can read and remove."""
+    its own), else nobody (:data:`harness.sandboxes.base.SANDBOX_UID`), whose files root can read and remove."""
     uid = os.getuid()
     return f"{SANDBOX_UID}:{SANDBOX_UID}" if uid == 0 else f"{uid}:{os.getgid()}"
 
@@ -364,11 +365,9 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
     labelled for ``instance``, and its watchdog (:func:`start_watchdog`) removes it should this process die first.
 
     Returns:
-        A :class:`harness.process.RunRecord`; a missing image or engine is a record with ``exit_code`` None and a
+        A :class:`harness.records.RunRecord`; a missing image or engine is a record with ``exit_code`` None and a
         one-line problem (also written to the log), never an exception.
     """
-    from harness.process import RunRecord, run_process  # sandbox imports this module
-
     problem = image_problem(submission_image)
     if problem:
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -412,3 +411,51 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
         remove_container(name)
         _stop_watchdog(watchdog)
     return record
+
+
+class ContainerSandbox(Sandbox):
+    """Each run in its own docker container of the submission's image.
+
+    Args:
+        kind: DOCKER (runtime runc) or GVISOR (runtime runsc, :data:`RUNTIMES`).
+
+    Raises:
+        ValueError: ``kind`` is not a container kind.
+    """
+
+    def __init__(self, kind: SandboxKind) -> None:
+        if kind not in RUNTIMES:
+            raise ValueError(f"ContainerSandbox: {kind.value} is not a container sandbox (docker or gvisor)")
+        self.kind = kind
+        self.runtime = RUNTIMES[kind]
+
+    def probe(self) -> Protections:
+        """The container's protections (it enforces the limits itself: no cgroup roots of the harness's).
+
+        Raises:
+            RuntimeError: No docker engine with this runtime answers here (one line with the fix).
+        """
+        cgroup_roots()  # every probe sweeps dead instances' cgroup folders, though containers use none of them
+        problem = engine_problem(self.kind)
+        if problem:
+            raise RuntimeError(problem)
+        return Protections(self.kind, namespaces=True, network=True, notes=engine_notes(self.kind))
+
+    def run(self, request: RunRequest) -> RunRecord:
+        """Run the entry point in a new container (:func:`run_in_container`) of the submission's ``container``
+        image, or of its ``container_gpu`` image when the run holds a GPU (docker only: runsc here has none)."""
+        code = fresh_copy(request.submission, request.workdir / "submission")
+        sandboxed = [f"./{request.submission.entry_point}", *request.sandbox_args()]
+        display = f"{' '.join(sandboxed)}    [{self.kind.value} sandbox]"
+        env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=request.gpu, threads=request.threads,
+                                   sandboxed=True)
+        gpu = request.gpu if self.kind is SandboxKind.DOCKER else None  # runsc here has no GPU support
+        image = (request.submission.container_gpu if gpu is not None else "") or request.submission.container
+        return run_in_container(image, sandboxed, kind=self.kind, code=code, inputs=request.inputs,
+                                outputs=request.outputs, limits=request.limits, env=env, gpu=gpu,
+                                log_path=request.log_path, log_name=request.log_name, display=display,
+                                instance=request.instance)
+
+    def sweep(self) -> list[str]:
+        """Remove the containers of dead harness instances (:func:`remove_orphans`)."""
+        return remove_orphans()

@@ -1,4 +1,4 @@
-"""Which protections this machine can give a submission process, and the commands and limits that give them.
+"""``--sandbox bwrap`` (and ``auto``): each run in a bubblewrap sandbox.
 
 Without docker, Linux namespaces isolate a run: bubblewrap (``bwrap``, the sandbox Flatpak uses) gives it a
 private mount namespace in which only the system, the Python installation, the submission library
@@ -8,93 +8,42 @@ it), no capabilities, uid 65534 inside and never uid 0 outside (:mod:`harness.pr
 namespaces, read-only ``/proc/sys``. Resource limits come from ``setrlimit`` (CPU time, memory, file size) and,
 where the harness may create cgroups (:mod:`harness.cgroups`), from the pids, memory, cpu and cpuset controllers:
 each of several parallel runs is held to its share of the CPU (:class:`harness.parallelism.CpuShare`).
-:func:`probe` finds out what works here, and the run's manifest says which protections were in force.
+:meth:`BwrapSandbox.probe` finds out what works here, and the run's manifest says which protections were in force.
 
 A non-root harness gets the same sandbox where the kernel allows it (bubblewrap as the harness's own uid). Without
 a cgroup folder it may create runs in, ``memory_mb``, ``max_processes`` and ``cpu_share`` cannot be enforced for a
-whole run (:data:`harness.cgroups.CGROUP_LIMITS`, :meth:`Protections.unenforced`); the competition then refuses to
-start unless the organiser names them (``--allow_unenforced``), and the manifest lists them.
+whole run (:data:`harness.cgroups.CGROUP_LIMITS`, :meth:`harness.sandboxes.base.Protections.unenforced`); the
+competition then refuses to start unless the organiser names them (``--allow_unenforced``), and the manifest lists
+them.
 """
 
 from __future__ import annotations
 
-import enum
 import fcntl
 import functools
 import os
-import resource
 import shutil
 import site
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.cgroups import CGROUP_LIMITS, cgroup_roots
+from harness.cgroups import cgroup_roots
 from harness.instance import Instance
 from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
 from harness.limits import Limits
-from harness.privilege import run_identity, stage_command, staging_parent
+from harness.process import run_process
+from harness.privilege import give_to_run, run_identity, stage_command, staging_parent
+from harness.records import RunRecord
+from harness.sandboxes.base import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, Protections,
+                                    RunRequest, Sandbox, SandboxKind)
+from harness.sandboxes.staging import SANDBOX_PYTHON_ALIAS, fresh_copy, python_alias_needed, scrubbed_environment
 
-#: Paths of the run's folders inside a bubblewrap sandbox (the NIPS 2017 containers used similar fixed paths).
-SANDBOX_CODE = "/code"
-SANDBOX_INPUT = "/input_images"
-SANDBOX_OUTPUT = "/output"
-SANDBOX_HOME = "/home/sandbox"
+__all__ = ["SANDBOX_TMP_HOME", "BwrapSandbox", "arguments_by_fd", "bwrap_command", "bwrap_disables_userns",
+           "bwrap_works", "unreadable_installation"]
+
 #: Where HOME really lives: inside the size-limited /tmp (``SANDBOX_HOME`` is a symbolic link to it).
 SANDBOX_TMP_HOME = "/tmp/.home"
-#: Unprivileged user the sandboxed process runs as.
-SANDBOX_UID = 65534
-
-
-class SandboxKind(str, enum.Enum):
-    """How submission processes are isolated (``--sandbox``)."""
-
-    AUTO = "auto"        # bubblewrap when it works here, else refuse to run (say what it would take)
-    BWRAP = "bwrap"      # require bubblewrap
-    NONE = "none"        # plain processes (fresh copy, scrubbed environment, limits)
-    DOCKER = "docker"    # the submission's container/container_gpu image, --network=none (needs a docker engine)
-    GVISOR = "gvisor"    # the same container under gVisor's runsc runtime: a guest kernel per run
-
-
-@dataclass(frozen=True)
-class Protections:
-    """What this machine enforces for a submission process.
-
-    Attributes:
-        kind: The sandbox in use.
-        namespaces: Private filesystem view, PID namespace, no capabilities (bubblewrap or docker).
-        network: No network access.
-        cgroup: Root of cgroup folders this harness may create run folders in, per controller ("pids", "memory",
-            "cpu", "cpuset", "cpuacct"; see :mod:`harness.cgroups`); empty when none.
-        notes: Plain-words remarks for the manifest (what is missing and why).
-    """
-
-    kind: SandboxKind
-    namespaces: bool
-    network: bool
-    cgroup: dict[str, Path] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-
-    def unenforced(self, limits: object) -> list[str]:
-        """The limits of ``limits`` (a :class:`Limits` or :class:`harness.limits.LimitPolicy`) that are set but that
-        this sandbox cannot enforce for a whole run: those of :data:`CGROUP_LIMITS` whose controller is missing.
-        A docker or gVisor container enforces them itself."""
-        if self.kind in (SandboxKind.DOCKER, SandboxKind.GVISOR):
-            return []
-        return [name for name, controller in CGROUP_LIMITS.items()
-                if getattr(limits, name, None) and controller not in self.cgroup]
-
-    def describe(self) -> dict[str, object]:
-        """JSON-ready summary for the manifest."""
-        identity = run_identity() if self.kind is SandboxKind.BWRAP else None
-        return {"sandbox": self.kind.value, "private_filesystem_and_pids": self.namespaces,
-                "run_uid": identity[0] if identity else os.getuid(),
-                "no_network": self.network, "cgroup_controllers": sorted(self.cgroup),
-                "always": ["fresh copy of the submission per run", "scrubbed environment",
-                           "private HOME and TMPDIR", "process group killed at the time limit and at exit",
-                           "RLIMIT_CPU, RLIMIT_DATA, RLIMIT_FSIZE, no core dumps", "output size watched"],
-                "notes": list(self.notes)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -114,7 +63,7 @@ def _userns_options() -> list[str]:
     return ["--unshare-user", "--disable-userns"] if bwrap_disables_userns() else ["--unshare-user"]
 
 
-def _bwrap_works() -> tuple[bool, str]:
+def bwrap_works() -> tuple[bool, str]:
     """Whether bubblewrap runs here the way runs use it: as a non-root uid (see :mod:`harness.privilege`), in its
     own user namespace, with nested user namespaces refused."""
     binary = shutil.which("bwrap")
@@ -145,40 +94,6 @@ def _bwrap_works() -> tuple[bool, str]:
         if dropper is not None:
             dropper.cleanup()
     return True, ""
-
-
-@functools.lru_cache(maxsize=None)
-def probe(kind: SandboxKind = SandboxKind.AUTO) -> Protections:
-    """Find out which protections work on this machine (cached per process).
-
-    Raises:
-        RuntimeError: ``kind`` is AUTO, BWRAP, DOCKER or GVISOR and no such sandbox can run here (the message says
-            what it would take); only an explicit NONE runs submissions as plain processes.
-    """
-    notes: list[str] = []
-    cgroups, note = cgroup_roots()
-    if note:
-        notes.append(note)
-    if kind in (SandboxKind.DOCKER, SandboxKind.GVISOR):
-        from harness.sandbox_docker import engine_notes, engine_problem
-        problem = engine_problem(kind)
-        if problem:
-            raise RuntimeError(problem)
-        return Protections(kind, namespaces=True, network=True, notes=engine_notes(kind))
-    if kind in (SandboxKind.AUTO, SandboxKind.BWRAP):
-        works, why = _bwrap_works()
-        if works:
-            if not bwrap_disables_userns():
-                notes.append("bubblewrap older than 0.8: nested user namespaces are not refused inside the sandbox")
-            return Protections(SandboxKind.BWRAP, namespaces=True, network=True, cgroup=cgroups, notes=tuple(notes))
-        if kind is SandboxKind.BWRAP:
-            raise RuntimeError(f"--sandbox bwrap: {why}")
-        raise RuntimeError(f"no sandbox available, so no submission is run: {why}; or pass --sandbox none to run "
-                           "submissions as plain processes that can read what the harness can and use the network")
-    else:
-        notes.insert(0, "--sandbox none: submissions run as plain processes without filesystem or network "
-                        "isolation")
-    return Protections(SandboxKind.NONE, namespaces=False, network=False, cgroup=cgroups, notes=tuple(notes))
 
 
 def _may_exist(path: Path) -> bool:
@@ -303,22 +218,72 @@ def arguments_by_fd(command: list[str]) -> tuple[list[str], int]:
     return [command[0], "--args", str(read_end), *command[split:]], read_end
 
 
-def apply_rlimits(limits: Limits, *, memory_by_cgroup: bool) -> None:
-    """Set RLIMIT_CPU, RLIMIT_DATA (unless a cgroup limits memory), RLIMIT_FSIZE and no core dumps."""
-    def set_limit(which: int, value: int) -> None:
-        try:
-            resource.setrlimit(which, (value, value))
-        except (ValueError, OSError):
-            pass
+class BwrapSandbox(Sandbox):
+    """Each run in a bubblewrap sandbox (:attr:`SandboxKind.BWRAP`).
 
-    set_limit(resource.RLIMIT_CORE, 0)
-    if limits.cpu_seconds:
-        soft = max(1, int(limits.cpu_seconds))
-        try:  # SIGXCPU at the soft limit, SIGKILL at the hard one for a process that ignores it
-            resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 5))
-        except (ValueError, OSError):
-            pass
-    if limits.memory_mb and not memory_by_cgroup:
-        set_limit(resource.RLIMIT_DATA, limits.memory_mb << 20)
-    if limits.output_mb:
-        set_limit(resource.RLIMIT_FSIZE, limits.output_mb << 20)
+    Args:
+        asked: What was asked for: BWRAP (require bubblewrap) or AUTO (bubblewrap when it works here); only the
+            message :meth:`probe` raises differs.
+    """
+
+    kind = SandboxKind.BWRAP
+
+    def __init__(self, asked: SandboxKind = SandboxKind.BWRAP) -> None:
+        self.asked = asked
+
+    def probe(self) -> Protections:
+        """Bubblewrap's protections here, with the cgroup controllers this harness may use.
+
+        Raises:
+            RuntimeError: bubblewrap cannot run here (the message says what it would take; for AUTO, also that
+                ``--sandbox none`` runs plain processes).
+        """
+        notes: list[str] = []
+        cgroups, note = cgroup_roots()
+        if note:
+            notes.append(note)
+        works, why = bwrap_works()
+        if not works:
+            if self.asked is SandboxKind.BWRAP:
+                raise RuntimeError(f"--sandbox bwrap: {why}")
+            raise RuntimeError(f"no sandbox available, so no submission is run: {why}; or pass --sandbox none to run "
+                               "submissions as plain processes that can read what the harness can and use the network")
+        if not bwrap_disables_userns():
+            notes.append("bubblewrap older than 0.8: nested user namespaces are not refused inside the sandbox")
+        return Protections(SandboxKind.BWRAP, namespaces=True, network=True, cgroup=cgroups, notes=tuple(notes))
+
+    def run(self, request: RunRequest) -> RunRecord:
+        """Run the entry point in a bubblewrap sandbox (:func:`bwrap_command`) whose options reach bubblewrap
+        through a pipe (:func:`arguments_by_fd`); a root harness runs it as the dedicated unprivileged uid
+        (:mod:`harness.privilege`)."""
+        code = fresh_copy(request.submission, request.workdir / "submission")
+        sandboxed = [f"./{request.submission.entry_point}", *request.sandbox_args()]
+        display = f"{' '.join(sandboxed)}    [{self.kind.value} sandbox]"
+        env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=request.gpu, threads=request.threads,
+                                   sandboxed=True)
+        argv = bwrap_command(sandboxed, code=code, inputs=request.inputs, outputs=request.outputs, gpu=request.gpu,
+                             limits=request.limits)
+        if python_alias_needed():  # before the root is made read-only
+            at = argv.index("--remount-ro") if "--remount-ro" in argv else argv.index("--")
+            argv[at:at] = ["--symlink", str(Path(sys.executable).resolve()), f"{SANDBOX_PYTHON_ALIAS}/python"]
+            env["PATH"] = SANDBOX_PYTHON_ALIAS + os.pathsep + env["PATH"]
+        identity = run_identity()
+        dropper = None
+        if identity is not None:  # a root harness: the run is the dedicated unprivileged uid
+            uid, gid = identity
+            give_to_run(code, uid=uid, gid=gid, writable=False)
+            give_to_run(request.inputs, uid=uid, gid=gid, writable=False)
+            give_to_run(request.outputs, uid=uid, gid=gid, writable=True)
+            argv, dropper = stage_command(argv, uid=uid, gid=gid, instance=request.instance)
+        try:
+            argv, options = arguments_by_fd(argv)  # no host path in the sandbox's /proc/1/cmdline
+            try:
+                return run_process(argv, cwd=code, env=env, limits=request.limits, log_path=request.log_path,
+                                   log_name=request.log_name, watch=request.outputs,
+                                   cgroup=request.protections.cgroup, display=display, drop=dropper,
+                                   instance=request.instance, pass_fds=(options,))
+            finally:
+                os.close(options)
+        finally:
+            if dropper is not None:
+                dropper.cleanup()
