@@ -25,7 +25,7 @@ from research.hgd import data, make_data, train
 from submission_kit.hgd.networks import DAE, DUNET, build_denoiser, widths_for
 from harness.limits import LimitPolicy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GUIDES = ("pgd", "fgd", "lgd", "cgd")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -16,7 +16,7 @@ from torch import nn
 from submission_kit import zoo
 from submission_kit.defense_blocks import classify
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class ColourModel(nn.Module):

@@ -23,7 +23,7 @@ from harness import submission
 from submission_kit.defense_blocks import denoise, filters, vdef
 from research.lee2018 import make_vdef
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ("tv_denoise", "nl_means", "tv_denoise_vdef", "nl_means_vdef", "jpeg")
 VDEF_FOLDERS = ("tv_denoise_vdef", "nl_means_vdef")
 

@@ -13,7 +13,7 @@ import pytest
 
 from machine import REQUIRE_ENV
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 #: Ways to skip or not run a test; only tests/machine.py may use them.
 SKIPPING = re.compile(r"pytest\.skip\(|skipif|importorskip|mark\.skip\b|pytest\.xfail\(|mark\.xfail|pytest\.exit\(")
 

@@ -14,7 +14,7 @@ from conftest import BUCKET_DEFENSE, PLUS, write_submission
 
 from harness import progress
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: done/total, failed, elapsed: what every plain line carries.
 LINE = re.compile(r"^\[progress\] (?P<stage>\w+): (?P<final>done, )?(?P<done>\d+)/(?P<total>\d+) runs? "

@@ -24,7 +24,7 @@ from harness.competition import CompetitionError, run_competition
 from harness.workspace import SCRATCH_PREFIX, scratch_parent
 from harness.isolation import SandboxKind
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FILES = ("leaderboard.csv", "per_image.csv")
 
 #: Attack that records (CUDA_VISIBLE_DEVICES, start, end, pid, parent pid, attack scratch folders present when
@@ -774,7 +774,7 @@ print(json.dumps(results))
 #: Python), then drop every id to ``uid`` and exec PROBE (a fresh process: nothing of root's is left in it).
 AS_UID = """
 import ctypes, os, sys
-sys.path.insert(0, TESTS)
+sys.path[:0] = TESTS
 from test_faults_hostile import _CLONE_NEWNS, _MS_PRIVATE, _MS_REC, _give_python_to, _mount
 libc = ctypes.CDLL(None, use_errno=True)
 if libc.unshare(_CLONE_NEWNS) != 0:
@@ -791,7 +791,8 @@ os.execv(sys.executable, [sys.executable, "-c", PROBE, *sys.argv[1:]])
 
 def probe_as(uid: int, addresses: list[str]) -> dict[str, str]:
     """What :data:`PROBE` found, run as ``uid``."""
-    launcher = f"TESTS = {str(ROOT / 'tests')!r}\nUID = {uid}\nPROBE = {PROBE!r}\n" + AS_UID
+    tests = [str(ROOT / "tests" / "harness"), str(ROOT / "tests")]  # test_faults_hostile and the shared helpers
+    launcher = f"TESTS = {tests!r}\nUID = {uid}\nPROBE = {PROBE!r}\n" + AS_UID
     done = subprocess.run([sys.executable, "-c", launcher, *addresses], capture_output=True, text=True,
                           timeout=240, cwd="/", env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr

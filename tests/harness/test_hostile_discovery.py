@@ -30,7 +30,7 @@ from harness.submission import SubmissionError, content_hash, discover, list_fol
 from harness.table import RunRow, read_csv, write_csv
 from harness.tree import MAX_DEPTH, walk
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Seconds a child process may take before the test calls it hung (the machine may be busy).
 TIMEOUT = 240
 

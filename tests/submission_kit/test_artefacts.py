@@ -11,7 +11,7 @@ from submission_kit import artefacts
 from submission_kit.hgd import registry as hgd_registry
 from submission_kit.zoo import registry as zoo_registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _committed_weights() -> set[Path]:

@@ -83,7 +83,7 @@ def test_no_host_path_in_the_command_lines_a_run_sees(sandbox: SandboxKind, worl
     assert looker.problem == ""
     lines = [line for line in (world["results"] / looker.log).read_text().splitlines() if line.startswith("PROC ")]
     assert lines and lines[0].startswith("PROC 1 "), lines
-    project = Path(__file__).resolve().parent.parent
+    project = Path(__file__).resolve().parents[2]
     host_paths = [str(world["root"]), SCRATCH_PREFIX, "/dev/shm", sys.prefix, str(Path(sys.executable).resolve()),
                   str(project), "/work"]
     leaks = [(line, path) for line in lines for path in host_paths if path in line]

@@ -11,7 +11,7 @@ import torch
 
 from submission_kit.defense_blocks import denoise, sample_defenses
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 X = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 

@@ -26,7 +26,7 @@ from tiny_models import TinyNet, tiny_model
 
 import torchattacks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DATA = ROOT / "sample_data"
 EPS = 8 / 255
 

@@ -159,7 +159,7 @@ def test_sandbox_blocks_vandalism_snooping_and_network(fault_world: dict[str, Pa
                str(Path(__file__).resolve())]
     secrets = [str(fault_world["data"] / "dev_dataset.csv"), str(fault_world["data"]),
                str(fault_world["defenses"] / "bucket" / "run.py"), str(fault_world["results"]),
-               str(Path.home() / ".cache"), str(Path(__file__).resolve().parent.parent / "sample_data")]
+               str(Path.home() / ".cache"), str(Path(__file__).resolve().parents[2] / "sample_data")]
     with tcp_listener("127.0.0.1") as (port, accepted):
         write_submission(fault_world["attacks"], "vandal", "attack", VANDAL.format(targets=targets))
         write_submission(fault_world["attacks"], "snoop", "attack",

@@ -25,7 +25,7 @@ from harness.limits import LimitPolicy
 from harness.submission import SubmissionType, discover
 from research.zoo.evaluate import write_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"fd_nonlocal": "nonlocal_gaussian", "adv_baseline": "baseline"}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -33,7 +33,7 @@ from research.prn.pool import (PoolError, PoolNotFoundError, PoolOverlapError, c
 from research.prn.synthetic import load_synthetic, reconstruct, synthesize, unit_normalize
 from research.prn.train import TrainConfig, agreement, clean_labels, draw_weights, train_prn
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

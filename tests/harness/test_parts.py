@@ -15,7 +15,7 @@ from conftest import config_for, needs_bwrap, write_dataset, write_submission
 from harness.competition import run_competition
 from harness.isolation import SandboxKind
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 

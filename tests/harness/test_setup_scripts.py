@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from machine import needs_root
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 FAKE_TEST = """#!/usr/bin/env bash
 set -e

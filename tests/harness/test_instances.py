@@ -25,7 +25,7 @@ from harness.workspace import SCRATCH_PREFIX, Workspace
 from two_harnesses import (PATIENCE, Competition, gated_attack, kill_a_harness_mid_run, new_nonce, open_gate,
                            things_of, wait_for_gates)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _dead_pid() -> int:

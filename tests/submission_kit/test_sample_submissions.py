@@ -11,7 +11,7 @@ from harness.competition import CompetitionConfig, run_competition
 from harness.limits import LimitPolicy
 from harness.submission import SubmissionType, discover
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_sample_folder_parses() -> None:

@@ -23,7 +23,7 @@ from research.browser import headless_chromium
 from harness.secret import SECRET_FILE
 from harness.scoring import DEFENSE, Matrix, ScoreRow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from tiny_models import TinyNet, tiny_model
 
 import torchattacks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EPS = 8 / 255
 
 

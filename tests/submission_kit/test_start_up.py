@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Modules no CIFAR-10 sample submission calls: torchvision (ImageNet wrappers only; it pulls in torch._dynamo,
 #: ~1 s), scikit-image (the ROF / NL-means filters), scikit-learn and SciPy (the PRN detector), matplotlib.
