@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, PLUS, write_dataset, write_submission
+from tiny_world import BUCKET_DEFENSE, PLUS, write_dataset, write_submission
 from harness.cli import main
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, CONSTANT_DEFENSE, NOOP, PLUS, TOWARD_TARGET, write_dataset, write_submission
+from tiny_world import BUCKET_DEFENSE, CONSTANT_DEFENSE, NOOP, PLUS, TOWARD_TARGET, write_dataset, write_submission
 from harness.cli import main
 
 SLOW = "import time\ntime.sleep(0.4)\n"

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, write_submission
+from tiny_world import BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, write_submission
 from machine import needs_root
 from harness.cleanup import owner_of
 from harness.competition import CompetitionError, run_competition

@@ -1,6 +1,6 @@
 """End-to-end competitions with tiny synthetic submissions (hand-computed expectations).
 
-World (conftest): uniform images of value v ∈ {10, 45, 90, 120, 180, 240}, class v // 50 → labels
+World (conftest, tiny_world): uniform images of value v ∈ {10, 45, 90, 120, 180, 240}, class v // 50 → labels
 [0, 0, 1, 2, 3, 4], targets [1, 1, 2, 3, 4, 0]. The ``bucket`` defense predicts mean // 50; ``constant``
 predicts 0. At ε = 16 the referee turns ``greedy`` (+100) into ``plus`` (+16).
 """
@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, NOOP, PLUS, TOWARD_TARGET, config_for,
-                      write_submission)
+from tiny_world import BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, NOOP, PLUS, TOWARD_TARGET, config_for, write_submission
 from harness.competition import CompetitionError, rescore, run_competition
 from harness.limits import LimitPolicy
 
@@ -261,7 +260,7 @@ def test_bad_submissions_are_recorded_and_others_unaffected(world: dict[str, Pat
 
 def test_output_dir_of_another_dataset_is_refused(full_world: dict[str, Path], tmp_path: Path) -> None:
     run_competition(config_for(full_world), echo=lambda _: None)
-    from conftest import write_dataset
+    from tiny_world import write_dataset
     other = write_dataset(tmp_path / "other", [1, 2, 3])
     with pytest.raises(CompetitionError, match="another dataset"):
         run_competition(config_for(full_world, input_dir=other), echo=lambda _: None)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BUCKET_DEFENSE, MEMORY_HOG, PLUS, config_for, fork_bomb, needs_bwrap, tcp_listener,
-                      write_submission)
+from machine import needs_bwrap
+from tiny_world import BUCKET_DEFENSE, MEMORY_HOG, PLUS, config_for, fork_bomb, tcp_listener, write_submission
 from harness.competition import run_competition
 from harness.isolation import SandboxKind, probe
 from harness.limits import LimitPolicy

@@ -25,8 +25,8 @@ import pytest
 from PIL import Image
 
 from machine import needs_root
-from conftest import (BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, fork_bomb, needs_bwrap,
-                      write_dataset, write_submission)
+from machine import needs_bwrap
+from tiny_world import BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, fork_bomb, write_dataset, write_submission
 from harness import isolation
 from submission_kit import contract
 from harness.cleanup import remove_tree

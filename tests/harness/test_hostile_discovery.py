@@ -20,7 +20,7 @@ from typing import Iterator
 import pytest
 
 from harness.cleanup import remove_tree
-from conftest import BUCKET_DEFENSE, PLUS, write_submission
+from tiny_world import BUCKET_DEFENSE, PLUS, write_submission
 from harness.cli import main
 from harness.names import image_reference_problem
 from harness.report import leaderboard_tables

@@ -337,7 +337,7 @@ def test_a_run_whose_report_fails_still_succeeds_and_says_how_to_rebuild(
 
 
 def test_a_competition_without_attacks_still_gets_a_report(tmp_path: Path) -> None:
-    from conftest import BUCKET_DEFENSE, write_dataset, write_submission
+    from tiny_world import BUCKET_DEFENSE, write_dataset, write_submission
 
     data = write_dataset(tmp_path / "data", [10, 60, 110])
     (tmp_path / "attacks").mkdir()

@@ -15,7 +15,8 @@ from typing import Callable
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, PLUS, config_for, needs_bwrap, write_submission
+from machine import needs_bwrap
+from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_submission
 from harness.cleanup import remove_tree
 from harness.competition import run_competition, sweep_dead
 from harness.instance import Instance, InstanceError

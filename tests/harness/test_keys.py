@@ -19,7 +19,7 @@ from harness import library
 from harness.competition import KEY_SCHEME_FILE, CompetitionError, run_competition
 from harness.isolation import SandboxKind
 from harness.library import KEY_SCHEME, fingerprint
-from conftest import BUCKET_DEFENSE, PLUS, config_for, write_dataset, write_submission
+from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_dataset, write_submission
 
 ROOT = Path(__file__).resolve().parents[2]
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pt", "*.joblib", "*.npy")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import config_for
+from tiny_world import config_for
 from harness.competition import run_competition
 from harness.instance import Instance
 

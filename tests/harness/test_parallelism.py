@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import BUCKET_DEFENSE, PLUS, config_for, write_submission
+from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_submission
 
 from harness import parallelism
 from harness.cli import build_parser

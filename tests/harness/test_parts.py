@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import config_for, needs_bwrap, write_dataset, write_submission
+from machine import needs_bwrap
+from tiny_world import config_for, write_dataset, write_submission
 
 from harness.competition import run_competition
 from harness.isolation import SandboxKind
@@ -44,7 +45,7 @@ def test_cli_help_imports_no_torch(command):
 
 
 def test_score_of_a_results_folder_imports_no_torch(tmp_path, world):
-    from conftest import BUCKET_DEFENSE, PLUS
+    from tiny_world import BUCKET_DEFENSE, PLUS
 
     write_submission(world["attacks"], "plus", "attack", PLUS)
     write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)

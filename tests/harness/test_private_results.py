@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, PLUS, config_for, write_submission
+from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_submission
 from harness.competition import rescore, run_competition
 from harness.html_report import build_report
 from harness.isolation import SandboxKind

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, NOOP, PLUS, config_for, write_submission
+from tiny_world import BUCKET_DEFENSE, NOOP, PLUS, config_for, write_submission
 from harness.cleanup import owner_of, remove_tree
 from harness.competition import run_competition
 from harness.isolation import SandboxKind

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, PLUS, needs_bwrap, write_submission
+from machine import needs_bwrap
+from tiny_world import BUCKET_DEFENSE, PLUS, write_submission
 from machine import needs_root
 from harness.cli import main
 from harness.instance import Instance

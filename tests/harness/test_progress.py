@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BUCKET_DEFENSE, PLUS, write_submission
+from tiny_world import BUCKET_DEFENSE, PLUS, write_submission
 
 from harness import progress
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import BUCKET_DEFENSE, PLUS, config_for, write_submission
+from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_submission
 from harness.competition import run_competition
 from harness.isolation import SandboxKind
 from harness.records import (SCHEMA, AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_submission
+from tiny_world import write_submission
 from harness.devices import DevicePool
 from harness.instance import Instance
 from harness.planning import batches, opaque_name, pack_versions

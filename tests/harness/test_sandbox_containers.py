@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, MEMORY_HOG, NOOP, PLUS, TOWARD_TARGET, config_for,
-                      fork_bomb, tcp_listener, write_submission)
+from tiny_world import (BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, MEMORY_HOG, NOOP, PLUS, TOWARD_TARGET, config_for,
+                        fork_bomb, tcp_listener, write_submission)
 from harness import sandbox_docker
 from harness.competition import CompetitionResult, run_competition
 from harness.instance import Instance
@@ -51,7 +51,7 @@ def kind(request: pytest.FixtureRequest) -> SandboxKind:
 
 def write_container_submission(parent: Path, name: str, kind: str, body: str, *, image: str = IMAGE,
                                image_gpu: str = "") -> Path:
-    """:func:`conftest.write_submission` whose metadata names a docker image."""
+    """:func:`tiny_world.write_submission` whose metadata names a docker image."""
     folder = write_submission(parent, name, kind, body)
     metadata = json.loads((folder / "metadata.json").read_text())
     metadata.update(container=image, container_gpu=image_gpu or image)
