@@ -5,7 +5,7 @@
 #   3. start dockerd when no engine answers (systemd when it runs, else in the background, log in /var/log);
 #   4. build the local image adv-harness/python-numpy-pil:bookworm (Debian bookworm minbase + python3, numpy,
 #      Pillow; no registry needed: debootstrap from the Debian mirror, then docker import). ~70 s, ~300 MB.
-# Idempotent: every step that is already done is skipped. The tests use the image (tests/test_sandbox_containers.py).
+# Idempotent: every step that is already done is skipped. The tests use the image (tests/harness/test_sandbox_containers.py).
 set -euo pipefail
 
 IMAGE="${ADV_HARNESS_IMAGE:-adv-harness/python-numpy-pil:bookworm}"

@@ -5,17 +5,24 @@
 #   scripts/install.sh --test   # the same plus what the tests need: the "test" extra (pytest, hypothesis,
 #                               # torchattacks, selenium, ruff, mypy), headless Chromium for the report's browser
 #                               # tests, and docker + gVisor with the local image of the container-sandbox tests
+#   scripts/install.sh --referee-test   # the machine set-up of --test, and a venv with the referee and the
+#                               # "referee-test" extra (pytest, hypothesis, selenium) but no torch: tests/harness
 #
 # 1. bubblewrap, the sandbox of every submission run, from apt when this user may install packages (root, or
 #    sudo without a password); otherwise a note (the harness then refuses to run submissions unless it is given
 #    --sandbox none).
 # 2. A virtual environment at $VENV (default: .venv in the repository) with torch, torchvision and this package
 #    (editable, so the repository's own harness/ and submission_kit/ are what runs). pip skips what is installed.
+#    With --referee-test: no torch (./test.sh runs the referee's tests there, proving they need none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="[kit]"
 testing=""
-[[ "${1:-}" == "--test" ]] && { extra="[test]"; testing=1; }
+torch=1
+case "${1:-}" in
+  --test) extra="[test]"; testing=1 ;;
+  --referee-test) extra="[referee-test]"; testing=1; torch="" ;;
+esac
 venv="${VENV:-.venv}"
 
 # apt calls wait for each other's lock (the container set-up installs packages in the background).
@@ -69,7 +76,7 @@ fi
 stamp="$venv/.adv-harness-$( { pwd; echo "$extra"; cat setup.cfg pyproject.toml; } | sha256sum | cut -c1-16)"
 if [[ ! -e "$stamp" ]]; then
   # torch 2.14.1 is a CUDA build: about 6 GB in the venv. Say so before pip fails half-way with ENOSPC.
-  if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+  if [[ -n "$torch" ]] && ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
     free_mb="$(df -Pm "$venv" | awk 'NR == 2 {print $4}')"
     if (( free_mb < 7000 )); then
       echo "install: torch needs about 6 GB in $venv and its disk has ${free_mb} MB free: free some space or set" \
@@ -77,7 +84,7 @@ if [[ ! -e "$stamp" ]]; then
       exit 1
     fi
   fi
-  "$venv/bin/python" -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+  [[ -z "$torch" ]] || "$venv/bin/python" -m pip install --quiet torch==2.14.1 torchvision==0.29.1
   "$venv/bin/python" -m pip install --quiet -e ".${extra}"
   touch "$stamp"
 fi
@@ -89,5 +96,10 @@ if [[ -n "${images_pid:-}" ]]; then
   [[ -n "$images_ok" ]] \
     || echo "install: container sandboxes not set up: their tests will skip (fail under .ci/run)" >&2
 fi
-# Fail here, right after the install output, if a step broke.
-"$venv/bin/python" -c "import harness, torch; print(f'install: ready ($venv/bin/python, torch {torch.__version__})')"
+# Fail here, right after the install output, if a step broke (or if torch got into the referee's environment).
+if [[ -n "$torch" ]]; then
+  "$venv/bin/python" -c "import harness, torch; print(f'install: ready ($venv/bin/python, torch {torch.__version__})')"
+else
+  "$venv/bin/python" -c "import harness, importlib.util as u; assert u.find_spec('torch') is None, 'torch is installed'
+print('install: ready ($venv/bin/python, no torch)')"
+fi
