@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 
 from tabulate import tabulate
 
+from harness.results_folder import WORST_CASE
 from harness.table import CLEAN, PredictionRow
 
 __all__ = ["AIM_KEY", "WORST_CASE", "WorstCase", "aims_from_manifest", "worst_case_csv", "worst_case_table",
@@ -27,8 +28,6 @@ __all__ = ["AIM_KEY", "WORST_CASE", "WorstCase", "aims_from_manifest", "worst_ca
 
 #: The metadata.json key naming the defense an attack is aimed at.
 AIM_KEY = "targets_defense"
-#: File name of the view in a results folder.
-WORST_CASE = "worst_case.csv"
 
 
 @dataclass(frozen=True)

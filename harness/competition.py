@@ -16,7 +16,8 @@ from harness import __version__
 from submission_kit.contract import parse_epsilon
 from harness.adaptive import aims_from_manifest
 from harness.dataset import Dataset, load_dataset
-from harness.report import ATTACK_IMAGES, MANIFEST, PER_IMAGE, RUNS, write_results
+from harness.report import write_results
+from harness.results_folder import ATTACK_IMAGES, PER_IMAGE, RUNS, ResultsFolder
 from harness.cleanup import remove_tree
 from harness.cgroups import CGROUP_LIMITS, sweep_dead_cgroups
 from harness.isolation import Protections, SandboxKind, probe
@@ -118,7 +119,7 @@ KEY_SCHEME_FILE = "key_scheme.json"
 
 
 def _check_output_dir(output_dir: Path, dataset: Dataset, force: bool) -> None:
-    manifest_path = output_dir / MANIFEST
+    manifest_path = ResultsFolder(output_dir).manifest
     if not manifest_path.exists():
         return
     try:
@@ -139,7 +140,8 @@ def stored_key_scheme(output_dir: Path) -> int | None:
     Folders written before the scheme was recorded (their manifest has ``harness_content_hash`` and their store
     has no ``key_scheme.json``) are scheme 1.
     """
-    marker = output_dir / "store" / KEY_SCHEME_FILE
+    folder = ResultsFolder(output_dir)
+    marker = folder.store_root / KEY_SCHEME_FILE
     try:
         return int(json.loads(marker.read_text())["key_scheme"])
     except FileNotFoundError:
@@ -147,13 +149,12 @@ def stored_key_scheme(output_dir: Path) -> int | None:
     except (OSError, ValueError, KeyError, TypeError):
         return 0
     try:
-        return int(json.loads((output_dir / MANIFEST).read_text()).get("key_scheme", 1))
+        return int(json.loads(folder.manifest.read_text()).get("key_scheme", 1))
     except FileNotFoundError:
         pass
     except (OSError, ValueError, TypeError, AttributeError):
         return 0
-    stored = any((output_dir / "store" / kind).is_dir() for kind in ("attack_runs", "defense_runs"))
-    return 1 if stored else None
+    return 1 if folder.store().holds_records() else None
 
 
 def _check_key_scheme(output_dir: Path, force: bool) -> None:
@@ -211,7 +212,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
             check_address(config.scheduler)
         scheduler_security(config.scheduler, ca_file=config.tls_ca_file, cert=config.tls_cert, key=config.tls_key)
     try:
-        stored_secret = load_secret(config.output_dir)
+        stored_secret = load_secret(ResultsFolder(config.output_dir).secret)
     except SecretError as exc:
         raise CompetitionError(one_line(str(exc))) from None
     secret = stored_secret or new_secret()
@@ -234,19 +235,20 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     defenses = [s for s in selected if s.type is SubmissionType.DEFENSE]
 
     output_dir = config.output_dir
+    folder = ResultsFolder(output_dir)
     _check_output_dir(output_dir, dataset, config.force)
     _check_key_scheme(output_dir, config.force)
     workspace = Workspace(output_dir, Instance.create())
     if config.force:
-        for folder in ("store", "logs"):
-            _remove(output_dir / folder, echo)
+        for discarded in folder.discarded_by_force():
+            _remove(discarded, echo)
     _warn(remove_legacy_scratch(output_dir), echo)
     output_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(output_dir, FOLDER_MODE)  # owner only from the start (make_private sets the rest at the end)
     if stored_secret is None:
-        save_secret(output_dir, secret)
-    atomic_write_json(output_dir / "store" / KEY_SCHEME_FILE, {"key_scheme": KEY_SCHEME})
-    for stale in output_dir.rglob(".*.tmp"):  # half-written files of a harness that was killed
+        save_secret(folder.secret, secret)
+    atomic_write_json(folder.store_root / KEY_SCHEME_FILE, {"key_scheme": KEY_SCHEME})
+    for stale in folder.stale_temporaries():  # half-written files of a harness that was killed
         stale.unlink(missing_ok=True)
 
     try:
@@ -318,7 +320,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
                              aims={a.name: a.targets_defense for a in attacks if a.targets_defense})
     _warn(workspace.remove_scratch(), echo)
     manifest["wall_seconds"] = round(time.time() - started, 3)
-    atomic_write_json(output_dir / MANIFEST, manifest)
+    atomic_write_json(folder.manifest, manifest)
     _make_private(output_dir, echo)
     return CompetitionResult(scores=scores, predictions=predictions, attack_images=attack_rows, runs=runs,
                              discovery=discovery, outcome=outcome, dataset=dataset, manifest=manifest,
@@ -407,16 +409,16 @@ def rescore(output_dir: Path) -> list[ScoreRow]:
     Raises:
         CompetitionError: The folder lacks the tables of a finished run, or they cannot be read.
     """
-    paths = {name: output_dir / name for name in (PER_IMAGE, ATTACK_IMAGES, RUNS, MANIFEST)}
-    missing = [name for name, path in paths.items() if not path.is_file()]
+    folder = ResultsFolder(output_dir)
+    missing = folder.missing_tables()
     if missing:
         raise CompetitionError(f"{output_dir}: missing {', '.join(missing)}; run the competition into this "
                                "folder first (python run_competition.py --output_dir ...)")
     try:
-        manifest = json.loads(paths[MANIFEST].read_text())
-        predictions = read_csv(paths[PER_IMAGE], PredictionRow)
-        attack_images = read_csv(paths[ATTACK_IMAGES], AttackImageRow)
-        runs = read_csv(paths[RUNS], RunRow)
+        manifest = json.loads(folder.manifest.read_text())
+        predictions = read_csv(folder.file(PER_IMAGE), PredictionRow)
+        attack_images = read_csv(folder.file(ATTACK_IMAGES), AttackImageRow)
+        runs = read_csv(folder.file(RUNS), RunRow)
         submissions = manifest.get("submissions", [])
         defenses = [s["name"] for s in submissions if s["type"] == SubmissionType.DEFENSE.value]
         attacks = [(s["name"], s["type"]) for s in submissions if s["type"] != SubmissionType.DEFENSE.value]

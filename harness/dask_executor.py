@@ -53,6 +53,7 @@ from harness.isolation import SandboxKind
 from harness.planning import AttackUnit, DefenseUnit
 from harness.process import RunRecord
 from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict
+from harness.results_folder import ResultsFolder
 
 if TYPE_CHECKING:  # distributed is imported only when a cluster is used
     from distributed import Client
@@ -63,7 +64,7 @@ __all__ = ["SECURE_SCHEMES", "UNENCRYPTED_WARNING", "ClusterError", "DaskExecuto
            "check_workers", "connect", "scheduler_security"]
 
 #: Plain progress lines go to this file of the results folder.
-PROGRESS_LOG = "logs/cluster.log"
+PROGRESS_LOG = ResultsFolder.CLUSTER_LOG
 
 #: Submission processes each worker of a local cluster (``--workers N``) runs at once. Its one extra thread
 #: prepares and referees units while the process runs, as the ``--jobs`` path's extra thread does.
@@ -132,14 +133,14 @@ def _worker_died_record(unit: Unit, context: WorkerContext, deaths: int) -> Reco
     """The failed-run record of a unit that killed its worker every time it ran."""
     problem = f"worker died {deaths} times"
     if isinstance(unit, AttackUnit):
-        log = f"logs/attacks/{unit.attack.name}/eps{unit.epsilon}_{unit.key[:12]}.log"
+        log = ResultsFolder.attack_log(unit.attack.name, unit.epsilon, unit.key)
         run = RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log)
         images = tuple(ImageVerdict(image_id=r.image_id, version=context.clean_versions[r.image_id],
                                     problem="missing output image", clipped_values=0, max_violation=0, linf=0)
                        for r in unit.images)
         return AttackUnitRecord(key=unit.key, attack=unit.attack.name, attack_hash=unit.attack.content_hash,
                                 attack_type=unit.attack.type.value, epsilon=unit.epsilon, run=run, images=images)
-    log = f"logs/defenses/{unit.defense.name}/{unit.key[:12]}.log"
+    log = ResultsFolder.defense_log(unit.defense.name, unit.key)
     run = RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log)
     parsed = parse_predictions(Path(os.devnull) / "absent.csv", expected=set(unit.versions))
     predictions = {version: DefenseAnswer(label=None, problem=parsed.answers[version].problem)
@@ -276,7 +277,7 @@ class DaskExecutor:
             return []
         context = self.context(runner, clean_versions)
         tick = runner.progress(label, len(units))
-        log_path = runner.workspace.root / PROGRESS_LOG
+        log_path = runner.workspace.folder.path(PROGRESS_LOG)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         # the context travels once, as a task's result: unlike scattered data it is recomputed when the worker
         # holding it dies

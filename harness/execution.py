@@ -41,6 +41,7 @@ from harness.planning import AttackUnit, DefenseUnit, batches, opaque_name, pack
 from harness.parallelism import threads_per_run
 from harness.process import RunRecord, precompile_library, run_submission
 from harness.secret import derive
+from harness.results_folder import ResultsFolder
 from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, RecordError
 from harness.store import key_of
 from harness.submission import Submission, SubmissionType
@@ -171,7 +172,7 @@ class Runner:
         also written to its log."""
         problem = one_line(f"not started: {exc.strerror or exc}")
         try:
-            log_path = self.workspace.root / log_name
+            log_path = self.workspace.folder.path(log_name)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log_path.write_text(f"[harness] {problem}\n", encoding="utf-8")
         except OSError:
@@ -185,7 +186,7 @@ class Runner:
         with self.devices.acquire() as slot:
             return run_submission(submission, args, inputs=scratch / "input", outputs=scratch / "output",
                                   workdir=scratch / "work", limits=self.policy.limits(images, cpu_share=slot.cpu),
-                                  log_path=self.workspace.root / log_name, log_name=log_name, gpu=slot.gpu,
+                                  log_path=self.workspace.folder.path(log_name), log_name=log_name, gpu=slot.gpu,
                                   protections=self.protections, instance=self.workspace.instance,
                                   threads=self.threads)
 
@@ -193,7 +194,7 @@ class Runner:
     def clean_versions(self) -> dict[str, str]:
         """Store every clean image by pixel hash (re-encoded: no metadata reaches a defense); return image id →
         pixel hash. The map is kept per dataset content hash, so a rerun decodes nothing."""
-        cache = self.store.root / "clean_versions" / f"{self.dataset.content_hash}.json"
+        cache = self.store.clean_versions_path(self.dataset.content_hash)
         known = self.store.read(cache)
         if known is not None and all(self.store.image_path(v).exists() for v in known.values()):
             return {str(k): str(v) for k, v in known.items()}
@@ -218,7 +219,7 @@ class Runner:
         """Run one attack batch, referee its outputs, store the record; return the record."""
         attack, eps = unit.attack, unit.epsilon
         key = unit.key
-        log_name = f"logs/attacks/{attack.name}/eps{eps}_{key[:12]}.log"
+        log_name = ResultsFolder.attack_log(attack.name, eps, key)
         try:
             scratch, inputs, outputs = self._scratch(f"a-{key}")
         except OSError as exc:  # a failed run, not stored: a rerun tries again
@@ -251,7 +252,7 @@ class Runner:
             images.append(ImageVerdict(image_id=record.image_id, version=version, problem=verdict.problem,
                                        clipped_values=verdict.clipped_values, max_violation=verdict.max_violation,
                                        linf=verdict.linf, note=verdict.note))
-        run = _with_cleanup(run, scratch, self.workspace.root)
+        run = _with_cleanup(run, scratch, self.workspace.folder)
         result = AttackUnitRecord(key=key, attack=attack.name, attack_hash=attack.content_hash,
                                   attack_type=attack.type.value, epsilon=eps, run=run, images=tuple(images))
         self.store.write(self.store.attack_record_path(key), result.to_json())
@@ -293,7 +294,7 @@ class Runner:
         defense = unit.defense
         key = unit.key
         opaque = self.opaque_names(unit) if names is None else names
-        log_name = f"logs/defenses/{defense.name}/{key[:12]}.log"
+        log_name = ResultsFolder.defense_log(defense.name, key)
         try:
             scratch, inputs, outputs = self._scratch(f"d-{key}")
         except OSError as exc:  # a failed run, not stored: a rerun tries again
@@ -314,7 +315,7 @@ class Runner:
         parsed = parse_predictions(output_file, expected=set(versions))
         predictions = {versions[name]: DefenseAnswer(label=answer.label, problem=answer.problem)
                        for name, answer in parsed.answers.items()}
-        run = _with_cleanup(run, scratch, self.workspace.root)
+        run = _with_cleanup(run, scratch, self.workspace.folder)
         result = DefenseUnitRecord(key=key, defense=defense.name, defense_hash=defense.content_hash, run=run,
                                    csv_notes=tuple(parsed.notes), predictions=predictions)
         self.store.write(self.store.defense_record_path(unit.version, key), result.to_json())
@@ -404,13 +405,13 @@ class Runner:
         return outcome
 
 
-def _with_cleanup(run: RunRecord, scratch: Path, root: Path) -> RunRecord:
+def _with_cleanup(run: RunRecord, scratch: Path, folder: ResultsFolder) -> RunRecord:
     """Delete a unit's scratch folder; a failed cleanup turns the run into a failure (never a harness crash)."""
     problem = remove_tree(scratch)
     if not problem:
         return run
     try:
-        with open(root / run.log, "a", encoding="utf-8") as handle:
+        with open(folder.path(run.log), "a", encoding="utf-8") as handle:
             handle.write(f"[harness] {problem}\n")
     except OSError:
         pass

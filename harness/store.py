@@ -135,6 +135,14 @@ class Store:
             atomic_write_bytes(path, data, durable=False)
         return path
 
+    def holds_records(self) -> bool:
+        """Whether any unit record folder exists (a store written by some run)."""
+        return any((self.root / kind).is_dir() for kind in ("attack_runs", "defense_runs"))
+
+    def clean_versions_path(self, dataset_hash: str) -> Path:
+        """The map image id → pixel hash of a dataset's clean images."""
+        return self.root / "clean_versions" / f"{dataset_hash}.json"
+
     # -- records ------------------------------------------------------------------------------------
     def attack_record_path(self, key: str) -> Path:
         """Record of one attack batch."""

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from harness.cleanup import remove_tree, sweep_dead
 from harness.instance import Instance
+from harness.results_folder import ResultsFolder
 from harness.store import Store
 
 __all__ = ["SCRATCH_PREFIX", "ScratchError", "Workspace", "legacy_scratch", "private_folder",
@@ -47,7 +48,7 @@ def scratch_parent(root: Path) -> Path:
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK):
         return shm
-    return root / "tmp"
+    return ResultsFolder(root).local_scratch
 
 
 def scratch_folders(root: Path, instance: Instance) -> list[Path]:
@@ -178,5 +179,10 @@ class Workspace:
         return "" if folder is None else remove_tree(folder)
 
     @property
+    def folder(self) -> ResultsFolder:
+        """The results folder's paths and file names."""
+        return ResultsFolder(self.root)
+
+    @property
     def store(self) -> Store:
-        return Store(self.root / "store")
+        return self.folder.store()

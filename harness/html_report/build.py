@@ -26,11 +26,10 @@ from typing import Any
 from submission_kit import contract
 from harness.html_report import content, figures, sanity
 from harness.report import LEADERBOARD_COLUMNS, leaderboard_csv
+from harness.results_folder import REPORT_DIR, ResultsFolder
 from harness.scoring import TRACKS
 from harness.store import make_private
 
-#: The report's folder inside a results folder.
-REPORT_DIR = "report"
 #: No script, no network, no inline style: images and the style sheet from the report's own folder only
 #: (``file:`` beside ``'self'`` because browsers differ on whether 'self' covers pages opened from disk).
 CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self' file:; style-src 'self' file:; base-uri 'none'; "
@@ -70,14 +69,14 @@ class _Writer:
 def _gallery_files(writer: _Writer, results: content.Results, entries: list[content.GalleryImage]
                    ) -> dict[str, str]:
     """Write gallery PNGs; return version (or version+"-delta") → href. Unreadable store images are left out."""
-    store = results.root / "store" / "images"
+    store = ResultsFolder(results.root).store()
     hrefs: dict[str, str] = {}
 
     def load(version: str | None) -> Any:
         if not version:
             return None
         try:
-            return contract.read_png(store / version[:2] / f"{version}.png")
+            return contract.read_png(store.image_path(version))
         except contract.ImageError:
             return None
 
@@ -186,7 +185,7 @@ def build_report(output_dir: Path) -> Path:
     try:
         _render(results, _Writer(building))
         make_private(building)  # the results folder's one rule (harness.store)
-        final = output_dir / REPORT_DIR
+        final = ResultsFolder(output_dir).report
         old = None
         if final.exists():
             old = Path(tempfile.mkdtemp(dir=output_dir, prefix=f".{REPORT_DIR}.old."))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.report import ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS
+from harness.results_folder import ATTACK_IMAGES, LEADERBOARD, PER_IMAGE, RUNS, ResultsFolder
 from harness.scoring import ATTACK, DEFENSE, TARGETED_ATTACK, Matrix, ScoreRow, accuracy_matrix, hit_matrix, score
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
 
@@ -65,21 +65,21 @@ def load_results(output_dir: Path) -> Results:
     Raises:
         ReportError: A table or the manifest is missing or unreadable.
     """
-    paths = {name: output_dir / name for name in (PER_IMAGE, ATTACK_IMAGES, RUNS, MANIFEST)}
-    missing = [name for name, path in paths.items() if not path.is_file()]
+    folder = ResultsFolder(output_dir)
+    missing = folder.missing_tables()
     if missing:
         raise ReportError(f"{output_dir}: missing {', '.join(missing)}; run the competition into this folder first "
                           "(python run_competition.py --output_dir ...)")
     try:
-        manifest = json.loads(paths[MANIFEST].read_text(encoding="utf-8"))
+        manifest = json.loads(folder.manifest.read_text(encoding="utf-8"))
         if not isinstance(manifest, dict):
             raise TypeError("manifest.json is not a JSON object")
         submissions = manifest.get("submissions", [])
         defenses = [str(s["name"]) for s in submissions if s["type"] == DEFENSE]
         attacks = [(str(s["name"]), str(s["type"])) for s in submissions if s["type"] != DEFENSE]
-        predictions = read_csv(paths[PER_IMAGE], PredictionRow)
-        attack_images = read_csv(paths[ATTACK_IMAGES], AttackImageRow)
-        runs = read_csv(paths[RUNS], RunRow)
+        predictions = read_csv(folder.file(PER_IMAGE), PredictionRow)
+        attack_images = read_csv(folder.file(ATTACK_IMAGES), AttackImageRow)
+        runs = read_csv(folder.file(RUNS), RunRow)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReportError(f"{output_dir}: unreadable results ({exc}); rerun the competition into this folder") \
             from None
@@ -332,14 +332,14 @@ def gallery(results: Results) -> list[GalleryImage]:
     (``store/attack_runs/<batch>.json``, named by ``runs.csv``) and its clean-version map. A version is None
     when the store no longer holds it (the page then says so)."""
     wanted = set(gallery_ids(results))
-    store = results.root / "store"
+    store = ResultsFolder(results.root).store()
     dataset_hash = (results.manifest.get("dataset", {}) or {}).get("content_hash", "")
-    clean_map = _store_json(store / "clean_versions" / f"{dataset_hash}.json") or {}
+    clean_map = _store_json(store.clean_versions_path(dataset_hash)) or {}
     versions: dict[tuple[int, str, str], str] = {}
     for run in results.runs:
         if run.kind == DEFENSE or run.epsilon is None:
             continue
-        record = _store_json(store / "attack_runs" / f"{run.batch}.json")
+        record = _store_json(store.attack_record_path(run.batch))
         for image in (record or {}).get("images", []):
             if isinstance(image, dict) and image.get("image_id") in wanted:
                 versions[(run.epsilon, run.name, str(image["image_id"]))] = str(image.get("version", ""))
