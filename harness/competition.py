@@ -10,11 +10,10 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from harness import __version__
 from submission_kit.contract import parse_epsilon
-from harness.adaptive import aims_from_manifest
 from harness.dataset import Dataset, load_dataset
 from harness.report import write_results
 from harness.results_folder import ATTACK_IMAGES, PER_IMAGE, RUNS, ResultsFolder
@@ -30,6 +29,7 @@ from harness.library import KEY_SCHEME
 from harness.devices import DevicePool, visible_gpus
 from harness.execution import Outcome, Runner
 from harness.limits import LimitPolicy
+from harness.manifest import DatasetEntry, Manifest, ManifestError, SkippedEntry, SubmissionEntry
 from harness.tabulation import build_tables
 from harness.instance import Instance
 from harness.privilege import RUN_GID, RUN_UID, staging_parent, sweep_stale_staging
@@ -38,6 +38,7 @@ from harness.scoring import Matrix, ScoreRow, score
 from harness.store import FOLDER_MODE, atomic_write_json, make_private
 from harness.parallelism import cpu_shares, default_jobs
 from harness.submission import Discovery, Submission, SubmissionType, discover, suggest
+from harness.tracks import Track
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
 
 
@@ -109,7 +110,7 @@ class CompetitionResult:
     discovery: Discovery
     outcome: Outcome
     dataset: Dataset
-    manifest: dict[str, Any]
+    manifest: Manifest
     matrices: list[Matrix]
     instance: Instance
 
@@ -119,18 +120,19 @@ KEY_SCHEME_FILE = "key_scheme.json"
 
 
 def _check_output_dir(output_dir: Path, dataset: Dataset, force: bool) -> None:
-    manifest_path = ResultsFolder(output_dir).manifest
-    if not manifest_path.exists():
-        return
+    folder = ResultsFolder(output_dir)
     try:
-        previous = json.loads(manifest_path.read_text())
-        previous_hash = previous["dataset"]["content_hash"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise CompetitionError(f"{manifest_path}: unreadable manifest; pick an empty --output_dir or pass "
-                               "--force to start this one afresh") from None
-    if previous_hash != dataset.content_hash and not force:
+        previous = folder.read_manifest()
+    except ManifestError:
+        previous = Manifest()  # no dataset hash: unreadable
+    if previous is None:
+        return
+    if not previous.dataset.content_hash:
+        raise CompetitionError(f"{folder.manifest}: unreadable manifest; pick an empty --output_dir or pass "
+                               "--force to start this one afresh")
+    if previous.dataset.content_hash != dataset.content_hash and not force:
         raise CompetitionError(
-            f"{output_dir} holds results for another dataset ({previous['dataset'].get('root')}); pick another "
+            f"{output_dir} holds results for another dataset ({previous.dataset.root or None}); pick another "
             "--output_dir, or pass --force to discard them")
 
 
@@ -149,11 +151,11 @@ def stored_key_scheme(output_dir: Path) -> int | None:
     except (OSError, ValueError, KeyError, TypeError):
         return 0
     try:
-        return int(json.loads(folder.manifest.read_text()).get("key_scheme", 1))
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, TypeError, AttributeError):
+        manifest = folder.read_manifest()
+    except ManifestError:
         return 0
+    if manifest is not None:
+        return manifest.key_scheme
     return 1 if folder.store().holds_records() else None
 
 
@@ -279,52 +281,51 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     predictions, attack_rows, runs = build_tables(dataset, outcome, defenses)
     scores = score(predictions, attack_rows, runs, epsilons=epsilons, defenses=[d.name for d in defenses],
                    attacks=[(a.name, a.type.value) for a in attacks])
-    manifest = {
-        "harness_version": __version__,
-        "key_scheme": KEY_SCHEME,
-        "environment": runner.environment.describe(),
-        "seed": config.seed,
-        "secret_sha256": fingerprint(secret),
-        "epsilons": epsilons,
-        "batch_size": config.batch_size,
-        "jobs": None if executor else jobs,  # on a cluster each worker's threads and RUNS decide
-        "limits": asdict(config.policy),
+    manifest = Manifest(
+        harness_version=__version__, key_scheme=KEY_SCHEME, environment=runner.environment.describe(),
+        seed=config.seed, secret_sha256=fingerprint(secret), epsilons=tuple(epsilons), batch_size=config.batch_size,
+        jobs=None if executor else jobs,  # on a cluster each worker's threads and RUNS decide
+        limits=asdict(config.policy),
         # each parallel run's enforced CPU share: CPUs of quota and its own cores (none when runs run one at a time)
-        "cpu_shares": None if executor else [asdict(slot.cpu) for slot in devices.slots if slot.cpu is not None],
-        "protections": protections.describe(),
-        "unenforced_limits": unenforced,
-        "dataset": {"root": str(dataset.root), "content_hash": dataset.content_hash, "images": len(dataset),
-                    "label_file": dataset.label_file, "targets_drawn": dataset.targets_drawn,
-                    "targets_from_secret": dataset.targets_secret,
-                    "num_classes": dataset.num_classes, "left_out": list(dataset.left_out)},
-        "submissions": [{"name": s.name, "type": s.type.value, "entry_point": s.entry_point,
-                         "content_hash": s.content_hash, "container": s.container,
-                         "container_gpu": s.container_gpu, "path": str(s.path),
-                         **s.optional_keys()}
-                        for s in selected],
-        "skipped": [{"path": str(p.path), "problem": p.message} for p in discovery.problems],
-        "executed_units": outcome.executed,
-        "reused_units": outcome.reused,
-        "gpus": gpus,
-        **({"workers": dict(sorted(executor.workers.items())), "worker_events": executor.events,
-            "scheduling_seconds": executor.driver_seconds} if executor else {}),
-        "platform": {"python": sys.version.split()[0], "system": platform.platform()},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "wall_seconds": 0.0,
-        "submission_seconds": round(sum(r.seconds for r in runs
-                                        if _ran_now(r, outcome)), 3),
-    }
+        cpu_shares=None if executor else [asdict(slot.cpu) for slot in devices.slots if slot.cpu is not None],
+        protections=protections.describe(), unenforced_limits=tuple(unenforced), dataset=_dataset_entry(dataset),
+        submissions=tuple(_submission_entry(s) for s in selected),
+        skipped=tuple(SkippedEntry(path=str(p.path), problem=p.message) for p in discovery.problems),
+        executed_units=dict(outcome.executed), reused_units=dict(outcome.reused), gpus=tuple(gpus),
+        workers=dict(sorted(executor.workers.items())) if executor else None,
+        worker_events=executor.events if executor else None,
+        scheduling_seconds=executor.driver_seconds if executor else None,
+        platform={"python": sys.version.split()[0], "system": platform.platform()},
+        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        submission_seconds=round(sum(r.seconds for r in runs if _ran_now(r, outcome)), 3))
     matrices = write_results(output_dir, scores=scores, predictions=predictions, attack_images=attack_rows,
                              runs=runs, defenses=[d.name for d in defenses], attacks=[a.name for a in attacks],
                              targeted=[a.name for a in attacks if a.type is SubmissionType.TARGETED_ATTACK],
                              aims={a.name: a.targets_defense for a in attacks if a.targets_defense})
     _warn(workspace.remove_scratch(), echo)
-    manifest["wall_seconds"] = round(time.time() - started, 3)
-    atomic_write_json(folder.manifest, manifest)
+    manifest = replace(manifest, wall_seconds=round(time.time() - started, 3))
+    folder.write_manifest(manifest)
     _make_private(output_dir, echo)
     return CompetitionResult(scores=scores, predictions=predictions, attack_images=attack_rows, runs=runs,
                              discovery=discovery, outcome=outcome, dataset=dataset, manifest=manifest,
                              matrices=matrices, instance=workspace.instance)
+
+
+def _dataset_entry(dataset: Dataset) -> DatasetEntry:
+    """The manifest's account of ``dataset``."""
+    return DatasetEntry(root=str(dataset.root), content_hash=dataset.content_hash, images=len(dataset),
+                        label_file=dataset.label_file, targets_drawn=dataset.targets_drawn,
+                        targets_from_secret=dataset.targets_secret, num_classes=dataset.num_classes,
+                        left_out=tuple(dataset.left_out))
+
+
+def _submission_entry(submission: Submission) -> SubmissionEntry:
+    """The manifest's account of ``submission`` (its optional metadata keys only when set)."""
+    return SubmissionEntry(name=submission.name, track=submission.type, entry_point=submission.entry_point,
+                           content_hash=submission.content_hash, container=submission.container,
+                           container_gpu=submission.container_gpu, path=str(submission.path),
+                           targets_defense=submission.targets_defense, role=submission.role,
+                           iterates=submission.iterates)
 
 
 def sweep_dead(workspace: Workspace, protections: Protections) -> list[str]:
@@ -415,22 +416,19 @@ def rescore(output_dir: Path) -> list[ScoreRow]:
         raise CompetitionError(f"{output_dir}: missing {', '.join(missing)}; run the competition into this "
                                "folder first (python run_competition.py --output_dir ...)")
     try:
-        manifest = json.loads(folder.manifest.read_text())
+        manifest = folder.read_manifest() or Manifest()
         predictions = read_csv(folder.file(PER_IMAGE), PredictionRow)
         attack_images = read_csv(folder.file(ATTACK_IMAGES), AttackImageRow)
         runs = read_csv(folder.file(RUNS), RunRow)
-        submissions = manifest.get("submissions", [])
-        defenses = [s["name"] for s in submissions if s["type"] == SubmissionType.DEFENSE.value]
-        attacks = [(s["name"], s["type"]) for s in submissions if s["type"] != SubmissionType.DEFENSE.value]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CompetitionError(one_line(f"{output_dir}: unreadable results ({exc}); rerun the competition into "
                                         "this folder")) from None
-    scores = score(predictions, attack_images, runs, epsilons=manifest["epsilons"], defenses=defenses,
-                   attacks=attacks)
+    attacks = manifest.attacks
+    scores = score(predictions, attack_images, runs, epsilons=list(manifest.epsilons), defenses=manifest.defenses,
+                   attacks=[(name, track.value) for name, track in attacks])
     write_results(output_dir, scores=scores, predictions=predictions, attack_images=attack_images, runs=runs,
-                  defenses=defenses, attacks=[a for a, _ in attacks],
-                  targeted=[a for a, t in attacks if t == SubmissionType.TARGETED_ATTACK.value],
-                  aims=aims_from_manifest(manifest))
+                  defenses=manifest.defenses, attacks=[a for a, _ in attacks],
+                  targeted=[a for a, t in attacks if t is Track.TARGETED_ATTACK], aims=manifest.aims())
     _make_private(output_dir, lambda _: None)
     return scores
 

@@ -17,10 +17,12 @@ Other modules ask a :class:`ResultsFolder` for a path instead of joining names t
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.store import Store
+from harness.manifest import Manifest, ManifestError
+from harness.store import Store, atomic_write_text
 
 __all__ = ["ACCURACY_MATRIX", "ATTACK_IMAGES", "LEADERBOARD", "MANIFEST", "PER_IMAGE", "REPORT_DIR", "RUNS",
            "SECRET_FILE", "TARGETED_HIT_MATRIX", "TIMINGS", "WORST_CASE", "ResultsFolder"]
@@ -70,6 +72,30 @@ class ResultsFolder:
     def missing_tables(self) -> list[str]:
         """Names of the tables and manifest of a finished run that are not here ([] when all are)."""
         return [name for name in (*TABLES, MANIFEST) if not (self.root / name).is_file()]
+
+    # -- the manifest ----------------------------------------------------------------------------------------
+    def read_manifest(self) -> Manifest | None:
+        """The folder's manifest; None when there is none.
+
+        Raises:
+            ManifestError: It exists but cannot be read, is not JSON, or does not hold a manifest this harness
+                reads (:meth:`harness.manifest.Manifest.from_json`).
+        """
+        try:
+            text = self.manifest.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"{self.manifest}: unreadable ({exc})") from None
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise ManifestError(f"{self.manifest}: not JSON ({exc})") from None
+        return Manifest.from_json(value)
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Write ``manifest.json`` atomically: sorted keys, indent 1, as every JSON file of the folder."""
+        atomic_write_text(self.manifest, json.dumps(manifest.to_json(), indent=1, sort_keys=True) + "\n")
 
     # -- folders ---------------------------------------------------------------------------------------------
     @property

@@ -149,13 +149,13 @@ def _render(results: content.Results, writer: _Writer) -> None:
         unchecked=roles.unchecked(name for name, _ in results.attacks),
         gallery=entries, images=images, defenses=results.defenses, failed=content.failed_runs(results),
         referee=content.referee_lines(results), missing=content.missing_answers(results),
-        skipped=results.manifest.get("skipped", []) or [], worst_headers=worst_headers, worst_rows=worst_rows)
+        skipped=list(results.manifest.skipped), worst_headers=worst_headers, worst_rows=worst_rows)
     writer.write("index.html", page.encode("utf-8"))
     manifest = results.manifest
     timing_page = environment.get_template("timings.html.j2").render(
-        **common, timings=content.timings(results), started=str(manifest.get("started", "?")),
-        wall_seconds=manifest.get("wall_seconds"), submission_seconds=manifest.get("submission_seconds"),
-        executed=manifest.get("executed_units", {}) or {}, reused=manifest.get("reused_units", {}) or {})
+        **common, timings=content.timings(results), started=manifest.started or "?",
+        wall_seconds=manifest.wall_seconds, submission_seconds=manifest.submission_seconds,
+        executed=dict(manifest.executed_units), reused=dict(manifest.reused_units))
     writer.write("timings.html", timing_page.encode("utf-8"))
     writer.write("report.css", (_TEMPLATES / "report.css").read_bytes())
 

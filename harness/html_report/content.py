@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.manifest import Manifest
 from harness.results_folder import ATTACK_IMAGES, LEADERBOARD, PER_IMAGE, RUNS, ResultsFolder
 from harness.scoring import ATTACK, DEFENSE, TARGETED_ATTACK, Matrix, ScoreRow, accuracy_matrix, hit_matrix, score
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
+from harness.tracks import Track
 
 #: Images shown in the gallery (fewer when the dataset is smaller).
 GALLERY_IMAGES = 4
@@ -43,16 +45,16 @@ class Results:
     """
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     predictions: list[PredictionRow]
     attack_images: list[AttackImageRow]
     runs: list[RunRow]
     defenses: list[str]
-    attacks: list[tuple[str, str]]
+    attacks: list[tuple[str, Track]]
 
     @property
     def epsilons(self) -> list[int]:
-        return sorted(int(e) for e in self.manifest.get("epsilons", []))
+        return sorted(self.manifest.epsilons)
 
     @property
     def targeted(self) -> list[str]:
@@ -71,12 +73,7 @@ def load_results(output_dir: Path) -> Results:
         raise ReportError(f"{output_dir}: missing {', '.join(missing)}; run the competition into this folder first "
                           "(python run_competition.py --output_dir ...)")
     try:
-        manifest = json.loads(folder.manifest.read_text(encoding="utf-8"))
-        if not isinstance(manifest, dict):
-            raise TypeError("manifest.json is not a JSON object")
-        submissions = manifest.get("submissions", [])
-        defenses = [str(s["name"]) for s in submissions if s["type"] == DEFENSE]
-        attacks = [(str(s["name"]), str(s["type"])) for s in submissions if s["type"] != DEFENSE]
+        manifest = folder.read_manifest() or Manifest()
         predictions = read_csv(folder.file(PER_IMAGE), PredictionRow)
         attack_images = read_csv(folder.file(ATTACK_IMAGES), AttackImageRow)
         runs = read_csv(folder.file(RUNS), RunRow)
@@ -84,7 +81,7 @@ def load_results(output_dir: Path) -> Results:
         raise ReportError(f"{output_dir}: unreadable results ({exc}); rerun the competition into this folder") \
             from None
     return Results(root=output_dir, manifest=manifest, predictions=predictions, attack_images=attack_images,
-                   runs=runs, defenses=defenses, attacks=attacks)
+                   runs=runs, defenses=manifest.defenses, attacks=manifest.attacks)
 
 
 def leaderboard(results: Results) -> list[ScoreRow]:
@@ -130,8 +127,8 @@ class Header:
 def header(results: Results) -> Header:
     """Header values and warnings (missing protections, failed runs, skipped submissions, failed images)."""
     manifest = results.manifest
-    dataset = manifest.get("dataset", {}) or {}
-    protections = manifest.get("protections", {}) or {}
+    dataset = manifest.dataset
+    protections = manifest.protections  # the sandbox's own description (harness.isolation.Protections.describe)
     warnings: list[str] = []
     sandbox = str(protections.get("sandbox", "unknown"))
     rows: list[tuple[str, str]] = [("sandbox", sandbox)]
@@ -151,18 +148,17 @@ def header(results: Results) -> Header:
         names = sorted({r.name for r in failed_runs})
         warnings.append(f"{len(failed_runs)} run(s) failed, of {len(names)} submission(s): {', '.join(names)} "
                         "(see Failures)")
-    for skipped in manifest.get("skipped", []) or []:
-        warnings.append(f"submission skipped: {skipped.get('path')}: {skipped.get('problem')}")
+    for skipped in manifest.skipped:
+        warnings.append(f"submission skipped: {skipped.path}: {skipped.problem}")
     substituted = sum(1 for r in results.attack_images if r.problem)
     if substituted:
         warnings.append(f"{substituted} attack output(s) replaced by the clean image (see Failures)")
     unanswered = sum(1 for r in results.predictions if r.prediction is None)
     if unanswered:
         warnings.append(f"{unanswered} defense answer(s) missing (counted as wrong for the defense)")
-    return Header(dataset=str(dataset.get("root", "?")), images=int(dataset.get("images", 0) or 0),
-                  label_file=str(dataset.get("label_file", "")), targets_drawn=bool(dataset.get("targets_drawn")),
-                  epsilons=results.epsilons, seed=manifest.get("seed"),
-                  harness_version=str(manifest.get("harness_version", "?")), batch_size=manifest.get("batch_size"),
+    return Header(dataset=dataset.root or "?", images=dataset.images, label_file=dataset.label_file,
+                  targets_drawn=dataset.targets_drawn, epsilons=results.epsilons, seed=manifest.seed,
+                  harness_version=manifest.harness_version or "?", batch_size=manifest.batch_size,
                   sandbox=sandbox, protection_summary="; ".join(f"{k}: {v}" for k, v in rows[:4]),
                   protections=rows, warnings=warnings)
 
@@ -315,7 +311,7 @@ class GalleryImage:
 def gallery_ids(results: Results) -> list[str]:
     """:data:`GALLERY_IMAGES` image ids drawn with the run's seed (sorted; the same for the same seed)."""
     ids = sorted({r.image_id for r in results.predictions} | {r.image_id for r in results.attack_images})
-    rng = random.Random(f"report-gallery:{results.manifest.get('seed')}")
+    rng = random.Random(f"report-gallery:{results.manifest.seed}")
     return sorted(rng.sample(ids, min(GALLERY_IMAGES, len(ids))))
 
 
@@ -333,7 +329,7 @@ def gallery(results: Results) -> list[GalleryImage]:
     when the store no longer holds it (the page then says so)."""
     wanted = set(gallery_ids(results))
     store = ResultsFolder(results.root).store()
-    dataset_hash = (results.manifest.get("dataset", {}) or {}).get("content_hash", "")
+    dataset_hash = results.manifest.dataset.content_hash
     clean_map = _store_json(store.clean_versions_path(dataset_hash)) or {}
     versions: dict[tuple[int, str, str], str] = {}
     for run in results.runs:
@@ -388,10 +384,10 @@ TRACK_TITLES = {DEFENSE: "Defenses", ATTACK: "Attacks", TARGETED_ATTACK: "Target
 def worst_case(results: Results) -> tuple[list[str], list[list[str]]]:
     """Each defense's worst case per ε over every attack, the attacks aimed at it (``targets_defense``) marked:
     :func:`harness.adaptive.worst_case_view` of the per-image table, as ``worst_case.csv``."""
-    from harness.adaptive import aims_from_manifest, worst_case_view, worst_cases
+    from harness.adaptive import worst_case_view, worst_cases
 
     attacks = [name for name, _ in results.attacks]
-    aims = aims_from_manifest(results.manifest)
+    aims = results.manifest.aims()
     cases = [case for eps in results.epsilons
              for case in worst_cases(results.predictions, epsilon=eps, defenses=results.defenses, attacks=attacks,
                                      aims=aims)]
