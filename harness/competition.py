@@ -37,7 +37,7 @@ from harness.workspace import Workspace, remove_legacy_scratch, scratch_parent, 
 from harness.scoring import Matrix, ScoreRow, score
 from harness.store import FOLDER_MODE, atomic_write_json, make_private
 from harness.parallelism import cpu_shares, default_jobs
-from harness.submission import Discovery, Submission, SubmissionType, discover, suggest
+from harness.submission import Discovery, Submission, discover, suggest
 from harness.tracks import Track
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
 
@@ -223,9 +223,9 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     if dataset.left_out:
         echo(f"left out {len(dataset.left_out)} labelled image(s) without a PNG in {dataset.root} "
              f"(--only_present_images); running on the {len(dataset)} present")
-    expected = {d: {SubmissionType.ATTACK, SubmissionType.TARGETED_ATTACK} for d in config.attacks_dirs}
+    expected = {d: {Track.ATTACK, Track.TARGETED_ATTACK} for d in config.attacks_dirs}
     for d in config.defenses_dirs:
-        expected[d] = {SubmissionType.DEFENSE}
+        expected[d] = {Track.DEFENSE}
     discovery = discover([*config.attacks_dirs, *config.defenses_dirs], expected=expected)
     for problem in discovery.problems:
         echo(one_line(f"skipped {problem.path}: {problem.message}"))
@@ -234,7 +234,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
             echo(one_line(f"warning: {warning}"))
     selected = _select(discovery, config.only)
     attacks = [s for s in selected if s.type.is_attack]
-    defenses = [s for s in selected if s.type is SubmissionType.DEFENSE]
+    defenses = [s for s in selected if s.type is Track.DEFENSE]
 
     output_dir = config.output_dir
     folder = ResultsFolder(output_dir)
@@ -300,7 +300,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         submission_seconds=round(sum(r.seconds for r in runs if _ran_now(r, outcome)), 3))
     matrices = write_results(output_dir, scores=scores, predictions=predictions, attack_images=attack_rows,
                              runs=runs, defenses=[d.name for d in defenses], attacks=[a.name for a in attacks],
-                             targeted=[a.name for a in attacks if a.type is SubmissionType.TARGETED_ATTACK],
+                             targeted=[a.name for a in attacks if a.type is Track.TARGETED_ATTACK],
                              aims={a.name: a.targets_defense for a in attacks if a.targets_defense})
     _warn(workspace.remove_scratch(), echo)
     manifest = replace(manifest, wall_seconds=round(time.time() - started, 3))

@@ -139,7 +139,7 @@ def _worker_died_record(unit: Unit, context: WorkerContext, deaths: int) -> Reco
                                     problem="missing output image", clipped_values=0, max_violation=0, linf=0)
                        for r in unit.images)
         return AttackUnitRecord(key=unit.key, attack=unit.attack.name, attack_hash=unit.attack.content_hash,
-                                attack_type=unit.attack.type.value, epsilon=unit.epsilon, run=run, images=images)
+                                attack_type=unit.attack.type, epsilon=unit.epsilon, run=run, images=images)
     log = ResultsFolder.defense_log(unit.defense.name, unit.key)
     run = RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log)
     parsed = parse_predictions(Path(os.devnull) / "absent.csv", expected=set(unit.versions))

@@ -225,7 +225,7 @@ class Runner:
         except OSError as exc:  # a failed run, not stored: a rerun tries again
             refused = self._not_run(log_name, exc)
             return AttackUnitRecord(key=key, attack=attack.name, attack_hash=attack.content_hash,
-                                    attack_type=attack.type.value, epsilon=eps, run=refused, images=tuple(
+                                    attack_type=attack.type, epsilon=eps, run=refused, images=tuple(
                                         ImageVerdict(image_id=r.image_id, version=clean_versions[r.image_id],
                                                      problem="the attack did not run", clipped_values=0,
                                                      max_violation=0, linf=0) for r in unit.images))
@@ -254,7 +254,7 @@ class Runner:
                                        linf=verdict.linf, note=verdict.note))
         run = _with_cleanup(run, scratch, self.workspace.folder)
         result = AttackUnitRecord(key=key, attack=attack.name, attack_hash=attack.content_hash,
-                                  attack_type=attack.type.value, epsilon=eps, run=run, images=tuple(images))
+                                  attack_type=attack.type, epsilon=eps, run=run, images=tuple(images))
         self.store.write(self.store.attack_record_path(key), result.to_json())
         return result
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from harness.dataset import ImageRecord
 from harness.store import key_of
-from harness.submission import Submission, SubmissionType
+from harness.submission import Submission
+from harness.tracks import Track
 
 __all__ = ["DEFENSE_PROTOCOL", "REFEREE_VERSION", "AttackUnit", "DefenseUnit", "batches", "opaque_name",
            "pack_versions"]
@@ -46,7 +47,7 @@ class AttackUnit:
 
     @property
     def key(self) -> str:
-        targeted = self.attack.type is SubmissionType.TARGETED_ATTACK
+        targeted = self.attack.type is Track.TARGETED_ATTACK
         return key_of(REFEREE_VERSION, self.version, self.epsilon, targeted,
                       *((r.image_id, r.sha256, r.target_class if targeted else "") for r in self.images))
 

@@ -18,6 +18,7 @@ from harness.results_folder import (ACCURACY_MATRIX, ATTACK_IMAGES, LEADERBOARD,
 from harness.scoring import TRACKS, Matrix, ScoreRow, accuracy_matrix, hit_matrix
 from harness.store import atomic_write_text
 from harness.table import AttackImageRow, PredictionRow, RunRow, write_csv
+from harness.tracks import Track
 
 __all__ = ["ATTACK_IMAGES", "LEADERBOARD", "LEADERBOARD_COLUMNS", "MANIFEST", "PER_IMAGE", "RUNS", "TIMINGS",
            "WORST_CASE", "leaderboard_csv", "leaderboard_tables", "matrix_csv", "matrix_table", "timings_csv",
@@ -86,13 +87,13 @@ def leaderboard_tables(scores: list[ScoreRow]) -> str:
             if not rows:
                 continue
             headers = ["rank", "name", "raw", "normalized", "all-or-nothing"]
-            if track == "defense":
+            if track is Track.DEFENSE:
                 headers.append("clean acc.")
             headers += ["failures", "seconds"]
             body = []
             for s in rows:
                 line: list[object] = [s.rank, s.name, s.raw, _fmt(s.normalized), _fmt(s.all_or_nothing)]
-                if track == "defense":
+                if track is Track.DEFENSE:
                     line.append(_fmt(s.clean_accuracy))
                 reasons = one_line(s.failures)  # run problems quote what participants wrote
                 reasons = reasons if len(reasons) <= 60 else reasons[:57] + "..."

@@ -19,7 +19,8 @@ from harness.planning import DefenseUnit
 from harness.instance import Instance
 from harness.workspace import Workspace
 from harness.process import RunRecord
-from harness.submission import SubmissionError, SubmissionType, parse_submission
+from harness.submission import SubmissionError, parse_submission
+from harness.tracks import Track
 
 
 @dataclass
@@ -139,7 +140,7 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
                                 f"from the clean image, largest L∞ distance "
                                 f"{max((i.linf for i in used), default=0)} (ε = {eps})")
         else:
-            assert submission.type is SubmissionType.DEFENSE
+            assert submission.type is Track.DEFENSE
             versions = tuple(sorted(set(clean_versions.values())))
             defense_record = runner.run_defense_unit(DefenseUnit(submission, versions, runner.version_of(submission)))
             _report_run(report, defense_record.run, workspace.root, size_hint)

@@ -28,6 +28,7 @@ from harness.html_report import content, figures, sanity
 from harness.report import LEADERBOARD_COLUMNS, leaderboard_csv
 from harness.results_folder import REPORT_DIR, ResultsFolder
 from harness.scoring import TRACKS
+from harness.tracks import Track
 from harness.store import make_private
 
 #: No script, no network, no inline style: images and the style sheet from the report's own folder only
@@ -110,7 +111,7 @@ def _render(results: content.Results, writer: _Writer) -> None:
         figure_list.append(Figure(writer.write("figures/defense_accuracy_vs_epsilon.svg",
                                                figures.defense_curves(scores)),
                                   "defense accuracy vs ε"))
-        if any(s.track != "defense" for s in scores):
+        if any(s.track is not Track.DEFENSE for s in scores):
             figure_list.append(Figure(writer.write("figures/attack_success_vs_epsilon.svg",
                                                    figures.attack_curves(scores)),
                                       "attack success vs ε"))
