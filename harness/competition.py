@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import sys
@@ -16,6 +15,7 @@ from harness import __version__
 from submission_kit.contract import parse_epsilon
 from harness.dataset import Dataset, load_dataset
 from harness.report import write_results
+from harness.record_store import KEY_SCHEME_KEY
 from harness.results_folder import ATTACK_IMAGES, PER_IMAGE, RUNS, ResultsFolder
 from harness.cleanup import remove_tree
 from harness.cgroups import CGROUP_LIMITS, sweep_dead_cgroups
@@ -35,7 +35,7 @@ from harness.instance import Instance
 from harness.privilege import RUN_GID, RUN_UID, staging_parent, sweep_stale_staging
 from harness.workspace import Workspace, remove_legacy_scratch, scratch_parent, sweep_dead_scratch
 from harness.scoring import Matrix, ScoreRow, score
-from harness.store import FOLDER_MODE, atomic_write_json, make_private
+from harness.store import FOLDER_MODE, make_private
 from harness.parallelism import cpu_shares, default_jobs
 from harness.submission import Discovery, Submission, discover, suggest
 from harness.tracks import Track
@@ -116,7 +116,7 @@ class CompetitionResult:
 
 
 #: Marker in ``store/`` naming the unit-key scheme the stored work was keyed with.
-KEY_SCHEME_FILE = "key_scheme.json"
+KEY_SCHEME_FILE = KEY_SCHEME_KEY
 
 
 def _check_output_dir(output_dir: Path, dataset: Dataset, force: bool) -> None:
@@ -143,20 +143,17 @@ def stored_key_scheme(output_dir: Path) -> int | None:
     has no ``key_scheme.json``) are scheme 1.
     """
     folder = ResultsFolder(output_dir)
-    marker = folder.store_root / KEY_SCHEME_FILE
-    try:
-        return int(json.loads(marker.read_text())["key_scheme"])
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
+    store = folder.store()
+    marked = store.key_scheme()
+    if marked is not None:
+        return marked
     try:
         manifest = folder.read_manifest()
     except ManifestError:
         return 0
     if manifest is not None:
         return manifest.key_scheme
-    return 1 if folder.store().holds_records() else None
+    return 1 if store.holds_records() else None
 
 
 def _check_key_scheme(output_dir: Path, force: bool) -> None:
@@ -249,7 +246,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     os.chmod(output_dir, FOLDER_MODE)  # owner only from the start (make_private sets the rest at the end)
     if stored_secret is None:
         save_secret(folder.secret, secret)
-    atomic_write_json(folder.store_root / KEY_SCHEME_FILE, {"key_scheme": KEY_SCHEME})
+    folder.store().put_key_scheme(KEY_SCHEME)
     for stale in folder.stale_temporaries():  # half-written files of a harness that was killed
         stale.unlink(missing_ok=True)
 

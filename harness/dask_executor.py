@@ -335,9 +335,10 @@ class DaskExecutor:
                     except KilledWorker as exc:  # the scheduler's allowed failures, not the driver's setting
                         deaths = int(getattr(exc, "allowed_failures", _allowed_failures())) + 1
                         record = _worker_died_record(unit, context, deaths)
-                        path = (runner.store.attack_record_path(unit.key) if isinstance(unit, AttackUnit)
-                                else runner.store.defense_record_path(unit.version, unit.key))
-                        runner.store.write(path, record.to_json())
+                        if isinstance(record, AttackUnitRecord):
+                            runner.store.put_attack_record(record)
+                        else:
+                            runner.store.put_defense_record(unit.version, record)
                     alone.release()  # type: ignore[no-untyped-call]
                     done += 1
                     finish(index, record, done, log)

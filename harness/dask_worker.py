@@ -14,7 +14,6 @@ happens on the driver.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import uuid
@@ -32,7 +31,7 @@ from harness.library import Fingerprint
 from harness.limits import LimitPolicy
 from harness.parallelism import CpuShare, worker_cpu_shares
 from harness.planning import AttackUnit, DefenseUnit
-from harness.records import AttackUnitRecord, DefenseUnitRecord, RecordError
+from harness.records import AttackUnitRecord, DefenseUnitRecord
 from harness.submission import SubmissionType
 from harness.workspace import Workspace
 
@@ -209,15 +208,13 @@ def run_unit(context: WorkerContext, unit: Unit, names: dict[str, str] | None = 
     runner = _worker_runner(context)
     store = runner.store
     if isinstance(unit, AttackUnit):
-        from harness.execution import _attack_record
-        record = _attack_record(store.read(store.attack_record_path(unit.key)))
-        if record is not None and all(store.image_path(i.version).exists() for i in record.images):
+        record = store.attack_record(unit.key)  # None also when an image it points to is missing
+        if record is not None:
             return record
         return runner.run_attack_unit(unit, context.clean_versions)
-    stored = store.read(store.defense_record_path(unit.version, unit.key))
+    stored = store.defense_record(unit.version, unit.key)
     if stored is not None:
-        with contextlib.suppress(RecordError):
-            return DefenseUnitRecord.from_json(stored)
+        return stored
     if names is None or set(names) != set(unit.versions):
         raise ClusterError(f"defense unit {unit.key[:12]} came without the opaque names of its images: run the "
                            f"driver with harness {context.harness_version} as on the workers")

@@ -19,13 +19,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import shutil
 import threading
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from joblib import Parallel, delayed
 
@@ -42,7 +41,7 @@ from harness.parallelism import threads_per_run
 from harness.process import RunRecord, precompile_library, run_submission
 from harness.secret import derive
 from harness.results_folder import ResultsFolder
-from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, RecordError
+from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict
 from harness.store import key_of
 from harness.submission import Submission, SubmissionType
 from harness.workspace import Workspace
@@ -55,16 +54,6 @@ __all__ = ["Outcome", "Runner"]
 
 
 _Record = TypeVar("_Record", AttackUnitRecord, DefenseUnitRecord)
-
-
-def _attack_record(value: dict[str, Any] | None) -> AttackUnitRecord | None:
-    """A stored attack record, or None when absent, of another schema or malformed (the unit is redone)."""
-    if value is None:
-        return None
-    try:
-        return AttackUnitRecord.from_json(value)
-    except RecordError:
-        return None
 
 
 @dataclass
@@ -194,18 +183,17 @@ class Runner:
     def clean_versions(self) -> dict[str, str]:
         """Store every clean image by pixel hash (re-encoded: no metadata reaches a defense); return image id →
         pixel hash. The map is kept per dataset content hash, so a rerun decodes nothing."""
-        cache = self.store.clean_versions_path(self.dataset.content_hash)
-        known = self.store.read(cache)
-        if known is not None and all(self.store.image_path(v).exists() for v in known.values()):
-            return {str(k): str(v) for k, v in known.items()}
+        known = self.store.clean_versions(self.dataset.content_hash)
+        if known is not None:
+            return known
         versions = {}
         for record in self.dataset.images:
             image = contract.read_png(self.dataset.path(record))
             version = contract.pixel_hash(image)
-            if not self.store.image_path(version).exists():
+            if not self.store.has_image(version):
                 self.store.put_image(contract.encode_png(image), version)
             versions[record.image_id] = version
-        self.store.write(cache, versions)
+        self.store.put_clean_versions(self.dataset.content_hash, versions)
         return versions
 
     # -- attacks ------------------------------------------------------------------------------------
@@ -247,7 +235,7 @@ class Runner:
                 version = clean_versions[record.image_id]
             else:
                 version = contract.pixel_hash(verdict.image)
-                if not self.store.image_path(version).exists():
+                if not self.store.has_image(version):
                     self.store.put_image(contract.encode_png(verdict.image), version)
             images.append(ImageVerdict(image_id=record.image_id, version=version, problem=verdict.problem,
                                        clipped_values=verdict.clipped_values, max_violation=verdict.max_violation,
@@ -255,7 +243,7 @@ class Runner:
         run = _with_cleanup(run, scratch, self.workspace.folder)
         result = AttackUnitRecord(key=key, attack=attack.name, attack_hash=attack.content_hash,
                                   attack_type=attack.type, epsilon=eps, run=run, images=tuple(images))
-        self.store.write(self.store.attack_record_path(key), result.to_json())
+        self.store.put_attack_record(result)
         return result
 
     # -- defenses -----------------------------------------------------------------------------------
@@ -265,11 +253,7 @@ class Runner:
         A record of another schema or a malformed one is ignored (its images are classified again)."""
         predictions: dict[str, tuple[int | None, str]] = {}
         sources: dict[str, DefenseUnitRecord] = {}
-        for value in self.store.defense_records(self.version_of(defense)):
-            try:
-                record = DefenseUnitRecord.from_json(value)
-            except RecordError:
-                continue
+        for record in self.store.defense_records(self.version_of(defense)):
             for version, answer in record.predictions.items():
                 predictions[version] = (answer.label, answer.problem)
                 sources[version] = record
@@ -305,7 +289,10 @@ class Runner:
         versions = {}
         for version in unit.versions:
             name = opaque[version]
-            shutil.copyfile(self.store.image_path(version), inputs / name)
+            data = self.store.image(version)
+            if data is None:  # planned from records whose images were all there
+                raise FileNotFoundError(f"image {version} is no longer in the store")
+            (inputs / name).write_bytes(data)
             versions[name] = version
         output_file = outputs / "result.csv"
         run = self._run(defense, ["{input}", "{output}/" + output_file.name], scratch=scratch,
@@ -318,7 +305,7 @@ class Runner:
         run = _with_cleanup(run, scratch, self.workspace.folder)
         result = DefenseUnitRecord(key=key, defense=defense.name, defense_hash=defense.content_hash, run=run,
                                    csv_notes=tuple(parsed.notes), predictions=predictions)
-        self.store.write(self.store.defense_record_path(unit.version, key), result.to_json())
+        self.store.put_defense_record(unit.version, result)
         return result
 
     # -- everything ---------------------------------------------------------------------------------
@@ -352,9 +339,7 @@ class Runner:
 
         pending_attacks = []
         for unit in self.attack_units(attacks, epsilons):
-            record = _attack_record(self.store.read(self.store.attack_record_path(unit.key)))
-            if record is not None and not all(self.store.image_path(i.version).exists() for i in record.images):
-                record = None  # an image it points to was lost: redo the unit
+            record = self.store.attack_record(unit.key)  # None also when an image it points to was lost
             if record is None:
                 pending_attacks.append(unit)
             else:

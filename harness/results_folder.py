@@ -7,12 +7,13 @@ Layout (``docs/results_layout.md`` says what each file holds)::
     leaderboard.csv, timings.csv, accuracy_matrix.csv, targeted_hit_matrix.csv, worst_case.csv,
     per_image.csv, attack_images.csv, runs.csv
     logs/attacks/<attack>/eps<ε>_<key[:12]>.log, logs/defenses/<defense>/<key[:12]>.log, logs/cluster.log
-    store/                   finished units and refereed images (:class:`harness.store.Store` owns what is below)
+    store/                   finished units and refereed images (:class:`harness.record_store.RecordStore` owns
+                             what is below)
     report/                  the HTML report (:mod:`harness.html_report`)
     tmp/                     scratch folders when there is no ``/dev/shm`` (:mod:`harness.workspace`)
 
 Other modules ask a :class:`ResultsFolder` for a path instead of joining names themselves; the store's own keys
-(below ``store/``) belong to :class:`harness.store.Store`, so that the store can live elsewhere.
+(below ``store/``) belong to :class:`harness.record_store.RecordStore`, so that the store can live elsewhere.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.manifest import Manifest, ManifestError
-from harness.store import Store, atomic_write_text
+from harness.record_store import RecordStore
+from harness.store import LocalStore, atomic_write_text
 
 __all__ = ["ACCURACY_MATRIX", "ATTACK_IMAGES", "LEADERBOARD", "MANIFEST", "PER_IMAGE", "REPORT_DIR", "RUNS",
            "SECRET_FILE", "TARGETED_HIT_MATRIX", "TIMINGS", "WORST_CASE", "ResultsFolder"]
@@ -106,9 +108,10 @@ class ResultsFolder:
     def store_root(self) -> Path:
         return self.root / _STORE
 
-    def store(self) -> Store:
-        """The store of finished work (:class:`harness.store.Store` on :attr:`store_root`)."""
-        return Store(self.store_root)
+    def store(self) -> RecordStore:
+        """The store of finished work: :class:`harness.record_store.RecordStore` over a
+        :class:`harness.store.LocalStore` on :attr:`store_root`."""
+        return RecordStore(LocalStore(self.store_root))
 
     @property
     def report(self) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 from harness.cleanup import remove_tree, sweep_dead
 from harness.instance import Instance
 from harness.results_folder import ResultsFolder
-from harness.store import Store
+from harness.record_store import RecordStore
 
 __all__ = ["SCRATCH_PREFIX", "ScratchError", "Workspace", "legacy_scratch", "private_folder",
            "remove_legacy_scratch", "scratch_folders", "scratch_parent", "sweep_dead_scratch"]
@@ -184,5 +184,5 @@ class Workspace:
         return ResultsFolder(self.root)
 
     @property
-    def store(self) -> Store:
+    def store(self) -> RecordStore:
         return self.folder.store()

@@ -77,7 +77,8 @@ def _gallery_files(writer: _Writer, results: content.Results, entries: list[cont
         if not version:
             return None
         try:
-            return contract.read_png(store.image_path(version))
+            data = store.image(version)
+            return None if data is None else contract.decode_png(data, what=f"stored image {version}")
         except contract.ImageError:
             return None
 

@@ -6,12 +6,10 @@ table, the rest are selections, groupings and counts of rows already written. No
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from harness.manifest import Manifest
 from harness.results_folder import ATTACK_IMAGES, LEADERBOARD, PER_IMAGE, RUNS, ResultsFolder
@@ -315,14 +313,6 @@ def gallery_ids(results: Results) -> list[str]:
     return sorted(rng.sample(ids, min(GALLERY_IMAGES, len(ids))))
 
 
-def _store_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def gallery(results: Results) -> list[GalleryImage]:
     """Gallery entries for :func:`gallery_ids`; image versions come from the store's attack records
     (``store/attack_runs/<batch>.json``, named by ``runs.csv``) and its clean-version map. A version is None
@@ -330,15 +320,15 @@ def gallery(results: Results) -> list[GalleryImage]:
     wanted = set(gallery_ids(results))
     store = ResultsFolder(results.root).store()
     dataset_hash = results.manifest.dataset.content_hash
-    clean_map = _store_json(store.clean_versions_path(dataset_hash)) or {}
+    clean_map = store.clean_versions(dataset_hash) or {}
     versions: dict[tuple[int, str, str], str] = {}
     for run in results.runs:
         if run.kind == DEFENSE or run.epsilon is None:
             continue
-        record = _store_json(store.attack_record_path(run.batch))
-        for image in (record or {}).get("images", []):
-            if isinstance(image, dict) and image.get("image_id") in wanted:
-                versions[(run.epsilon, run.name, str(image["image_id"]))] = str(image.get("version", ""))
+        record = store.attack_record(run.batch)
+        for image in record.images if record is not None else ():
+            if image.image_id in wanted:
+                versions[(run.epsilon, run.name, image.image_id)] = image.version
 
     def verdict(row: PredictionRow) -> Verdict:
         return Verdict(defense=row.defense, prediction=row.prediction,
