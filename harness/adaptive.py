@@ -20,6 +20,8 @@ from dataclasses import dataclass, fields
 
 from tabulate import tabulate
 
+from harness.manifest import Manifest
+from harness.results_folder import WORST_CASE
 from harness.table import CLEAN, PredictionRow
 
 __all__ = ["AIM_KEY", "WORST_CASE", "WorstCase", "aims_from_manifest", "worst_case_csv", "worst_case_table",
@@ -27,8 +29,6 @@ __all__ = ["AIM_KEY", "WORST_CASE", "WorstCase", "aims_from_manifest", "worst_ca
 
 #: The metadata.json key naming the defense an attack is aimed at.
 AIM_KEY = "targets_defense"
-#: File name of the view in a results folder.
-WORST_CASE = "worst_case.csv"
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,18 @@ class WorstCase:
     all_or_nothing_without_aimed: float | None
 
 
-def aims_from_manifest(manifest: Mapping[str, object]) -> dict[str, str]:
-    """attack name → the defense it is aimed at, from ``manifest.json``'s ``submissions`` (missing key: none)."""
-    result: dict[str, str] = {}
-    submissions = manifest.get("submissions", [])
-    if isinstance(submissions, list):
-        for entry in submissions:
-            if isinstance(entry, dict) and isinstance(entry.get(AIM_KEY), str) and entry[AIM_KEY]:
-                result[str(entry["name"])] = entry[AIM_KEY]
-    return result
+def aims_from_manifest(manifest: Manifest | Mapping[str, object]) -> dict[str, str]:
+    """attack name → the defense it is aimed at, from the manifest's ``submissions`` (missing key: none).
+
+    Args:
+        manifest: The manifest, or its JSON form (read by :meth:`harness.manifest.Manifest.from_json`).
+
+    Raises:
+        harness.manifest.ManifestError: A JSON form that is not a manifest.
+    """
+    if not isinstance(manifest, Manifest):
+        manifest = Manifest.from_json(dict(manifest))
+    return manifest.aims()
 
 
 def _rate(numerator: int, denominator: int) -> float | None:

@@ -12,6 +12,7 @@ from harness.competition import CompetitionConfig, rescore, run_competition
 from submission_kit.contract import EpsilonError, parse_epsilon
 from harness.errors import CompetitionError, HarnessError, ReportError
 from harness.report import leaderboard_tables, matrix_table
+from harness.results_folder import PER_IMAGE, ResultsFolder
 from harness.cgroups import CGROUP_LIMITS
 from harness.sandboxes.base import SandboxKind
 from harness.names import one_line
@@ -207,10 +208,10 @@ def _check_run_options(args: argparse.Namespace) -> None:
     """Notes on the NIPS 2017 options ``run`` does not need; CompetitionError for ``--jobs`` with a cluster."""
     if args.intermediate_results_dir is not None:
         print(f"note: --intermediate_results_dir is not needed; intermediate results are kept in "
-              f"{args.output_dir / 'store'} (use --output_dir to move them)", file=sys.stderr)
+              f"{ResultsFolder(args.output_dir).store_root} (use --output_dir to move them)", file=sys.stderr)
     if args.save_all_classification:
         print(f"note: --save_all_classification is always on; every classification is in "
-              f"{args.output_dir / 'per_image.csv'}", file=sys.stderr)
+              f"{ResultsFolder(args.output_dir).file(PER_IMAGE)}", file=sys.stderr)
     if args.gpu:
         print("note: --gpu is not needed; each run gets a GPU whenever nvidia-smi lists them or "
               "CUDA_VISIBLE_DEVICES is set", file=sys.stderr)

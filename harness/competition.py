@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from harness import __version__
 from submission_kit.contract import parse_epsilon
-from harness.adaptive import aims_from_manifest
 from harness.dataset import Dataset, load_dataset
-from harness.report import ATTACK_IMAGES, MANIFEST, PER_IMAGE, RUNS, write_results
+from harness.report import write_results
+from harness.record_store import KEY_SCHEME_KEY
+from harness.results_folder import ATTACK_IMAGES, PER_IMAGE, RUNS, ResultsFolder
 from harness.cleanup import remove_tree
 from harness.cgroups import CGROUP_LIMITS, sweep_dead_cgroups
 from harness.sandboxes.base import Protections, SandboxKind
@@ -32,14 +32,16 @@ from harness.devices import DevicePool, visible_gpus
 from harness.execution import Runner
 from harness.records import Outcome
 from harness.limits import LimitPolicy
+from harness.manifest import DatasetEntry, Manifest, ManifestError, SkippedEntry, SubmissionEntry
 from harness.tabulation import build_tables
 from harness.instance import Instance
 from harness.privilege import RUN_GID, RUN_UID, staging_parent, sweep_stale_staging
 from harness.workspace import Workspace, remove_legacy_scratch, scratch_parent, sweep_dead_scratch
 from harness.scoring import Matrix, ScoreRow, score
-from harness.store import FOLDER_MODE, atomic_write_json, make_private
+from harness.store import FOLDER_MODE, make_private
 from harness.parallelism import cpu_shares, default_jobs, threads_per_run
-from harness.submission import Discovery, Submission, SubmissionType, discover, suggest
+from harness.submission import Discovery, Submission, discover, suggest
+from harness.tracks import Track
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
 
 
@@ -107,28 +109,29 @@ class CompetitionResult:
     discovery: Discovery
     outcome: Outcome
     dataset: Dataset
-    manifest: dict[str, Any]
+    manifest: Manifest
     matrices: list[Matrix]
     instance: Instance
 
 
 #: Marker in ``store/`` naming the unit-key scheme the stored work was keyed with.
-KEY_SCHEME_FILE = "key_scheme.json"
+KEY_SCHEME_FILE = KEY_SCHEME_KEY
 
 
 def _check_output_dir(output_dir: Path, dataset: Dataset, force: bool) -> None:
-    manifest_path = output_dir / MANIFEST
-    if not manifest_path.exists():
-        return
+    folder = ResultsFolder(output_dir)
     try:
-        previous = json.loads(manifest_path.read_text())
-        previous_hash = previous["dataset"]["content_hash"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise CompetitionError(f"{manifest_path}: unreadable manifest; pick an empty --output_dir or pass "
-                               "--force to start this one afresh") from None
-    if previous_hash != dataset.content_hash and not force:
+        previous = folder.read_manifest()
+    except ManifestError:
+        previous = Manifest()  # no dataset hash: unreadable
+    if previous is None:
+        return
+    if not previous.dataset.content_hash:
+        raise CompetitionError(f"{folder.manifest}: unreadable manifest; pick an empty --output_dir or pass "
+                               "--force to start this one afresh")
+    if previous.dataset.content_hash != dataset.content_hash and not force:
         raise CompetitionError(
-            f"{output_dir} holds results for another dataset ({previous['dataset'].get('root')}); pick another "
+            f"{output_dir} holds results for another dataset ({previous.dataset.root or None}); pick another "
             "--output_dir, or pass --force to discard them")
 
 
@@ -138,21 +141,18 @@ def stored_key_scheme(output_dir: Path) -> int | None:
     Folders written before the scheme was recorded (their manifest has ``harness_content_hash`` and their store
     has no ``key_scheme.json``) are scheme 1.
     """
-    marker = output_dir / "store" / KEY_SCHEME_FILE
+    folder = ResultsFolder(output_dir)
+    store = folder.store()
+    marked = store.key_scheme()
+    if marked is not None:
+        return marked
     try:
-        return int(json.loads(marker.read_text())["key_scheme"])
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, KeyError, TypeError):
+        manifest = folder.read_manifest()
+    except ManifestError:
         return 0
-    try:
-        return int(json.loads((output_dir / MANIFEST).read_text()).get("key_scheme", 1))
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, TypeError, AttributeError):
-        return 0
-    stored = any((output_dir / "store" / kind).is_dir() for kind in ("attack_runs", "defense_runs"))
-    return 1 if stored else None
+    if manifest is not None:
+        return manifest.key_scheme
+    return 1 if store.holds_records() else None
 
 
 def _check_key_scheme(output_dir: Path, force: bool) -> None:
@@ -210,7 +210,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
             check_address(config.scheduler)
         scheduler_security(config.scheduler, ca_file=config.tls_ca_file, cert=config.tls_cert, key=config.tls_key)
     try:
-        stored_secret = load_secret(config.output_dir)
+        stored_secret = load_secret(ResultsFolder(config.output_dir).secret)
     except SecretError as exc:
         raise CompetitionError(one_line(str(exc))) from None
     secret = stored_secret or new_secret()
@@ -219,9 +219,9 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     if dataset.left_out:
         echo(f"left out {len(dataset.left_out)} labelled image(s) without a PNG in {dataset.root} "
              f"(--only_present_images); running on the {len(dataset)} present")
-    expected = {d: {SubmissionType.ATTACK, SubmissionType.TARGETED_ATTACK} for d in config.attacks_dirs}
+    expected = {d: {Track.ATTACK, Track.TARGETED_ATTACK} for d in config.attacks_dirs}
     for d in config.defenses_dirs:
-        expected[d] = {SubmissionType.DEFENSE}
+        expected[d] = {Track.DEFENSE}
     discovery = discover([*config.attacks_dirs, *config.defenses_dirs], expected=expected)
     for problem in discovery.problems:
         echo(one_line(f"skipped {problem.path}: {problem.message}"))
@@ -230,22 +230,23 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
             echo(one_line(f"warning: {warning}"))
     selected = _select(discovery, config.only)
     attacks = [s for s in selected if s.type.is_attack]
-    defenses = [s for s in selected if s.type is SubmissionType.DEFENSE]
+    defenses = [s for s in selected if s.type is Track.DEFENSE]
 
     output_dir = config.output_dir
+    folder = ResultsFolder(output_dir)
     _check_output_dir(output_dir, dataset, config.force)
     _check_key_scheme(output_dir, config.force)
     workspace = Workspace(output_dir, Instance.create())
     if config.force:
-        for folder in ("store", "logs"):
-            _remove(output_dir / folder, echo)
+        for discarded in folder.discarded_by_force():
+            _remove(discarded, echo)
     _warn(remove_legacy_scratch(output_dir), echo)
     output_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(output_dir, FOLDER_MODE)  # owner only from the start (make_private sets the rest at the end)
     if stored_secret is None:
-        save_secret(output_dir, secret)
-    atomic_write_json(output_dir / "store" / KEY_SCHEME_FILE, {"key_scheme": KEY_SCHEME})
-    for stale in output_dir.rglob(".*.tmp"):  # half-written files of a harness that was killed
+        save_secret(folder.secret, secret)
+    folder.store().put_key_scheme(KEY_SCHEME)
+    for stale in folder.stale_temporaries():  # half-written files of a harness that was killed
         stale.unlink(missing_ok=True)
 
     try:
@@ -278,52 +279,51 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     predictions, attack_rows, runs = build_tables(dataset, outcome, defenses)
     scores = score(predictions, attack_rows, runs, epsilons=epsilons, defenses=[d.name for d in defenses],
                    attacks=[(a.name, a.type.value) for a in attacks])
-    manifest = {
-        "harness_version": __version__,
-        "key_scheme": KEY_SCHEME,
-        "environment": runner.environment.describe(),
-        "seed": config.seed,
-        "secret_sha256": fingerprint(secret),
-        "epsilons": epsilons,
-        "batch_size": config.batch_size,
-        "jobs": None if executor else jobs,  # on a cluster each worker's threads and RUNS decide
-        "limits": asdict(config.policy),
+    manifest = Manifest(
+        harness_version=__version__, key_scheme=KEY_SCHEME, environment=runner.environment.describe(),
+        seed=config.seed, secret_sha256=fingerprint(secret), epsilons=tuple(epsilons), batch_size=config.batch_size,
+        jobs=None if executor else jobs,  # on a cluster each worker's threads and RUNS decide
+        limits=asdict(config.policy),
         # each parallel run's enforced CPU share: CPUs of quota and its own cores (none when runs run one at a time)
-        "cpu_shares": None if executor else [asdict(slot.cpu) for slot in devices.slots if slot.cpu is not None],
-        "protections": protections.describe(),
-        "unenforced_limits": unenforced,
-        "dataset": {"root": str(dataset.root), "content_hash": dataset.content_hash, "images": len(dataset),
-                    "label_file": dataset.label_file, "targets_drawn": dataset.targets_drawn,
-                    "targets_from_secret": dataset.targets_secret,
-                    "num_classes": dataset.num_classes, "left_out": list(dataset.left_out)},
-        "submissions": [{"name": s.name, "type": s.type.value, "entry_point": s.entry_point,
-                         "content_hash": s.content_hash, "container": s.container,
-                         "container_gpu": s.container_gpu, "path": str(s.path),
-                         **s.optional_keys()}
-                        for s in selected],
-        "skipped": [{"path": str(p.path), "problem": p.message} for p in discovery.problems],
-        "executed_units": outcome.executed,
-        "reused_units": outcome.reused,
-        "gpus": gpus,
-        **({"workers": dict(sorted(executor.workers.items())), "worker_events": executor.events,
-            "scheduling_seconds": executor.driver_seconds} if executor else {}),
-        "platform": {"python": sys.version.split()[0], "system": platform.platform()},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "wall_seconds": 0.0,
-        "submission_seconds": round(sum(r.seconds for r in runs
-                                        if _ran_now(r, outcome)), 3),
-    }
+        cpu_shares=None if executor else [asdict(slot.cpu) for slot in devices.slots if slot.cpu is not None],
+        protections=protections.describe(), unenforced_limits=tuple(unenforced), dataset=_dataset_entry(dataset),
+        submissions=tuple(_submission_entry(s) for s in selected),
+        skipped=tuple(SkippedEntry(path=str(p.path), problem=p.message) for p in discovery.problems),
+        executed_units=dict(outcome.executed), reused_units=dict(outcome.reused), gpus=tuple(gpus),
+        workers=dict(sorted(executor.workers.items())) if executor else None,
+        worker_events=executor.events if executor else None,
+        scheduling_seconds=executor.driver_seconds if executor else None,
+        platform={"python": sys.version.split()[0], "system": platform.platform()},
+        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        submission_seconds=round(sum(r.seconds for r in runs if _ran_now(r, outcome)), 3))
     matrices = write_results(output_dir, scores=scores, predictions=predictions, attack_images=attack_rows,
                              runs=runs, defenses=[d.name for d in defenses], attacks=[a.name for a in attacks],
-                             targeted=[a.name for a in attacks if a.type is SubmissionType.TARGETED_ATTACK],
+                             targeted=[a.name for a in attacks if a.type is Track.TARGETED_ATTACK],
                              aims={a.name: a.targets_defense for a in attacks if a.targets_defense})
     _warn(workspace.remove_scratch(), echo)
-    manifest["wall_seconds"] = round(time.time() - started, 3)
-    atomic_write_json(output_dir / MANIFEST, manifest)
+    manifest = replace(manifest, wall_seconds=round(time.time() - started, 3))
+    folder.write_manifest(manifest)
     _make_private(output_dir, echo)
     return CompetitionResult(scores=scores, predictions=predictions, attack_images=attack_rows, runs=runs,
                              discovery=discovery, outcome=outcome, dataset=dataset, manifest=manifest,
                              matrices=matrices, instance=workspace.instance)
+
+
+def _dataset_entry(dataset: Dataset) -> DatasetEntry:
+    """The manifest's account of ``dataset``."""
+    return DatasetEntry(root=str(dataset.root), content_hash=dataset.content_hash, images=len(dataset),
+                        label_file=dataset.label_file, targets_drawn=dataset.targets_drawn,
+                        targets_from_secret=dataset.targets_secret, num_classes=dataset.num_classes,
+                        left_out=tuple(dataset.left_out))
+
+
+def _submission_entry(submission: Submission) -> SubmissionEntry:
+    """The manifest's account of ``submission`` (its optional metadata keys only when set)."""
+    return SubmissionEntry(name=submission.name, track=submission.type, entry_point=submission.entry_point,
+                           content_hash=submission.content_hash, container=submission.container,
+                           container_gpu=submission.container_gpu, path=str(submission.path),
+                           targets_defense=submission.targets_defense, role=submission.role,
+                           iterates=submission.iterates)
 
 
 def sweep_dead(workspace: Workspace, protections: Protections) -> list[str]:
@@ -406,28 +406,25 @@ def rescore(output_dir: Path) -> list[ScoreRow]:
     Raises:
         CompetitionError: The folder lacks the tables of a finished run, or they cannot be read.
     """
-    paths = {name: output_dir / name for name in (PER_IMAGE, ATTACK_IMAGES, RUNS, MANIFEST)}
-    missing = [name for name, path in paths.items() if not path.is_file()]
+    folder = ResultsFolder(output_dir)
+    missing = folder.missing_tables()
     if missing:
         raise CompetitionError(f"{output_dir}: missing {', '.join(missing)}; run the competition into this "
                                "folder first (python run_competition.py --output_dir ...)")
     try:
-        manifest = json.loads(paths[MANIFEST].read_text())
-        predictions = read_csv(paths[PER_IMAGE], PredictionRow)
-        attack_images = read_csv(paths[ATTACK_IMAGES], AttackImageRow)
-        runs = read_csv(paths[RUNS], RunRow)
-        submissions = manifest.get("submissions", [])
-        defenses = [s["name"] for s in submissions if s["type"] == SubmissionType.DEFENSE.value]
-        attacks = [(s["name"], s["type"]) for s in submissions if s["type"] != SubmissionType.DEFENSE.value]
+        manifest = folder.read_manifest() or Manifest()
+        predictions = read_csv(folder.file(PER_IMAGE), PredictionRow)
+        attack_images = read_csv(folder.file(ATTACK_IMAGES), AttackImageRow)
+        runs = read_csv(folder.file(RUNS), RunRow)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CompetitionError(one_line(f"{output_dir}: unreadable results ({exc}); rerun the competition into "
                                         "this folder")) from None
-    scores = score(predictions, attack_images, runs, epsilons=manifest["epsilons"], defenses=defenses,
-                   attacks=attacks)
+    attacks = manifest.attacks
+    scores = score(predictions, attack_images, runs, epsilons=list(manifest.epsilons), defenses=manifest.defenses,
+                   attacks=[(name, track.value) for name, track in attacks])
     write_results(output_dir, scores=scores, predictions=predictions, attack_images=attack_images, runs=runs,
-                  defenses=defenses, attacks=[a for a, _ in attacks],
-                  targeted=[a for a, t in attacks if t == SubmissionType.TARGETED_ATTACK.value],
-                  aims=aims_from_manifest(manifest))
+                  defenses=manifest.defenses, attacks=[a for a, _ in attacks],
+                  targeted=[a for a, t in attacks if t is Track.TARGETED_ATTACK], aims=manifest.aims())
     _make_private(output_dir, lambda _: None)
     return scores
 

@@ -53,6 +53,7 @@ from harness.execution import failed_record
 from harness.sandboxes.base import SandboxKind
 from harness.planning import AttackUnit, DefenseUnit, Unit, log_name
 from harness.records import Record, RunRecord
+from harness.results_folder import ResultsFolder
 
 if TYPE_CHECKING:  # distributed is imported only when a cluster is used
     from distributed import Client
@@ -63,7 +64,7 @@ __all__ = ["SECURE_SCHEMES", "UNENCRYPTED_WARNING", "ClusterError", "DaskExecuto
            "check_workers", "connect", "scheduler_security"]
 
 #: Plain progress lines go to this file of the results folder.
-PROGRESS_LOG = "logs/cluster.log"
+PROGRESS_LOG = ResultsFolder.CLUSTER_LOG
 
 #: Submission processes each worker of a local cluster (``--workers N``) runs at once. Its one extra thread
 #: prepares and referees units while the process runs, as the ``--jobs`` path's extra thread does.
@@ -268,7 +269,7 @@ class DaskExecutor:
             return []
         context = self.context(runner, clean_versions)
         tick = runner.progress(label, len(units))
-        log_path = runner.workspace.root / PROGRESS_LOG
+        log_path = runner.workspace.folder.path(PROGRESS_LOG)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         # the context travels once, as a task's result: unlike scattered data it is recomputed when the worker
         # holding it dies

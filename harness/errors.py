@@ -9,8 +9,8 @@ prints its message as one line; any other exception is a fault of the harness it
 
 from __future__ import annotations
 
-__all__ = ["ClusterError", "CompetitionError", "DatasetError", "HarnessError", "InstanceError", "RecordError",
-           "ReportError", "ScratchError", "SecretError", "SubmissionError", "TreeError"]
+__all__ = ["ClusterError", "CompetitionError", "DatasetError", "HarnessError", "InstanceError", "ManifestError",
+           "RecordError", "ReportError", "ScratchError", "SecretError", "SubmissionError", "TreeError"]
 
 
 class HarnessError(Exception):
@@ -35,6 +35,10 @@ class SubmissionError(HarnessError, ValueError):
 
 class RecordError(HarnessError, ValueError):
     """A stored record of another schema, or with missing or mistyped fields."""
+
+
+class ManifestError(HarnessError, ValueError):
+    """A manifest of a newer schema, or with a mistyped field; the message names the field."""
 
 
 class ReportError(HarnessError, ValueError):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import threading
 import uuid
 from collections import defaultdict
@@ -42,10 +41,11 @@ from harness.names import one_line
 from harness.planning import AttackUnit, DefenseUnit, Unit, batches, log_name, opaque_name, pack_versions
 from harness.secret import derive
 from harness.records import (AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, Outcome, Record,
-                             RecordError, RunRecord)
+                             RunRecord)
 from harness.sandboxes.base import Protections, RunRequest
 from harness.sandboxes.factory import sandbox_for
 from harness.sandboxes.staging import precompile_library
+from harness.results_folder import ResultsFolder
 from harness.store import key_of
 from harness.submission import Submission, SubmissionType
 from harness.workspace import Workspace
@@ -114,7 +114,7 @@ def failed_record(unit: Unit, run: RunRecord, clean_versions: dict[str, str], pr
     if isinstance(unit, AttackUnit):
         attack = unit.attack
         return AttackUnitRecord(key=unit.key, attack=attack.name, attack_hash=attack.content_hash,
-                                attack_type=attack.type.value, epsilon=unit.epsilon, run=run, images=tuple(
+                                attack_type=attack.type, epsilon=unit.epsilon, run=run, images=tuple(
                                     ImageVerdict(image_id=r.image_id, version=clean_versions[r.image_id],
                                                  problem=problem, clipped_values=0, max_violation=0, linf=0)
                                     for r in unit.images))
@@ -207,7 +207,7 @@ class Runner:
         also written to its log."""
         problem = one_line(f"not started: {exc.strerror or exc}")
         try:
-            log_path = self.workspace.root / log_name
+            log_path = self.workspace.folder.path(log_name)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log_path.write_text(f"[harness] {problem}\n", encoding="utf-8")
         except OSError:
@@ -222,32 +222,27 @@ class Runner:
             return self.sandbox.run(RunRequest(
                 submission=submission, args=args, inputs=scratch / "input", outputs=scratch / "output",
                 workdir=scratch / "work", limits=self.policy.limits(images, cpu_share=slot.cpu),
-                log_path=self.workspace.root / log_name, log_name=log_name, gpu=slot.gpu,
+                log_path=self.workspace.folder.path(log_name), log_name=log_name, gpu=slot.gpu,
                 protections=self.protections, instance=self.workspace.instance, threads=self.threads))
 
     # -- clean images -------------------------------------------------------------------------------
     def clean_versions(self) -> dict[str, str]:
         """Store every clean image by pixel hash (re-encoded: no metadata reaches a defense); return image id →
         pixel hash. The map is kept per dataset content hash, so a rerun decodes nothing."""
-        cache = self.store.root / "clean_versions" / f"{self.dataset.content_hash}.json"
-        known = self.store.read(cache)
-        if known is not None and all(self.store.image_path(v).exists() for v in known.values()):
-            return {str(k): str(v) for k, v in known.items()}
+        known = self.store.clean_versions(self.dataset.content_hash)
+        if known is not None:
+            return known
         versions = {}
         for record in self.dataset.images:
             image = contract.read_png(self.dataset.path(record))
             version = contract.pixel_hash(image)
-            if not self.store.image_path(version).exists():
+            if not self.store.has_image(version):
                 self.store.put_image(contract.encode_png(image), version)
             versions[record.image_id] = version
-        self.store.write(cache, versions)
+        self.store.put_clean_versions(self.dataset.content_hash, versions)
         return versions
 
     # -- one unit -----------------------------------------------------------------------------------
-    def _record_path(self, unit: Unit) -> Path:
-        return (self.store.attack_record_path(unit.key) if isinstance(unit, AttackUnit)
-                else self.store.defense_record_path(unit.version, unit.key))
-
     @overload
     def stored_record(self, unit: AttackUnit) -> AttackUnitRecord | None:
         ...
@@ -257,22 +252,21 @@ class Runner:
         ...
 
     def stored_record(self, unit: Unit) -> Record | None:
-        """The unit's stored record; None when it is absent, of another schema or malformed, or (an attack unit)
-        when an image it points to was lost: the unit is redone."""
-        value = self.store.read(self._record_path(unit))
-        if value is None:
-            return None
-        try:
-            if isinstance(unit, DefenseUnit):
-                return DefenseUnitRecord.from_json(value)
-            record = AttackUnitRecord.from_json(value)
-        except RecordError:
-            return None
-        return record if all(self.store.image_path(i.version).exists() for i in record.images) else None
+        """The unit's stored record; None when it is absent, of another schema or malformed, or when an image it
+        points to was lost: the unit is redone."""
+        if isinstance(unit, DefenseUnit):
+            return self.store.defense_record(unit.version, unit.key)
+        return self.store.attack_record(unit.key)
 
     def save_record(self, unit: Unit, record: Record) -> None:
-        """Store ``unit``'s record (atomically), where :meth:`stored_record` finds it."""
-        self.store.write(self._record_path(unit), record.to_json())
+        """Store ``unit``'s record (its images first, the record last, in one put), where :meth:`stored_record`
+        finds it."""
+        if isinstance(unit, DefenseUnit) and isinstance(record, DefenseUnitRecord):
+            self.store.put_defense_record(unit.version, record)
+        elif isinstance(unit, AttackUnit) and isinstance(record, AttackUnitRecord):
+            self.store.put_attack_record(record)
+        else:
+            raise TypeError(f"save_record: a {type(record).__name__} for a {type(unit).__name__}")
 
     @overload
     def run_unit(self, unit: AttackUnit, clean_versions: dict[str, str],
@@ -334,14 +328,14 @@ class Runner:
                 version = clean_versions[record.image_id]
             else:
                 version = contract.pixel_hash(verdict.image)
-                if not self.store.image_path(version).exists():
+                if not self.store.has_image(version):
                     self.store.put_image(contract.encode_png(verdict.image), version)
             images.append(ImageVerdict(image_id=record.image_id, version=version, problem=verdict.problem,
                                        clipped_values=verdict.clipped_values, max_violation=verdict.max_violation,
                                        linf=verdict.linf, note=verdict.note))
-        run = _with_cleanup(run, scratch, self.workspace.root)
+        run = _with_cleanup(run, scratch, self.workspace.folder)
         result = AttackUnitRecord(key=key, attack=attack.name, attack_hash=attack.content_hash,
-                                  attack_type=attack.type.value, epsilon=eps, run=run, images=tuple(images))
+                                  attack_type=attack.type, epsilon=eps, run=run, images=tuple(images))
         self.save_record(unit, result)
         return result
 
@@ -352,11 +346,7 @@ class Runner:
         A record of another schema or a malformed one is ignored (its images are classified again)."""
         predictions: dict[str, tuple[int | None, str]] = {}
         sources: dict[str, DefenseUnitRecord] = {}
-        for value in self.store.defense_records(self.version_of(defense)):
-            try:
-                record = DefenseUnitRecord.from_json(value)
-            except RecordError:
-                continue
+        for record in self.store.defense_records(self.version_of(defense)):
             for version, answer in record.predictions.items():
                 predictions[version] = (answer.label, answer.problem)
                 sources[version] = record
@@ -389,7 +379,10 @@ class Runner:
         versions = {}
         for version in unit.versions:
             name = opaque[version]
-            shutil.copyfile(self.store.image_path(version), inputs / name)
+            data = self.store.image(version)
+            if data is None:  # planned from records whose images were all there
+                raise FileNotFoundError(f"image {version} is no longer in the store")
+            (inputs / name).write_bytes(data)
             versions[name] = version
         output_file = outputs / "result.csv"
         run = self._run(defense, ["{input}", "{output}/" + output_file.name], scratch=scratch,
@@ -399,7 +392,7 @@ class Runner:
         parsed = parse_predictions(output_file, expected=set(versions))
         predictions = {versions[name]: DefenseAnswer(label=answer.label, problem=answer.problem)
                        for name, answer in parsed.answers.items()}
-        run = _with_cleanup(run, scratch, self.workspace.root)
+        run = _with_cleanup(run, scratch, self.workspace.folder)
         result = DefenseUnitRecord(key=key, defense=defense.name, defense_hash=defense.content_hash, run=run,
                                    csv_notes=tuple(parsed.notes), predictions=predictions)
         self.save_record(unit, result)
@@ -470,13 +463,13 @@ def _of_kind(kind: type[_Record], records: list[Record]) -> list[_Record]:
     return [record for record in records if isinstance(record, kind)]
 
 
-def _with_cleanup(run: RunRecord, scratch: Path, root: Path) -> RunRecord:
+def _with_cleanup(run: RunRecord, scratch: Path, folder: ResultsFolder) -> RunRecord:
     """Delete a unit's scratch folder; a failed cleanup turns the run into a failure (never a harness crash)."""
     problem = remove_tree(scratch)
     if not problem:
         return run
     try:
-        with open(root / run.log, "a", encoding="utf-8") as handle:
+        with open(folder.path(run.log), "a", encoding="utf-8") as handle:
             handle.write(f"[harness] {problem}\n")
     except OSError:
         pass

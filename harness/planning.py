@@ -17,7 +17,9 @@ from typing import Union
 
 from harness.dataset import ImageRecord
 from harness.store import key_of
-from harness.submission import Submission, SubmissionType
+from harness.submission import Submission
+from harness.tracks import Track
+from harness.results_folder import ResultsFolder
 
 __all__ = ["DEFENSE_PROTOCOL", "REFEREE_VERSION", "AttackUnit", "DefenseUnit", "Unit", "batches", "log_name",
            "opaque_name", "pack_versions"]
@@ -47,7 +49,7 @@ class AttackUnit:
 
     @property
     def key(self) -> str:
-        targeted = self.attack.type is SubmissionType.TARGETED_ATTACK
+        targeted = self.attack.type is Track.TARGETED_ATTACK
         return key_of(REFEREE_VERSION, self.version, self.epsilon, targeted,
                       *((r.image_id, r.sha256, r.target_class if targeted else "") for r in self.images))
 
@@ -76,8 +78,8 @@ def log_name(unit: Unit) -> str:
     """The unit's log (stdout and stderr of its run), relative to the results folder:
     ``logs/attacks/<attack>/eps<ε>_<key[:12]>.log`` or ``logs/defenses/<defense>/<key[:12]>.log``."""
     if isinstance(unit, AttackUnit):
-        return f"logs/attacks/{unit.attack.name}/eps{unit.epsilon}_{unit.key[:12]}.log"
-    return f"logs/defenses/{unit.defense.name}/{unit.key[:12]}.log"
+        return ResultsFolder.attack_log(unit.attack.name, unit.epsilon, unit.key)
+    return ResultsFolder.defense_log(unit.defense.name, unit.key)
 
 
 def batches(images: tuple[ImageRecord, ...], size: int) -> list[tuple[ImageRecord, ...]]:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
 from harness.errors import RecordError
+from harness.tracks import Track
 
 __all__ = ["SCHEMA", "AttackUnitRecord", "DefenseAnswer", "DefenseUnitRecord", "ImageVerdict", "Outcome", "Record",
            "RecordError", "RunRecord"]
@@ -34,6 +35,13 @@ def _optional_int(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"expected an integer or null, got {value!r}")
     return value
+
+
+def _attack_track(value: object) -> Track:
+    track = Track(str(value))  # ValueError on another string
+    if not track.is_attack:
+        raise ValueError(f"attack_type {value!r} is not an attack track")
+    return track
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,8 @@ class AttackUnitRecord:
         key: The unit's key (:attr:`harness.planning.AttackUnit.key`).
         attack: Submission name.
         attack_hash: Content hash of the submission folder.
-        attack_type: ``"attack"`` or ``"targeted_attack"``.
+        attack_type: The attack's track (stored as ``"attack"`` or ``"targeted_attack"``; its string is accepted
+            and made the enum).
         epsilon: ε in 0-255 units.
         run: The process's outcome.
         images: One verdict per image of the batch, in batch order.
@@ -123,15 +132,19 @@ class AttackUnitRecord:
     key: str
     attack: str
     attack_hash: str
-    attack_type: str
+    attack_type: Track
     epsilon: int
     run: RunRecord
     images: tuple[ImageVerdict, ...]
 
+    def __post_init__(self) -> None:
+        # the enum in memory, whichever form was given (raises ValueError for a string that is no attack track)
+        object.__setattr__(self, "attack_type", _attack_track(self.attack_type))
+
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict with ``"schema"``."""
         return {"schema": SCHEMA, "key": self.key, "attack": self.attack, "attack_hash": self.attack_hash,
-                "attack_type": self.attack_type, "epsilon": self.epsilon, "run": self.run.to_json(),
+                "attack_type": self.attack_type.value, "epsilon": self.epsilon, "run": self.run.to_json(),
                 "images": [image.to_json() for image in self.images]}
 
     @classmethod
@@ -144,7 +157,7 @@ class AttackUnitRecord:
         _check_schema(value, "attack")
         try:
             return cls(key=str(value["key"]), attack=str(value["attack"]), attack_hash=str(value["attack_hash"]),
-                       attack_type=str(value["attack_type"]), epsilon=int(value["epsilon"]),
+                       attack_type=_attack_track(value["attack_type"]), epsilon=int(value["epsilon"]),
                        run=RunRecord.from_json(value["run"]),
                        images=tuple(ImageVerdict.from_json(image) for image in value["images"]))
         except (KeyError, TypeError, ValueError) as exc:

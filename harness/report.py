@@ -11,18 +11,18 @@ from typing import Iterable
 
 from tabulate import tabulate
 
-from harness.adaptive import WORST_CASE, worst_case_csv, worst_cases
+from harness.adaptive import worst_case_csv, worst_cases
 from harness.names import one_line
+from harness.results_folder import (ACCURACY_MATRIX, ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS,
+                                    TARGETED_HIT_MATRIX, TIMINGS, WORST_CASE, ResultsFolder)
 from harness.scoring import TRACKS, Matrix, ScoreRow, accuracy_matrix, hit_matrix
 from harness.store import atomic_write_text
 from harness.table import AttackImageRow, PredictionRow, RunRow, write_csv
+from harness.tracks import Track
 
-LEADERBOARD = "leaderboard.csv"
-PER_IMAGE = "per_image.csv"
-ATTACK_IMAGES = "attack_images.csv"
-RUNS = "runs.csv"
-TIMINGS = "timings.csv"
-MANIFEST = "manifest.json"
+__all__ = ["ATTACK_IMAGES", "LEADERBOARD", "LEADERBOARD_COLUMNS", "MANIFEST", "PER_IMAGE", "RUNS", "TIMINGS",
+           "WORST_CASE", "leaderboard_csv", "leaderboard_tables", "matrix_csv", "matrix_table", "timings_csv",
+           "write_matrix", "write_results"]
 
 
 def _fmt(value: object) -> str:
@@ -87,13 +87,13 @@ def leaderboard_tables(scores: list[ScoreRow]) -> str:
             if not rows:
                 continue
             headers = ["rank", "name", "raw", "normalized", "all-or-nothing"]
-            if track == "defense":
+            if track is Track.DEFENSE:
                 headers.append("clean acc.")
             headers += ["failures", "seconds"]
             body = []
             for s in rows:
                 line: list[object] = [s.rank, s.name, s.raw, _fmt(s.normalized), _fmt(s.all_or_nothing)]
-                if track == "defense":
+                if track is Track.DEFENSE:
                     line.append(_fmt(s.clean_accuracy))
                 reasons = one_line(s.failures)  # run problems quote what participants wrote
                 reasons = reasons if len(reasons) <= 60 else reasons[:57] + "..."
@@ -121,16 +121,17 @@ def write_results(output_dir: Path, *, scores: list[ScoreRow], predictions: list
         The accuracy matrices (one per ε).
     """
     epsilons = sorted({s.epsilon for s in scores})
-    write_csv(output_dir / PER_IMAGE, predictions, PredictionRow)
-    write_csv(output_dir / ATTACK_IMAGES, attack_images, AttackImageRow)
-    write_csv(output_dir / RUNS, runs, RunRow)
+    folder = ResultsFolder(output_dir)
+    write_csv(folder.file(PER_IMAGE), predictions, PredictionRow)
+    write_csv(folder.file(ATTACK_IMAGES), attack_images, AttackImageRow)
+    write_csv(folder.file(RUNS), runs, RunRow)
     accuracy = [accuracy_matrix(predictions, epsilon=e, defenses=defenses, attacks=attacks) for e in epsilons]
-    write_matrix(output_dir / "accuracy_matrix.csv", accuracy)
-    write_matrix(output_dir / "targeted_hit_matrix.csv", [
+    write_matrix(folder.file(ACCURACY_MATRIX), accuracy)
+    write_matrix(folder.file(TARGETED_HIT_MATRIX), [
         hit_matrix(predictions, epsilon=e, defenses=defenses, targeted_attacks=targeted) for e in epsilons])
-    atomic_write_text(output_dir / TIMINGS, timings_csv(scores))
-    atomic_write_text(output_dir / LEADERBOARD, leaderboard_csv(scores))
-    atomic_write_text(output_dir / WORST_CASE, worst_case_csv([
+    atomic_write_text(folder.file(TIMINGS), timings_csv(scores))
+    atomic_write_text(folder.file(LEADERBOARD), leaderboard_csv(scores))
+    atomic_write_text(folder.file(WORST_CASE), worst_case_csv([
         case for e in epsilons
         for case in worst_cases(predictions, epsilon=e, defenses=defenses, attacks=attacks, aims=aims or {})]))
     return accuracy

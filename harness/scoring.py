@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
+from harness.tracks import Track
 
-DEFENSE = "defense"
-ATTACK = "attack"
-TARGETED_ATTACK = "targeted_attack"
+DEFENSE = Track.DEFENSE
+ATTACK = Track.ATTACK
+TARGETED_ATTACK = Track.TARGETED_ATTACK
+#: The tracks in leaderboard order.
 TRACKS = (DEFENSE, ATTACK, TARGETED_ATTACK)
 
 
@@ -36,7 +38,7 @@ class ScoreRow:
 
     Attributes:
         epsilon: ε in 0–255 units.
-        track: "defense", "attack" or "targeted_attack".
+        track: Its :class:`~harness.tracks.Track` (written as "defense", "attack" or "targeted_attack").
         rank: 1-based rank within (ε, track).
         name: Submission name.
         raw: NIPS 2017 raw score (a count).
@@ -51,7 +53,7 @@ class ScoreRow:
     """
 
     epsilon: int
-    track: str
+    track: Track
     rank: int
     name: str
     raw: int
@@ -186,7 +188,7 @@ def score_defenses(index: TableIndex, epsilon: int) -> list[ScoreRow]:
     return _rank(defense_rows)
 
 
-def score_attacks(index: TableIndex, epsilon: int, track: str) -> list[ScoreRow]:
+def score_attacks(index: TableIndex, epsilon: int, track: Track | str) -> list[ScoreRow]:
     """Ranked rows of one attack track at ``epsilon``: raw = #successes over the defenses (misclassified for
     ``"attack"``, target class hit for ``"targeted_attack"``); normalized = raw / #(defense, image) answers;
     all-or-nothing = fraction of images that succeed on every defense that answered.
@@ -195,7 +197,8 @@ def score_attacks(index: TableIndex, epsilon: int, track: str) -> list[ScoreRow]
         ValueError: ``track`` is not an attack track.
     """
     if track not in (ATTACK, TARGETED_ATTACK):
-        raise ValueError(f"track must be {ATTACK!r} or {TARGETED_ATTACK!r}, got {track!r}")
+        raise ValueError(f"track must be {ATTACK.value!r} or {TARGETED_ATTACK.value!r}, got {str(track)!r}")
+    track = Track(track)
     image_ids = index.image_ids
     n_images = len(image_ids)
     cell = index.cells.get(epsilon, {})

@@ -15,19 +15,20 @@ import os
 from pathlib import Path
 
 from harness.errors import SecretError as SecretError  # re-exported: its old home
+from harness.results_folder import SECRET_FILE
 
-#: File name of the secret inside a results folder.
-SECRET_FILE = "secret.key"
+__all__ = ["SECRET_FILE", "SecretError", "derive", "derive_seed", "fingerprint", "load", "new", "save"]
+
 _BYTES = 32
 
 
-def load(folder: Path) -> bytes | None:
-    """The secret stored in a results folder, or None when there is none yet.
+def load(path: Path) -> bytes | None:
+    """The secret stored in a results folder's secret file (:attr:`harness.results_folder.ResultsFolder.secret`),
+    or None when there is none yet.
 
     Raises:
         SecretError: The file exists but is unreadable or does not hold 64 hex digits.
     """
-    path = folder / SECRET_FILE
     if not path.exists():
         return None
     try:
@@ -45,10 +46,10 @@ def new() -> bytes:
     return os.urandom(_BYTES)
 
 
-def save(folder: Path, secret: bytes) -> None:
-    """Store ``secret`` in an existing results folder (mode 600; an existing secret file is kept)."""
-    path = folder / SECRET_FILE
-    tmp = path.with_name(f".{SECRET_FILE}.tmp{os.getpid()}")
+def save(path: Path, secret: bytes) -> None:
+    """Store ``secret`` as the secret file ``path`` of an existing results folder (mode 600; an existing secret
+    file is kept)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(secret.hex() + "\n")

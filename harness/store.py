@@ -1,13 +1,8 @@
-"""Completed work on disk: content-hash keys, atomic writes, resume.
+"""Completed work: the :class:`Store` interface (put, get, exists, list by prefix) and its local-folder
+implementation; content-hash keys; atomic file writes; the results folder's permission rule.
 
-Layout below the results folder::
-
-    store/images/ab/<sha256>.png          refereed adversarial images, content-addressed
-    store/attack_runs/<key>.json          one attack batch: run record + referee results per image
-    store/defense_runs/<defense>/<key>.json  one defense batch: run record + prediction per image hash
-
-A record exists only once its work is complete (files are written to a temporary name, flushed and renamed),
-so a killed harness leaves either a whole record or none.
+What is kept in a store, under which keys, is :class:`harness.record_store.RecordStore`'s business; no other
+module reads or writes store data, so the store can move to object storage without touching its callers.
 
 One permission rule holds for the whole results folder (:func:`make_private`): it and every folder below it are
 :data:`FOLDER_MODE` (700), every file :data:`FILE_MODE` (600): its owner's alone, whatever the umask. The folder is
@@ -23,7 +18,10 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["FILE_MODE", "FOLDER_MODE", "LocalStore", "Store", "atomic_write_bytes", "atomic_write_json",
+           "atomic_write_text", "key_of", "make_private"]
 
 
 #: Mode of every folder of a results folder (the folder itself included).
@@ -113,55 +111,66 @@ def atomic_write_json(path: Path, value: Any) -> None:
     atomic_write_text(path, json.dumps(value, indent=1, sort_keys=True) + "\n")
 
 
-class Store:
-    """Content-addressed storage of finished work under ``root``.
+@runtime_checkable
+class Store(Protocol):
+    """Where finished work is kept: named byte objects (keys like ``attack_runs/<key>.json``, ``/``-separated).
+
+    The four operations are all a store needs, so that it can live in a local folder (:class:`LocalStore`) or
+    in object storage. Each :meth:`put` is atomic per key (a reader sees the old object or the whole new one, as
+    with object storage); a unit's work is several objects, so callers write its images first and its record
+    last, in one :meth:`put`, and treat a record whose images are missing as absent (no rename of anything).
+    """
+
+    def put(self, key: str, data: bytes, *, durable: bool = True) -> None:
+        """Store ``data`` under ``key`` (replacing what was there). ``durable``: also survive a power loss."""
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes under ``key``; None when absent or unreadable."""
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds an object."""
+
+    def list(self, prefix: str) -> list[str]:
+        """Every key that starts with ``prefix``, sorted."""
+
+
+class LocalStore:
+    """A :class:`Store` in a local folder: key ``a/b.json`` is the file ``root/a/b.json``.
+
+    A put writes a temporary file beside the target and renames it (the folder's way of making one object's
+    write atomic, as object storage does); temporary files (``.*.tmp``) are never listed.
 
     Args:
-        root: The ``store`` folder (created on first write).
+        root: The folder (created on first write).
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    # -- images -------------------------------------------------------------------------------------
-    def image_path(self, sha256: str) -> Path:
-        """Where the image with this content hash lives."""
-        return self.root / "images" / sha256[:2] / f"{sha256}.png"
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(part in ("", ".", "..") for part in parts):
+            raise ValueError(f"store key {key!r}: expected names separated by '/', none empty, '.' or '..'")
+        return self.root.joinpath(*parts)
 
-    def put_image(self, data: bytes, sha256: str) -> Path:
-        """Store PNG bytes under their hash (no-op when present) and return the path."""
-        path = self.image_path(sha256)
-        if not path.exists():
-            atomic_write_bytes(path, data, durable=False)
-        return path
+    def put(self, key: str, data: bytes, *, durable: bool = True) -> None:
+        atomic_write_bytes(self._path(key), data, durable=durable)
 
-    # -- records ------------------------------------------------------------------------------------
-    def attack_record_path(self, key: str) -> Path:
-        """Record of one attack batch."""
-        return self.root / "attack_runs" / f"{key}.json"
-
-    def defense_record_path(self, defense_hash: str, key: str) -> Path:
-        """Record of one defense batch."""
-        return self.root / "defense_runs" / defense_hash[:32] / f"{key}.json"
-
-    def defense_records(self, defense_hash: str) -> list[dict[str, Any]]:
-        """Every finished batch record of a defense version (sorted by file name)."""
-        folder = self.root / "defense_runs" / defense_hash[:32]
-        if not folder.is_dir():
-            return []
-        records = (self.read(path) for path in sorted(folder.glob("*.json")))
-        return [record for record in records if record is not None]
-
-    @staticmethod
-    def read(path: Path) -> dict[str, Any] | None:
-        """A record, or None when absent or unreadable (an unreadable record is redone)."""
+    def get(self, key: str) -> bytes | None:
         try:
-            value = json.loads(path.read_text())
-        except (OSError, ValueError):
+            return self._path(key).read_bytes()
+        except OSError:
             return None
-        return value if isinstance(value, dict) else None
 
-    @staticmethod
-    def write(path: Path, record: dict[str, Any]) -> None:
-        """Write a record atomically."""
-        atomic_write_json(path, record)
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        folder = prefix.rpartition("/")[0]
+        base = self._path(folder) if folder else self.root
+        keys = []
+        for path in base.rglob("*") if base.is_dir() else ():
+            relative = path.relative_to(self.root).as_posix()
+            if relative.startswith(prefix) and not path.name.startswith(".") and path.is_file():
+                keys.append(relative)
+        return sorted(keys)

@@ -12,7 +12,6 @@ naming the file and the fix.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 import os
@@ -24,6 +23,7 @@ from submission_kit.messages import close_names
 from harness.errors import SubmissionError as SubmissionError  # re-exported: its old home
 from harness.names import (NAME_PATTERN, NAME_RULE, entry_point_problem, image_reference_problem, name_problem,
                            one_line, shown)
+from harness.tracks import AttackRole, Track
 from harness.tree import Kind, TreeError, one_path, open_regular, walk
 
 METADATA_FILE = "metadata.json"
@@ -31,33 +31,12 @@ METADATA_FILE = "metadata.json"
 IGNORED_NAMES = frozenset({"__pycache__", ".git", ".ipynb_checkpoints", ".DS_Store"})
 
 
-class SubmissionType(str, enum.Enum):
-    """The three tracks of the competition."""
+#: A submission's track (``metadata.json``'s ``type``): the one track enum, :class:`harness.tracks.Track`.
+SubmissionType = Track
 
-    ATTACK = "attack"
-    TARGETED_ATTACK = "targeted_attack"
-    DEFENSE = "defense"
-
-    @property
-    def is_attack(self) -> bool:
-        """True for both attack tracks."""
-        return self is not SubmissionType.DEFENSE
-
-
-class AttackRole(str, enum.Enum):
-    """What an attack is, for the report's sanity checks that compare attacks (optional metadata key ``role``).
-
-    ``white_box``: reads the target model's gradients (FGSM, PGD, C&W, APGD, BPDA, a UAP computed on it);
-    ``transfer``: black-box, gradients of other models only (MI-FGSM on an ensemble, DI/TI-MI-FGSM);
-    ``score_based``: black-box, queries the target's scores, no gradients (Square); ``random_noise``: a noise
-    baseline within ε; ``no_op``: returns its input.
-    """
-
-    WHITE_BOX = "white_box"
-    TRANSFER = "transfer"
-    SCORE_BASED = "score_based"
-    RANDOM_NOISE = "random_noise"
-    NO_OP = "no_op"
+__all__ = ["IGNORED_NAMES", "METADATA_FILE", "AttackRole", "Discovery", "Link", "Listing", "Submission",
+           "SubmissionError", "SubmissionProblem", "SubmissionType", "Track", "content_hash", "discover", "iter_files",
+           "list_folder", "parse_submission", "scan_links", "suggest"]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from harness.records import Outcome
 from harness.names import one_line
 from harness.submission import Submission
 from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
+from harness.tracks import Track
 
 __all__ = ["build_tables"]
 
@@ -31,12 +32,13 @@ def build_tables(dataset: Dataset, outcome: Outcome, defenses: list[Submission]
                 problem=problem))
     for attack_record in outcome.attack_records:
         run = attack_record.run
-        runs.append(RunRow(kind=attack_record.attack_type, name=attack_record.attack, epsilon=attack_record.epsilon,
+        track = attack_record.attack_type.value  # the tables hold the track's string
+        runs.append(RunRow(kind=track, name=attack_record.attack, epsilon=attack_record.epsilon,
                            batch=attack_record.key, images=len(attack_record.images), exit_code=run.exit_code,
                            timed_out=run.timed_out, seconds=run.seconds, problem=one_line(run.problem), log=run.log))
         for image in attack_record.images:
             attack_rows.append(AttackImageRow(
-                epsilon=attack_record.epsilon, attack=attack_record.attack, attack_type=attack_record.attack_type,
+                epsilon=attack_record.epsilon, attack=attack_record.attack, attack_type=track,
                 image_id=image.image_id, problem=image.problem, clipped_values=image.clipped_values,
                 max_violation=image.max_violation, linf=image.linf, note=image.note))
             truth = labels[image.image_id]
@@ -44,13 +46,13 @@ def build_tables(dataset: Dataset, outcome: Outcome, defenses: list[Submission]
                 label, problem = answer(defense.name, image.version)
                 predictions.append(PredictionRow(
                     epsilon=attack_record.epsilon, attack=attack_record.attack,
-                    attack_type=attack_record.attack_type, defense=defense.name, image_id=image.image_id,
+                    attack_type=track, defense=defense.name, image_id=image.image_id,
                     true_label=truth.true_label, target_class=truth.target_class, prediction=label,
                     problem=problem))
     for defense in defenses:
         for defense_record in outcome.defense_records.get(defense.name, []):
             run = defense_record.run
-            runs.append(RunRow(kind="defense", name=defense.name, epsilon=None, batch=defense_record.key,
+            runs.append(RunRow(kind=Track.DEFENSE.value, name=defense.name, epsilon=None, batch=defense_record.key,
                                images=len(defense_record.predictions), exit_code=run.exit_code,
                                timed_out=run.timed_out, seconds=run.seconds, problem=one_line(run.problem),
                                log=run.log))

@@ -20,7 +20,8 @@ from harness.planning import DefenseUnit
 from harness.instance import Instance
 from harness.workspace import Workspace
 from harness.records import RunRecord
-from harness.submission import SubmissionError, SubmissionType, parse_submission
+from harness.submission import SubmissionError, parse_submission
+from harness.tracks import Track
 
 
 @dataclass
@@ -140,7 +141,7 @@ def validate_submission(path: Path, *, input_dir: Path, images: int = 4, epsilon
                                 f"from the clean image, largest L∞ distance "
                                 f"{max((i.linf for i in used), default=0)} (ε = {eps})")
         else:
-            assert submission.type is SubmissionType.DEFENSE
+            assert submission.type is Track.DEFENSE
             versions = tuple(sorted(set(clean_versions.values())))
             defense_record = runner.run_unit(DefenseUnit(submission, versions, runner.version_of(submission)),
                                              clean_versions)

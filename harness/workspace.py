@@ -21,7 +21,8 @@ from pathlib import Path
 from harness.cleanup import remove_tree, sweep_dead
 from harness.errors import ScratchError
 from harness.instance import Instance
-from harness.store import Store
+from harness.results_folder import ResultsFolder
+from harness.record_store import RecordStore
 
 __all__ = ["SCRATCH_PREFIX", "ScratchError", "Workspace", "legacy_scratch", "private_folder",
            "remove_legacy_scratch", "scratch_folders", "scratch_parent", "sweep_dead_scratch"]
@@ -44,7 +45,7 @@ def scratch_parent(root: Path) -> Path:
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK):
         return shm
-    return root / "tmp"
+    return ResultsFolder(root).local_scratch
 
 
 def scratch_folders(root: Path, instance: Instance) -> list[Path]:
@@ -175,5 +176,10 @@ class Workspace:
         return "" if folder is None else remove_tree(folder)
 
     @property
-    def store(self) -> Store:
-        return Store(self.root / "store")
+    def folder(self) -> ResultsFolder:
+        """The results folder's paths and file names."""
+        return ResultsFolder(self.root)
+
+    @property
+    def store(self) -> RecordStore:
+        return self.folder.store()

@@ -5,7 +5,8 @@
 matplotlib are imported only while a report is built (``import harness`` stays light).
 """
 
-from harness.html_report.build import CONTENT_SECURITY_POLICY, REPORT_DIR, build_report
+from harness.html_report.build import CONTENT_SECURITY_POLICY, build_report
 from harness.html_report.content import ReportError
+from harness.results_folder import REPORT_DIR
 
 __all__ = ["CONTENT_SECURITY_POLICY", "REPORT_DIR", "ReportError", "build_report"]

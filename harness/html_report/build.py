@@ -26,11 +26,11 @@ from typing import Any
 from submission_kit import contract
 from harness.html_report import content, figures, sanity
 from harness.report import LEADERBOARD_COLUMNS, leaderboard_csv
+from harness.results_folder import REPORT_DIR, ResultsFolder
 from harness.scoring import TRACKS
+from harness.tracks import Track
 from harness.store import make_private
 
-#: The report's folder inside a results folder.
-REPORT_DIR = "report"
 #: No script, no network, no inline style: images and the style sheet from the report's own folder only
 #: (``file:`` beside ``'self'`` because browsers differ on whether 'self' covers pages opened from disk).
 CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self' file:; style-src 'self' file:; base-uri 'none'; "
@@ -70,14 +70,15 @@ class _Writer:
 def _gallery_files(writer: _Writer, results: content.Results, entries: list[content.GalleryImage]
                    ) -> dict[str, str]:
     """Write gallery PNGs; return version (or version+"-delta") → href. Unreadable store images are left out."""
-    store = results.root / "store" / "images"
+    store = ResultsFolder(results.root).store()
     hrefs: dict[str, str] = {}
 
     def load(version: str | None) -> Any:
         if not version:
             return None
         try:
-            return contract.read_png(store / version[:2] / f"{version}.png")
+            data = store.image(version)
+            return None if data is None else contract.decode_png(data, what=f"stored image {version}")
         except contract.ImageError:
             return None
 
@@ -111,7 +112,7 @@ def _render(results: content.Results, writer: _Writer) -> None:
         figure_list.append(Figure(writer.write("figures/defense_accuracy_vs_epsilon.svg",
                                                figures.defense_curves(scores)),
                                   "defense accuracy vs ε"))
-        if any(s.track != "defense" for s in scores):
+        if any(s.track is not Track.DEFENSE for s in scores):
             figure_list.append(Figure(writer.write("figures/attack_success_vs_epsilon.svg",
                                                    figures.attack_curves(scores)),
                                       "attack success vs ε"))
@@ -150,13 +151,13 @@ def _render(results: content.Results, writer: _Writer) -> None:
         unchecked=roles.unchecked(name for name, _ in results.attacks),
         gallery=entries, images=images, defenses=results.defenses, failed=content.failed_runs(results),
         referee=content.referee_lines(results), missing=content.missing_answers(results),
-        skipped=results.manifest.get("skipped", []) or [], worst_headers=worst_headers, worst_rows=worst_rows)
+        skipped=list(results.manifest.skipped), worst_headers=worst_headers, worst_rows=worst_rows)
     writer.write("index.html", page.encode("utf-8"))
     manifest = results.manifest
     timing_page = environment.get_template("timings.html.j2").render(
-        **common, timings=content.timings(results), started=str(manifest.get("started", "?")),
-        wall_seconds=manifest.get("wall_seconds"), submission_seconds=manifest.get("submission_seconds"),
-        executed=manifest.get("executed_units", {}) or {}, reused=manifest.get("reused_units", {}) or {})
+        **common, timings=content.timings(results), started=manifest.started or "?",
+        wall_seconds=manifest.wall_seconds, submission_seconds=manifest.submission_seconds,
+        executed=dict(manifest.executed_units), reused=dict(manifest.reused_units))
     writer.write("timings.html", timing_page.encode("utf-8"))
     writer.write("report.css", (_TEMPLATES / "report.css").read_bytes())
 
@@ -186,7 +187,7 @@ def build_report(output_dir: Path) -> Path:
     try:
         _render(results, _Writer(building))
         make_private(building)  # the results folder's one rule (harness.store)
-        final = output_dir / REPORT_DIR
+        final = ResultsFolder(output_dir).report
         old = None
         if final.exists():
             old = Path(tempfile.mkdtemp(dir=output_dir, prefix=f".{REPORT_DIR}.old."))

@@ -6,17 +6,17 @@ table, the rest are selections, groupings and counts of rows already written. No
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from harness.errors import ReportError as ReportError  # re-exported: its old home
-from harness.report import ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS
+from harness.manifest import Manifest
+from harness.results_folder import ATTACK_IMAGES, LEADERBOARD, PER_IMAGE, RUNS, ResultsFolder
 from harness.scoring import ATTACK, DEFENSE, TARGETED_ATTACK, Matrix, ScoreRow, accuracy_matrix, hit_matrix, score
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
+from harness.tracks import Track
 
 #: Images shown in the gallery (fewer when the dataset is smaller).
 GALLERY_IMAGES = 4
@@ -40,16 +40,16 @@ class Results:
     """
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     predictions: list[PredictionRow]
     attack_images: list[AttackImageRow]
     runs: list[RunRow]
     defenses: list[str]
-    attacks: list[tuple[str, str]]
+    attacks: list[tuple[str, Track]]
 
     @property
     def epsilons(self) -> list[int]:
-        return sorted(int(e) for e in self.manifest.get("epsilons", []))
+        return sorted(self.manifest.epsilons)
 
     @property
     def targeted(self) -> list[str]:
@@ -62,26 +62,21 @@ def load_results(output_dir: Path) -> Results:
     Raises:
         ReportError: A table or the manifest is missing or unreadable.
     """
-    paths = {name: output_dir / name for name in (PER_IMAGE, ATTACK_IMAGES, RUNS, MANIFEST)}
-    missing = [name for name, path in paths.items() if not path.is_file()]
+    folder = ResultsFolder(output_dir)
+    missing = folder.missing_tables()
     if missing:
         raise ReportError(f"{output_dir}: missing {', '.join(missing)}; run the competition into this folder first "
                           "(python run_competition.py --output_dir ...)")
     try:
-        manifest = json.loads(paths[MANIFEST].read_text(encoding="utf-8"))
-        if not isinstance(manifest, dict):
-            raise TypeError("manifest.json is not a JSON object")
-        submissions = manifest.get("submissions", [])
-        defenses = [str(s["name"]) for s in submissions if s["type"] == DEFENSE]
-        attacks = [(str(s["name"]), str(s["type"])) for s in submissions if s["type"] != DEFENSE]
-        predictions = read_csv(paths[PER_IMAGE], PredictionRow)
-        attack_images = read_csv(paths[ATTACK_IMAGES], AttackImageRow)
-        runs = read_csv(paths[RUNS], RunRow)
+        manifest = folder.read_manifest() or Manifest()
+        predictions = read_csv(folder.file(PER_IMAGE), PredictionRow)
+        attack_images = read_csv(folder.file(ATTACK_IMAGES), AttackImageRow)
+        runs = read_csv(folder.file(RUNS), RunRow)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReportError(f"{output_dir}: unreadable results ({exc}); rerun the competition into this folder") \
             from None
     return Results(root=output_dir, manifest=manifest, predictions=predictions, attack_images=attack_images,
-                   runs=runs, defenses=defenses, attacks=attacks)
+                   runs=runs, defenses=manifest.defenses, attacks=manifest.attacks)
 
 
 def leaderboard(results: Results) -> list[ScoreRow]:
@@ -127,8 +122,8 @@ class Header:
 def header(results: Results) -> Header:
     """Header values and warnings (missing protections, failed runs, skipped submissions, failed images)."""
     manifest = results.manifest
-    dataset = manifest.get("dataset", {}) or {}
-    protections = manifest.get("protections", {}) or {}
+    dataset = manifest.dataset
+    protections = manifest.protections  # the sandbox's own description (harness.sandboxes.base.Protections.describe)
     warnings: list[str] = []
     sandbox = str(protections.get("sandbox", "unknown"))
     rows: list[tuple[str, str]] = [("sandbox", sandbox)]
@@ -148,18 +143,17 @@ def header(results: Results) -> Header:
         names = sorted({r.name for r in failed_runs})
         warnings.append(f"{len(failed_runs)} run(s) failed, of {len(names)} submission(s): {', '.join(names)} "
                         "(see Failures)")
-    for skipped in manifest.get("skipped", []) or []:
-        warnings.append(f"submission skipped: {skipped.get('path')}: {skipped.get('problem')}")
+    for skipped in manifest.skipped:
+        warnings.append(f"submission skipped: {skipped.path}: {skipped.problem}")
     substituted = sum(1 for r in results.attack_images if r.problem)
     if substituted:
         warnings.append(f"{substituted} attack output(s) replaced by the clean image (see Failures)")
     unanswered = sum(1 for r in results.predictions if r.prediction is None)
     if unanswered:
         warnings.append(f"{unanswered} defense answer(s) missing (counted as wrong for the defense)")
-    return Header(dataset=str(dataset.get("root", "?")), images=int(dataset.get("images", 0) or 0),
-                  label_file=str(dataset.get("label_file", "")), targets_drawn=bool(dataset.get("targets_drawn")),
-                  epsilons=results.epsilons, seed=manifest.get("seed"),
-                  harness_version=str(manifest.get("harness_version", "?")), batch_size=manifest.get("batch_size"),
+    return Header(dataset=dataset.root or "?", images=dataset.images, label_file=dataset.label_file,
+                  targets_drawn=dataset.targets_drawn, epsilons=results.epsilons, seed=manifest.seed,
+                  harness_version=manifest.harness_version or "?", batch_size=manifest.batch_size,
                   sandbox=sandbox, protection_summary="; ".join(f"{k}: {v}" for k, v in rows[:4]),
                   protections=rows, warnings=warnings)
 
@@ -312,16 +306,8 @@ class GalleryImage:
 def gallery_ids(results: Results) -> list[str]:
     """:data:`GALLERY_IMAGES` image ids drawn with the run's seed (sorted; the same for the same seed)."""
     ids = sorted({r.image_id for r in results.predictions} | {r.image_id for r in results.attack_images})
-    rng = random.Random(f"report-gallery:{results.manifest.get('seed')}")
+    rng = random.Random(f"report-gallery:{results.manifest.seed}")
     return sorted(rng.sample(ids, min(GALLERY_IMAGES, len(ids))))
-
-
-def _store_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def gallery(results: Results) -> list[GalleryImage]:
@@ -329,17 +315,17 @@ def gallery(results: Results) -> list[GalleryImage]:
     (``store/attack_runs/<batch>.json``, named by ``runs.csv``) and its clean-version map. A version is None
     when the store no longer holds it (the page then says so)."""
     wanted = set(gallery_ids(results))
-    store = results.root / "store"
-    dataset_hash = (results.manifest.get("dataset", {}) or {}).get("content_hash", "")
-    clean_map = _store_json(store / "clean_versions" / f"{dataset_hash}.json") or {}
+    store = ResultsFolder(results.root).store()
+    dataset_hash = results.manifest.dataset.content_hash
+    clean_map = store.clean_versions(dataset_hash) or {}
     versions: dict[tuple[int, str, str], str] = {}
     for run in results.runs:
         if run.kind == DEFENSE or run.epsilon is None:
             continue
-        record = _store_json(store / "attack_runs" / f"{run.batch}.json")
-        for image in (record or {}).get("images", []):
-            if isinstance(image, dict) and image.get("image_id") in wanted:
-                versions[(run.epsilon, run.name, str(image["image_id"]))] = str(image.get("version", ""))
+        record = store.attack_record(run.batch)
+        for image in record.images if record is not None else ():
+            if image.image_id in wanted:
+                versions[(run.epsilon, run.name, image.image_id)] = image.version
 
     def verdict(row: PredictionRow) -> Verdict:
         return Verdict(defense=row.defense, prediction=row.prediction,
@@ -385,10 +371,10 @@ TRACK_TITLES = {DEFENSE: "Defenses", ATTACK: "Attacks", TARGETED_ATTACK: "Target
 def worst_case(results: Results) -> tuple[list[str], list[list[str]]]:
     """Each defense's worst case per ε over every attack, the attacks aimed at it (``targets_defense``) marked:
     :func:`harness.adaptive.worst_case_view` of the per-image table, as ``worst_case.csv``."""
-    from harness.adaptive import aims_from_manifest, worst_case_view, worst_cases
+    from harness.adaptive import worst_case_view, worst_cases
 
     attacks = [name for name, _ in results.attacks]
-    aims = aims_from_manifest(results.manifest)
+    aims = results.manifest.aims()
     cases = [case for eps in results.epsilons
              for case in worst_cases(results.predictions, epsilon=eps, defenses=results.defenses, attacks=attacks,
                                      aims=aims)]

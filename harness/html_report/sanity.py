@@ -20,7 +20,7 @@ A flag is a hint to look closer, not a verdict (on 20 images one image is 5 %). 
 With ``images`` (N) given, a difference of one image or less is sampling noise and raises no flag.
 
 Which attack plays which part comes from its ``metadata.json`` (:class:`Roles`, recorded in the manifest): ``role``
-(:class:`harness.submission.AttackRole`) and, for an iterative attack, ``iterates`` (its single-step version).
+(:class:`harness.tracks.AttackRole`) and, for an iterative attack, ``iterates`` (its single-step version).
 Accuracy is compared among untargeted attacks; targeted ones on their hit rates. An attack without a role takes
 part in no check that compares attacks and is listed as not checked (:meth:`Roles.unchecked`).
 """
@@ -32,8 +32,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.manifest import Manifest
 from harness.scoring import DEFENSE, Matrix, ScoreRow
-from harness.submission import AttackRole
+from harness.tracks import AttackRole
 from harness.table import CLEAN
 
 #: Largest all-or-nothing accuracy accepted at ε ≥ :data:`LARGE_EPSILON`.
@@ -51,7 +52,7 @@ class Roles:
     """Which attack plays which part in the checks that compare attacks (metadata keys ``role`` and ``iterates``).
 
     Attributes:
-        role: Attack name → its :class:`~harness.submission.AttackRole` value; attacks without a role are absent.
+        role: Attack name → its :class:`~harness.tracks.AttackRole` value; attacks without a role are absent.
         iterates: Iterative attack → the single-step attack it repeats (both compared only when both have a role).
     """
 
@@ -59,19 +60,27 @@ class Roles:
     iterates: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any]) -> Roles:
-        """The roles the manifest's ``submissions`` record (:meth:`harness.submission.Submission.optional_keys`);
-        a manifest written before roles existed gives none."""
+    def from_manifest(cls, manifest: Manifest | Mapping[str, Any]) -> Roles:
+        """The roles the manifest's ``submissions`` record (:class:`harness.manifest.SubmissionEntry`); a
+        manifest written before roles existed gives none.
+
+        Args:
+            manifest: The manifest, or its JSON form (read by :meth:`harness.manifest.Manifest.from_json`).
+
+        Raises:
+            harness.manifest.ManifestError: A JSON form that is not a manifest.
+        """
+        if not isinstance(manifest, Manifest):
+            manifest = Manifest.from_json(dict(manifest))
         role: dict[str, str] = {}
         iterates: dict[str, str] = {}
-        for entry in manifest.get("submissions", []) or []:
-            name = str(entry.get("name", ""))
-            if entry.get("type") == DEFENSE or not name:
+        for entry in manifest.submissions:
+            if not entry.track.is_attack or not entry.name:
                 continue
-            if entry.get("role"):
-                role[name] = str(entry["role"])
-            if entry.get("iterates"):
-                iterates[name] = str(entry["iterates"])
+            if entry.role is not None:
+                role[entry.name] = entry.role.value
+            if entry.iterates:
+                iterates[entry.name] = entry.iterates
         return cls(role=role, iterates=iterates)
 
     def named(self, kind: AttackRole, attacks: Iterable[str]) -> list[str]:

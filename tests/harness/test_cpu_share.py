@@ -205,7 +205,7 @@ def _competition(world: dict[str, Path], results: str, sandbox: SandboxKind) -> 
     text = (world["root"] / results / record.run.log).read_text()
     found = re.search(r"cpu=([0-9.]+) wall=([0-9.]+)", text)
     assert found and not record.run.problem, text
-    assert result.manifest["cpu_shares"] == [asdict(s) for s in cpu_shares(2)]
+    assert result.manifest.to_json()["cpu_shares"] == [asdict(s) for s in cpu_shares(2)]
     return Figures(record, float(found.group(1)), float(found.group(2)))
 
 

@@ -59,7 +59,7 @@ def test_a_unit_runs_once_then_its_stored_record_comes_back(tmp_path: Path) -> N
     assert not log.exists()  # nothing ran the second time
     # a refereed image the record points to is lost: the unit is redone
     changed = next(i for i in record.images if i.version != clean[i.image_id])
-    runner.store.image_path(changed.version).unlink()
+    (runner.workspace.folder.store_root / runner.store.image_key(changed.version)).unlink()
     assert runner.stored_record(unit) is None
     redone = runner.run_unit(unit, clean)
     assert redone.images == record.images and log.exists()

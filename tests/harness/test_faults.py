@@ -183,7 +183,7 @@ def test_sandbox_blocks_vandalism_snooping_and_network(fault_world: dict[str, Pa
             assert f"HIDDEN {secret}" in logs[name]
     # The vandal's outputs are its (untouched) inputs: a clean no-op, scored as such.
     assert not any(r.problem for r in result.attack_images if r.attack == "vandal")
-    assert result.manifest["protections"]["sandbox"] == "bwrap"
+    assert result.manifest.to_json()["protections"]["sandbox"] == "bwrap"
 
 
 def test_resource_limits(fault_world: dict[str, Path]) -> None:

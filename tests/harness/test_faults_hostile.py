@@ -578,7 +578,7 @@ def test_without_a_sandbox_the_harness_refuses_unless_sandbox_none(world: dict[s
         assert "apt-get install bubblewrap" in message and "--sandbox none" in message
         assert not (world["results"] / "leaderboard.csv").exists()
         result = run_competition(config_for(world, sandbox=SandboxKind.NONE), echo=_quiet)
-        assert result.manifest["protections"]["sandbox"] == "none"
+        assert result.manifest.to_json()["protections"]["sandbox"] == "none"
     finally:
         factory.probe.cache_clear()
 
@@ -756,13 +756,13 @@ def test_a_non_root_harness_after_a_root_one_claims_no_cgroup_and_refuses_withou
         policy = LimitPolicy(seconds_per_image=5.0, minimum_seconds=30.0, memory_mb=2000, max_processes=100)
         try:
             first = run_competition(config_for(world, policy=policy, sandbox=SandboxKind.BWRAP), echo=_quiet)
-            return json.dumps({"refusal": "none", "protections": first.manifest["protections"]})
+            return json.dumps({"refusal": "none", "protections": first.manifest.to_json()["protections"]})
         except CompetitionError as exc:
             refusal = str(exc)
         result = run_competition(config_for(world, policy=policy, sandbox=SandboxKind.BWRAP,
                                             allow_unenforced=("max_processes", "memory_mb")), echo=_quiet)
-        return json.dumps({"refusal": refusal, "protections": result.manifest["protections"],
-                           "unenforced": result.manifest["unenforced_limits"],
+        return json.dumps({"refusal": refusal, "protections": result.manifest.to_json()["protections"],
+                           "unenforced": result.manifest.to_json()["unenforced_limits"],
                            "problems": [r.problem for r in result.runs]})
 
     outcome = _as_unprivileged(work)

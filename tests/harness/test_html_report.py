@@ -7,6 +7,7 @@ import csv
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -166,8 +167,8 @@ def test_header_warns_about_failures(world: Path) -> None:
 
 def test_header_warns_when_protections_were_missing(world: Path) -> None:
     results = content.load_results(world)
-    manifest = {**results.manifest, "protections": {"sandbox": "none", "private_filesystem_and_pids": False,
-                                                   "no_network": False, "cgroup_controllers": [], "notes": []}}
+    manifest = replace(results.manifest, protections={"sandbox": "none", "private_filesystem_and_pids": False,
+                                                      "no_network": False, "cgroup_controllers": [], "notes": []})
     header = content.header(content.Results(**{**results.__dict__, "manifest": manifest}))
     assert sum("protection missing" in w for w in header.warnings) == 2
 

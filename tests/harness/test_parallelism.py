@@ -40,6 +40,6 @@ def test_without_jobs_a_competition_runs_one_unit_per_usable_core(world: dict[st
     write_submission(world["attacks"], "plus", "attack", PLUS)
     write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
     result = run_competition(config_for(world, jobs=None, batch_size=2), echo=lambda _: None)
-    assert result.manifest["jobs"] == 3
+    assert result.manifest.to_json()["jobs"] == 3
     assert json.loads((world["results"] / "manifest.json").read_text())["jobs"] == 3
     assert result.outcome.executed["attack"] == 3 and not any(r.problem for r in result.runs)

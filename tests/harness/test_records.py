@@ -12,6 +12,7 @@ from harness.sandboxes.base import SandboxKind
 from harness.records import (SCHEMA, AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict,
                              RecordError)
 from harness.records import RunRecord
+from harness.tracks import Track
 
 RUN = RunRecord(exit_code=0, timed_out=False, seconds=1.5, problem="", log="logs/x.log")
 
@@ -59,3 +60,14 @@ def test_unreadable_schema_is_redone_not_misread(world):
     second = run_competition(config, echo=lambda _line: None)
     assert second.outcome.executed == {"attack": 1, "defense": 0}
     assert [r.prediction for r in second.predictions] == [r.prediction for r in first.predictions]
+
+
+def test_attack_type_is_the_track_enum_in_memory_and_its_string_on_disk():
+    stored = {"schema": SCHEMA, "key": "k" * 32, "attack": "t", "attack_hash": "h" * 64,
+              "attack_type": "targeted_attack", "epsilon": 8, "run": RUN.to_json(), "images": []}
+    record = AttackUnitRecord.from_json(stored)
+    assert record.attack_type is Track.TARGETED_ATTACK
+    assert json.dumps(record.to_json(), sort_keys=True) == json.dumps(stored, sort_keys=True)  # byte-compatible
+    for other in ("defense", "clean", "Attack"):  # not an attack track: the record is redone, never misread
+        with pytest.raises(RecordError, match="attack record"):
+            AttackUnitRecord.from_json(dict(stored, attack_type=other))

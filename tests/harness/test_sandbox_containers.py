@@ -86,7 +86,7 @@ def test_leaderboard_matches_bubblewrap(kind: SandboxKind, world: dict[str, Path
     assert len(result.runs) == len(reference.runs) >= 4 + 2
     for name in ("leaderboard.csv", "per_image.csv", "attack_images.csv", "accuracy_matrix.csv"):
         assert (world["results"] / name).read_text() == (world["root"] / "reference" / name).read_text(), name
-    assert result.manifest["protections"]["sandbox"] == kind.value
+    assert result.manifest.to_json()["protections"]["sandbox"] == kind.value
     logs = [(world["results"] / r.log).read_text() for r in result.runs]
     assert all(f"[{kind.value} sandbox]" in log.splitlines()[0] for log in logs)
     _no_leftovers(result, world["results"])
@@ -233,7 +233,7 @@ def test_gpu_image_and_devices_on_the_command_line(sandbox_kind: SandboxKind, wo
     finally:
         probe.cache_clear()
         sandbox_docker._image_present.cache_clear()
-    assert result.manifest["gpus"] == ["0", "1"]
+    assert result.manifest.to_json()["gpus"] == ["0", "1"]
     runs = [line.split() for line in calls.read_text().splitlines() if line.startswith("run ")]
     assert len(runs) == len(result.runs) == 2
     for argv in runs:

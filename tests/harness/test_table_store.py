@@ -1,13 +1,19 @@
-"""Unit tests for harness.table (CSV rows), harness.store (atomic writes, Store) and harness.report (views)."""
+"""Unit tests for harness.table (CSV rows), harness.store (atomic writes, Store), harness.record_store and
+harness.report (views)."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from harness import store as store_module
 from harness.report import leaderboard_csv, leaderboard_tables, matrix_csv, matrix_table, timings_csv, write_matrix
 from harness.scoring import Matrix, ScoreRow
-from harness.store import Store, atomic_write_bytes, atomic_write_json, atomic_write_text, key_of
+from harness.records import RunRecord
+from harness.record_store import RecordStore
+from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict
+from harness.store import LocalStore, Store, atomic_write_bytes, atomic_write_json, atomic_write_text, key_of
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv, to_csv, write_csv
 
 # -- table ------------------------------------------------------------------------------------------
@@ -153,65 +159,125 @@ def test_key_of_properties():
 SHA = "ab" + "0" * 62
 
 
+def _records(tmp_path):
+    return RecordStore(LocalStore(tmp_path / "store"))
+
+
+def _attack(key, versions=()):
+    run = RunRecord(exit_code=0, timed_out=False, seconds=1.5, problem="", log="logs/x.log")
+    return AttackUnitRecord(key=key, attack="a", attack_hash="h" * 64, attack_type="attack", epsilon=16, run=run,
+                            images=tuple(ImageVerdict(f"img{i}", v, "", 0, 0, 16) for i, v in enumerate(versions)))
+
+
+def _defense(key, n):
+    run = RunRecord(exit_code=0, timed_out=False, seconds=1.5, problem="", log="logs/x.log")
+    return DefenseUnitRecord(key=key, defense="d", defense_hash="h" * 64, run=run,
+                             predictions={"v" * 64: DefenseAnswer(n, "")})
+
+
 def test_store_image_layout_and_put(tmp_path):
-    s = Store(tmp_path / "store")
+    s = _records(tmp_path)
     expected = tmp_path / "store" / "images" / "ab" / f"{SHA}.png"
-    assert s.image_path(SHA) == expected
-    assert s.put_image(b"png-bytes", SHA) == expected
-    assert expected.read_bytes() == b"png-bytes"
+    assert s.image_key(SHA) == f"images/ab/{SHA}.png"
+    assert not s.has_image(SHA) and s.image(SHA) is None
+    s.put_image(b"png-bytes", SHA)
+    assert expected.read_bytes() == b"png-bytes" and s.image(SHA) == b"png-bytes" and s.has_image(SHA)
     # content-addressed: a second put of the same hash is a no-op
-    assert s.put_image(b"other", SHA) == expected
+    s.put_image(b"other", SHA)
     assert expected.read_bytes() == b"png-bytes"
     assert [p.name for p in expected.parent.iterdir()] == [f"{SHA}.png"]
 
 
 def test_store_record_paths(tmp_path):
-    s = Store(tmp_path)
+    s = _records(tmp_path)
     defense_hash = "f" * 64
-    assert s.attack_record_path("k" * 32) == tmp_path / "attack_runs" / f"{'k' * 32}.json"
-    assert s.defense_record_path(defense_hash, "key1") == tmp_path / "defense_runs" / ("f" * 32) / "key1.json"
+    assert s.attack_key("k" * 32) == f"attack_runs/{'k' * 32}.json"
+    assert s.defense_key(defense_hash, "key1") == f"defense_runs/{'f' * 32}/key1.json"
+    s.put_attack_record(_attack("k" * 32))
+    s.put_defense_record(defense_hash, _defense("key1", 1))
+    assert (tmp_path / "store" / "attack_runs" / f"{'k' * 32}.json").is_file()
+    assert (tmp_path / "store" / "defense_runs" / ("f" * 32) / "key1.json").is_file()
 
 
 def test_store_write_read_round_trip(tmp_path):
-    s = Store(tmp_path)
-    path = s.attack_record_path("k1")
-    record = {"key": "k1", "images": {"img0": {"problem": "", "linf": 16}}, "seconds": 1.5}
-    Store.write(path, record)
-    assert Store.read(path) == record
-    assert s.read(path) == record
-    assert [p.name for p in path.parent.iterdir()] == ["k1.json"]
+    local = LocalStore(tmp_path)
+    assert isinstance(local, Store)  # the interface every store operation goes through
+    local.put("attack_runs/k1.json", b'{"key": "k1"}')
+    assert local.get("attack_runs/k1.json") == b'{"key": "k1"}' and local.exists("attack_runs/k1.json")
+    assert [p.name for p in (tmp_path / "attack_runs").iterdir()] == ["k1.json"]
+    s = RecordStore(local)
+    record = _attack("k2", [SHA])
+    s.put_image(b"png", SHA)
+    s.put_attack_record(record)
+    assert s.attack_record("k2") == record
+    stored = (tmp_path / "attack_runs" / "k2.json").read_text()
+    assert stored == json.dumps(record.to_json(), indent=1, sort_keys=True) + "\n"  # the layout records always had
+
+
+def test_an_attack_record_whose_image_is_missing_reads_as_absent(tmp_path):
+    """Images are put first and the record last, in one write: no rename, and a lost image redoes the unit."""
+    s = _records(tmp_path)
+    s.put_attack_record(_attack("k1", [SHA]))
+    assert s.attack_record("k1") is None
+    s.put_image(b"png", SHA)
+    assert s.attack_record("k1") is not None
+    s.put_clean_versions("d" * 64, {"img0": SHA, "img1": "cd" + "0" * 62})
+    assert s.clean_versions("d" * 64) is None  # one of its images is missing
+    s.put_clean_versions("d" * 64, {"img0": SHA})
+    assert s.clean_versions("d" * 64) == {"img0": SHA}
 
 
 @pytest.mark.parametrize("content", [b"", b"{", b'{"a": 1', b"\xff\xfe", b"[1, 2]", b"null", b'"text"'])
 def test_store_read_returns_none_for_unusable_records(tmp_path, content):
-    path = tmp_path / "r.json"
+    s = _records(tmp_path)
+    path = tmp_path / "store" / "attack_runs" / "r.json"
+    path.parent.mkdir(parents=True)
     path.write_bytes(content)
-    assert Store.read(path) is None
+    assert s.attack_record("r") is None
+    (tmp_path / "store" / "key_scheme.json").write_bytes(content)
+    assert s.key_scheme() == 0
 
 
 def test_store_read_missing_and_directory(tmp_path):
-    assert Store.read(tmp_path / "missing.json") is None
-    (tmp_path / "dir.json").mkdir()
-    assert Store.read(tmp_path / "dir.json") is None
+    s = _records(tmp_path)
+    assert s.attack_record("missing") is None and s.key_scheme() is None
+    (tmp_path / "store" / "attack_runs" / "dir.json").mkdir(parents=True)
+    assert s.attack_record("dir") is None
+    assert s.objects.get("attack_runs/dir.json") is None and not s.objects.exists("attack_runs/dir.json")
+
+
+def test_local_store_lists_by_prefix_and_refuses_keys_outside_it(tmp_path):
+    local = LocalStore(tmp_path)
+    for key in ("defense_runs/a/k2.json", "defense_runs/a/k1.json", "defense_runs/b/k0.json", "attack_runs/x.json"):
+        local.put(key, b"{}")
+    (tmp_path / "defense_runs" / "a" / ".k3.json.abc.tmp").write_text("{")  # leftover temp file
+    assert local.list("defense_runs/a/") == ["defense_runs/a/k1.json", "defense_runs/a/k2.json"]
+    assert local.list("defense_runs/") == ["defense_runs/a/k1.json", "defense_runs/a/k2.json",
+                                           "defense_runs/b/k0.json"]
+    assert local.list("nothing/") == []
+    for bad in ("", "../x.json", "a//b", "/abs", "a/./b"):
+        with pytest.raises(ValueError, match="store key"):
+            local.put(bad, b"x")
 
 
 def test_defense_records_sorted_by_file_name(tmp_path):
-    s = Store(tmp_path)
+    s = _records(tmp_path)
     h = "c" * 64
     assert s.defense_records(h) == []
-    Store.write(s.defense_record_path(h, "k2"), {"n": 2})
-    Store.write(s.defense_record_path(h, "k1"), {"n": 1})
-    Store.write(s.defense_record_path("d" * 64, "k0"), {"n": 0})  # another defense version
-    (s.defense_record_path(h, "k3").parent / ".k3.json.abc.tmp").write_text("{")  # leftover temp file
-    assert s.defense_records(h) == [{"n": 1}, {"n": 2}]
+    s.put_defense_record(h, _defense("k2", 2))
+    s.put_defense_record(h, _defense("k1", 1))
+    s.put_defense_record("d" * 64, _defense("k0", 0))  # another defense version
+    folder = tmp_path / "store" / "defense_runs" / ("c" * 32)
+    (folder / ".k3.json.abc.tmp").write_text("{")  # leftover temp file
+    assert s.defense_records(h) == [_defense("k1", 1), _defense("k2", 2)]
 
 
 def test_defense_records_skip_corrupt_record(tmp_path):
-    s = Store(tmp_path)
+    s = _records(tmp_path)
     h = "c" * 64
-    Store.write(s.defense_record_path(h, "k1"), {"n": 1})
-    s.defense_record_path(h, "k2").write_text('{"n": ')
-    assert s.defense_records(h) == [{"n": 1}]
+    s.put_defense_record(h, _defense("k1", 1))
+    (tmp_path / "store" / "defense_runs" / ("c" * 32) / "k2.json").write_text('{"n": ')
+    assert s.defense_records(h) == [_defense("k1", 1)]
 
 
 # -- report -----------------------------------------------------------------------------------------
