@@ -134,7 +134,7 @@ def test_iterates_must_name_a_folder(tmp_path, iterates):
 
 def test_every_sample_attack_has_a_role_and_iterates_a_sample_attack():
     """The report's sanity checks compare every sample attack (none is listed as not checked)."""
-    attacks = Path(__file__).resolve().parents[1] / "attacks"
+    attacks = Path(__file__).resolve().parents[2] / "attacks"
     found = discover([attacks], expected={attacks: {SubmissionType.ATTACK, SubmissionType.TARGETED_ATTACK}})
     parsed = {s.name: s for s in found.submissions}
     assert not found.problems and len(parsed) >= 20 and all(s.role is not None for s in parsed.values())
