@@ -173,8 +173,8 @@ class Runner:
         self.progress = progress or (lambda _label, _total: (lambda failed=False: None))
         self.executor: Executor = executor or LocalExecutor(jobs)
         self.earlier = earlier
-        #: On a cluster the workers decide each run's CPU share: asked shares are then the records' own.
-        self._shares_known = isinstance(self.executor, LocalExecutor)
+        #: On a cluster the workers decide each run's device and CPU share: the records' own are then asked.
+        self._placement_known = isinstance(self.executor, LocalExecutor)
         self._digests: dict[tuple[str, str, bool], str] = {}
         self._reruns: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -258,7 +258,9 @@ class Runner:
         """Why ``record`` may not stand in for a run of its unit asked now ("" when it may): it was made under
         weaker conditions than any slot of this runner would give, or failed under stricter ones
         (:meth:`harness.provenance.Provenance.weaker_than`). A record without a provenance (made before records
-        stated one) takes it from :attr:`earlier`."""
+        stated one) takes it from :attr:`earlier`. With a cluster's executor the device class and CPU share are
+        not compared here (the workers decide them; :meth:`harness.provenance.Provenance.placed_as`), and the image
+        digest is the one this machine's engine names."""
         made = record.run.provenance
         if made is None:
             if self.earlier is None:
@@ -267,8 +269,8 @@ class Runner:
         reasons = []
         for slot in {(slot.gpu, slot.cpu): slot for slot in self.devices.slots}.values():
             asked = self.made_under(submission, images, slot)
-            if not self._shares_known:
-                asked = asked.sharing_as(made)
+            if not self._placement_known:
+                asked = asked.placed_as(made)
             reason = made.weaker_than(asked, failed=bool(record.run.problem))
             if not reason:
                 return ""

@@ -170,14 +170,15 @@ class Provenance:
         return cls(sandbox=sandbox, limits=AppliedLimits.from_json(value["limits"]), device=str(value["device"]),
                    image=str(value.get("image", "")), modes=tuple(sorted(str(m) for m in value.get("modes", ()))))
 
-    def sharing_as(self, other: Provenance) -> Provenance:
-        """This provenance with ``other``'s CPU share (and whether it was enforced): for asking where the share a
-        unit would get is not known here (a cluster's workers decide it)."""
+    def placed_as(self, other: Provenance) -> Provenance:
+        """This provenance with ``other``'s device class and CPU share (and whether the share was enforced): what
+        is asked where this process cannot know which device and share a run would get (a cluster's workers decide
+        them), so that only the other conditions are compared."""
         enforced = {name for name in self.limits.enforced if name != "cpu_share"}
         if "cpu_share" in other.limits.enforced:
             enforced.add("cpu_share")
-        return replace(self, limits=replace(self.limits, cpu_share=other.limits.cpu_share,
-                                            enforced=tuple(sorted(enforced))))
+        return replace(self, device=other.device, limits=replace(self.limits, cpu_share=other.limits.cpu_share,
+                                                                 enforced=tuple(sorted(enforced))))
 
     def weaker_than(self, asked: Provenance, *, failed: bool = False) -> str:
         """Why a record made under this provenance may not stand in for a run asked under ``asked``; "" when it

@@ -106,6 +106,18 @@ def test_provenance_round_trips_in_a_run_record_and_older_records_still_read() -
     assert "provenance" not in replace(run, provenance=None).to_json()  # an older record's shape, unchanged
 
 
+def test_a_cluster_asks_for_the_records_own_device_and_cpu_share() -> None:
+    record = made(device="NVIDIA A100", cpu_share=0.5, enforced=("cpu_share", "max_processes", "memory_mb"))
+    driver = made(cpu_share=1.0)
+    assert record.weaker_than(driver) == "made on NVIDIA A100, now on cpu"
+    asked = driver.placed_as(record)
+    assert (asked.device, asked.limits.cpu_share, asked.limits.enforced) == (
+        "NVIDIA A100", 0.5, ("cpu_share", "max_processes", "memory_mb"))
+    assert record.weaker_than(asked, failed=True) == ""
+    looser = replace(record, limits=replace(record.limits, wall_seconds=120.0))
+    assert looser.weaker_than(driver.placed_as(looser)) == "made with a 120 s limit, 60 s asked"
+
+
 def test_applied_limits_mark_what_the_sandbox_cannot_enforce() -> None:
     share = CpuShare(cpus=1.0, cores=(0,))
     limits = applied_limits(LimitPolicy(), 4, share=share, unenforced=["cpu_share"])
@@ -178,7 +190,11 @@ def test_a_record_made_without_a_sandbox_reruns_under_bwrap_and_bwrap_twice_reus
     assert len(notes) == 2 and all(line.endswith(": made without a sandbox") for line in notes)
     assert any(line.startswith("rerunning noop eps16 batch ") for line in notes)
     assert any(line.startswith("rerunning defense bucket batch ") for line in notes)
-    assert [p.sandbox if p else None for p in stored_provenance(small_world)] == ["bwrap"]
+    [stamp] = stored_provenance(small_world)
+    assert stamp is not None and (stamp.sandbox, stamp.device, stamp.image, stamp.modes) == ("bwrap", "cpu", "", ())
+    # what the run's cgroup enforced: every cgroup limit whose controller this machine gives the harness
+    unenforced = second.manifest["unenforced_limits"]
+    assert stamp.limits.enforced == tuple(sorted({"memory_mb", "max_processes"} - set(unenforced)))
     third, notes = compete(small_world, sandbox=SandboxKind.BWRAP)
     assert third.outcome.executed == {"attack": 0, "defense": 0} and not notes
     fourth, notes = compete(small_world, sandbox=SandboxKind.NONE)  # bwrap is stricter than none: reused
