@@ -229,20 +229,39 @@ def test_a_run_that_failed_under_stricter_limits_reruns_when_looser_ones_are_ask
     assert not any(r.run.problem for r in passed.outcome.attack_records)
 
 
-def test_a_new_image_under_the_same_tag_is_a_new_digest(container_engine: Protections) -> None:
-    tag = f"adv-harness/provenance-test:{uuid.uuid4().hex[:8]}"
-    other = [line for line in subprocess.run(["docker", "images", "-q", "--no-trunc"], capture_output=True,
-                                             text=True, check=True).stdout.split() if line != image_id(CONTAINER_IMAGE)]
-    assert other, "needs a second local image"
+def _docker(*args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(["docker", *args], input=stdin, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_new_image_under_the_same_tag_reruns_every_unit(container_engine: Protections,
+                                                           world: dict[str, Path]) -> None:
+    """A team re-pushing its tag gets its units rerun: the record names the image id that ran."""
+    nonce = uuid.uuid4().hex[:8]
+    tag = f"adv-harness/provenance-test:{nonce}"
+    rebuilt = _docker("build", "-q", "-", stdin=f"FROM {CONTAINER_IMAGE}\nLABEL adv-harness.provenance-test={nonce}\n")
+    for parent, name, kind, body in ((world["attacks"], "noop", "attack", NOOP),
+                                     (world["defenses"], "bucket", "defense", BUCKET_DEFENSE)):
+        folder = write_submission(parent, name, kind, body)
+        metadata = json.loads((folder / "metadata.json").read_text())
+        (folder / "metadata.json").write_text(json.dumps({**metadata, "container": tag}))
     try:
-        subprocess.run(["docker", "tag", CONTAINER_IMAGE, tag], check=True, capture_output=True)
+        _docker("tag", CONTAINER_IMAGE, tag)
         before = image_id(tag)
         assert before == image_id(CONTAINER_IMAGE) and before.startswith("sha256:")
-        subprocess.run(["docker", "tag", other[0], tag], check=True, capture_output=True)
+        first, notes = compete(world, sandbox=SandboxKind.DOCKER)
+        assert first.outcome.executed == {"attack": 1, "defense": 1} and not notes
+        assert [p.image if p else None for p in stored_provenance(world)] == [before]
+        again, notes = compete(world, sandbox=SandboxKind.DOCKER)
+        assert again.outcome.executed == {"attack": 0, "defense": 0} and not notes
+        _docker("tag", rebuilt, tag)  # the same tag, another image
         after = image_id(tag)
-        assert after == other[0] != before
+        assert after == rebuilt != before
+        moved, notes = compete(world, sandbox=SandboxKind.DOCKER)
+        assert moved.outcome.executed == {"attack": 1, "defense": 1}
+        assert len(notes) == 2 and all(line.endswith(f"made with image {before}, now {after}") for line in notes)
+        assert [p.image if p else None for p in stored_provenance(world)] == [after]
     finally:
-        subprocess.run(["docker", "rmi", tag], capture_output=True)
-    record, asked = made(sandbox="docker", image=before), made(sandbox="docker", image=after)
-    assert record.weaker_than(asked) == f"made with image {before}, now {after}"
+        subprocess.run(["docker", "rmi", tag, rebuilt], capture_output=True, check=False)
     assert image_id("adv-harness/no-such-image:never") == ""
