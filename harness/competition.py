@@ -34,6 +34,7 @@ from harness.records import Outcome
 from harness.limits import LimitPolicy
 from harness.manifest import DatasetEntry, Manifest, ManifestError, SkippedEntry, SubmissionEntry
 from harness.tabulation import build_tables
+from harness.provenance import ManifestConditions
 from harness.instance import Instance
 from harness.privilege import RUN_GID, RUN_UID, staging_parent, sweep_stale_staging
 from harness.workspace import Workspace, remove_legacy_scratch, scratch_parent, sweep_dead_scratch
@@ -236,6 +237,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     folder = ResultsFolder(output_dir)
     _check_output_dir(output_dir, dataset, config.force)
     _check_key_scheme(output_dir, config.force)
+    earlier = _earlier_conditions(output_dir)  # before this run's manifest replaces it
     workspace = Workspace(output_dir, Instance.create())
     if config.force:
         for discarded in folder.discarded_by_force():
@@ -274,8 +276,10 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
                         policy=config.policy, devices=devices, protections=protections,
                         progress=progress, secret=secret, executor=executor,
                         # parallel runs share the cores: each gets its share (torch oversubscribed is much slower)
-                        threads=threads_per_run(jobs))
+                        threads=threads_per_run(jobs), earlier=earlier)
         outcome = runner.execute(attacks, defenses, epsilons)
+    for line in rerun_lines(outcome.reruns):
+        echo(one_line(line))
     predictions, attack_rows, runs = build_tables(dataset, outcome, defenses)
     scores = score(predictions, attack_rows, runs, epsilons=epsilons, defenses=[d.name for d in defenses],
                    attacks=[(a.name, a.type.value) for a in attacks])
@@ -324,6 +328,34 @@ def _submission_entry(submission: Submission) -> SubmissionEntry:
                            container_gpu=submission.container_gpu, path=str(submission.path),
                            targets_defense=submission.targets_defense, role=submission.role,
                            iterates=submission.iterates)
+
+
+def _earlier_conditions(output_dir: Path) -> ManifestConditions | None:
+    """What the folder's manifest says its last competition ran under (:class:`ManifestConditions`); None without
+    a readable manifest."""
+    try:
+        manifest = ResultsFolder(output_dir).read_manifest()
+    except ManifestError:
+        return None
+    return None if manifest is None else ManifestConditions.from_manifest(manifest.to_json())
+
+
+#: Up to this many reruns are echoed one line each; more are summed up per reason.
+RERUN_LINES = 5
+
+
+def rerun_lines(reruns: list[str]) -> list[str]:
+    """The lines to echo for ``reruns`` (:attr:`harness.records.Outcome.reruns`, "rerunning <unit>: <reason>"): each
+    one when there are at most :data:`RERUN_LINES`, else one per distinct reason with its count, most frequent
+    first ("rerunning 12 stored unit(s): made without a sandbox")."""
+    if len(reruns) <= RERUN_LINES:
+        return list(reruns)
+    counts: dict[str, int] = {}
+    for line in reruns:
+        reason = line.split(": ", 1)[-1]
+        counts[reason] = counts.get(reason, 0) + 1
+    return [f"rerunning {count} stored unit(s): {reason}"
+            for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
 
 
 def sweep_dead(workspace: Workspace, protections: Protections) -> list[str]:

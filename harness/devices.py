@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import subprocess
@@ -11,7 +12,7 @@ from typing import Iterator, Sequence
 
 from harness.parallelism import CpuShare, cpu_shares
 
-__all__ = ["DevicePool", "Slot", "visible_gpus"]
+__all__ = ["DevicePool", "Slot", "device_class", "visible_gpus"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,19 @@ def visible_gpus() -> list[str]:
     except (OSError, subprocess.SubprocessError):
         return []
     return [str(i) for i, line in enumerate(listing.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+@functools.lru_cache(maxsize=None)
+def device_class(gpu: str | None) -> str:
+    """The device class a run given ``gpu`` (a CUDA_VISIBLE_DEVICES id; None: no GPU) is made on: "cpu", or the
+    GPU's model as ``nvidia-smi`` names it ("NVIDIA A100-SXM4-40GB"); "GPU (model unknown)" when nvidia-smi does
+    not say. Cached per process."""
+    if gpu is None:
+        return "cpu"
+    try:
+        answer = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", gpu],
+                                capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "GPU (model unknown)"
+    names = [line.strip() for line in answer.stdout.splitlines() if line.strip()]
+    return names[0] if names else "GPU (model unknown)"

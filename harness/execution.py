@@ -34,11 +34,12 @@ from joblib import Parallel, delayed
 from harness.cleanup import remove_tree
 from harness.dataset import Dataset
 from harness.defense_output import parse_predictions
-from harness.devices import DevicePool
+from harness.devices import DevicePool, Slot, device_class
 from harness.library import Fingerprint, fingerprint
 from harness.limits import LimitPolicy
 from harness.names import one_line
 from harness.planning import AttackUnit, DefenseUnit, Unit, batches, log_name, opaque_name, pack_versions
+from harness.provenance import ManifestConditions, Provenance, applied_limits
 from harness.secret import derive
 from harness.records import (AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, Outcome, Record,
                              RunRecord)
@@ -145,13 +146,17 @@ class Runner:
         threads: CPU threads each run may use (OMP/MKL/OpenBLAS and torch); None leaves the harness's own settings
             (one run at a time). Parallel runs pass their share of the cores,
             :func:`harness.parallelism.threads_per_run`.
+        earlier: What the results folder's manifest says its last competition ran under, read before this one
+            overwrites it: the provenance of stored records made before records stated their own (None: such
+            records rerun).
     """
 
     def __init__(self, dataset: Dataset, workspace: Workspace, *, seed: int, batch_size: int, jobs: int,
                  policy: LimitPolicy, devices: DevicePool, protections: Protections,
                  progress: Callable[[str, int], Callable[..., None]] | None = None,
                  environment: Fingerprint | None = None, secret: bytes | None = None,
-                 executor: Executor | None = None, threads: int | None = None) -> None:
+                 executor: Executor | None = None, threads: int | None = None,
+                 earlier: ManifestConditions | None = None) -> None:
         self.secret = secret
         self.dataset = dataset
         self.workspace = workspace
@@ -167,6 +172,12 @@ class Runner:
         self.threads = threads
         self.progress = progress or (lambda _label, _total: (lambda failed=False: None))
         self.executor: Executor = executor or LocalExecutor(jobs)
+        self.earlier = earlier
+        #: On a cluster the workers decide each run's device and CPU share: the records' own are then asked.
+        self._placement_known = isinstance(self.executor, LocalExecutor)
+        self._digests: dict[tuple[str, str, bool], str] = {}
+        self._reruns: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def version_of(self, submission: Submission) -> str:
         """Key of everything a submission's run depends on besides its inputs: its folder and the environment
@@ -219,11 +230,60 @@ class Runner:
         """Run a submission over a scratch folder's input in a borrowed slot (a device and a CPU share), under the
         policy's limits."""
         with self.devices.acquire() as slot:
-            return self.sandbox.run(RunRequest(
+            made = self.made_under(submission, images, slot)
+            run = self.sandbox.run(RunRequest(
                 submission=submission, args=args, inputs=scratch / "input", outputs=scratch / "output",
                 workdir=scratch / "work", limits=self.policy.limits(images, cpu_share=slot.cpu),
                 log_path=self.workspace.folder.path(log_name), log_name=log_name, gpu=slot.gpu,
-                protections=self.protections, instance=self.workspace.instance, threads=self.threads))
+                protections=self.protections, instance=self.workspace.instance, threads=self.threads,
+                image=made.image))
+        return replace(run, provenance=made)
+
+    # -- provenance ---------------------------------------------------------------------------------
+    def made_under(self, submission: Submission, images: int, slot: Slot) -> Provenance:
+        """What a run of ``submission`` over ``images`` images in ``slot`` is made under (:mod:`harness.provenance`):
+        this sandbox, the policy's limits with the slot's CPU share (those the sandbox cannot enforce for a whole
+        run marked so: a cgroup run whose promised limits cannot all be set never starts, :mod:`harness.process`),
+        the slot's device class and the id of the image a container sandbox runs."""
+        limits = self.policy.limits(images, cpu_share=slot.cpu)
+        gpu = self.sandbox.gpu_for(slot.gpu)
+        key = (submission.container, submission.container_gpu, gpu is not None)
+        if key not in self._digests:
+            self._digests[key] = self.sandbox.image_digest(submission, slot.gpu)
+        return Provenance(sandbox=self.sandbox.kind.value, device=device_class(gpu), image=self._digests[key],
+                          limits=applied_limits(self.policy, images, share=slot.cpu,
+                                                unenforced=self.protections.unenforced(limits)))
+
+    def rerun_reason(self, record: Record, submission: Submission, images: int) -> str:
+        """Why ``record`` may not stand in for a run of its unit asked now ("" when it may): it was made under
+        weaker conditions than any slot of this runner would give, or failed under stricter ones
+        (:meth:`harness.provenance.Provenance.weaker_than`). A record without a provenance (made before records
+        stated one) takes it from :attr:`earlier`. With a cluster's executor the device class and CPU share are
+        not compared here (the workers decide them; :meth:`harness.provenance.Provenance.placed_as`), and the image
+        digest is the one this machine's engine names."""
+        made = record.run.provenance
+        if made is None:
+            if self.earlier is None:
+                return "made before records stated their conditions, and the manifest does not say them"
+            made = self.earlier.provenance(images)
+        reasons = []
+        for slot in {(slot.gpu, slot.cpu): slot for slot in self.devices.slots}.values():
+            asked = self.made_under(submission, images, slot)
+            if not self._placement_known:
+                asked = asked.placed_as(made)
+            reason = made.weaker_than(asked, failed=bool(record.run.problem))
+            if not reason:
+                return ""
+            reasons.append(reason)
+        return reasons[0]
+
+    def _reusable(self, record: Record, submission: Submission, images: int, unit: str) -> bool:
+        """True when ``record`` may be reused (:meth:`rerun_reason`); else note "rerunning <unit>: <reason>"."""
+        reason = self.rerun_reason(record, submission, images)
+        if reason:
+            with self._lock:
+                self._reruns[record.key] = f"rerunning {unit} batch {record.key[:12]}: {reason}"
+        return not reason
 
     # -- clean images -------------------------------------------------------------------------------
     def clean_versions(self) -> dict[str, str]:
@@ -252,11 +312,20 @@ class Runner:
         ...
 
     def stored_record(self, unit: Unit) -> Record | None:
-        """The unit's stored record; None when it is absent, of another schema or malformed, or when an image it
-        points to was lost: the unit is redone."""
+        """The unit's stored record; None when it is absent, of another schema or malformed, when an image it
+        points to was lost, or when it was made under weaker conditions than asked now (:meth:`rerun_reason`, noted
+        for :attr:`harness.records.Outcome.reruns`): the unit is redone."""
         if isinstance(unit, DefenseUnit):
-            return self.store.defense_record(unit.version, unit.key)
-        return self.store.attack_record(unit.key)
+            defense = self.store.defense_record(unit.version, unit.key)
+            if defense is None:
+                return None
+            reusable = self._reusable(defense, unit.defense, len(unit.versions), f"defense {unit.defense.name}")
+            return defense if reusable else None
+        record = self.store.attack_record(unit.key)
+        if record is None:
+            return None
+        return record if self._reusable(record, unit.attack, len(unit.images),
+                                        f"{unit.attack.name} eps{unit.epsilon}") else None
 
     def save_record(self, unit: Unit, record: Record) -> None:
         """Store ``unit``'s record (its images first, the record last, in one put), where :meth:`stored_record`
@@ -343,10 +412,13 @@ class Runner:
     def cached_predictions(self, defense: Submission) -> tuple[dict[str, tuple[int | None, str]],
                                                               dict[str, DefenseUnitRecord]]:
         """Stored predictions of this defense version: (version → (label, problem), version → record).
-        A record of another schema or a malformed one is ignored (its images are classified again)."""
+        A record of another schema, a malformed one, or one made under weaker conditions than asked now
+        (:meth:`rerun_reason`) is ignored (its images are classified again)."""
         predictions: dict[str, tuple[int | None, str]] = {}
         sources: dict[str, DefenseUnitRecord] = {}
         for record in self.store.defense_records(self.version_of(defense)):
+            if not self._reusable(record, defense, max(1, len(record.predictions)), f"defense {defense.name}"):
+                continue
             for version, answer in record.predictions.items():
                 predictions[version] = (answer.label, answer.problem)
                 sources[version] = record
@@ -448,6 +520,8 @@ class Runner:
                 table[version] = (answer.label, answer.problem)
         for records in outcome.defense_records.values():
             records.sort(key=lambda r: r.key)
+        with self._lock:
+            outcome.reruns = list(self._reruns.values())
         return outcome
 
 

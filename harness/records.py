@@ -9,10 +9,11 @@ is part of each (data only: the sandboxes of :mod:`harness.sandboxes` make it).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 from harness.errors import RecordError
+from harness.provenance import Provenance
 from harness.tracks import Track
 
 __all__ = ["SCHEMA", "AttackUnitRecord", "DefenseAnswer", "DefenseUnitRecord", "ImageVerdict", "Outcome", "Record",
@@ -56,6 +57,9 @@ class RunRecord:
         log: Path of the log file relative to the results folder.
         cpu_seconds: CPU time (user + system) of every process of the run, from its cgroup's accounting; None
             where the run had no cgroup with CPU accounting (and in records made before it was measured).
+        provenance: What the run was made under (sandbox, limits applied, device, image, referee modes:
+            :class:`harness.provenance.Provenance`); None in records made before it was recorded (their results
+            folder's manifest then says it) and for runs that never started. Absent from the JSON when None.
     """
 
     exit_code: int | None
@@ -64,18 +68,25 @@ class RunRecord:
     problem: str
     log: str
     cpu_seconds: float | None = None
+    provenance: Provenance | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return asdict(self)
+        value: dict[str, Any] = {"exit_code": self.exit_code, "timed_out": self.timed_out, "seconds": self.seconds,
+                                 "problem": self.problem, "log": self.log, "cpu_seconds": self.cpu_seconds}
+        if self.provenance is not None:
+            value["provenance"] = self.provenance.to_json()
+        return value
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> "RunRecord":
-        """Inverse of :meth:`to_json`."""
+        """Inverse of :meth:`to_json` (raises ``KeyError``/``TypeError``/``ValueError`` on bad input)."""
         cpu = value.get("cpu_seconds")
+        made = value.get("provenance")
         return cls(exit_code=value["exit_code"], timed_out=bool(value["timed_out"]),
                    seconds=float(value["seconds"]), problem=str(value["problem"]), log=str(value["log"]),
-                   cpu_seconds=None if cpu is None else float(cpu))
+                   cpu_seconds=None if cpu is None else float(cpu),
+                   provenance=None if made is None else Provenance.from_json(made))
 
 
 @dataclass(frozen=True)
@@ -241,6 +252,9 @@ class Outcome:
         reused: Counts of units taken from the store, per kind.
         clean_versions: Pixel hash of every clean image, by image id.
         fresh_keys: Keys of the units that ran now.
+        reruns: Stored records not reused because they were made under weaker conditions than asked (or, failed,
+            under stricter ones): one line per unit, "rerunning <unit>: <reason>"
+            (:meth:`harness.provenance.Provenance.weaker_than`).
     """
 
     attack_records: list[AttackUnitRecord] = field(default_factory=list)
@@ -250,3 +264,4 @@ class Outcome:
     reused: dict[str, int] = field(default_factory=lambda: {"attack": 0, "defense": 0})
     clean_versions: dict[str, str] = field(default_factory=dict)
     fresh_keys: set[str] = field(default_factory=set)
+    reruns: list[str] = field(default_factory=list)

@@ -104,6 +104,8 @@ class RunRequest:
         gpu: CUDA_VISIBLE_DEVICES for the run (None: leave unset).
         threads: CPU threads for the run (:func:`harness.sandboxes.staging.scrubbed_environment`); None keeps
             the harness's own settings.
+        image: For a container sandbox: the id of the image to run (:meth:`Sandbox.image_digest`, so that the
+            run's record names the image that ran); "" runs the image the submission's metadata names.
     """
 
     submission: Submission
@@ -118,6 +120,7 @@ class RunRequest:
     instance: Instance
     gpu: str | None = None
     threads: int | None = None
+    image: str = ""
 
     def sandbox_args(self) -> list[str]:
         """:attr:`args` with ``{input}`` and ``{output}`` as a bubblewrap or container sandbox mounts them."""
@@ -153,6 +156,15 @@ class Sandbox(abc.ABC):
             harness.submission.SubmissionError: The submission folder changed since discovery into one that cannot
                 run (:func:`harness.sandboxes.staging.fresh_copy`).
         """
+
+    def gpu_for(self, gpu: str | None) -> str | None:
+        """The GPU a run handed ``gpu`` really gets under this sandbox (gVisor's runs none)."""
+        return gpu
+
+    def image_digest(self, submission: Submission, gpu: str | None) -> str:
+        """The id ("sha256:…") of the container image a run of ``submission`` handed ``gpu`` would run; "" for a
+        sandbox that runs no image, or when the image is not on this machine (the run then fails saying so)."""
+        return ""
 
     def sweep(self) -> list[str]:
         """Remove what dead harness instances left of this kind's runs outside the folders and cgroups every kind

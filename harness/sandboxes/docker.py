@@ -53,9 +53,10 @@ from harness.records import RunRecord
 from harness.sandboxes.base import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, Protections,
                                     RunRequest, Sandbox, SandboxKind)
 from harness.sandboxes.staging import fresh_copy, scrubbed_environment
+from harness.submission import Submission
 
 __all__ = ["INSTANCE_LABEL", "LABEL", "RUNTIMES", "ContainerSandbox", "container_user", "docker_run_command",
-           "engine_notes", "engine_problem", "image_problem", "image_volumes", "leftover_containers",
+           "engine_notes", "engine_problem", "image_id", "image_problem", "image_volumes", "leftover_containers",
            "remove_container", "remove_orphans", "run_in_container", "start_watchdog"]
 
 #: Label on every container the harness starts (``docker ps -a --filter label=adv-harness.run``).
@@ -118,6 +119,19 @@ def _image_present(image: str) -> bool:
         return _docker("image", "inspect", "--format", "{{.Id}}", image).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
+
+
+def image_id(image: str) -> str:
+    """The id ("sha256:…", ``docker image inspect`` ``.Id``) of the local image ``image`` names now; "" when it is
+    not on this machine, names no image, or docker does not answer. Not cached: a tag re-pushed gets a new id."""
+    if not image or image_reference_problem(image):
+        return ""
+    try:
+        found = _docker("image", "inspect", "--format", "{{.Id}}", image)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    answer = found.stdout.strip()
+    return answer if found.returncode == 0 and answer.startswith("sha256:") else ""
 
 
 @functools.cache
@@ -357,8 +371,9 @@ def _oom_killed(name: str) -> bool:
 
 def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKind, code: Path, inputs: Path,
                      outputs: Path, limits: Limits, env: dict[str, str], gpu: str | None, log_path: Path,
-                     log_name: str, display: str, instance: Instance) -> RunRecord:
-    """Run ``argv`` in a new container of ``submission_image``; always remove the container afterwards.
+                     log_name: str, display: str, instance: Instance, image: str = "") -> RunRecord:
+    """Run ``argv`` in a new container of ``submission_image`` (of the image whose id is ``image`` when given:
+    :func:`image_id` of ``submission_image``); always remove the container afterwards.
 
     The docker client is the process :func:`harness.process.run_process` watches (wall clock, output size, log);
     killing it at the limit does not stop the container, removing the container does. The container is named and
@@ -373,8 +388,9 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(f"$ {display}\n[harness] {problem}\n")
         return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
+    image = image or submission_image
     try:
-        volumes = image_volumes(submission_image)
+        volumes = image_volumes(image)
     except RuntimeError as exc:
         problem = str(exc)
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -386,7 +402,7 @@ def run_in_container(submission_image: str, argv: list[str], *, kind: SandboxKin
     for folder, writable in ((code, False), (inputs, False), (outputs, True)):
         give_to_run(folder, uid=user, gid=group, writable=writable)
     name = f"adv-harness-{instance.tag}-{uuid.uuid4().hex[:8]}"
-    command = docker_run_command(argv, kind=kind, image=submission_image, name=name, code=code, inputs=inputs,
+    command = docker_run_command(argv, kind=kind, image=image, name=name, code=code, inputs=inputs,
                                  outputs=outputs, limits=limits, env=env, gpu=gpu, instance=instance,
                                  volumes=volumes)
     client_limits = Limits(wall_seconds=limits.wall_seconds, output_mb=limits.output_mb)  # the rest: in the container
@@ -449,12 +465,25 @@ class ContainerSandbox(Sandbox):
         display = f"{' '.join(sandboxed)}    [{self.kind.value} sandbox]"
         env = scrubbed_environment(home=SANDBOX_HOME, tmp="/tmp", gpu=request.gpu, threads=request.threads,
                                    sandboxed=True)
-        gpu = request.gpu if self.kind is SandboxKind.DOCKER else None  # runsc here has no GPU support
-        image = (request.submission.container_gpu if gpu is not None else "") or request.submission.container
-        return run_in_container(image, sandboxed, kind=self.kind, code=code, inputs=request.inputs,
-                                outputs=request.outputs, limits=request.limits, env=env, gpu=gpu,
-                                log_path=request.log_path, log_name=request.log_name, display=display,
-                                instance=request.instance)
+        gpu = self.gpu_for(request.gpu)
+        return run_in_container(self.image_name(request.submission, gpu), sandboxed, kind=self.kind, code=code,
+                                inputs=request.inputs, outputs=request.outputs, limits=request.limits, env=env,
+                                gpu=gpu, log_path=request.log_path, log_name=request.log_name, display=display,
+                                instance=request.instance, image=request.image)
+
+    def gpu_for(self, gpu: str | None) -> str | None:
+        """``gpu`` under docker; None under gVisor (runsc here has no GPU support)."""
+        return gpu if self.kind is SandboxKind.DOCKER else None
+
+    @staticmethod
+    def image_name(submission: Submission, gpu: str | None) -> str:
+        """The image a run of ``submission`` holding ``gpu`` (after :meth:`gpu_for`) uses: its ``container_gpu``
+        with a GPU when it names one, else its ``container``."""
+        return (submission.container_gpu if gpu is not None else "") or submission.container
+
+    def image_digest(self, submission: Submission, gpu: str | None) -> str:
+        """:func:`image_id` of :meth:`image_name` (``gpu`` after :meth:`gpu_for`)."""
+        return image_id(self.image_name(submission, self.gpu_for(gpu)))
 
     def sweep(self) -> list[str]:
         """Remove the containers of dead harness instances (:func:`remove_orphans`)."""
