@@ -25,10 +25,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import BUCKET_DEFENSE, NOOP, PLUS, write_submission  # noqa: E402
-
 from harness.competition import CompetitionConfig, run_competition  # noqa: E402
 from harness.limits import LimitPolicy  # noqa: E402
+from tiny_world import BUCKET_DEFENSE, NOOP, PLUS, write_submission  # noqa: E402
 
 
 def measure(config: CompetitionConfig, label: str) -> None:

@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 from harness import progress  # noqa: E402
 from harness.competition import CompetitionConfig, run_competition  # noqa: E402
 from harness.dataset import load_dataset  # noqa: E402
-from harness.parallelism import default_jobs, threads_per_run, usable_cores  # noqa: E402
 from harness.instance import Instance  # noqa: E402
 from harness.limits import LimitPolicy  # noqa: E402
+from harness.parallelism import default_jobs, threads_per_run, usable_cores  # noqa: E402
 from harness.records import RunRecord  # noqa: E402
 from harness.sandboxes.base import RunRequest, SandboxKind  # noqa: E402
 from harness.sandboxes.factory import probe, sandbox_for  # noqa: E402

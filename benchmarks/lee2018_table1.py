@@ -33,8 +33,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence

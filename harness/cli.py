@@ -8,18 +8,18 @@ from pathlib import Path
 from typing import Sequence
 
 from harness import __version__, progress
+from harness.cgroups import CGROUP_LIMITS
 from harness.competition import CompetitionConfig, rescore, run_competition
-from submission_kit.contract import EpsilonError, parse_epsilon
 from harness.errors import CompetitionError, HarnessError, ReportError
+from harness.limits import LimitPolicy
+from harness.names import one_line
+from harness.parallelism import default_jobs
 from harness.report import leaderboard_tables, matrix_table
 from harness.results_folder import PER_IMAGE, ResultsFolder
-from harness.cgroups import CGROUP_LIMITS
 from harness.sandboxes.base import SandboxKind
-from harness.names import one_line
-from harness.limits import LimitPolicy
-from harness.parallelism import default_jobs
 from harness.submission import suggest
 from harness.validate import validate_submission
+from submission_kit.contract import EpsilonError, parse_epsilon
 
 COMMANDS = ("run", "validate", "score", "report")
 

@@ -12,38 +12,38 @@ from pathlib import Path
 from typing import Callable
 
 from harness import __version__
-from submission_kit.contract import parse_epsilon
-from harness.dataset import Dataset, load_dataset
-from harness.report import write_results
-from harness.record_store import KEY_SCHEME_KEY
-from harness.results_folder import ATTACK_IMAGES, PER_IMAGE, RUNS, ResultsFolder
-from harness.cleanup import remove_tree
 from harness.cgroups import CGROUP_LIMITS, sweep_dead_cgroups
+from harness.cleanup import remove_tree
+from harness.dataset import Dataset, load_dataset
+from harness.devices import DevicePool, visible_gpus
+from harness.errors import CompetitionError as CompetitionError  # re-exported: its old home
+from harness.execution import Runner
+from harness.instance import Instance
+from harness.library import KEY_SCHEME
+from harness.limits import LimitPolicy
+from harness.manifest import DatasetEntry, Manifest, ManifestError, SkippedEntry, SubmissionEntry
+from harness.names import one_line
+from harness.parallelism import cpu_shares, default_jobs, threads_per_run
+from harness.privilege import RUN_GID, RUN_UID, staging_parent, sweep_stale_staging
+from harness.provenance import ManifestConditions
+from harness.record_store import KEY_SCHEME_KEY
+from harness.records import Outcome
+from harness.report import write_results
+from harness.results_folder import ATTACK_IMAGES, PER_IMAGE, RUNS, ResultsFolder
 from harness.sandboxes.base import Protections, SandboxKind
 from harness.sandboxes.factory import probe, sandbox_for
-from harness.errors import CompetitionError as CompetitionError  # re-exported: its old home
-from harness.names import one_line
+from harness.scoring import Matrix, ScoreRow, score
 from harness.secret import SecretError, fingerprint
 from harness.secret import load as load_secret
 from harness.secret import new as new_secret
 from harness.secret import save as save_secret
-from harness.library import KEY_SCHEME
-from harness.devices import DevicePool, visible_gpus
-from harness.execution import Runner
-from harness.records import Outcome
-from harness.limits import LimitPolicy
-from harness.manifest import DatasetEntry, Manifest, ManifestError, SkippedEntry, SubmissionEntry
-from harness.tabulation import build_tables
-from harness.provenance import ManifestConditions
-from harness.instance import Instance
-from harness.privilege import RUN_GID, RUN_UID, staging_parent, sweep_stale_staging
-from harness.workspace import Workspace, remove_legacy_scratch, scratch_parent, sweep_dead_scratch
-from harness.scoring import Matrix, ScoreRow, score
 from harness.store import FOLDER_MODE, make_private
-from harness.parallelism import cpu_shares, default_jobs, threads_per_run
 from harness.submission import Discovery, Submission, discover, suggest
-from harness.tracks import Track
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
+from harness.tabulation import build_tables
+from harness.tracks import Track
+from harness.workspace import Workspace, remove_legacy_scratch, scratch_parent, sweep_dead_scratch
+from submission_kit.contract import parse_epsilon
 
 
 @dataclass(frozen=True)

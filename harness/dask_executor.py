@@ -45,15 +45,27 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from harness.dask_worker import (ClosedHttp, ClusterError, WorkerContext, close_http_server, describe_worker,
-                                 exception_text, for_workers, harness_location, identity, remove_scratch, run_unit,
-                                 submission_slots, worker_problems)
+from harness.dask_worker import (
+    ClosedHttp,
+    ClusterError,
+    WorkerContext,
+    close_http_server,
+    describe_worker,
+    exception_text,
+    for_workers,
+    harness_location,
+    identity,
+    remove_scratch,
+    run_unit,
+    submission_slots,
+    worker_problems,
+)
 from harness.defense_output import parse_predictions
 from harness.execution import failed_record
-from harness.sandboxes.base import SandboxKind
 from harness.planning import AttackUnit, DefenseUnit, Unit, log_name
 from harness.records import Record, RunRecord
 from harness.results_folder import ResultsFolder
+from harness.sandboxes.base import SandboxKind
 
 if TYPE_CHECKING:  # distributed is imported only when a cluster is used
     from distributed import Client

@@ -27,13 +27,13 @@ from harness.dataset import Dataset
 from harness.devices import DevicePool, visible_gpus
 from harness.errors import ClusterError
 from harness.execution import Runner
-from harness.sandboxes.base import Protections, SandboxKind
-from harness.sandboxes.factory import probe
 from harness.library import Fingerprint
 from harness.limits import LimitPolicy
 from harness.parallelism import CpuShare, worker_cpu_shares
 from harness.planning import AttackUnit, DefenseUnit, Unit
 from harness.records import Record
+from harness.sandboxes.base import Protections, SandboxKind
+from harness.sandboxes.factory import probe
 from harness.submission import SubmissionType
 from harness.workspace import Workspace
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from submission_kit.contract import ImageError, decode_png, sha256_bytes
 from harness.errors import DatasetError as DatasetError  # re-exported: its old home
 from harness.names import LABEL_PATTERN, shown
 from harness.secret import derive_seed
+from submission_kit.contract import ImageError, decode_png, sha256_bytes
 
 #: Label files recognised in an input folder, in order of preference.
 LABEL_FILES = ("dev_dataset.csv", "labels.csv")

@@ -40,13 +40,12 @@ from harness.limits import LimitPolicy
 from harness.names import one_line
 from harness.planning import AttackUnit, DefenseUnit, Unit, batches, log_name, opaque_name, pack_versions
 from harness.provenance import ManifestConditions, Provenance, applied_limits
-from harness.secret import derive
-from harness.records import (AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, Outcome, Record,
-                             RunRecord)
+from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, Outcome, Record, RunRecord
+from harness.results_folder import ResultsFolder
 from harness.sandboxes.base import Protections, RunRequest
 from harness.sandboxes.factory import sandbox_for
 from harness.sandboxes.staging import precompile_library
-from harness.results_folder import ResultsFolder
+from harness.secret import derive
 from harness.store import key_of
 from harness.submission import Submission, SubmissionType
 from harness.workspace import Workspace

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Union
 
 from harness.dataset import ImageRecord
+from harness.results_folder import ResultsFolder
 from harness.store import key_of
 from harness.submission import Submission
 from harness.tracks import Track
-from harness.results_folder import ResultsFolder
 
 __all__ = ["DEFENSE_PROTOCOL", "REFEREE_VERSION", "AttackUnit", "DefenseUnit", "Unit", "batches", "log_name",
            "opaque_name", "pack_versions"]

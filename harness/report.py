@@ -13,8 +13,18 @@ from tabulate import tabulate
 
 from harness.adaptive import worst_case_csv, worst_cases
 from harness.names import one_line
-from harness.results_folder import (ACCURACY_MATRIX, ATTACK_IMAGES, LEADERBOARD, MANIFEST, PER_IMAGE, RUNS,
-                                    TARGETED_HIT_MATRIX, TIMINGS, WORST_CASE, ResultsFolder)
+from harness.results_folder import (
+    ACCURACY_MATRIX,
+    ATTACK_IMAGES,
+    LEADERBOARD,
+    MANIFEST,
+    PER_IMAGE,
+    RUNS,
+    TARGETED_HIT_MATRIX,
+    TIMINGS,
+    WORST_CASE,
+    ResultsFolder,
+)
 from harness.scoring import TRACKS, Matrix, ScoreRow, accuracy_matrix, hit_matrix
 from harness.store import atomic_write_text
 from harness.table import AttackImageRow, PredictionRow, RunRow, write_csv

@@ -19,12 +19,19 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from submission_kit.messages import close_names
 from harness.errors import SubmissionError as SubmissionError  # re-exported: its old home
-from harness.names import (NAME_PATTERN, NAME_RULE, entry_point_problem, image_reference_problem, name_problem,
-                           one_line, shown)
+from harness.names import (
+    NAME_PATTERN,
+    NAME_RULE,
+    entry_point_problem,
+    image_reference_problem,
+    name_problem,
+    one_line,
+    shown,
+)
 from harness.tracks import AttackRole, Track
 from harness.tree import Kind, TreeError, one_path, open_regular, walk
+from submission_kit.messages import close_names
 
 METADATA_FILE = "metadata.json"
 #: Folders and files never hashed nor copied (caches that change without the submission changing).

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from harness.dataset import Dataset
-from harness.records import Outcome
 from harness.names import one_line
+from harness.records import Outcome
 from harness.submission import Submission
 from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
 from harness.tracks import Track

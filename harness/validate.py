@@ -9,19 +9,19 @@ from pathlib import Path
 
 import numpy as np
 
-from submission_kit.contract import parse_epsilon, write_png
 from harness.dataset import load_dataset
-from harness.sandboxes.base import SandboxKind
-from harness.sandboxes.factory import probe
 from harness.devices import DevicePool, visible_gpus
 from harness.execution import Runner
+from harness.instance import Instance
 from harness.limits import LimitPolicy
 from harness.planning import DefenseUnit
-from harness.instance import Instance
-from harness.workspace import Workspace
 from harness.records import RunRecord
+from harness.sandboxes.base import SandboxKind
+from harness.sandboxes.factory import probe
 from harness.submission import SubmissionError, parse_submission
 from harness.tracks import Track
+from harness.workspace import Workspace
+from submission_kit.contract import parse_epsilon, write_png
 
 
 @dataclass

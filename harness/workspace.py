@@ -21,8 +21,8 @@ from pathlib import Path
 from harness.cleanup import remove_tree, sweep_dead
 from harness.errors import ScratchError
 from harness.instance import Instance
-from harness.results_folder import ResultsFolder
 from harness.record_store import RecordStore
+from harness.results_folder import ResultsFolder
 
 __all__ = ["SCRATCH_PREFIX", "ScratchError", "Workspace", "legacy_scratch", "private_folder",
            "remove_legacy_scratch", "scratch_folders", "scratch_parent", "sweep_dead_scratch"]

@@ -14,9 +14,19 @@ from typing import Iterator
 import pytest
 
 from harness.cleanup import remove_tree
+
 # The machine's capabilities, as fixtures (tests/machine.py is the only place a test may skip).
-from machine import (bubblewrap, chromium, cifar10, container_engine, gpu, gvisor,  # noqa: F401
-                     is_allowed_skip, required, unprivileged_uid)
+from machine import (  # noqa: F401
+    bubblewrap,
+    chromium,
+    cifar10,
+    container_engine,
+    gpu,
+    gvisor,
+    is_allowed_skip,
+    required,
+    unprivileged_uid,
+)
 from tiny_world import write_dataset
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tiny_world import BUCKET_DEFENSE, CONSTANT_DEFENSE, NOOP, PLUS, TOWARD_TARGET, write_dataset, write_submission
-
 from harness.cli import main
+from tiny_world import BUCKET_DEFENSE, CONSTANT_DEFENSE, NOOP, PLUS, TOWARD_TARGET, write_dataset, write_submission
 
 #: Strings a participant controls that must reach the page as text, never as markup.
 HOSTILE_LOG_LINES = ("<script>alert(1)</script>.png", "<img src=x onerror=alert(2)>")

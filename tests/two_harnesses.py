@@ -14,13 +14,13 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from harness.sandboxes import docker as sandbox_docker
+from harness.cgroups import CGROUP_PREFIX
 from harness.cleanup import owner_of
 from harness.competition import CompetitionConfig, CompetitionResult, run_competition
 from harness.instance import Instance
-from harness.cgroups import CGROUP_PREFIX
-from harness.sandboxes.factory import probe
 from harness.privilege import RUN_GID, RUN_UID, STAGING_PREFIX, staging_parent
+from harness.sandboxes import docker as sandbox_docker
+from harness.sandboxes.factory import probe
 from harness.workspace import SCRATCH_PREFIX, scratch_folders, scratch_parent
 
 #: Attack that writes ``gate.started`` (holding a nonce) to its output folder and waits for ``gate.open`` there,

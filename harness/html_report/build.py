@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from submission_kit import contract
 from harness.html_report import content, figures, sanity
 from harness.report import LEADERBOARD_COLUMNS, leaderboard_csv
 from harness.results_folder import REPORT_DIR, ResultsFolder
 from harness.scoring import TRACKS
-from harness.tracks import Track
 from harness.store import make_private
+from harness.tracks import Track
+from submission_kit import contract
 
 #: No script, no network, no inline style: images and the style sheet from the report's own folder only
 #: (``file:`` beside ``'self'`` because browsers differ on whether 'self' covers pages opened from disk).

@@ -34,8 +34,8 @@ from typing import Any
 
 from harness.manifest import Manifest
 from harness.scoring import DEFENSE, Matrix, ScoreRow
-from harness.tracks import AttackRole
 from harness.table import CLEAN
+from harness.tracks import AttackRole
 
 #: Largest all-or-nothing accuracy accepted at ε ≥ :data:`LARGE_EPSILON`.
 VANISHING = 0.05

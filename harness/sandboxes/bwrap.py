@@ -32,11 +32,20 @@ from harness.cgroups import cgroup_roots
 from harness.instance import Instance
 from harness.library import LIBRARY_PACKAGE, SANDBOX_LIBRARY_PARENT, library_dir
 from harness.limits import Limits
-from harness.process import run_process
 from harness.privilege import give_to_run, run_identity, stage_command, staging_parent
+from harness.process import run_process
 from harness.records import RunRecord
-from harness.sandboxes.base import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, Protections,
-                                    RunRequest, Sandbox, SandboxKind)
+from harness.sandboxes.base import (
+    SANDBOX_CODE,
+    SANDBOX_HOME,
+    SANDBOX_INPUT,
+    SANDBOX_OUTPUT,
+    SANDBOX_UID,
+    Protections,
+    RunRequest,
+    Sandbox,
+    SandboxKind,
+)
 from harness.sandboxes.staging import SANDBOX_PYTHON_ALIAS, fresh_copy, python_alias_needed, scrubbed_environment
 
 __all__ = ["SANDBOX_TMP_HOME", "BwrapSandbox", "arguments_by_fd", "bwrap_command", "bwrap_disables_userns",

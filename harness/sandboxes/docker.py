@@ -50,8 +50,17 @@ from harness.names import image_reference_problem
 from harness.privilege import give_to_run
 from harness.process import run_process
 from harness.records import RunRecord
-from harness.sandboxes.base import (SANDBOX_CODE, SANDBOX_HOME, SANDBOX_INPUT, SANDBOX_OUTPUT, SANDBOX_UID, Protections,
-                                    RunRequest, Sandbox, SandboxKind)
+from harness.sandboxes.base import (
+    SANDBOX_CODE,
+    SANDBOX_HOME,
+    SANDBOX_INPUT,
+    SANDBOX_OUTPUT,
+    SANDBOX_UID,
+    Protections,
+    RunRequest,
+    Sandbox,
+    SandboxKind,
+)
 from harness.sandboxes.staging import fresh_copy, scrubbed_environment
 from harness.submission import Submission
 

@@ -175,8 +175,8 @@ def load_transform(spec: str) -> tuple[str, Transform]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (Fig. 5 of Liao et al. on the HGD test data); returns the exit code."""
-    from submission_kit import zoo
     from research.hgd import data
+    from submission_kit import zoo
     from submission_kit.hgd.defense import denoise_transform
     from submission_kit.hgd.registry import DenoiserWeightsNotFoundError, load_denoiser
 

@@ -34,12 +34,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from research import cifar10, cli
-from submission_kit import sdk
 from harness.competition import CompetitionConfig, run_competition
 from harness.scoring import DEFENSE, Matrix, ScoreRow
 from harness.submission import SubmissionType, discover
+from research import cifar10, cli
 from research.zoo.evaluate import write_table
+from submission_kit import sdk
 
 from .evaluation import test_subset
 

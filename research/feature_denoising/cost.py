@@ -27,10 +27,10 @@ from torch import nn
 
 from research import cli
 from research.zoo.evaluate import write_table
-
 from submission_kit.feature_denoising import variants
-from .adversarial import adversarial_step, training_examples
 from submission_kit.feature_denoising.networks import DenoisingResNet
+
+from .adversarial import adversarial_step, training_examples
 
 __all__ = ["main", "measure", "render"]
 

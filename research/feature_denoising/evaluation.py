@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from research import cifar10
+from research.zoo.data import to_input
 from submission_kit.attack_methods import gradient
 from submission_kit.attack_methods.common import eval_mode
-from research.zoo.data import to_input
 
 __all__ = ["paper_step_size", "pgd_accuracy", "test_subset"]
 

@@ -45,8 +45,8 @@ from torch import nn
 from research import cifar10, cli, provenance
 from research.zoo.data import accuracy, augment, to_input
 from research.zoo.train import save_atomically
-
 from submission_kit.feature_denoising import variants
+
 from .adversarial import ATTACKS, FGSM_RS_STEP, adversarial_step, pgd_step_size, training_examples
 from .evaluation import pgd_accuracy, test_subset
 

@@ -28,12 +28,12 @@ from typing import Any
 
 import torch
 
-from submission_kit import sdk
 from research import cli
 from research.zoo.data import accuracy
 from research.zoo.evaluate import write_table
-
+from submission_kit import sdk
 from submission_kit.feature_denoising import variants
+
 from .evaluation import paper_step_size, pgd_accuracy, test_subset
 
 __all__ = ["main", "render_ablation", "render_curves"]

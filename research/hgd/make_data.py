@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from research import cifar10, cli, provenance
-from submission_kit import zoo
 from research.hgd.data import SPLIT_NAMES, Recipe, make_split, recipe_key, select_images
+from submission_kit import zoo
 
 
 def _log(message: str) -> None:

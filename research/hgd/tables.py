@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from submission_kit import contract, zoo
 from research import cli
 from research.hgd import data
+from submission_kit import contract, zoo
 from submission_kit.hgd.defense import denoise_transform
 from submission_kit.hgd.registry import load_denoiser, parse_name, weights_path
 

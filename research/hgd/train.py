@@ -35,9 +35,9 @@ import torch
 from torch import nn
 
 from research import cli, provenance
+from research.hgd import data
 from submission_kit import contract, zoo
 from submission_kit.hgd import losses
-from research.hgd import data
 from submission_kit.hgd.networks import ARCHS, Denoiser, build_denoiser
 from submission_kit.hgd.registry import DEFAULT_WIDTH, DenoiserSpec, save_denoiser, weights_path
 

@@ -17,9 +17,9 @@ __all__ = ["run_command", "user_errors"]
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception classes a PRN command reports as ``error: <message>`` (imported lazily: no cycles)."""
     from research.cifar10 import DatasetNotFoundError
+    from submission_kit.prn.defense import PRNWeightsNotFoundError
     from submission_kit.zoo.registry import UnknownModelError, WeightsNotFoundError
 
-    from submission_kit.prn.defense import PRNWeightsNotFoundError
     from .pool import PoolError, PoolNotFoundError, PoolOverlapError
     from .synthetic import SyntheticNotFoundError
     return (PoolError, PoolNotFoundError, PoolOverlapError, SyntheticNotFoundError, PRNWeightsNotFoundError,

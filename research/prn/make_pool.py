@@ -50,16 +50,25 @@ import torch
 from torch import nn
 
 from research import cifar10, cli, provenance
-from submission_kit import sdk, zoo
 from research.uap.make_uap import PAPERS
+from submission_kit import sdk, zoo
 from submission_kit.attack_methods.universal import sgd_universal_perturbation, universal_perturbation
+from submission_kit.prn.paths import NORMS, POOLS_DIR, ROLES, pool_path
 
 from . import splits
 from .errors import run_command
-from submission_kit.prn.paths import NORMS, POOLS_DIR, ROLES, pool_path
 from .perturb import default_xi, fooling_rates, mean_l2_norm, norm_of, p_of
-from .pool import (FORMAT, PoolError, PoolOverlapError, keep_decision, read_pool_files, reselect, seed_departures,
-                   stored_version, write_pool_files)
+from .pool import (
+    FORMAT,
+    PoolError,
+    PoolOverlapError,
+    keep_decision,
+    read_pool_files,
+    reselect,
+    seed_departures,
+    stored_version,
+    write_pool_files,
+)
 
 __all__ = ["METHODS", "SGD_STEP_FRACTION", "PoolSpec", "default_step_size", "grow_pool", "main", "method_params"]
 

@@ -42,15 +42,23 @@ import torch
 from torch import nn
 
 from research import cifar10, cli, provenance
-from submission_kit import sdk, zoo
 from research.analysis.detection_metrics import summarize
-
+from submission_kit import sdk, zoo
 from submission_kit.prn.defense import PRNDefense
 from submission_kit.prn.detector import Detector, dct_features
-from .errors import run_command
 from submission_kit.prn.network import load_prn
-from submission_kit.prn.paths import (NORMS, POOLS_DIR, WEIGHTS_DIR, detector_command, detector_path, pool_command,
-                                      prn_path, train_command)
+from submission_kit.prn.paths import (
+    NORMS,
+    POOLS_DIR,
+    WEIGHTS_DIR,
+    detector_command,
+    detector_path,
+    pool_command,
+    prn_path,
+    train_command,
+)
+
+from .errors import run_command
 from .perturb import perturb_each
 from .pool import Pool, PoolError, PoolNotFoundError, check_disjoint, load_pool
 

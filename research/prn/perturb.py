@@ -22,7 +22,6 @@ from torch import nn
 from submission_kit import sdk
 from submission_kit.attack_methods.common import eval_mode
 from submission_kit.attack_methods.universal import apply_universal, project_lp
-
 from submission_kit.prn.paths import check_norm
 
 __all__ = [

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from research.uap.make_uap import PAPERS
-
 from submission_kit.prn.paths import check_norm, check_role, pool_command, pool_path
+
 from .perturb import project
 from .splits import Subset
 

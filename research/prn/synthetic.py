@@ -43,9 +43,9 @@ import numpy as np
 import torch
 
 from research import cli
+from submission_kit.prn.paths import NORMS, POOLS_DIR, check_norm, synthetic_command, synthetic_path
 
 from .errors import run_command
-from submission_kit.prn.paths import NORMS, POOLS_DIR, check_norm, synthetic_command, synthetic_path
 from .perturb import norm_of
 
 __all__ = ["SyntheticNotFoundError", "SyntheticResult", "load_synthetic", "main", "reconstruct", "synthesize",

@@ -37,11 +37,11 @@ from torch.nn import functional as F
 
 from research import cifar10, cli, provenance
 from submission_kit import sdk, zoo
+from submission_kit.prn.network import PRN, save_prn
+from submission_kit.prn.paths import NORMS, POOLS_DIR, WEIGHTS_DIR, prn_path
 
 from . import splits
 from .errors import run_command
-from submission_kit.prn.network import PRN, save_prn
-from submission_kit.prn.paths import NORMS, POOLS_DIR, WEIGHTS_DIR, prn_path
 from .perturb import check_png_like, perturb_each
 
 __all__ = ["TrainConfig", "TrainResult", "agreement", "clean_labels", "draw_weights", "main", "train_prn"]

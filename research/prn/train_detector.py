@@ -25,12 +25,12 @@ import torch
 
 from research import cifar10, cli, provenance
 from submission_kit import sdk, zoo
-
-from . import splits
 from submission_kit.prn.detector import Detector, residual_features
-from .errors import run_command
 from submission_kit.prn.network import load_prn
 from submission_kit.prn.paths import NORMS, POOLS_DIR, WEIGHTS_DIR, detector_path, prn_path, train_command
+
+from . import splits
+from .errors import run_command
 from .perturb import perturb_each
 
 __all__ = ["main", "mixed_batch"]

@@ -44,7 +44,6 @@ from submission_kit import contract, sdk, zoo
 from submission_kit.attack_methods import universal
 from submission_kit.attack_methods.universal import load_uap  # noqa: F401  (re-exported: make_uap.load_uap)
 
-
 #: What ``--method`` computes, for the JSON record.
 PAPERS = {
     "deepfool": "Moosavi-Dezfooli, Fawzi, Fawzi, Frossard, Universal adversarial perturbations, CVPR 2017",

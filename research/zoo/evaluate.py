@@ -26,8 +26,9 @@ import torch
 from torch import nn
 
 from research import cifar10, cli
-from .data import accuracy
 from submission_kit.zoo.registry import TARGET_MODEL, WeightsNotFoundError, entry, load, names, weights_path
+
+from .data import accuracy
 
 __all__ = [
     "TABLE_END",

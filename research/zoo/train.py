@@ -32,8 +32,9 @@ import torch
 from torch import nn
 
 from research import cifar10, cli, provenance
-from .data import accuracy, augment, to_input
 from submission_kit.zoo.registry import build, entry, names, weights_path
+
+from .data import accuracy, augment, to_input
 
 __all__ = ["TrainConfig", "main", "save_atomically", "train"]
 

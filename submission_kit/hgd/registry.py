@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 from submission_kit import zoo
+from submission_kit.artefacts import WEIGHTS_ENV
+from submission_kit.artefacts import unknown_message as _unknown_message
+from submission_kit.artefacts import weights_dir as _weights_dir
 from submission_kit.hgd.losses import GUIDES
 from submission_kit.hgd.networks import ARCHS, Denoiser, build_denoiser
-from submission_kit.artefacts import WEIGHTS_ENV
-from submission_kit.artefacts import weights_dir as _weights_dir
-from submission_kit.artefacts import unknown_message as _unknown_message
 
 __all__ = [
     "DEFAULT_WIDTH",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tiny_world import BUCKET_DEFENSE, PLUS, write_dataset, write_submission
 from harness.cli import main
+from tiny_world import BUCKET_DEFENSE, PLUS, write_dataset, write_submission
 
 
 def _run_args(world: dict[str, Path], *extra: str) -> list[str]:

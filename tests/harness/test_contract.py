@@ -33,7 +33,6 @@ from submission_kit.contract import (
     write_png,
 )
 
-
 # -- helpers ----------------------------------------------------------------------------------------
 
 def png_bytes(array: np.ndarray, *, mode: str | None = None, fmt: str = "PNG", **save_kwargs) -> bytes:

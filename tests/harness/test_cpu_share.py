@@ -16,20 +16,20 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import pytest
-from tiny_world import BUCKET_DEFENSE, config_for, write_dataset, write_submission
+from test_sandbox_containers import IMAGE, write_container_submission
 
 from harness.cgroups import CgroupJail, parse_cpu_list
 from harness.competition import run_competition
 from harness.devices import DevicePool
 from harness.instance import Instance
-from harness.sandboxes.base import SandboxKind
-from harness.sandboxes.factory import probe
 from harness.limits import LimitPolicy, Limits
 from harness.parallelism import CpuShare, cpu_shares, usable_core_ids, worker_cpu_shares
 from harness.records import AttackUnitRecord
+from harness.sandboxes.base import SandboxKind
 from harness.sandboxes.docker import docker_run_command
+from harness.sandboxes.factory import probe
 from machine import needs_bwrap, needs_root
-from test_sandbox_containers import IMAGE, write_container_submission
+from tiny_world import BUCKET_DEFENSE, config_for, write_dataset, write_submission
 
 #: Attack doing a fixed amount of pure-Python work (about 2.5 CPU seconds here), reporting its own CPU time and the
 #: wall time of that work (a container's start-up, done by the docker engine outside the run, is not in it).

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tiny_world import BUCKET_DEFENSE, CONSTANT_DEFENSE, NOOP, PLUS, TOWARD_TARGET, write_dataset, write_submission
 from harness.cli import main
+from tiny_world import BUCKET_DEFENSE, CONSTANT_DEFENSE, NOOP, PLUS, TOWARD_TARGET, write_dataset, write_submission
 
 SLOW = "import time\ntime.sleep(0.4)\n"
 

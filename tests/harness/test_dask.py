@@ -17,12 +17,12 @@ from typing import Iterator
 
 import pytest
 
-from tiny_world import BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, write_submission
-from machine import needs_root
 from harness.cleanup import owner_of
 from harness.competition import CompetitionError, run_competition
-from harness.workspace import SCRATCH_PREFIX, scratch_parent
 from harness.sandboxes.base import SandboxKind
+from harness.workspace import SCRATCH_PREFIX, scratch_parent
+from machine import needs_root
+from tiny_world import BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, write_submission
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ("leaderboard.csv", "per_image.csv")

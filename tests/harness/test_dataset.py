@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.dataset import DatasetError, Dataset, ImageRecord, draw_targets, load_dataset
+from harness.dataset import Dataset, DatasetError, ImageRecord, draw_targets, load_dataset
 
 NIPS_HEADER = ("ImageId,URL,x1,y1,x2,y2,TrueLabel,TargetClass,OriginalLandingURL,License,Author,"
                "AuthorProfileURL")

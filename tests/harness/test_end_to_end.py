@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tiny_world import BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, NOOP, PLUS, TOWARD_TARGET, config_for, write_submission
 from harness.competition import CompetitionError, rescore, run_competition
 from harness.limits import LimitPolicy
+from tiny_world import BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, NOOP, PLUS, TOWARD_TARGET, config_for, write_submission
 
 
 def leaderboard(results: Path) -> dict[tuple[str, str, str], dict[str, str]]:

@@ -6,20 +6,18 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from tiny_world import BUCKET_DEFENSE, PLUS, write_dataset, write_submission
-
 from harness.dataset import load_dataset
 from harness.devices import DevicePool
 from harness.execution import Executor, LocalExecutor, Runner, failed_record
 from harness.instance import Instance
-from harness.sandboxes.base import SandboxKind
-from harness.sandboxes.factory import probe
 from harness.limits import LimitPolicy
 from harness.planning import DefenseUnit, log_name
-from harness.records import RunRecord
-from harness.records import AttackUnitRecord, DefenseUnitRecord
+from harness.records import AttackUnitRecord, DefenseUnitRecord, RunRecord
+from harness.sandboxes.base import SandboxKind
+from harness.sandboxes.factory import probe
 from harness.submission import parse_submission
 from harness.workspace import Workspace
+from tiny_world import BUCKET_DEFENSE, PLUS, write_dataset, write_submission
 
 
 def _runner(tmp_path: Path, *, jobs: int = 1, ticks: list[tuple[str, int, bool]] | None = None) -> Runner:

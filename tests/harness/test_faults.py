@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from machine import needs_bwrap
-from tiny_world import BUCKET_DEFENSE, MEMORY_HOG, PLUS, config_for, fork_bomb, tcp_listener, write_submission
 from harness.competition import run_competition
+from harness.limits import LimitPolicy
 from harness.sandboxes.base import SandboxKind
 from harness.sandboxes.factory import probe
-from harness.limits import LimitPolicy
+from machine import needs_bwrap
+from tiny_world import BUCKET_DEFENSE, MEMORY_HOG, PLUS, config_for, fork_bomb, tcp_listener, write_submission
 
 HAVE_CGROUPS = bool(probe(SandboxKind.NONE).cgroup)
 

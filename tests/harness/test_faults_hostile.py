@@ -24,27 +24,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from machine import needs_root
-from machine import needs_bwrap
-from tiny_world import BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, fork_bomb, write_dataset, write_submission
 from harness import cgroups
-from submission_kit import contract
 from harness.cleanup import remove_tree
 from harness.competition import CompetitionError, run_competition
 from harness.dataset import DatasetError, load_dataset
 from harness.defense_output import Answer, parse_predictions
 from harness.instance import Instance
+from harness.limits import LimitPolicy, Limits
+from harness.names import one_line
+from harness.privilege import reachable
 from harness.records import RunRecord
 from harness.sandboxes import bwrap, factory
 from harness.sandboxes.base import Protections, RunRequest, SandboxKind
 from harness.sandboxes.factory import probe, sandbox_for
-from harness.limits import Limits
-from harness.names import one_line
-from harness.limits import LimitPolicy
-from harness.privilege import reachable
 from harness.secret import SECRET_FILE
 from harness.submission import discover, parse_submission
-
+from machine import needs_bwrap, needs_root
+from submission_kit import contract
+from tiny_world import BUCKET_DEFENSE, NOOP, PLUS, TOWARD_TARGET, config_for, fork_bomb, write_dataset, write_submission
 
 
 def _quiet(_: str) -> None:

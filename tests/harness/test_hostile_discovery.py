@@ -20,7 +20,6 @@ from typing import Iterator
 import pytest
 
 from harness.cleanup import remove_tree
-from tiny_world import BUCKET_DEFENSE, PLUS, write_submission
 from harness.cli import main
 from harness.names import image_reference_problem
 from harness.report import leaderboard_tables
@@ -29,6 +28,7 @@ from harness.scoring import ScoreRow
 from harness.submission import SubmissionError, content_hash, discover, list_folder, parse_submission
 from harness.table import RunRow, read_csv, write_csv
 from harness.tree import MAX_DEPTH, walk
+from tiny_world import BUCKET_DEFENSE, PLUS, write_submission
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Seconds a child process may take before the test calls it hung (the machine may be busy).

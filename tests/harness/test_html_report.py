@@ -14,15 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from machine import needs_browser
-from report_world import HOSTILE_LABEL, HOSTILE_LOG_LINES, ODD_NAME, build_world
-
-from submission_kit import contract
 from harness.cli import main
 from harness.html_report import CONTENT_SECURITY_POLICY, ReportError, build_report, content, figures, sanity
-from research.browser import headless_chromium
-from harness.secret import SECRET_FILE
 from harness.scoring import DEFENSE, Matrix, ScoreRow
+from harness.secret import SECRET_FILE
+from machine import needs_browser
+from report_world import HOSTILE_LABEL, HOSTILE_LOG_LINES, ODD_NAME, build_world
+from research.browser import headless_chromium
+from submission_kit import contract
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,19 +15,27 @@ from typing import Callable
 
 import pytest
 
-from machine import needs_bwrap
-from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_submission
+from harness.cgroups import CgroupJail
 from harness.cleanup import remove_tree
 from harness.competition import run_competition, sweep_dead
 from harness.instance import Instance, InstanceError
-from harness.cgroups import CgroupJail
-from harness.sandboxes.base import SandboxKind
-from harness.sandboxes.factory import probe
 from harness.limits import Limits
 from harness.privilege import RUN_GID, RUN_UID, STAGING_PREFIX, stage_command
+from harness.sandboxes.base import SandboxKind
+from harness.sandboxes.factory import probe
 from harness.workspace import SCRATCH_PREFIX, Workspace
-from two_harnesses import (PATIENCE, Competition, gated_attack, kill_a_harness_mid_run, new_nonce, open_gate,
-                           things_of, wait_for_gates)
+from machine import needs_bwrap
+from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_submission
+from two_harnesses import (
+    PATIENCE,
+    Competition,
+    gated_attack,
+    kill_a_harness_mid_run,
+    new_nonce,
+    open_gate,
+    things_of,
+    wait_for_gates,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

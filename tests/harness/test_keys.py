@@ -17,8 +17,8 @@ import pytest
 
 from harness import library
 from harness.competition import KEY_SCHEME_FILE, CompetitionError, run_competition
-from harness.sandboxes.base import SandboxKind
 from harness.library import KEY_SCHEME, fingerprint
+from harness.sandboxes.base import SandboxKind
 from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_dataset, write_submission
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tiny_world import BUCKET_DEFENSE, NOOP, config_for, write_submission
 from harness.competition import rescore, run_competition
 from harness.manifest import SCHEMA, DatasetEntry, Manifest, ManifestError, SkippedEntry, SubmissionEntry
 from harness.results_folder import ResultsFolder
 from harness.tracks import AttackRole, Track
+from tiny_world import BUCKET_DEFENSE, NOOP, config_for, write_submission
 
 #: A manifest as harnesses before the schema field wrote it (no schema, key scheme, CPU shares, unenforced limits,
 #: GPUs nor roles).

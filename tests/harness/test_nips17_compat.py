@@ -130,8 +130,8 @@ def test_links_leaving_the_folder_are_reported_by_name(tmp_path: Path) -> None:
 
 
 def test_linked_attack_runs_in_a_competition(world: dict[str, Path]) -> None:
-    from tiny_world import BUCKET_DEFENSE, config_for, write_submission
     from harness.competition import run_competition
+    from tiny_world import BUCKET_DEFENSE, config_for, write_submission
 
     _linked_attack(world["attacks"])
     write_submission(world["defenses"], "bucket", "defense", BUCKET_DEFENSE)
@@ -235,8 +235,8 @@ def test_dev_toolkit_layout_and_metadata_flag(tmp_path: Path) -> None:
 
 
 def test_toolkit_command_line_is_accepted(world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    from tiny_world import BUCKET_DEFENSE, NOOP, write_submission
     from harness.cli import main
+    from tiny_world import BUCKET_DEFENSE, NOOP, write_submission
 
     data = world["root"] / "dataset"
     _nips_dataset(data / "images", ["a", "b"])
@@ -270,8 +270,8 @@ with open(out, "w") as f:
 
 
 def test_validate_says_the_sample_size_and_runs_on_generated_299_images(tmp_path: Path) -> None:
-    from tiny_world import write_submission
     from harness.validate import validate_submission
+    from tiny_world import write_submission
 
     folder = write_submission(tmp_path, "inception", "defense", NEEDS_299)
     report = validate_submission(folder, input_dir=Path("sample_data"))

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tiny_world import config_for
 from harness.competition import run_competition
 from harness.instance import Instance
+from tiny_world import config_for
 
 HEADER = ("ImageId,URL,x1,y1,x2,y2,TrueLabel,TargetClass,OriginalLandingURL,License,Author,AuthorProfileURL")
 #: ImageId, grey value, TargetClass: 110 is reachable from 101 within ε, 300 is not from 151, 195 is from 201.

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_submission
 
 from harness import parallelism
 from harness.cli import build_parser
 from harness.competition import run_competition
+from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_submission
 
 
 def test_usable_cores_follow_the_affinity_mask(monkeypatch: pytest.MonkeyPatch) -> None:

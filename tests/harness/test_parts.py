@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from machine import needs_bwrap
-from tiny_world import config_for, write_dataset, write_submission
 
 from harness.competition import run_competition
 from harness.sandboxes.base import SandboxKind
+from machine import needs_bwrap
+from tiny_world import config_for, write_dataset, write_submission
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_sandbox_containers import write_container_submission
 
-from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_submission
 from harness.competition import rescore, run_competition
 from harness.html_report import build_report
 from harness.sandboxes.base import SandboxKind
 from harness.store import FILE_MODE, FOLDER_MODE
 from harness.workspace import SCRATCH_PREFIX
 from machine import CONTAINER_IMAGE, needs_bwrap
-from test_sandbox_containers import write_container_submission
+from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_submission
 
 
 def _modes(root: Path) -> dict[str, str]:

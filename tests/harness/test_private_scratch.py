@@ -17,12 +17,12 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tiny_world import BUCKET_DEFENSE, NOOP, PLUS, config_for, write_submission
 from harness.cleanup import owner_of, remove_tree
 from harness.competition import run_competition
-from harness.sandboxes.base import SandboxKind
 from harness.privilege import RUN_GID, RUN_UID, staging_parent
+from harness.sandboxes.base import SandboxKind
 from harness.workspace import SCRATCH_PREFIX, legacy_scratch, scratch_folders, scratch_parent
+from tiny_world import BUCKET_DEFENSE, NOOP, PLUS, config_for, write_submission
 from two_harnesses import Competition, gated_attack, new_nonce, open_gate, wait_for_gates
 
 

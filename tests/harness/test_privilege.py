@@ -10,13 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from machine import needs_bwrap
-from tiny_world import BUCKET_DEFENSE, PLUS, write_submission
-from machine import needs_root
 from harness.cli import main
 from harness.instance import Instance
-from harness.privilege import (RUN_GID, RUN_UID, STAGING_PREFIX, reachable, stage_command, staging_parent,
-                               sweep_stale_staging)
+from harness.privilege import (
+    RUN_GID,
+    RUN_UID,
+    STAGING_PREFIX,
+    reachable,
+    stage_command,
+    staging_parent,
+    sweep_stale_staging,
+)
+from machine import needs_bwrap, needs_root
+from tiny_world import BUCKET_DEFENSE, PLUS, write_submission
 
 # A child that stages a folder the run uid cannot reach, prints the staging folder and dies without cleaning up
 # (as a SIGKILLed harness does).

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_world import BUCKET_DEFENSE, PLUS, write_submission
 
 from harness import progress
+from tiny_world import BUCKET_DEFENSE, PLUS, write_submission
 
 ROOT = Path(__file__).resolve().parents[2]
 

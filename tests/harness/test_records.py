@@ -6,13 +6,19 @@ import json
 
 import pytest
 
-from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_submission
 from harness.competition import run_competition
+from harness.records import (
+    SCHEMA,
+    AttackUnitRecord,
+    DefenseAnswer,
+    DefenseUnitRecord,
+    ImageVerdict,
+    RecordError,
+    RunRecord,
+)
 from harness.sandboxes.base import SandboxKind
-from harness.records import (SCHEMA, AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict,
-                             RecordError)
-from harness.records import RunRecord
 from harness.tracks import Track
+from tiny_world import BUCKET_DEFENSE, PLUS, config_for, write_submission
 
 RUN = RunRecord(exit_code=0, timed_out=False, seconds=1.5, problem="", log="logs/x.log")
 

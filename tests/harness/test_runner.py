@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tiny_world import write_submission
 from harness.devices import DevicePool
 from harness.instance import Instance
-from harness.planning import batches, opaque_name, pack_versions
 from harness.limits import Limits
+from harness.planning import batches, opaque_name, pack_versions
 from harness.process import run_process
 from harness.sandboxes.base import RunRequest, SandboxKind
 from harness.sandboxes.factory import probe, sandbox_for
 from harness.submission import parse_submission
+from tiny_world import write_submission
 
 
 def test_batches_split_in_order() -> None:

@@ -18,17 +18,28 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_instances import two_competitions_at_once
 
-from tiny_world import (BUCKET_DEFENSE, CONSTANT_DEFENSE, GREEDY, MEMORY_HOG, NOOP, PLUS, TOWARD_TARGET, config_for,
-                        fork_bomb, tcp_listener, write_submission)
-from harness.sandboxes import docker as sandbox_docker
 from harness.competition import CompetitionResult, run_competition
 from harness.instance import Instance
+from harness.limits import LimitPolicy
+from harness.sandboxes import docker as sandbox_docker
 from harness.sandboxes.base import SandboxKind
 from harness.sandboxes.factory import probe
-from harness.limits import LimitPolicy
 from harness.workspace import scratch_folders
-from test_instances import two_competitions_at_once
+from tiny_world import (
+    BUCKET_DEFENSE,
+    CONSTANT_DEFENSE,
+    GREEDY,
+    MEMORY_HOG,
+    NOOP,
+    PLUS,
+    TOWARD_TARGET,
+    config_for,
+    fork_bomb,
+    tcp_listener,
+    write_submission,
+)
 from two_harnesses import gated_attack, kill_a_harness_mid_run, new_nonce, things_of
 
 #: The image scripts/build_sandbox_images.sh builds (debootstrap bookworm minbase + python3-numpy + python3-pil).

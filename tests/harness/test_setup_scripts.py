@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from machine import needs_root
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,11 +8,10 @@ import json
 import pytest
 
 from harness import store as store_module
+from harness.record_store import RecordStore
+from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, RunRecord
 from harness.report import leaderboard_csv, leaderboard_tables, matrix_csv, matrix_table, timings_csv, write_matrix
 from harness.scoring import Matrix, ScoreRow
-from harness.records import RunRecord
-from harness.record_store import RecordStore
-from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict
 from harness.store import LocalStore, Store, atomic_write_bytes, atomic_write_json, atomic_write_text, key_of
 from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv, to_csv, write_csv
 

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from submission_kit import zoo
 from research.analysis import amplification as amp
-from submission_kit.hgd import registry
 from research.hgd import data
+from submission_kit import zoo
+from submission_kit.hgd import registry
 from submission_kit.hgd.networks import DUNET
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from submission_kit import zoo
-from submission_kit.prn import paths
 from research.prn import make_pool, metrics, synthetic, train, train_detector
 from research.prn.pool import load_train_test
+from submission_kit import zoo
+from submission_kit.prn import paths
 
 pytestmark = [
     pytest.mark.slow,

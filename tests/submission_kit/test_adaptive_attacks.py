@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchattacks
 from torch import nn
 
 from submission_kit import zoo
 from submission_kit.attack_methods import adaptive, autoattack, gradient, transfer
 from submission_kit.defense_blocks import classify, denoise
 from tiny_models import TinyNet, tiny_model
-
-import torchattacks
 
 ROOT = Path(__file__).resolve().parents[2]
 EPS = 8 / 255

@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchattacks
 from torch import nn
 
 from harness.library import python_path
 from submission_kit import contract, sdk, zoo
 from submission_kit.attack_methods import gradient, submission
 from tiny_models import TinyNet, tiny_model
-
-import torchattacks
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DATA = ROOT / "sample_data"

@@ -17,11 +17,11 @@ import torch
 from skimage.restoration import denoise_nl_means, denoise_tv_bregman
 from torch import nn
 
-from research import cifar10
-from submission_kit import sdk, zoo
 from harness import submission
-from submission_kit.defense_blocks import denoise, filters, vdef
+from research import cifar10
 from research.lee2018 import make_vdef
+from submission_kit import sdk, zoo
+from submission_kit.defense_blocks import denoise, filters, vdef
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ("tv_denoise", "nl_means", "tv_denoise_vdef", "nl_means_vdef", "jpeg")

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 import torch
 
-from submission_kit import zoo
-from submission_kit.attack_methods import gradient
 from harness.competition import CompetitionConfig, run_competition
-from submission_kit.feature_denoising import blocks, defense, variants
-from research.feature_denoising import blackbox, make_defense, train, whitebox
-from research.feature_denoising.adversarial import adversarial_step, training_examples
-from submission_kit.feature_denoising.networks import DenoisingResNet
 from harness.limits import LimitPolicy
 from harness.submission import SubmissionType, discover
+from research.feature_denoising import blackbox, make_defense, train, whitebox
+from research.feature_denoising.adversarial import adversarial_step, training_examples
 from research.zoo.evaluate import write_table
+from submission_kit import zoo
+from submission_kit.attack_methods import gradient
+from submission_kit.feature_denoising import blocks, defense, variants
+from submission_kit.feature_denoising.networks import DenoisingResNet
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"fd_nonlocal": "nonlocal_gaussian", "adv_baseline": "baseline"}

@@ -18,12 +18,12 @@ import pytest
 import torch
 from torch import nn
 
-from submission_kit import zoo
 from harness.competition import CompetitionConfig, run_competition
-from submission_kit.hgd import losses, registry
-from research.hgd import data, make_data, train
-from submission_kit.hgd.networks import DAE, DUNET, build_denoiser, widths_for
 from harness.limits import LimitPolicy
+from research.hgd import data, make_data, train
+from submission_kit import zoo
+from submission_kit.hgd import losses, registry
+from submission_kit.hgd.networks import DAE, DUNET, build_denoiser, widths_for
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDES = ("pgd", "fgd", "lgd", "cgd")

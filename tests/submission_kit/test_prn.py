@@ -17,21 +17,41 @@ import pytest
 import torch
 from torch import nn
 
+from research.prn import make_pool, splits
+from research.prn.errors import run_command
+from research.prn.make_pool import SGD_STEP_FRACTION, PoolSpec, grow_pool, method_params
+from research.prn.perturb import (
+    XI_INF,
+    check_png_like,
+    default_xi,
+    fooling_rates,
+    mean_l2_norm,
+    norm_of,
+    perturb,
+    perturb_each,
+    quantize,
+)
+from research.prn.pool import (
+    PoolError,
+    PoolNotFoundError,
+    PoolOverlapError,
+    check_against_test_pools,
+    check_disjoint,
+    keep_decision,
+    load_pool,
+    load_train_test,
+    read_pool_files,
+    reselect,
+    seed_departures,
+    write_pool_files,
+)
+from research.prn.synthetic import load_synthetic, reconstruct, synthesize, unit_normalize
+from research.prn.train import TrainConfig, agreement, clean_labels, draw_weights, train_prn
 from submission_kit import contract, sdk, zoo
 from submission_kit.attack_methods.universal import apply_universal, sgd_universal_perturbation
 from submission_kit.prn import defense, paths
-from research.prn import make_pool, splits
 from submission_kit.prn.detector import EPS, Detector, dct_features, grayscale, residual_features
-from research.prn.errors import run_command
-from research.prn.make_pool import SGD_STEP_FRACTION, PoolSpec, grow_pool, method_params
 from submission_kit.prn.network import PRN, load_prn, save_prn
-from research.prn.perturb import (XI_INF, check_png_like, default_xi, fooling_rates, mean_l2_norm, norm_of, perturb,
-                                 perturb_each, quantize)
-from research.prn.pool import (PoolError, PoolNotFoundError, PoolOverlapError, check_against_test_pools,
-                              check_disjoint, keep_decision, load_pool, load_train_test, read_pool_files, reselect,
-                              seed_departures, write_pool_files)
-from research.prn.synthetic import load_synthetic, reconstruct, synthesize, unit_normalize
-from research.prn.train import TrainConfig, agreement, clean_labels, draw_weights, train_prn
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-
 from harness.competition import CompetitionConfig, run_competition
 from harness.limits import LimitPolicy
 from harness.submission import SubmissionType, discover

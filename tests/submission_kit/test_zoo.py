@@ -14,9 +14,9 @@ import torchvision
 from PIL import Image
 
 from research import cifar10
+from research.zoo import data, evaluate
 from submission_kit import zoo
 from submission_kit.zoo import imagenet, registry
-from research.zoo import data, evaluate
 
 
 @pytest.fixture(autouse=True)
