@@ -176,7 +176,7 @@ def _select(discovery: Discovery, only: tuple[str, ...]) -> list[Submission]:
 
 
 # issue 29: split with the executor/sandbox interfaces
-def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = print,  # noqa: C901
+def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = print,
                     progress: Callable[[str, int], Callable[..., None]] | None = None) -> CompetitionResult:
     """Run every attack against every defense and write the results folder.
 
@@ -198,18 +198,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     """
     started = time.time()
     config = _absolute(config)  # cluster workers resolve paths in their own working folders
-    epsilons = sorted({parse_epsilon(e) for e in config.epsilons})
-    if not epsilons:
-        raise CompetitionError("no epsilon given; pass --max_epsilon with one or more integers in 0..255")
-    jobs = default_jobs() if config.jobs is None else config.jobs
-    if config.batch_size < 1 or jobs < 1:
-        raise CompetitionError("--batch_size and --jobs must be at least 1")
-    if config.scheduler is not None or any(p is not None for p in (config.tls_ca_file, config.tls_cert,
-                                                                    config.tls_key)):
-        from harness.dask_executor import check_address, scheduler_security  # its errors are CompetitionErrors
-        if config.scheduler is not None:
-            check_address(config.scheduler)
-        scheduler_security(config.scheduler, ca_file=config.tls_ca_file, cert=config.tls_cert, key=config.tls_key)
+    epsilons, jobs = _checked(config)
     try:
         stored_secret = load_secret(ResultsFolder(config.output_dir).secret)
     except SecretError as exc:
@@ -220,15 +209,7 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     if dataset.left_out:
         echo(f"left out {len(dataset.left_out)} labelled image(s) without a PNG in {dataset.root} "
              f"(--only_present_images); running on the {len(dataset)} present")
-    expected = {d: {Track.ATTACK, Track.TARGETED_ATTACK} for d in config.attacks_dirs}
-    for d in config.defenses_dirs:
-        expected[d] = {Track.DEFENSE}
-    discovery = discover([*config.attacks_dirs, *config.defenses_dirs], expected=expected)
-    for problem in discovery.problems:
-        echo(one_line(f"skipped {problem.path}: {problem.message}"))
-    for submission in discovery.submissions:
-        for warning in submission.warnings:
-            echo(one_line(f"warning: {warning}"))
+    discovery = _discovered(config, echo)
     selected = _select(discovery, config.only)
     attacks = [s for s in selected if s.type.is_attack]
     defenses = [s for s in selected if s.type is Track.DEFENSE]
@@ -239,29 +220,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     _check_key_scheme(output_dir, config.force)
     earlier = _earlier_conditions(output_dir)  # before this run's manifest replaces it
     workspace = Workspace(output_dir, Instance.create())
-    if config.force:
-        for discarded in folder.discarded_by_force():
-            _remove(discarded, echo)
-    _warn(remove_legacy_scratch(output_dir), echo)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(output_dir, FOLDER_MODE)  # owner only from the start (make_private sets the rest at the end)
-    if stored_secret is None:
-        save_secret(folder.secret, secret)
-    folder.store().put_key_scheme(KEY_SCHEME)
-    for stale in folder.stale_temporaries():  # half-written files of a harness that was killed
-        stale.unlink(missing_ok=True)
-
-    try:
-        protections = probe(config.sandbox)
-    except RuntimeError as exc:
-        raise CompetitionError(str(exc)) from None
-    for note in protections.notes:
-        echo(one_line(f"sandbox: {note}"))
-    unenforced = _check_enforced(protections, config, jobs=jobs)
-    swept = sweep_dead(workspace, protections)
-    if swept:
-        echo(f"removed {len(swept)} leftover(s) of harness processes that were killed: {', '.join(swept[:3])}"
-             f"{' ...' if len(swept) > 3 else ''}")
+    _prepare_folder(folder, force=config.force, secret=None if stored_secret else secret, echo=echo)
+    protections, unenforced = _protections(config, workspace, jobs=jobs, echo=echo)
     gpus = visible_gpus()
     with contextlib.ExitStack() as cluster:
         executor = None
@@ -311,6 +271,82 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     return CompetitionResult(scores=scores, predictions=predictions, attack_images=attack_rows, runs=runs,
                              discovery=discovery, outcome=outcome, dataset=dataset, manifest=manifest,
                              matrices=matrices, instance=workspace.instance)
+
+
+def _checked(config: CompetitionConfig) -> tuple[list[int], int]:
+    """The competition's ε values (sorted, distinct) and parallel runs, after checking the options that need no
+    folder: ε, batch size, jobs, the scheduler's address and TLS files.
+
+    Raises:
+        CompetitionError: One of them is wrong (the message says which and how to fix it).
+    """
+    epsilons = sorted({parse_epsilon(e) for e in config.epsilons})
+    if not epsilons:
+        raise CompetitionError("no epsilon given; pass --max_epsilon with one or more integers in 0..255")
+    jobs = default_jobs() if config.jobs is None else config.jobs
+    if config.batch_size < 1 or jobs < 1:
+        raise CompetitionError("--batch_size and --jobs must be at least 1")
+    if config.scheduler is not None or any(p is not None for p in (config.tls_ca_file, config.tls_cert,
+                                                                    config.tls_key)):
+        from harness.dask_executor import check_address, scheduler_security  # its errors are CompetitionErrors
+        if config.scheduler is not None:
+            check_address(config.scheduler)
+        scheduler_security(config.scheduler, ca_file=config.tls_ca_file, cert=config.tls_cert, key=config.tls_key)
+    return epsilons, jobs
+
+
+def _discovered(config: CompetitionConfig, echo: Callable[[str], None]) -> Discovery:
+    """The submissions of the configured folders; each skipped folder and each warning echoed in one line."""
+    expected = {d: {Track.ATTACK, Track.TARGETED_ATTACK} for d in config.attacks_dirs}
+    for d in config.defenses_dirs:
+        expected[d] = {Track.DEFENSE}
+    discovery = discover([*config.attacks_dirs, *config.defenses_dirs], expected=expected)
+    for problem in discovery.problems:
+        echo(one_line(f"skipped {problem.path}: {problem.message}"))
+    for submission in discovery.submissions:
+        for warning in submission.warnings:
+            echo(one_line(f"warning: {warning}"))
+    return discovery
+
+
+def _prepare_folder(folder: ResultsFolder, *, force: bool, secret: bytes | None,
+                    echo: Callable[[str], None]) -> None:
+    """Make the results folder ready for a run: discard what ``force`` discards, remove an earlier harness's scratch
+    folder, make it owner-only, store ``secret`` when it is new (None: one is stored), mark the key scheme and
+    delete half-written files of a harness that was killed."""
+    if force:
+        for discarded in folder.discarded_by_force():
+            _remove(discarded, echo)
+    _warn(remove_legacy_scratch(folder.root), echo)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder.root, FOLDER_MODE)  # owner only from the start (make_private sets the rest at the end)
+    if secret is not None:
+        save_secret(folder.secret, secret)
+    folder.store().put_key_scheme(KEY_SCHEME)
+    for stale in folder.stale_temporaries():
+        stale.unlink(missing_ok=True)
+
+
+def _protections(config: CompetitionConfig, workspace: Workspace, *, jobs: int,
+                 echo: Callable[[str], None]) -> tuple[Protections, list[str]]:
+    """The sandbox's protections here (each note echoed), the limits it cannot enforce (:func:`_check_enforced`),
+    after removing what killed harnesses left (:func:`sweep_dead`).
+
+    Raises:
+        CompetitionError: No such sandbox here, or a limit it cannot enforce that the organiser did not allow.
+    """
+    try:
+        protections = probe(config.sandbox)
+    except RuntimeError as exc:
+        raise CompetitionError(str(exc)) from None
+    for note in protections.notes:
+        echo(one_line(f"sandbox: {note}"))
+    unenforced = _check_enforced(protections, config, jobs=jobs)
+    swept = sweep_dead(workspace, protections)
+    if swept:
+        echo(f"removed {len(swept)} leftover(s) of harness processes that were killed: {', '.join(swept[:3])}"
+             f"{' ...' if len(swept) > 3 else ''}")
+    return protections, unenforced
 
 
 def _dataset_entry(dataset: Dataset) -> DatasetEntry:

@@ -204,8 +204,7 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
-# one loop: start, watch (time, log, output), kill, describe; each step needs the others' state
-def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,  # noqa: C901
+def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, log_path: Path,
                 log_name: str, watch: Path | None = None, cgroup: dict[str, Path] | None = None,
                 display: str | None = None, drop: Callable[[], None] | None = None,
                 instance: Instance | None = None, pass_fds: tuple[int, ...] = ()) -> RunRecord:
@@ -233,15 +232,12 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
     Raises:
         ValueError: ``cgroup`` is given and no ``instance``.
     """
-    jail = None
-    if cgroup:
-        if instance is None:
-            raise ValueError("run_process: a run in a cgroup needs the harness instance it is named for")
-        jail = CgroupJail(cgroup, limits, instance=instance)
+    jail = _jail(cgroup, limits, instance)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    shown = f"$ {one_line(display or ' '.join(argv), limit=2000)}\n"
     if jail is not None and jail.problems:  # the manifest promised these limits: no run without them
         problem = one_line(f"not started: its limits could not be set ({'; '.join(jail.problems)})")
-        log_path.write_bytes(f"$ {one_line(display or ' '.join(argv), limit=2000)}\n[harness] {problem}\n".encode())
+        log_path.write_bytes(f"{shown}[harness] {problem}\n".encode())
         jail.remove()
         return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
     memory_by_cgroup = bool(jail and jail.memory_enforced)
@@ -255,7 +251,7 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
             drop()
 
     with open(log_path, "wb") as log:
-        log.write(f"$ {one_line(display or ' '.join(argv), limit=2000)}\n".encode())
+        log.write(shown.encode())
         log.flush()
         start = time.monotonic()
         read_end, write_end = os.pipe()
@@ -266,34 +262,14 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         except (OSError, subprocess.SubprocessError) as exc:
             os.close(read_end)
             os.close(write_end)
-            number = getattr(exc, "errno", None)
-            reason = os.strerror(number) if number else str(exc)
-            hint = " (add a #! line to the entry point)" if number == errno.ENOEXEC else ""
-            problem = one_line(f"entry point could not be started: {reason}{hint}")
+            problem = _not_started(exc)
             log.write(f"[harness] {problem}\n".encode())
             if jail is not None:
                 jail.remove()
             return RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem=problem, log=log_name)
         os.close(write_end)
-        log_limit = limits.log_mb << 20 if limits.log_mb else None
-        pump = _LogPump(read_end, log, log_limit)
-        timed_out = False
-        stopped = ""
-        while True:
-            remaining = limits.wall_seconds - (time.monotonic() - start)
-            if remaining <= 0:
-                timed_out = True
-                break
-            try:
-                process.wait(timeout=min(POLL_SECONDS, remaining))
-                break
-            except subprocess.TimeoutExpired:
-                if pump.over.is_set():
-                    stopped = f"log reached the {limits.log_mb} MB limit; run stopped"
-                    break
-                stopped = _over_output_limit(watch, limits)
-                if stopped:
-                    break
+        pump = _LogPump(read_end, log, limits.log_mb << 20 if limits.log_mb else None)
+        timed_out, stopped = _supervise(process, pump, limits, watch, start)
         if timed_out or stopped:
             _kill_group(process.pid)
             if jail is not None:
@@ -304,28 +280,78 @@ def run_process(argv: list[str], *, cwd: Path, env: dict[str, str], limits: Limi
         if jail is not None:
             jail.kill_all()
         pump.join()
-        if not stopped and pump.over.is_set():
-            stopped = f"log reached the {limits.log_mb} MB limit; run stopped"
-        if not stopped:
-            stopped = _over_output_limit(watch, limits)
-        if timed_out:
-            problem = f"timed out after {limits.wall_seconds:g} s"
-        elif stopped:
-            problem = stopped
-        else:
-            problem = _describe_exit(exit_code, limits, jail)
+        problem = _problem(exit_code, timed_out, stopped, limits=limits, jail=jail, pump=pump, watch=watch)
         if problem:
             log.write(f"\n[harness] {problem}\n".encode())
-    cpu_seconds = jail.cpu_seconds() if jail is not None else None
-    if jail is not None:
-        for _ in range(20):
-            jail.kill_all()
-            jail.remove()
-            if not any(folder.exists() for folder in jail.folders):
-                break
-            time.sleep(0.05)
+    cpu_seconds = _dismantle(jail)
     return RunRecord(exit_code=exit_code, timed_out=timed_out, seconds=round(seconds, 3), problem=problem,
                      log=log_name, cpu_seconds=None if cpu_seconds is None else round(cpu_seconds, 3))
+
+
+def _jail(cgroup: dict[str, Path] | None, limits: Limits, instance: Instance | None) -> CgroupJail | None:
+    """The run's cgroup under ``cgroup``'s controllers (its limits written and read back); None without any."""
+    if not cgroup:
+        return None
+    if instance is None:
+        raise ValueError("run_process: a run in a cgroup needs the harness instance it is named for")
+    return CgroupJail(cgroup, limits, instance=instance)
+
+
+def _not_started(exc: BaseException) -> str:
+    """The one-line problem of an entry point that could not be started (with the fix for a missing ``#!``)."""
+    number = getattr(exc, "errno", None)
+    reason = os.strerror(number) if number else str(exc)
+    hint = " (add a #! line to the entry point)" if number == errno.ENOEXEC else ""
+    return one_line(f"entry point could not be started: {reason}{hint}")
+
+
+def _supervise(process: subprocess.Popen[bytes], pump: _LogPump, limits: Limits, watch: Path | None,
+               start: float) -> tuple[bool, str]:
+    """Wait for ``process`` while watching its wall-clock limit, its log size and its output folder.
+
+    Returns:
+        (timed out, why it was stopped: "" when it ended by itself or timed out).
+    """
+    while True:
+        remaining = limits.wall_seconds - (time.monotonic() - start)
+        if remaining <= 0:
+            return True, ""
+        try:
+            process.wait(timeout=min(POLL_SECONDS, remaining))
+            return False, ""
+        except subprocess.TimeoutExpired:
+            if pump.over.is_set():
+                return False, f"log reached the {limits.log_mb} MB limit; run stopped"
+            stopped = _over_output_limit(watch, limits)
+            if stopped:
+                return False, stopped
+
+
+def _problem(exit_code: int, timed_out: bool, stopped: str, *, limits: Limits, jail: CgroupJail | None,
+             pump: _LogPump, watch: Path | None) -> str:
+    """The run's problem after it ended: its time limit, a limit that stopped it (also one reached in its last
+    moments: the log or the output folder), else what its exit status says ("" for a clean exit)."""
+    if timed_out:
+        return f"timed out after {limits.wall_seconds:g} s"
+    if not stopped and pump.over.is_set():
+        stopped = f"log reached the {limits.log_mb} MB limit; run stopped"
+    if not stopped:
+        stopped = _over_output_limit(watch, limits)
+    return stopped or _describe_exit(exit_code, limits, jail)
+
+
+def _dismantle(jail: CgroupJail | None) -> float | None:
+    """Read the run's CPU seconds off its cgroup, then kill what is left in it and remove it; None without one."""
+    if jail is None:
+        return None
+    cpu_seconds = jail.cpu_seconds()
+    for _ in range(20):
+        jail.kill_all()
+        jail.remove()
+        if not any(folder.exists() for folder in jail.folders):
+            break
+        time.sleep(0.05)
+    return cpu_seconds
 
 
 def apply_rlimits(limits: Limits, *, memory_by_cgroup: bool) -> None:
