@@ -22,9 +22,10 @@ from typing import Callable
 from harness.cleanup import owner_of
 from harness.instance import Instance
 from harness.limits import Limits
-from harness.parallelism import QUOTA_PERIOD_US
+from harness.parallelism import QUOTA_PERIOD_US, usable_cores
 
-__all__ = ["CGROUP_LIMITS", "CGROUP_PREFIX", "CgroupJail", "cgroup_roots", "parse_cpu_list", "sweep_dead_cgroups"]
+__all__ = ["CGROUP_LIMITS", "CGROUP_PREFIX", "CgroupJail", "cgroup_roots", "parse_cpu_list", "sweep_dead_cgroups",
+           "weigh_runs"]
 
 #: Limits (named as their :class:`harness.limits.Limits` fields and command-line options) that hold for a whole run
 #: only through a cgroup controller; without it ``memory_mb`` is RLIMIT_DATA per process (a run of many processes,
@@ -75,6 +76,27 @@ def _inherit_cpuset(folder: Path) -> None:
     (folder / "cgroup.clone_children").write_text("1")
 
 
+def weigh_runs(folder: Path, cores: int) -> bool:
+    """Give the harness's ``cpu`` folder the CPU weight of ``cores`` ordinary processes (cgroup v1 ``cpu.shares``
+    1024 each, at most 262144; v2 ``cpu.weight`` 100 each, at most 10000).
+
+    Parallel runs are held in this one folder, and the scheduler weighs a folder against the machine's other
+    processes as one: with the default weight, ``--jobs N`` runs together would get what one busy process gets
+    beside other work. With this weight they weigh as the N plain processes they would otherwise be.
+
+    Returns:
+        True when the weight was written and read back; False where the folder refuses it (the runs then keep the
+        default weight).
+    """
+    v2 = (folder / "cpu.weight").exists()
+    name, value = ("cpu.weight", min(10000, 100 * cores)) if v2 else ("cpu.shares", min(262144, 1024 * cores))
+    try:
+        (folder / name).write_text(str(value))
+        return (folder / name).read_text().strip() == str(value)
+    except OSError:
+        return False
+
+
 def _v1_roots() -> tuple[dict[str, Path], list[str]]:
     roots: dict[str, Path] = {}
     refused: list[str] = []
@@ -94,6 +116,8 @@ def _v1_roots() -> tuple[dict[str, Path], list[str]]:
             except OSError as exc:
                 refused.append(f"{folder}: cannot give it cores ({exc.strerror or exc})")
                 continue
+        if controller == "cpu":
+            weigh_runs(folder, usable_cores())
         roots[controller] = folder.resolve()  # cpu and cpuacct may be one hierarchy under two names
     return roots, refused
 
@@ -111,6 +135,8 @@ def _v2_roots() -> tuple[dict[str, Path], list[str]]:
         if wanted:
             (folder / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in wanted))
         roots = {controller: folder for controller in wanted}
+        if "cpu" in roots:
+            weigh_runs(folder, usable_cores())
         if roots:
             roots["cpuacct"] = folder  # cpu.stat's usage_usec: in every v2 folder
     except OSError:

@@ -18,12 +18,12 @@ from typing import Iterator, NamedTuple
 import pytest
 from test_sandbox_containers import IMAGE, write_container_submission
 
-from harness.cgroups import CgroupJail, parse_cpu_list
+from harness.cgroups import CgroupJail, parse_cpu_list, weigh_runs
 from harness.competition import run_competition
 from harness.devices import DevicePool
 from harness.instance import Instance
 from harness.limits import LimitPolicy, Limits
-from harness.parallelism import CpuShare, cpu_shares, usable_core_ids, worker_cpu_shares
+from harness.parallelism import CpuShare, cpu_shares, usable_core_ids, usable_cores, worker_cpu_shares
 from harness.records import AttackUnitRecord
 from harness.sandboxes.base import SandboxKind
 from harness.sandboxes.docker import docker_run_command
@@ -143,6 +143,32 @@ def test_jail_writes_and_reads_back_the_share_v1_and_v2(tmp_path: Path) -> None:
     (folder,) = jail.folders
     assert (folder / "cpu.max").read_text() == "50000 100000" and not (folder / "cpu.cfs_quota_us").exists()
     assert (folder / "cpuset.cpus").read_text() == "1" and jail.applied == ["cpu_share", "cpuset"]
+
+
+def test_parallel_runs_weigh_as_many_processes_as_cores(tmp_path: Path) -> None:
+    """The runs share one cpu folder, which the scheduler weighs as one process: it gets one per core (v1 and v2)."""
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    v1.mkdir()
+    v2.mkdir()
+    (v1 / "cpu.shares").write_text("1024")
+    (v2 / "cpu.weight").write_text("100")
+    assert weigh_runs(v1, 2) and (v1 / "cpu.shares").read_text() == "2048"
+    assert weigh_runs(v2, 2) and (v2 / "cpu.weight").read_text() == "200"
+    assert weigh_runs(v1, 1000) and (v1 / "cpu.shares").read_text() == "262144"  # the kernel's largest
+    assert weigh_runs(v2, 1000) and (v2 / "cpu.weight").read_text() == "10000"
+    (v1 / "cpu.shares").unlink()
+    (v1 / "cpu.shares").mkdir()  # a folder that refuses the write
+    assert not weigh_runs(v1, 2)
+
+
+@needs_root
+def test_the_harness_cpu_folder_has_the_weight_of_its_cores() -> None:
+    probe.cache_clear()
+    folder = probe(SandboxKind.NONE).cgroup.get("cpu")
+    assert folder is not None, "a root harness has a cpu cgroup controller"
+    weight = folder / ("cpu.weight" if (folder / "cpu.weight").exists() else "cpu.shares")
+    expected = min(10000, 100 * usable_cores()) if weight.name == "cpu.weight" else min(262144, 1024 * usable_cores())
+    assert weight.read_text().strip() == str(expected)
 
 
 def test_a_share_that_does_not_read_back_is_a_problem(tmp_path: Path) -> None:
