@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 
+import numpy as np
 from tabulate import tabulate
 
 from harness.manifest import Manifest
+from harness.per_image import ABSENT, PerImageTable
 from harness.results_folder import WORST_CASE
-from harness.table import CLEAN, PredictionRow
+from harness.scoring import _add_per_image, blocks
+from harness.table import PredictionRow
+from harness.tabulation import table_from_rows
 
 __all__ = ["AIM_KEY", "WORST_CASE", "WorstCase", "aims_from_manifest", "worst_case_csv", "worst_case_table",
            "worst_case_view", "worst_cases"]
@@ -83,57 +86,82 @@ def _rate(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def _survival(right: Mapping[tuple[str, str], Mapping[str, bool]], defense: str, ids: list[str], names: list[str]
-              ) -> float | None:
-    """Share of ``ids`` that ``defense`` gets right under every attack of ``names`` (None: no image or attack)."""
-    if not ids or not names:
+def _survival(ids: np.ndarray, right_count: np.ndarray, attacks: int) -> float | None:
+    """Share of the images ``ids`` (a mask) right under all ``attacks`` (None: no image or attack)."""
+    n_ids = int(ids.sum())
+    if not n_ids or not attacks:
         return None
-    return sum(all(right[(defense, a)].get(i, False) for a in names) for i in ids) / len(ids)
+    return int(np.count_nonzero(ids & (right_count == attacks))) / n_ids
 
 
-def worst_cases(predictions: Iterable[PredictionRow], *, epsilon: int, defenses: list[str], attacks: list[str],
-                aims: Mapping[str, str]) -> list[WorstCase]:
+def worst_cases(predictions: Iterable[PredictionRow] | PerImageTable, *, epsilon: int, defenses: list[str],
+                attacks: list[str], aims: Mapping[str, str]) -> list[WorstCase]:
     """Each defense's worst case at ``epsilon`` over ``attacks`` (targeted attacks included: correct = true label).
 
     Args:
-        predictions: The per-image table.
+        predictions: The per-image table (or its rows).
         epsilon: ε in 0-255 units.
         defenses: Defense names, in output order.
         attacks: Every attack name (non-targeted and targeted).
         aims: attack → defense it is aimed at (:func:`aims_from_manifest`).
 
     Returns:
-        One :class:`WorstCase` per defense, in ``defenses`` order.
+        One :class:`WorstCase` per defense, in ``defenses`` order; accuracies are over the images the defense has
+        a clean row for, and an attack counts for a defense when the table has a row of that pair at ``epsilon``.
     """
-    wanted = set(attacks)
-    clean: dict[str, dict[str, bool]] = defaultdict(dict)
-    right: dict[tuple[str, str], dict[str, bool]] = defaultdict(dict)
-    for row in predictions:
-        ok = row.prediction is not None and row.prediction == row.true_label
-        if row.attack_type == CLEAN:
-            clean[row.defense][row.image_id] = ok
-        elif row.epsilon == epsilon and row.attack in wanted:
-            right[(row.defense, row.attack)][row.image_id] = ok
+    table = predictions if isinstance(predictions, PerImageTable) else table_from_rows(predictions, (), ())
+    n_def, n_img = len(table.defenses), len(table.images)
+    truth = table.images.true_label
+    clean_present = np.zeros((n_def, n_img), dtype=np.bool_)
+    clean_right = np.zeros((n_def, n_img), dtype=np.bool_)
+    for _, rows, images in blocks(table, None):
+        labels = table.label[:, rows]
+        clean_present[:, images] |= labels != ABSENT
+        clean_right[:, images] |= labels == truth[images]
+    wanted = {table.attacks.index(a): a for a in attacks if a in table.attacks}
+    aimed_at = {a: table.defenses.index(aims[a]) for a in attacks if aims.get(a) in table.defenses}
+    right_all = np.zeros((n_def, n_img), dtype=np.int32)
+    right_aimed = np.zeros((n_def, n_img), dtype=np.int32)
+    accuracy: dict[tuple[int, str], int] = {}
+    for code, rows, images in blocks(table, epsilon):
+        name = wanted.get(code)
+        if name is None:
+            continue
+        labels = table.label[:, rows]
+        right = labels == truth[images]
+        has_rows = (labels != ABSENT).any(axis=1)
+        hits = (right & clean_present[:, images]).sum(axis=1)
+        for having in np.flatnonzero(has_rows).tolist():
+            accuracy[(having, name)] = int(hits[having])
+        _add_per_image(right_all, images, right.astype(np.int32))
+        if name in aimed_at:
+            target = aimed_at[name]
+            _add_per_image(right_aimed[target:target + 1], images, right[target:target + 1].astype(np.int32))
     result = []
     for defense in defenses:
-        ids = sorted(clean[defense])
+        d: int = table.defenses.index(defense) if defense in table.defenses else -1
+        ids = clean_present[d] if d >= 0 else np.zeros(n_img, dtype=np.bool_)
+        n_ids = int(ids.sum())
         aimed = sorted(a for a in attacks if aims.get(a) == defense)
-        accuracy = {a: _rate(sum(right[(defense, a)].get(i, False) for i in ids), len(ids)) for a in attacks
-                    if right[(defense, a)]}
-        ranked = sorted(accuracy, key=lambda a: (accuracy[a], a))
+        rates = {a: _rate(accuracy[(d, a)], n_ids) for a in attacks if (d, a) in accuracy}
+        ranked = sorted(rates, key=lambda a: (rates[a], a))
         worst = ranked[0] if ranked else ""
-        aimed_rates = [accuracy[a] for a in aimed if a in accuracy]
-        other_rates = [accuracy[a] for a in accuracy if a not in aimed]
-        scored = [a for a in attacks if a in accuracy]
+        aimed_rates = [rates[a] for a in aimed if a in rates]
+        other_rates = [rates[a] for a in rates if a not in aimed]
+        scored = [a for a in attacks if a in rates]
+        scored_aimed = [a for a in scored if a in aimed]
+
+        together = right_all[d] if d >= 0 else np.zeros(n_img, dtype=np.int32)
+        without = together - (right_aimed[d] if d >= 0 else 0)
         result.append(WorstCase(
-            epsilon=epsilon, defense=defense, images=len(ids),
-            clean_accuracy=_rate(sum(clean[defense].values()), len(ids)),
-            worst_attack=worst, worst_attack_accuracy=accuracy.get(worst), worst_is_aimed=worst in aimed,
+            epsilon=epsilon, defense=defense, images=n_ids,
+            clean_accuracy=_rate(int((clean_right[d] & ids).sum()) if d >= 0 else 0, n_ids),
+            worst_attack=worst, worst_attack_accuracy=rates.get(worst), worst_is_aimed=worst in aimed,
             aimed_attacks=";".join(aimed),
             best_aimed_accuracy=min((r for r in aimed_rates if r is not None), default=None),
             best_other_accuracy=min((r for r in other_rates if r is not None), default=None),
-            all_or_nothing=_survival(right, defense, ids, scored),
-            all_or_nothing_without_aimed=_survival(right, defense, ids, [a for a in scored if a not in aimed])))
+            all_or_nothing=_survival(ids, together, len(scored)),
+            all_or_nothing_without_aimed=_survival(ids, without, len(scored) - len(scored_aimed))))
     return result
 
 

@@ -24,23 +24,25 @@ from harness.limits import LimitPolicy
 from harness.manifest import DatasetEntry, Manifest, ManifestError, SkippedEntry, SubmissionEntry
 from harness.names import one_line
 from harness.parallelism import cpu_shares, default_jobs, threads_per_run
+from harness.per_image import PerImageTable
 from harness.privilege import RUN_GID, RUN_UID, staging_parent, sweep_stale_staging
 from harness.provenance import ManifestConditions
 from harness.record_store import KEY_SCHEME_KEY
 from harness.records import Outcome
 from harness.report import write_results
-from harness.results_folder import ATTACK_IMAGES, PER_IMAGE, RUNS, ResultsFolder
+from harness.results_folder import ResultsFolder
 from harness.sandboxes.base import Protections, SandboxKind
 from harness.sandboxes.factory import probe, sandbox_for
-from harness.scoring import Matrix, ScoreRow, score
+from harness.scoring import Matrix, ScoreRow, score_table
 from harness.secret import SecretError, fingerprint
 from harness.secret import load as load_secret
 from harness.secret import new as new_secret
 from harness.secret import save as save_secret
 from harness.store import FOLDER_MODE, make_private
 from harness.submission import Discovery, Submission, discover, suggest
-from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
-from harness.tabulation import build_tables
+from harness.table import AttackImageRow, PredictionRow, RunRow
+from harness.table_files import load_table
+from harness.tabulation import tabulate
 from harness.tracks import Track
 from harness.workspace import Workspace, remove_legacy_scratch, scratch_parent, sweep_dead_scratch
 from submission_kit.contract import parse_epsilon
@@ -73,6 +75,8 @@ class CompetitionConfig:
         tls_ca_file: For a ``tls://`` scheduler: the CA certificate that signed the cluster's certificates.
         tls_cert: For a ``tls://`` scheduler: the driver's certificate (PEM; it may hold the key too).
         tls_key: For a ``tls://`` scheduler: the driver's private key (PEM).
+        per_image_csv: Write ``per_image.csv`` beside ``per_image.parquet`` (True), never (False), or when the
+            competition has at most :data:`harness.table_files.PER_IMAGE_CSV_LIMIT` predictions (None).
     """
 
     input_dir: Path
@@ -96,6 +100,7 @@ class CompetitionConfig:
     tls_ca_file: Path | None = field(default=None, kw_only=True)
     tls_cert: Path | None = field(default=None, kw_only=True)
     tls_key: Path | None = field(default=None, kw_only=True)
+    per_image_csv: bool | None = field(default=None, kw_only=True)
 
 
 @dataclass
@@ -104,15 +109,28 @@ class CompetitionResult:
     the machine (scratch folders, cgroups, containers) its runs made."""
 
     scores: list[ScoreRow]
-    predictions: list[PredictionRow]
-    attack_images: list[AttackImageRow]
-    runs: list[RunRow]
+    table: PerImageTable
     discovery: Discovery
     outcome: Outcome
     dataset: Dataset
     manifest: Manifest
     matrices: list[Matrix]
     instance: Instance
+
+    @property
+    def predictions(self) -> list[PredictionRow]:
+        """The per-image rows (a view of :attr:`table`; for small competitions and tests)."""
+        return list(self.table.prediction_rows())
+
+    @property
+    def attack_images(self) -> list[AttackImageRow]:
+        """The referee's rows (a view of :attr:`table`)."""
+        return list(self.table.attack_image_rows())
+
+    @property
+    def runs(self) -> list[RunRow]:
+        """The process rows (a view of :attr:`table`)."""
+        return list(self.table.run_rows())
 
 
 #: Marker in ``store/`` naming the unit-key scheme the stored work was keyed with.
@@ -240,9 +258,11 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         outcome = runner.execute(attacks, defenses, epsilons)
     for line in rerun_lines(outcome.reruns):
         echo(one_line(line))
-    predictions, attack_rows, runs = build_tables(dataset, outcome, defenses)
-    scores = score(predictions, attack_rows, runs, epsilons=epsilons, defenses=[d.name for d in defenses],
-                   attacks=[(a.name, a.type.value) for a in attacks])
+    table = tabulate(images=[(r.image_id, r.true_label, r.target_class) for r in dataset.images],
+                     clean_versions=outcome.clean_versions, attack_records=outcome.attack_records,
+                     defenses=[d.name for d in defenses], defense_records=runner.defense_records_of(outcome),
+                     attacks=[(a.name, a.type) for a in attacks], epsilons=epsilons)
+    scores = score_table(table, epsilons=epsilons)
     manifest = Manifest(
         harness_version=__version__, key_scheme=KEY_SCHEME, environment=runner.environment.describe(),
         seed=config.seed, secret_sha256=fingerprint(secret), epsilons=tuple(epsilons), batch_size=config.batch_size,
@@ -259,17 +279,15 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
         scheduling_seconds=executor.driver_seconds if executor else None,
         platform={"python": sys.version.split()[0], "system": platform.platform()},
         started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        submission_seconds=round(sum(r.seconds for r in runs if _ran_now(r, outcome)), 3))
-    matrices = write_results(output_dir, scores=scores, predictions=predictions, attack_images=attack_rows,
-                             runs=runs, defenses=[d.name for d in defenses], attacks=[a.name for a in attacks],
-                             targeted=[a.name for a in attacks if a.type is Track.TARGETED_ATTACK],
+        submission_seconds=_submission_seconds(table, outcome))
+    matrices = write_results(output_dir, scores=scores, table=table, per_image_csv=config.per_image_csv,
                              aims={a.name: a.targets_defense for a in attacks if a.targets_defense})
     _warn(workspace.remove_scratch(), echo)
     manifest = replace(manifest, wall_seconds=round(time.time() - started, 3))
     folder.write_manifest(manifest)
     _make_private(output_dir, echo)
-    return CompetitionResult(scores=scores, predictions=predictions, attack_images=attack_rows, runs=runs,
-                             discovery=discovery, outcome=outcome, dataset=dataset, manifest=manifest,
+    return CompetitionResult(scores=scores, table=table, discovery=discovery, outcome=outcome, dataset=dataset,
+                             manifest=manifest,
                              matrices=matrices, instance=workspace.instance)
 
 
@@ -456,8 +474,11 @@ def _warn(problem: str, echo: Callable[[str], None]) -> None:
         echo(one_line(f"warning: {problem}"))
 
 
-def _ran_now(run: RunRow, outcome: Outcome) -> bool:
-    return run.batch in outcome.fresh_keys
+def _submission_seconds(table: PerImageTable, outcome: Outcome) -> float:
+    """Wall time inside the processes that ran now (not those taken from the store)."""
+    runs = table.runs
+    return round(sum(float(seconds) for batch, seconds in zip(runs.batch, runs.seconds.tolist(), strict=True)
+                     if batch in outcome.fresh_keys), 3)
 
 
 def _make_private(output_dir: Path, echo: Callable[[str], None]) -> None:
@@ -468,7 +489,7 @@ def _make_private(output_dir: Path, echo: Callable[[str], None]) -> None:
         echo(one_line(f"warning: cannot make owner-only: {problem}"))
 
 
-def rescore(output_dir: Path) -> list[ScoreRow]:
+def rescore(output_dir: Path, *, per_image_csv: bool | None = None) -> list[ScoreRow]:
     """Recompute and rewrite the leaderboard and matrices from a results folder's tables, running nothing.
 
     Raises:
@@ -481,18 +502,12 @@ def rescore(output_dir: Path) -> list[ScoreRow]:
                                "folder first (python run_competition.py --output_dir ...)")
     try:
         manifest = folder.read_manifest() or Manifest()
-        predictions = read_csv(folder.file(PER_IMAGE), PredictionRow)
-        attack_images = read_csv(folder.file(ATTACK_IMAGES), AttackImageRow)
-        runs = read_csv(folder.file(RUNS), RunRow)
+        table = load_table(folder, manifest)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CompetitionError(one_line(f"{output_dir}: unreadable results ({exc}); rerun the competition into "
                                         "this folder")) from None
-    attacks = manifest.attacks
-    scores = score(predictions, attack_images, runs, epsilons=list(manifest.epsilons), defenses=manifest.defenses,
-                   attacks=[(name, track.value) for name, track in attacks])
-    write_results(output_dir, scores=scores, predictions=predictions, attack_images=attack_images, runs=runs,
-                  defenses=manifest.defenses, attacks=[a for a, _ in attacks],
-                  targeted=[a for a, t in attacks if t is Track.TARGETED_ATTACK], aims=manifest.aims())
+    scores = score_table(table, epsilons=list(manifest.epsilons))
+    write_results(output_dir, scores=scores, table=table, aims=manifest.aims(), per_image_csv=per_image_csv)
     _make_private(output_dir, lambda _: None)
     return scores
 

@@ -199,7 +199,7 @@ def run_unit(context: WorkerContext, unit: Unit, names: dict[str, str] | None = 
         if runner.stored_record(unit) is None:
             raise ClusterError(f"defense unit {unit.key[:12]} came without the opaque names of its images: run "
                                f"the driver with harness {context.harness_version} as on the workers")
-    return runner.run_unit(unit, context.clean_versions, names)
+    return runner.slim(unit, runner.run_unit(unit, context.clean_versions, names))  # answers stay in the store
 
 
 def identity(value: WorkerContext) -> WorkerContext:

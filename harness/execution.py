@@ -27,7 +27,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Protocol, Sequence, TypeVar, overload
+from typing import Callable, Iterator, Protocol, Sequence, TypeVar, overload
 
 from joblib import Parallel, delayed
 
@@ -84,7 +84,7 @@ class LocalExecutor:
 
         def call(unit: Unit) -> Record:
             names = runner.opaque_names(unit) if isinstance(unit, DefenseUnit) else None
-            result = runner.run_unit(unit, clean_versions, names)
+            result = runner.slim(unit, runner.run_unit(unit, clean_versions, names))
             with lock:
                 tick(failed=bool(result.run.problem))
             return result
@@ -176,6 +176,7 @@ class Runner:
         self._placement_known = isinstance(self.executor, LocalExecutor)
         self._digests: dict[tuple[str, str, bool], str] = {}
         self._reruns: dict[str, str] = {}
+        self._defense_versions: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def version_of(self, submission: Submission) -> str:
@@ -408,20 +409,39 @@ class Runner:
         return result
 
     # -- defenses -----------------------------------------------------------------------------------
-    def cached_predictions(self, defense: Submission) -> tuple[dict[str, tuple[int | None, str]],
-                                                              dict[str, DefenseUnitRecord]]:
-        """Stored predictions of this defense version: (version → (label, problem), version → record).
-        A record of another schema, a malformed one, or one made under weaker conditions than asked now
-        (:meth:`rerun_reason`) is ignored (its images are classified again)."""
-        predictions: dict[str, tuple[int | None, str]] = {}
-        sources: dict[str, DefenseUnitRecord] = {}
+    def cached_versions(self, defense: Submission) -> dict[str, str]:
+        """Versions this defense version's stored records answer: version → key of the record whose answer stands
+        (the last in key order). A record of another schema, a malformed one, or one made under weaker conditions
+        than asked now (:meth:`rerun_reason`) is ignored (its images are classified again). Records are read one at
+        a time; their answers are not kept."""
+        sources: dict[str, str] = {}
         for record in self.store.defense_records(self.version_of(defense)):
             if not self._reusable(record, defense, max(1, len(record.predictions)), f"defense {defense.name}"):
                 continue
-            for version, answer in record.predictions.items():
-                predictions[version] = (answer.label, answer.problem)
-                sources[version] = record
-        return predictions, sources
+            for version in record.predictions:
+                sources[version] = record.key
+        return sources
+
+    def slim(self, unit: Unit, record: Record) -> Record:
+        """``record``, without its answers when it is a defense record the store holds (the table reads them back
+        from there, so a stage's records do not all sit in memory): its ``predictions`` are then empty."""
+        if isinstance(unit, DefenseUnit) and isinstance(record, DefenseUnitRecord) and record.predictions and \
+                self.store.objects.exists(self.store.defense_key(unit.version, record.key)):
+            return replace(record, predictions={})
+        return record
+
+    def defense_records_of(self, outcome: Outcome) -> Callable[[str], Iterator[DefenseUnitRecord]]:
+        """Defense name → its records in the order their answers apply (:attr:`Outcome.defense_records`), those
+        without answers (:meth:`slim`) read back from the store one at a time."""
+        def records(name: str) -> Iterator[DefenseUnitRecord]:
+            for record in outcome.defense_records.get(name, []):
+                if record.predictions:
+                    yield record
+                    continue
+                stored = self.store.defense_record(self._defense_versions[name], record.key)
+                if stored is not None:
+                    yield stored
+        return records
 
     def opaque_names(self, unit: DefenseUnit) -> dict[str, str]:
         """The file name under which the defense sees each image version of ``unit`` (version → opaque name).
@@ -501,11 +521,11 @@ class Runner:
 
         defense_work = []
         for defense in defenses:
-            cached, sources = self.cached_predictions(defense)
-            pending = [v for v in needed if v not in cached]
-            outcome.defense_predictions[defense.name] = {v: cached[v] for v in needed if v in cached}
-            used = {id(sources[v]): sources[v] for v in needed if v in cached}
-            outcome.defense_records[defense.name] = list(used.values())
+            self._defense_versions[defense.name] = self.version_of(defense)
+            sources = self.cached_versions(defense)
+            pending = [v for v in needed if v not in sources]
+            used = sorted({sources[v] for v in needed if v in sources})
+            outcome.defense_records[defense.name] = [_stored(defense, key) for key in used]
             outcome.reused["defense"] += len(used)
             for group in pack_versions(pending, originals, size=self.batch_size, seed=self.seed):
                 defense_work.append(DefenseUnit(defense, group, self.version_of(defense)))
@@ -514,14 +534,15 @@ class Runner:
         outcome.fresh_keys.update(r.key for r in fresh_defenses)
         for defense_record in fresh_defenses:
             outcome.defense_records[defense_record.defense].append(defense_record)
-            table = outcome.defense_predictions[defense_record.defense]
-            for version, answer in defense_record.predictions.items():
-                table[version] = (answer.label, answer.problem)
-        for records in outcome.defense_records.values():
-            records.sort(key=lambda r: r.key)
         with self._lock:
             outcome.reruns = list(self._reruns.values())
         return outcome
+
+
+def _stored(defense: Submission, key: str) -> DefenseUnitRecord:
+    """A stand-in for a stored defense record (no answers: :meth:`Runner.defense_records_of` reads it back)."""
+    return DefenseUnitRecord(key=key, defense=defense.name, defense_hash=defense.content_hash,
+                             run=RunRecord(exit_code=None, timed_out=False, seconds=0.0, problem="", log=""))
 
 
 def _of_kind(kind: type[_Record], records: list[Record]) -> list[_Record]:

@@ -246,8 +246,9 @@ class Outcome:
 
     Attributes:
         attack_records: Records of every attack batch in the plan (fresh or cached).
-        defense_predictions: defense name → version hash → (label or None, problem).
-        defense_records: Records (fresh or cached) that contributed predictions, per defense name.
+        defense_records: Records (fresh or cached) that contributed predictions, per defense name, in the order
+            their answers apply; one without ``predictions`` is in the store (read back by key when the table is
+            made: :meth:`harness.execution.Runner.defense_records_of`), so answers are never all in memory.
         executed: Counts of units that ran now, per kind ("attack", "defense").
         reused: Counts of units taken from the store, per kind.
         clean_versions: Pixel hash of every clean image, by image id.
@@ -258,7 +259,6 @@ class Outcome:
     """
 
     attack_records: list[AttackUnitRecord] = field(default_factory=list)
-    defense_predictions: dict[str, dict[str, tuple[int | None, str]]] = field(default_factory=dict)
     defense_records: dict[str, list[DefenseUnitRecord]] = field(default_factory=dict)
     executed: dict[str, int] = field(default_factory=lambda: {"attack": 0, "defense": 0})
     reused: dict[str, int] = field(default_factory=lambda: {"attack": 0, "defense": 0})

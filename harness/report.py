@@ -13,21 +13,29 @@ from tabulate import tabulate
 
 from harness.adaptive import worst_case_csv, worst_cases
 from harness.names import one_line
+from harness.per_image import PerImageTable
 from harness.results_folder import (
     ACCURACY_MATRIX,
     ATTACK_IMAGES,
     LEADERBOARD,
     MANIFEST,
     PER_IMAGE,
+    PER_IMAGE_PARQUET,
     RUNS,
     TARGETED_HIT_MATRIX,
     TIMINGS,
     WORST_CASE,
     ResultsFolder,
 )
-from harness.scoring import TRACKS, Matrix, ScoreRow, accuracy_matrix, hit_matrix
+from harness.scoring import TRACKS, Matrix, ScoreRow, accuracy_matrix, epsilon_stats, hit_matrix
 from harness.store import atomic_write_text
-from harness.table import AttackImageRow, PredictionRow, RunRow, write_csv
+from harness.table_files import (
+    PER_IMAGE_CSV_LIMIT,
+    write_attack_images,
+    write_per_image_csv,
+    write_per_image_parquet,
+    write_runs,
+)
 from harness.tracks import Track
 
 __all__ = ["ATTACK_IMAGES", "LEADERBOARD", "LEADERBOARD_COLUMNS", "MANIFEST", "PER_IMAGE", "RUNS", "TIMINGS",
@@ -120,28 +128,44 @@ def matrix_table(matrix: Matrix, title: str) -> str:
     return f"{title}\n{tabulate(body, headers=['defense', *matrix.columns], tablefmt='github', disable_numparse=True)}"
 
 
-def write_results(output_dir: Path, *, scores: list[ScoreRow], predictions: list[PredictionRow],
-                  attack_images: list[AttackImageRow], runs: list[RunRow], defenses: list[str],
-                  attacks: list[str], targeted: list[str], aims: dict[str, str] | None = None) -> list[Matrix]:
-    """Write the leaderboard, matrices and tables into ``output_dir`` (each file atomically).
+def write_results(output_dir: Path, *, scores: list[ScoreRow], table: PerImageTable,
+                  aims: dict[str, str] | None = None, per_image_csv: bool | None = None) -> list[Matrix]:
+    """Write the leaderboard, matrices and tables into ``output_dir`` (each file atomically), all views of ``table``.
 
-    ``aims`` (attack → the defense it is aimed at, :mod:`harness.adaptive`) only labels ``worst_case.csv``.
+    Args:
+        output_dir: The results folder.
+        scores: :func:`harness.scoring.score_table` of ``table``.
+        table: The per-image table.
+        aims: attack → the defense it is aimed at (:mod:`harness.adaptive`); only labels ``worst_case.csv``.
+        per_image_csv: Write ``per_image.csv`` beside ``per_image.parquet``; None: when the table holds at most
+            :data:`harness.table_files.PER_IMAGE_CSV_LIMIT` prediction rows (a stale CSV is removed otherwise).
 
     Returns:
         The accuracy matrices (one per ε).
     """
     epsilons = sorted({s.epsilon for s in scores})
     folder = ResultsFolder(output_dir)
-    write_csv(folder.file(PER_IMAGE), predictions, PredictionRow)
-    write_csv(folder.file(ATTACK_IMAGES), attack_images, AttackImageRow)
-    write_csv(folder.file(RUNS), runs, RunRow)
-    accuracy = [accuracy_matrix(predictions, epsilon=e, defenses=defenses, attacks=attacks) for e in epsilons]
+    defenses, attacks = list(table.defenses), list(table.attacks)
+    targeted = table.attacks_of(Track.TARGETED_ATTACK)
+    write_per_image_parquet(folder.file(PER_IMAGE_PARQUET), table)
+    if per_image_csv if per_image_csv is not None else table.predictions <= PER_IMAGE_CSV_LIMIT:
+        write_per_image_csv(folder.file(PER_IMAGE), table)
+    else:
+        folder.file(PER_IMAGE).unlink(missing_ok=True)  # a CSV of an earlier run would no longer be this table
+    write_attack_images(folder.file(ATTACK_IMAGES), table)
+    write_runs(folder.file(RUNS), table)
+    clean = epsilon_stats(table, None)
+    accuracy, hits = [], []
+    for eps in epsilons:
+        stats = epsilon_stats(table, eps)
+        accuracy.append(accuracy_matrix(table, epsilon=eps, defenses=defenses, attacks=attacks,
+                                        stats=(clean, stats)))
+        hits.append(hit_matrix(table, epsilon=eps, defenses=defenses, targeted_attacks=targeted, stats=stats))
     write_matrix(folder.file(ACCURACY_MATRIX), accuracy)
-    write_matrix(folder.file(TARGETED_HIT_MATRIX), [
-        hit_matrix(predictions, epsilon=e, defenses=defenses, targeted_attacks=targeted) for e in epsilons])
+    write_matrix(folder.file(TARGETED_HIT_MATRIX), hits)
     atomic_write_text(folder.file(TIMINGS), timings_csv(scores))
     atomic_write_text(folder.file(LEADERBOARD), leaderboard_csv(scores))
     atomic_write_text(folder.file(WORST_CASE), worst_case_csv([
         case for e in epsilons
-        for case in worst_cases(predictions, epsilon=e, defenses=defenses, attacks=attacks, aims=aims or {})]))
+        for case in worst_cases(table, epsilon=e, defenses=defenses, attacks=attacks, aims=aims or {})]))
     return accuracy

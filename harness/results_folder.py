@@ -5,7 +5,7 @@ Layout (``docs/results_layout.md`` says what each file holds)::
     manifest.json            what the run was (:class:`harness.manifest.Manifest`)
     secret.key               the folder's secret (:mod:`harness.secret`)
     leaderboard.csv, timings.csv, accuracy_matrix.csv, targeted_hit_matrix.csv, worst_case.csv,
-    per_image.csv, attack_images.csv, runs.csv
+    per_image.parquet, per_image.csv (small competitions), attack_images.csv, runs.csv
     logs/attacks/<attack>/eps<ε>_<key[:12]>.log, logs/defenses/<defense>/<key[:12]>.log, logs/cluster.log
     store/                   finished units and refereed images (:class:`harness.record_store.RecordStore` owns
                              what is below)
@@ -26,8 +26,8 @@ from harness.manifest import Manifest, ManifestError
 from harness.record_store import RecordStore
 from harness.store import LocalStore, atomic_write_text
 
-__all__ = ["ACCURACY_MATRIX", "ATTACK_IMAGES", "LEADERBOARD", "MANIFEST", "PER_IMAGE", "REPORT_DIR", "RUNS",
-           "SECRET_FILE", "TARGETED_HIT_MATRIX", "TIMINGS", "WORST_CASE", "ResultsFolder"]
+__all__ = ["ACCURACY_MATRIX", "ATTACK_IMAGES", "LEADERBOARD", "MANIFEST", "PER_IMAGE", "PER_IMAGE_PARQUET",
+           "REPORT_DIR", "RUNS", "SECRET_FILE", "TARGETED_HIT_MATRIX", "TIMINGS", "WORST_CASE", "ResultsFolder"]
 
 MANIFEST = "manifest.json"
 SECRET_FILE = "secret.key"
@@ -37,6 +37,7 @@ ACCURACY_MATRIX = "accuracy_matrix.csv"
 TARGETED_HIT_MATRIX = "targeted_hit_matrix.csv"
 WORST_CASE = "worst_case.csv"
 PER_IMAGE = "per_image.csv"
+PER_IMAGE_PARQUET = "per_image.parquet"
 ATTACK_IMAGES = "attack_images.csv"
 RUNS = "runs.csv"
 #: The report's folder.
@@ -45,7 +46,7 @@ _LOGS = "logs"
 _STORE = "store"
 _SCRATCH = "tmp"
 #: The tables a finished run leaves (what ``score`` and ``report`` read besides the manifest).
-TABLES = (PER_IMAGE, ATTACK_IMAGES, RUNS)
+TABLES = (ATTACK_IMAGES, RUNS)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,10 @@ class ResultsFolder:
 
     def missing_tables(self) -> list[str]:
         """Names of the tables and manifest of a finished run that are not here ([] when all are)."""
-        return [name for name in (*TABLES, MANIFEST) if not (self.root / name).is_file()]
+        missing = [name for name in (*TABLES, MANIFEST) if not (self.root / name).is_file()]
+        if not (self.root / PER_IMAGE_PARQUET).is_file() and not (self.root / PER_IMAGE).is_file():
+            missing.insert(0, PER_IMAGE_PARQUET)  # a folder written before Parquet has per_image.csv only
+        return missing
 
     # -- the manifest ----------------------------------------------------------------------------------------
     def read_manifest(self) -> Manifest | None:

@@ -1,62 +1,340 @@
-"""An execution's outcome as the per-image table: prediction rows, referee rows and run rows."""
+"""Stored unit records → the columnar per-image table (:class:`harness.per_image.PerImageTable`), streamed.
+
+:func:`tabulate` reads records one at a time (attack batches, then each defense's batches in the order their answers
+apply) and keeps only columns: version rows as growing integer arrays, each defense's answers as one int16 array
+over the distinct image versions, scattered into the D × V matrices when that defense is done. No record outlives
+its turn, so memory grows with the table (≈ 6 bytes a prediction), not with the JSON.
+
+:func:`table_from_rows` builds the same table from row lists (:class:`harness.table.PredictionRow`, ...): what
+results folders written before the columnar files hold, and what hand-made tests write.
+"""
 
 from __future__ import annotations
 
-from harness.dataset import Dataset
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from typing import cast
+
+import numpy as np
+
 from harness.names import one_line
-from harness.records import Outcome
-from harness.submission import Submission
+from harness.per_image import (
+    ABSENT,
+    CLEAN_CODE,
+    NO_PREDICTION,
+    NOT_STARTED,
+    TRACK_ORDER,
+    ImageColumns,
+    PerImageTable,
+    RunColumns,
+    StringPool,
+    VersionColumns,
+)
+from harness.records import AttackUnitRecord, DefenseUnitRecord, RunRecord
 from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
 from harness.tracks import Track
 
-__all__ = ["build_tables"]
+__all__ = ["NOT_CLASSIFIED", "TableBuilder", "tabulate", "table_from_rows"]
+
+#: The problem of a version no defense batch answered (its batch never ran).
+NOT_CLASSIFIED = "not classified"
+
+_INT_COLUMNS = (("epsilon", "h", np.int16), ("attack", "h", np.int16), ("image", "i", np.int32),
+                ("draw", "h", np.int16), ("verdict", "b", np.bool_), ("problem", "i", np.int32),
+                ("clipped_values", "q", np.int64), ("max_violation", "h", np.int16), ("linf", "h", np.int16),
+                ("note", "i", np.int32))
 
 
-def build_tables(dataset: Dataset, outcome: Outcome, defenses: list[Submission]
-                 ) -> tuple[list[PredictionRow], list[AttackImageRow], list[RunRow]]:
-    """Turn an :class:`Outcome` into the per-image table (predictions, referee rows, run rows)."""
-    labels = dataset.by_id()
-    predictions: list[PredictionRow] = []
-    attack_rows: list[AttackImageRow] = []
-    runs: list[RunRow] = []
+class TableBuilder:
+    """Builds a :class:`PerImageTable` in two phases: version rows and runs first (:meth:`add_clean`,
+    :meth:`add_attack_record`, :meth:`add_row`, :meth:`add_run`), then, after :meth:`freeze_rows`, answers
+    (:meth:`add_answers` by image version, or :meth:`set_prediction` by row); :meth:`build` ends it.
 
-    def answer(defense: str, version: str) -> tuple[int | None, str]:
-        return outcome.defense_predictions.get(defense, {}).get(version, (None, "not classified"))
+    Args:
+        image_ids: The images, any order (the table sorts them).
+        true_labels, target_classes: Per image id.
+        defenses: Defense names, in the competition's order.
+        attacks: (name, track) of every attack, in the competition's order.
+        epsilons: ε values asked for.
+        absent_by_default: Predictions nobody set are :data:`harness.per_image.ABSENT` (no row) instead of
+            "no prediction: not classified" (a defense batch that never ran).
+    """
 
+    def __init__(self, *, image_ids: Sequence[str], true_labels: Sequence[int], target_classes: Sequence[int],
+                 defenses: Sequence[str], attacks: Sequence[tuple[str, Track]], epsilons: Sequence[int] = (),
+                 absent_by_default: bool = False) -> None:
+        order = sorted(range(len(image_ids)), key=lambda i: image_ids[i])
+        self.images = ImageColumns(ids=tuple(image_ids[i] for i in order),
+                                   true_label=np.array([true_labels[i] for i in order], dtype=np.int16),
+                                   target_class=np.array([target_classes[i] for i in order], dtype=np.int16))
+        self._image_index = {image_id: i for i, image_id in enumerate(self.images.ids)}
+        self.defenses = tuple(defenses)
+        self._defense_index = {name: i for i, name in enumerate(self.defenses)}
+        self.attacks = tuple(name for name, _ in attacks)
+        self.attack_tracks = tuple(Track(track) for _, track in attacks)
+        self._attack_index = {name: i for i, name in enumerate(self.attacks)}
+        self.epsilons = tuple(sorted(set(epsilons)))
+        self.strings = StringPool()
+        self._not_classified = self.strings.code(NOT_CLASSIFIED)
+        self._absent = absent_by_default
+        self._columns = {name: array(code) for name, code, _ in _INT_COLUMNS}
+        self._row_version = array("i")  # row → index of its image version (-1: none known)
+        self._versions: dict[str, int] = {}
+        self._row_keys: dict[tuple[int, int, int], int] = {}
+        self._runs: dict[str, list[object]] = {name: [] for name in (
+            "track", "name", "epsilon", "batch", "images", "exit_code", "timed_out", "seconds", "problem", "log")}
+        self._label: np.ndarray | None = None
+        self._answer_problem: np.ndarray | None = None
+        self._row_of_version: np.ndarray | None = None
+
+    # -- phase 1: rows and runs ---------------------------------------------------------------------------------
+    def image_index(self, image_id: str) -> int:
+        """Index of an image id. Raises ``KeyError`` for an id that is not in the table."""
+        return self._image_index[image_id]
+
+    def _version(self, sha256: str) -> int:
+        found = self._versions.get(sha256)
+        if found is None:
+            found = self._versions[sha256] = len(self._versions)
+        return found
+
+    def add_row(self, *, epsilon: int, attack: str, image_id: str, version: str | None = None) -> int:
+        """The version row of (ε, attack, image) — ``attack`` "" for a clean row — made on first use; its index."""
+        attack_code = CLEAN_CODE if attack == "" else self._attack_index[attack]
+        key = (CLEAN_CODE if attack == "" else epsilon, attack_code, self._image_index[image_id])
+        row = self._row_keys.get(key)
+        if row is None:
+            row = self._row_keys[key] = len(self._row_version)
+            for (name, _, _), value in zip(_INT_COLUMNS, (*key, 0, 0, 0, 0, 0, 0, 0), strict=True):
+                self._columns[name].append(value)
+            self._row_version.append(-1)
+        if version is not None:
+            self._row_version[row] = self._version(version)
+        return row
+
+    def set_verdict(self, row: int, *, problem: str, clipped_values: int, max_violation: int, linf: int,
+                    note: str) -> None:
+        """The referee's verdict on an attack row."""
+        columns = self._columns
+        columns["verdict"][row] = 1
+        columns["problem"][row] = self.strings.code(problem)
+        columns["clipped_values"][row] = clipped_values
+        columns["max_violation"][row] = max_violation
+        columns["linf"][row] = linf
+        columns["note"][row] = self.strings.code(note)
+
+    def add_clean(self, clean_versions: dict[str, str]) -> None:
+        """One clean row per image (image id → pixel hash of the clean image)."""
+        for image_id in self.images.ids:
+            self.add_row(epsilon=CLEAN_CODE, attack="", image_id=image_id, version=clean_versions[image_id])
+
+    def add_attack_record(self, record: AttackUnitRecord) -> None:
+        """An attack batch's rows (one per image, with its verdict) and its run."""
+        for image in record.images:
+            row = self.add_row(epsilon=record.epsilon, attack=record.attack, image_id=image.image_id,
+                               version=image.version)
+            self.set_verdict(row, problem=image.problem, clipped_values=image.clipped_values,
+                             max_violation=image.max_violation, linf=image.linf, note=image.note)
+        self.add_run(track=record.attack_type, name=record.attack, epsilon=record.epsilon, batch=record.key,
+                     images=len(record.images), run=record.run)
+
+    def add_run(self, *, track: Track | str, name: str, epsilon: int | None, batch: str, images: int,
+                run: RunRecord | RunRow) -> None:
+        """One process row."""
+        runs = self._runs
+        runs["track"].append(TRACK_ORDER.index(Track(track)))
+        runs["name"].append(self.strings.code(name))
+        runs["epsilon"].append(CLEAN_CODE if epsilon is None else epsilon)
+        runs["batch"].append(batch)
+        runs["images"].append(images)
+        runs["exit_code"].append(NOT_STARTED if run.exit_code is None else run.exit_code)
+        runs["timed_out"].append(run.timed_out)
+        runs["seconds"].append(run.seconds)
+        runs["problem"].append(self.strings.code(one_line(run.problem) if isinstance(run, RunRecord)
+                                                 else run.problem))
+        runs["log"].append(run.log)
+
+    def add_defense_run(self, record: DefenseUnitRecord) -> None:
+        self.add_run(track=Track.DEFENSE, name=record.defense, epsilon=None, batch=record.key,
+                     images=len(record.predictions), run=record.run)
+
+    # -- phase 2: answers -------------------------------------------------------------------------------------
+    def freeze_rows(self) -> None:
+        """End phase 1: sort the version rows (clean first, then ε, attack, image) and make the answer matrices."""
+        columns = {name: np.frombuffer(self._columns[name], dtype=code).astype(dtype) if len(self._columns[name])
+                   else np.zeros(0, dtype=dtype) for name, code, dtype in _INT_COLUMNS}
+        columns["verdict"] = columns["verdict"].astype(np.bool_)
+        attack_rank = np.argsort(np.argsort(np.array(self.attacks, dtype=object), kind="stable"), kind="stable")
+        rank = (np.where(columns["attack"] == CLEAN_CODE, -1, attack_rank[np.maximum(columns["attack"], 0)])
+                if len(attack_rank) else np.full(len(columns["attack"]), -1))
+        self._order = np.lexsort((columns["draw"], columns["image"], rank, columns["epsilon"]))
+        self._position = np.empty_like(self._order)
+        self._position[self._order] = np.arange(len(self._order))
+        self.versions = VersionColumns(**{name: columns[name][self._order] for name in columns})
+        row_version = np.frombuffer(self._row_version, dtype=np.int32) if len(self._row_version) \
+            else np.zeros(0, dtype=np.int32)
+        self._row_of_version = row_version[self._order]
+        shape = (len(self.defenses), len(self._order))
+        self._label = np.full(shape, ABSENT if self._absent else NO_PREDICTION, dtype=np.int16)
+        self._answer_problem = np.full(shape, 0 if self._absent else self._not_classified, dtype=np.int32)
+        self._columns = {}
+        self._row_keys_frozen = self._row_keys
+        self._row_keys = {}
+
+    def row(self, *, epsilon: int | None, attack: str, image_id: str) -> int:
+        """Index (after :meth:`freeze_rows`) of the row of (ε, attack, image); raises ``KeyError`` if none."""
+        attack_code = CLEAN_CODE if attack == "" else self._attack_index[attack]
+        key = (CLEAN_CODE if attack == "" or epsilon is None else epsilon, attack_code,
+               self._image_index[image_id])
+        return int(self._position[self._row_keys_frozen[key]])
+
+    def set_prediction(self, defense: str, row: int, label: int | None, problem: str) -> None:
+        """One defense's answer on one row (after :meth:`freeze_rows`)."""
+        assert self._label is not None and self._answer_problem is not None, "freeze_rows() first"
+        d = self._defense_index[defense]
+        self._label[d, row] = NO_PREDICTION if label is None else label
+        self._answer_problem[d, row] = self.strings.code(problem)
+
+    def add_answers(self, defense: str, records: Iterable[DefenseUnitRecord]) -> None:
+        """A defense's batches, in the order their answers apply (a later answer for a version wins); each
+        batch's run is a run row. Versions that no row holds are ignored."""
+        assert self._label is not None and self._answer_problem is not None, "freeze_rows() first"
+        known = len(self._versions)
+        labels = np.full(known, NO_PREDICTION, dtype=np.int16)
+        problems = np.full(known, self._not_classified, dtype=np.int32)
+        for record in records:
+            self.add_defense_run(record)
+            for version, answer in record.predictions.items():
+                index = self._versions.get(version)
+                if index is None:
+                    continue
+                labels[index] = NO_PREDICTION if answer.label is None else answer.label
+                problems[index] = self.strings.code(answer.problem)
+        d = self._defense_index[defense]
+        assert self._row_of_version is not None
+        has = self._row_of_version >= 0
+        rows = np.flatnonzero(has)
+        versions = self._row_of_version[rows]
+        self._label[d, rows] = labels[versions]
+        self._answer_problem[d, rows] = problems[versions]
+
+    def build(self) -> PerImageTable:
+        """The table (after :meth:`freeze_rows` and every answer)."""
+        assert self._label is not None and self._answer_problem is not None, "freeze_rows() first"
+        runs = self._runs
+        tracks, names = cast(list[int], runs["track"]), cast(list[int], runs["name"])
+        order = sorted(range(len(tracks)), key=lambda i: (  # runs.csv's order: kind, name, ε, batch
+            TRACK_ORDER[tracks[i]].value, self.strings.strings[names[i]], cast(int, runs["epsilon"][i]),
+            cast(str, runs["batch"][i])))
+        runs = {name: [values[i] for i in order] for name, values in runs.items()}
+        return PerImageTable(
+            images=self.images, defenses=self.defenses, attacks=self.attacks, attack_tracks=self.attack_tracks,
+            versions=self.versions, label=self._label, answer_problem=self._answer_problem,
+            runs=RunColumns(track=np.array(runs["track"], dtype=np.int8),
+                            name=np.array(runs["name"], dtype=np.int32),
+                            epsilon=np.array(runs["epsilon"], dtype=np.int16),
+                            batch=tuple(str(b) for b in runs["batch"]),
+                            images=np.array(runs["images"], dtype=np.int32),
+                            exit_code=np.array(runs["exit_code"], dtype=np.int32),
+                            timed_out=np.array(runs["timed_out"], dtype=np.bool_),
+                            seconds=np.array(runs["seconds"], dtype=np.float64),
+                            problem=np.array(runs["problem"], dtype=np.int32),
+                            log=tuple(str(log) for log in runs["log"])),
+            strings=self.strings.frozen(), epsilons=self.epsilons)
+
+
+def tabulate(*, images: Iterable[tuple[str, int, int]], clean_versions: dict[str, str],
+             attack_records: Iterable[AttackUnitRecord], defenses: Sequence[str],
+             defense_records: Callable[[str], Iterable[DefenseUnitRecord]],
+             attacks: Sequence[tuple[str, Track]], epsilons: Sequence[int]) -> PerImageTable:
+    """The per-image table of a competition, from its records, streamed.
+
+    Args:
+        images: (image id, TrueLabel, TargetClass) of every dataset image.
+        clean_versions: Image id → pixel hash of its clean image.
+        attack_records: Every attack batch record (any order; read once).
+        defenses: Defense names, in the competition's order.
+        defense_records: Defense name → its batch records in the order their answers apply (cached before
+            fresh); called once per defense, so it may read them from the store as it goes.
+        attacks: (name, track) of every attack, in the competition's order.
+        epsilons: ε values asked for.
+
+    Returns:
+        The table: every defense has a row for every version row; a version no batch answered is
+        "no prediction: not classified".
+    """
+    ids, labels, targets = [], [], []
+    for image_id, true_label, target_class in images:
+        ids.append(image_id)
+        labels.append(true_label)
+        targets.append(target_class)
+    builder = TableBuilder(image_ids=ids, true_labels=labels, target_classes=targets, defenses=defenses,
+                           attacks=attacks, epsilons=epsilons)
+    if defenses:
+        builder.add_clean(clean_versions)
+    for record in attack_records:
+        builder.add_attack_record(record)
+    builder.freeze_rows()
     for defense in defenses:
-        for record in dataset.images:
-            label, problem = answer(defense.name, outcome.clean_versions[record.image_id])
-            predictions.append(PredictionRow(
-                epsilon=None, attack="", attack_type=CLEAN, defense=defense.name, image_id=record.image_id,
-                true_label=record.true_label, target_class=record.target_class, prediction=label,
-                problem=problem))
-    for attack_record in outcome.attack_records:
-        run = attack_record.run
-        track = attack_record.attack_type.value  # the tables hold the track's string
-        runs.append(RunRow(kind=track, name=attack_record.attack, epsilon=attack_record.epsilon,
-                           batch=attack_record.key, images=len(attack_record.images), exit_code=run.exit_code,
-                           timed_out=run.timed_out, seconds=run.seconds, problem=one_line(run.problem), log=run.log))
-        for image in attack_record.images:
-            attack_rows.append(AttackImageRow(
-                epsilon=attack_record.epsilon, attack=attack_record.attack, attack_type=track,
-                image_id=image.image_id, problem=image.problem, clipped_values=image.clipped_values,
-                max_violation=image.max_violation, linf=image.linf, note=image.note))
-            truth = labels[image.image_id]
-            for defense in defenses:
-                label, problem = answer(defense.name, image.version)
-                predictions.append(PredictionRow(
-                    epsilon=attack_record.epsilon, attack=attack_record.attack,
-                    attack_type=track, defense=defense.name, image_id=image.image_id,
-                    true_label=truth.true_label, target_class=truth.target_class, prediction=label,
-                    problem=problem))
-    for defense in defenses:
-        for defense_record in outcome.defense_records.get(defense.name, []):
-            run = defense_record.run
-            runs.append(RunRow(kind=Track.DEFENSE.value, name=defense.name, epsilon=None, batch=defense_record.key,
-                               images=len(defense_record.predictions), exit_code=run.exit_code,
-                               timed_out=run.timed_out, seconds=run.seconds, problem=one_line(run.problem),
-                               log=run.log))
-    predictions.sort(key=lambda r: (r.epsilon if r.epsilon is not None else -1, r.attack, r.defense, r.image_id))
-    attack_rows.sort(key=lambda r: (r.epsilon, r.attack, r.image_id))
-    runs.sort(key=lambda r: (r.kind, r.name, r.epsilon if r.epsilon is not None else -1, r.batch))
-    return predictions, attack_rows, runs
+        builder.add_answers(defense, defense_records(defense))
+    return builder.build()
+
+
+def table_from_rows(predictions: Iterable[PredictionRow], attack_images: Iterable[AttackImageRow],
+                    runs: Iterable[RunRow], *, defenses: Iterable[str] | None = None,
+                    attacks: Iterable[tuple[str, str]] | None = None, epsilons: Iterable[int] = ()
+                    ) -> PerImageTable:
+    """The table holding exactly these rows (a prediction row nobody wrote is :data:`ABSENT`).
+
+    Args:
+        predictions, attack_images, runs: The rows (``per_image``, ``attack_images`` and ``runs`` tables).
+        defenses: Defense names to hold even without rows, in this order; those of the rows follow, sorted.
+        attacks: (name, track) to hold even without rows; those of the rows follow, sorted by name.
+        epsilons: ε values asked for.
+
+    Raises:
+        ValueError: One image with two different TrueLabels or TargetClasses, or an unknown attack_type.
+    """
+    predictions = list(predictions)
+    attack_images = list(attack_images)
+    defense_names = list(dict.fromkeys(defenses or ()))
+    defense_names += sorted({r.defense for r in predictions} - set(defense_names))
+    kinds = dict(attacks or ())
+    extra: dict[str, str] = {}
+    for image_row in attack_images:
+        if image_row.attack not in kinds:
+            extra.setdefault(image_row.attack, image_row.attack_type)
+    for row in predictions:
+        if row.attack_type != CLEAN and row.attack not in kinds:
+            extra.setdefault(row.attack, row.attack_type)
+    attack_list = [(name, Track(kind)) for name, kind in [*kinds.items(), *sorted(extra.items())]]
+    truth: dict[str, tuple[int, int]] = {}
+    for row in predictions:
+        known = truth.setdefault(row.image_id, (row.true_label, row.target_class))
+        if known != (row.true_label, row.target_class):
+            raise ValueError(f"image {row.image_id!r}: two TrueLabel/TargetClass pairs {known} and "
+                             f"{(row.true_label, row.target_class)} in the per-image table")
+    for image_row in attack_images:
+        truth.setdefault(image_row.image_id, (0, 0))  # an image only the referee rows name: no prediction uses it
+    ids = sorted(truth)
+    builder = TableBuilder(image_ids=ids, true_labels=[truth[i][0] for i in ids],
+                           target_classes=[truth[i][1] for i in ids], defenses=defense_names, attacks=attack_list,
+                           epsilons=sorted(set(epsilons)), absent_by_default=True)
+    for image_row in attack_images:
+        at = builder.add_row(epsilon=image_row.epsilon, attack=image_row.attack, image_id=image_row.image_id)
+        builder.set_verdict(at, problem=image_row.problem, clipped_values=image_row.clipped_values,
+                            max_violation=image_row.max_violation, linf=image_row.linf, note=image_row.note)
+    for row in predictions:
+        if row.attack_type == CLEAN or row.epsilon is not None:
+            builder.add_row(epsilon=CLEAN_CODE if row.attack_type == CLEAN else int(row.epsilon or 0),
+                            attack="" if row.attack_type == CLEAN else row.attack, image_id=row.image_id)
+    for run in runs:
+        builder.add_run(track=run.kind, name=run.name, epsilon=run.epsilon, batch=run.batch, images=run.images,
+                        run=run)
+    builder.freeze_rows()
+    for row in predictions:
+        if row.attack_type == CLEAN or row.epsilon is not None:
+            index = builder.row(epsilon=row.epsilon, attack="" if row.attack_type == CLEAN else row.attack,
+                                image_id=row.image_id)
+            builder.set_prediction(row.defense, index, row.prediction, row.problem)
+    return builder.build()

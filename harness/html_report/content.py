@@ -11,11 +11,27 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from harness.errors import ReportError as ReportError  # re-exported: its old home
 from harness.manifest import Manifest
-from harness.results_folder import ATTACK_IMAGES, LEADERBOARD, PER_IMAGE, RUNS, ResultsFolder
-from harness.scoring import ATTACK, DEFENSE, TARGETED_ATTACK, Matrix, ScoreRow, accuracy_matrix, hit_matrix, score
-from harness.table import AttackImageRow, PredictionRow, RunRow, read_csv
+from harness.per_image import ABSENT, CLEAN_CODE, NO_PREDICTION, PerImageTable
+from harness.results_folder import LEADERBOARD, ResultsFolder
+from harness.scoring import (
+    ATTACK,
+    DEFENSE,
+    TARGETED_ATTACK,
+    EpsilonStats,
+    Matrix,
+    ScoreRow,
+    accuracy_matrix,
+    blocks,
+    epsilon_stats,
+    hit_matrix,
+    score_table,
+)
+from harness.table import RunRow
+from harness.table_files import load_table
 from harness.tracks import Track
 
 #: Images shown in the gallery (fewer when the dataset is smaller).
@@ -32,20 +48,29 @@ class Results:
     Attributes:
         root: The results folder.
         manifest: ``manifest.json``.
-        predictions: ``per_image.csv`` rows.
-        attack_images: ``attack_images.csv`` rows.
-        runs: ``runs.csv`` rows.
+        table: The per-image table (``per_image.parquet``, or ``per_image.csv`` of an older folder, with
+            ``attack_images.csv`` and ``runs.csv``).
         defenses: Defense names (manifest order).
         attacks: (name, track) of every attack, targeted ones included (manifest order).
     """
 
     root: Path
     manifest: Manifest
-    predictions: list[PredictionRow]
-    attack_images: list[AttackImageRow]
-    runs: list[RunRow]
+    table: PerImageTable
     defenses: list[str]
     attacks: list[tuple[str, Track]]
+    _stats: dict[int | None, EpsilonStats] = field(default_factory=dict, compare=False, repr=False)
+
+    def stats(self, epsilon: int | None) -> EpsilonStats:
+        """:func:`harness.scoring.epsilon_stats` at ``epsilon`` (None: clean rows), made once."""
+        if epsilon not in self._stats:
+            self._stats[epsilon] = epsilon_stats(self.table, epsilon)
+        return self._stats[epsilon]
+
+    @property
+    def runs(self) -> list[RunRow]:
+        """``runs.csv`` rows."""
+        return list(self.table.run_rows())
 
     @property
     def epsilons(self) -> list[int]:
@@ -69,35 +94,32 @@ def load_results(output_dir: Path) -> Results:
                           "(python run_competition.py --output_dir ...)")
     try:
         manifest = folder.read_manifest() or Manifest()
-        predictions = read_csv(folder.file(PER_IMAGE), PredictionRow)
-        attack_images = read_csv(folder.file(ATTACK_IMAGES), AttackImageRow)
-        runs = read_csv(folder.file(RUNS), RunRow)
+        table = load_table(folder, manifest)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReportError(f"{output_dir}: unreadable results ({exc}); rerun the competition into this folder") \
             from None
-    return Results(root=output_dir, manifest=manifest, predictions=predictions, attack_images=attack_images,
-                   runs=runs, defenses=manifest.defenses, attacks=manifest.attacks)
+    return Results(root=output_dir, manifest=manifest, table=table, defenses=manifest.defenses,
+                   attacks=manifest.attacks)
 
 
 def leaderboard(results: Results) -> list[ScoreRow]:
     """The leaderboard, recomputed by :func:`harness.scoring.score` exactly as ``run`` and ``score`` do."""
-    return score(results.predictions, results.attack_images, results.runs, epsilons=results.epsilons,
-                 defenses=results.defenses, attacks=results.attacks)
+    return score_table(results.table, epsilons=results.epsilons)
 
 
 def accuracy_matrices(results: Results) -> list[Matrix]:
     """Defense × (clean, attacks) accuracy, one matrix per ε (as ``accuracy_matrix.csv``)."""
     attacks = [name for name, _ in results.attacks]
-    return [accuracy_matrix(results.predictions, epsilon=e, defenses=results.defenses, attacks=attacks)
-            for e in results.epsilons]
+    return [accuracy_matrix(results.table, epsilon=e, defenses=results.defenses, attacks=attacks,
+                            stats=(results.stats(None), results.stats(e))) for e in results.epsilons]
 
 
 def hit_matrices(results: Results) -> list[Matrix]:
     """Defense × targeted-attack hit rates, one matrix per ε (empty when there is no targeted attack)."""
     if not results.targeted:
         return []
-    return [hit_matrix(results.predictions, epsilon=e, defenses=results.defenses,
-                       targeted_attacks=results.targeted) for e in results.epsilons]
+    return [hit_matrix(results.table, epsilon=e, defenses=results.defenses, targeted_attacks=results.targeted,
+                       stats=results.stats(e)) for e in results.epsilons]
 
 
 # -- header ------------------------------------------------------------------------------------------------------
@@ -138,17 +160,18 @@ def header(results: Results) -> Header:
     rows.append(("cgroup controllers", ", ".join(map(str, controllers)) or "none (rlimits only)"))
     rows += [("always", str(item)) for item in protections.get("always", [])]
     rows += [("note", str(note)) for note in protections.get("notes", [])]
-    failed_runs = [r for r in results.runs if r.problem]
-    if failed_runs:
-        names = sorted({r.name for r in failed_runs})
-        warnings.append(f"{len(failed_runs)} run(s) failed, of {len(names)} submission(s): {', '.join(names)} "
+    table = results.table
+    failed = np.flatnonzero(table.runs.problem != 0)
+    if len(failed):
+        names = sorted({table.strings[int(code)] for code in np.unique(table.runs.name[failed])})
+        warnings.append(f"{len(failed)} run(s) failed, of {len(names)} submission(s): {', '.join(names)} "
                         "(see Failures)")
     for skipped in manifest.skipped:
         warnings.append(f"submission skipped: {skipped.path}: {skipped.problem}")
-    substituted = sum(1 for r in results.attack_images if r.problem)
+    substituted = int(np.count_nonzero(table.versions.verdict & (table.versions.problem != 0)))
     if substituted:
         warnings.append(f"{substituted} attack output(s) replaced by the clean image (see Failures)")
-    unanswered = sum(1 for r in results.predictions if r.prediction is None)
+    unanswered = int(np.count_nonzero(table.label == NO_PREDICTION))
     if unanswered:
         warnings.append(f"{unanswered} defense answer(s) missing (counted as wrong for the defense)")
     return Header(dataset=dataset.root or "?", images=dataset.images, label_file=dataset.label_file,
@@ -196,7 +219,7 @@ def log_excerpt(path: Path | None) -> str:
 def failed_runs(results: Results) -> list[FailedRun]:
     """Every run with a problem, in ``runs.csv`` order; links are relative to ``report/``."""
     failed = []
-    for run in results.runs:
+    for run in results.table.run_rows():
         if not run.problem:
             continue
         path = _log_path(results, run.log)
@@ -220,25 +243,39 @@ class RefereeLine:
 
 
 def referee_lines(results: Results) -> list[RefereeLine]:
-    """One line per (ε, attack) from ``attack_images.csv``."""
-    groups: dict[tuple[int, str], list[AttackImageRow]] = defaultdict(list)
-    for row in results.attack_images:
-        groups[(row.epsilon, row.attack)].append(row)
+    """One line per (ε, attack) from the referee's rows (``attack_images.csv``), sorted by ε and attack name."""
+    table = results.table
+    versions = table.versions
     lines = []
-    for (eps, attack), rows in sorted(groups.items()):
-        reasons = Counter(r.problem for r in rows if r.problem)
-        lines.append(RefereeLine(
-            epsilon=eps, attack=attack, images=len(rows),
-            substitutions=sorted(reasons.items(), key=lambda item: (-item[1], item[0])),
-            clipped_images=sum(1 for r in rows if r.clipped_values), clipped_values=sum(r.clipped_values for r in rows),
-            max_violation=max((r.max_violation for r in rows), default=0),
-            max_linf=max((r.linf for r in rows), default=0)))
-    return lines
+    for eps in sorted({int(e) for e in np.unique(versions.epsilon[versions.verdict])}):
+        for attack, rows, _ in blocks(table, eps):
+            judged = versions.verdict[rows]
+            if not judged.any():
+                continue
+            problems = versions.problem[rows][judged]
+            clipped = versions.clipped_values[rows][judged]
+            codes, counts = np.unique(problems[problems != 0], return_counts=True)
+            reasons = [(table.strings[int(c)], int(n)) for c, n in zip(codes, counts, strict=True)]
+            lines.append(RefereeLine(
+                epsilon=eps, attack=table.attacks[attack], images=int(judged.sum()),
+                substitutions=sorted(reasons, key=lambda item: (-item[1], item[0])),
+                clipped_images=int(np.count_nonzero(clipped)), clipped_values=int(clipped.sum()),
+                max_violation=int(versions.max_violation[rows][judged].max(initial=0)),
+                max_linf=int(versions.linf[rows][judged].max(initial=0))))
+    return sorted(lines, key=lambda line: (line.epsilon, line.attack))
 
 
 def missing_answers(results: Results) -> list[tuple[str, str, int]]:
-    """(defense, problem, count) of predictions that are missing, most frequent first."""
-    counts = Counter((r.defense, r.problem or "no prediction") for r in results.predictions if r.prediction is None)
+    """(defense, problem, count) of predictions that are missing, by defense name, most frequent first."""
+    table = results.table
+    counts: Counter[tuple[str, str]] = Counter()
+    for d, defense in enumerate(table.defenses):
+        missing = table.label[d] == NO_PREDICTION
+        if not missing.any():
+            continue
+        codes, found = np.unique(table.answer_problem[d][missing], return_counts=True)
+        for code, count in zip(codes.tolist(), found.tolist(), strict=True):
+            counts[(defense, table.strings[code] or "no prediction")] += count
     return [(d, p, n) for (d, p), n in sorted(counts.items(), key=lambda item: (item[0][0], -item[1], item[0][1]))]
 
 
@@ -258,7 +295,7 @@ class Timing:
 def timings(results: Results) -> list[Timing]:
     """Per submission: runs, failed runs, total and slowest run seconds (from ``runs.csv``)."""
     groups: dict[tuple[str, str], list[RunRow]] = defaultdict(list)
-    for run in results.runs:
+    for run in results.table.run_rows():
         groups[(run.kind, run.name)].append(run)
     return [Timing(kind=kind, name=name, runs=len(rows), failed=sum(1 for r in rows if r.problem),
                    seconds=round(sum(r.seconds for r in rows), 1), slowest=round(max(r.seconds for r in rows), 1))
@@ -305,57 +342,76 @@ class GalleryImage:
 
 def gallery_ids(results: Results) -> list[str]:
     """:data:`GALLERY_IMAGES` image ids drawn with the run's seed (sorted; the same for the same seed)."""
-    ids = sorted({r.image_id for r in results.predictions} | {r.image_id for r in results.attack_images})
+    ids = list(results.table.images.ids)
     rng = random.Random(f"report-gallery:{results.manifest.seed}")
     return sorted(rng.sample(ids, min(GALLERY_IMAGES, len(ids))))
+
+
+def _stored_versions(results: Results, wanted: set[str]) -> dict[tuple[int, str, str], str]:
+    """(ε, attack, image id) → pixel hash of the refereed image, for the ``wanted`` images, from the store's attack
+    records (named by the runs' batches)."""
+    store = ResultsFolder(results.root).store()
+    table = results.table
+    versions: dict[tuple[int, str, str], str] = {}
+    for i in np.flatnonzero(table.runs.epsilon != CLEAN_CODE).tolist():
+        record = store.attack_record(table.runs.batch[i])
+        if record is None:
+            continue
+        for image in record.images:
+            if image.image_id in wanted:
+                versions[(record.epsilon, record.attack, image.image_id)] = image.version
+    return versions
+
+
+def _verdicts(table: PerImageTable, row: int, defenses: list[str]) -> list[Verdict]:
+    image = int(table.versions.image[row])
+    truth, target = int(table.images.true_label[image]), int(table.images.target_class[image])
+    answers = []
+    for defense in defenses:
+        if defense not in table.defenses:
+            continue
+        d = table.defenses.index(defense)
+        label = int(table.label[d, row])
+        if label == ABSENT:
+            continue
+        prediction = None if label == NO_PREDICTION else label
+        answers.append(Verdict(defense=defense, prediction=prediction, correct=prediction == truth,
+                               hit=prediction == target, problem=table.strings[int(table.answer_problem[d, row])]))
+    return answers
 
 
 def gallery(results: Results) -> list[GalleryImage]:
     """Gallery entries for :func:`gallery_ids`; image versions come from the store's attack records
     (``store/attack_runs/<batch>.json``, named by ``runs.csv``) and its clean-version map. A version is None
     when the store no longer holds it (the page then says so)."""
+    table = results.table
     wanted = set(gallery_ids(results))
-    store = ResultsFolder(results.root).store()
-    dataset_hash = results.manifest.dataset.content_hash
-    clean_map = store.clean_versions(dataset_hash) or {}
-    versions: dict[tuple[int, str, str], str] = {}
-    for run in results.runs:
-        if run.kind == DEFENSE or run.epsilon is None:
-            continue
-        record = store.attack_record(run.batch)
-        for image in record.images if record is not None else ():
-            if image.image_id in wanted:
-                versions[(run.epsilon, run.name, image.image_id)] = image.version
-
-    def verdict(row: PredictionRow) -> Verdict:
-        return Verdict(defense=row.defense, prediction=row.prediction,
-                       correct=row.prediction is not None and row.prediction == row.true_label,
-                       hit=row.prediction is not None and row.prediction == row.target_class, problem=row.problem)
-
-    by_version: dict[tuple[int | None, str, str], dict[str, Verdict]] = defaultdict(dict)
-    labels: dict[str, tuple[int, int]] = {}
-    for row in results.predictions:
-        if row.image_id in wanted:
-            by_version[(row.epsilon, row.attack, row.image_id)][row.defense] = verdict(row)
-            labels[row.image_id] = (row.true_label, row.target_class)
-    referee = {(r.epsilon, r.attack, r.image_id): r for r in results.attack_images if r.image_id in wanted}
+    clean_map = ResultsFolder(results.root).store().clean_versions(results.manifest.dataset.content_hash) or {}
+    versions = _stored_versions(results, wanted)
+    index = {image_id: i for i, image_id in enumerate(table.images.ids) if image_id in wanted}
+    rows = np.flatnonzero(np.isin(table.versions.image, np.array(sorted(index.values()), dtype=np.int32)))
+    by_key = {(int(table.versions.epsilon[r]), int(table.versions.attack[r]), int(table.versions.image[r])): int(r)
+              for r in rows.tolist()}
     entries = []
     for image_id in sorted(wanted):
-        true_label, target = labels.get(image_id, (-1, -1))
-        clean = by_version.get((None, "", image_id), {})
-        entry = GalleryImage(image_id=image_id, true_label=true_label, target_class=target,
+        image = index[image_id]
+        clean_row = by_key.get((CLEAN_CODE, CLEAN_CODE, image))
+        entry = GalleryImage(image_id=image_id, true_label=int(table.images.true_label[image]),
+                             target_class=int(table.images.target_class[image]),
                              clean_version=clean_map.get(image_id),
-                             clean_verdicts=[clean[d] for d in results.defenses if d in clean])
+                             clean_verdicts=[] if clean_row is None else _verdicts(table, clean_row, results.defenses))
         for eps in results.epsilons:
             for attack, track in results.attacks:
-                verdict_row = referee.get((eps, attack, image_id))
-                if verdict_row is None:
+                if attack not in table.attacks:
                     continue
-                answers = by_version.get((eps, attack, image_id), {})
+                row = by_key.get((eps, table.attacks.index(attack), image))
+                if row is None or not table.versions.verdict[row]:
+                    continue
                 entry.attacks.append(GalleryAttack(
                     epsilon=eps, attack=attack, attack_type=track, version=versions.get((eps, attack, image_id)),
-                    linf=verdict_row.linf, clipped_values=verdict_row.clipped_values, problem=verdict_row.problem,
-                    verdicts=[answers[d] for d in results.defenses if d in answers]))
+                    linf=int(table.versions.linf[row]), clipped_values=int(table.versions.clipped_values[row]),
+                    problem=table.strings[int(table.versions.problem[row])],
+                    verdicts=_verdicts(table, row, results.defenses)))
         entries.append(entry)
     return entries
 
@@ -376,6 +432,6 @@ def worst_case(results: Results) -> tuple[list[str], list[list[str]]]:
     attacks = [name for name, _ in results.attacks]
     aims = results.manifest.aims()
     cases = [case for eps in results.epsilons
-             for case in worst_cases(results.predictions, epsilon=eps, defenses=results.defenses, attacks=attacks,
+             for case in worst_cases(results.table, epsilon=eps, defenses=results.defenses, attacks=attacks,
                                      aims=aims)]
     return worst_case_view(cases)

@@ -117,9 +117,8 @@ def test_incremental_reruns_execute_only_new_work(full_world: dict[str, Path]) -
     assert third.outcome.executed["attack"] == 2
     new_versions = {r.image_id for r in third.attack_images if r.attack == "minus"}
     assert len(new_versions) == 6
-    defense_images = sum(len(rec.predictions) for name in ("bucket", "constant")
-                         for rec in third.outcome.defense_records[name]
-                         if rec.key in third.outcome.fresh_keys)
+    defense_images = sum(run.images for run in third.runs
+                         if run.kind == "defense" and run.batch in third.outcome.fresh_keys)
     # minus's images (v − 16) are new pixel contents except img5: 240 − 16 = 224 is exactly what
     # toward_target already produced, so each defense classifies 5 new images.
     assert defense_images == 2 * 5

@@ -197,7 +197,7 @@ def test_a_failed_build_keeps_the_previous_report(world: Path, monkeypatch: pyte
 def test_report_of_a_folder_without_results_is_a_one_line_error(tmp_path: Path, capsys) -> None:
     assert main(["report", "--output_dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "missing per_image.csv" in err and "\n" not in err
+    assert err.startswith("error: ") and "missing per_image.parquet" in err and "\n" not in err
     with pytest.raises(ReportError):
         build_report(tmp_path)
 

@@ -361,16 +361,16 @@ def test_summarize_problems_ordering():
     assert summarize_problems(iter(["e"]), iter([])) == "1 run: e"
 
 
-def test_score_is_the_per_track_functions_over_one_index():
-    from harness.scoring import ATTACK, DEFENSE, TARGETED_ATTACK, TableIndex, score_attacks, score_defenses
+def test_score_is_score_table_of_the_rows_table():
+    from harness.scoring import ATTACK, DEFENSE, TARGETED_ATTACK, score_table
+    from harness.tabulation import table_from_rows
 
     predictions, attack_images = table(), referee_rows()
-    index = TableIndex.build(predictions, attack_images, RUNS)
-    assert index.image_ids == ("i1", "i2", "i3") and index.defenses == ("dA", "dB")
-    assert index.attacks_of(TARGETED_ATTACK) == ["t1"] and index.attacks_of(ATTACK) == ["a1", "a2"]
-    per_track = score_defenses(index, 16) + score_attacks(index, 16, ATTACK) + score_attacks(index, 16, TARGETED_ATTACK)
-    assert per_track == score(predictions, attack_images, RUNS)
-    assert {r.track for r in score_defenses(index, 16)} == {DEFENSE}
-    assert score_defenses(index, 8)[0].raw == 0  # an ε without rows: nothing correct, every image "no prediction"
-    with pytest.raises(ValueError, match="track must be 'attack' or 'targeted_attack', got 'defense'"):
-        score_attacks(index, 16, DEFENSE)
+    columns = table_from_rows(predictions, attack_images, RUNS)
+    assert columns.images.ids == ("i1", "i2", "i3") and columns.defenses == ("dA", "dB")
+    assert columns.attacks_of(TARGETED_ATTACK) == ["t1"] and columns.attacks_of(ATTACK) == ["a1", "a2"]
+    assert score_table(columns) == score(predictions, attack_images, RUNS)
+    at_8 = score_table(columns, epsilons=[8])
+    assert {r.track for r in at_8} == {DEFENSE, ATTACK, TARGETED_ATTACK}
+    # an ε without rows: nothing correct, and nothing answered for the attacks
+    assert all(r.raw == 0 for r in at_8) and all(r.normalized is None for r in at_8 if r.track is not DEFENSE)

@@ -10,9 +10,10 @@ import pytest
 
 from harness.adaptive import aims_from_manifest, worst_case_csv, worst_case_table, worst_case_view, worst_cases
 from harness.report import WORST_CASE, write_results
-from harness.scoring import score
+from harness.scoring import score, score_table
 from harness.submission import SubmissionError, parse_submission
 from harness.table import CLEAN, PredictionRow
+from harness.tabulation import table_from_rows
 
 IMAGES = ["a", "b", "c", "d"]
 LABEL = 1
@@ -70,9 +71,8 @@ def test_views_mark_the_aimed_worst_attack():
 
 
 def test_write_results_writes_the_view(tmp_path):
-    scores = score(ROWS, [], [], epsilons=[8], defenses=["jpeg", "base"], attacks=[(a, "attack") for a in ATTACKS])
-    write_results(tmp_path, scores=scores, predictions=ROWS, attack_images=[], runs=[], defenses=["jpeg", "base"],
-                  attacks=ATTACKS, targeted=[], aims=AIMS)
+    table = table_from_rows(ROWS, [], [], defenses=["jpeg", "base"], attacks=[(a, "attack") for a in ATTACKS])
+    write_results(tmp_path, scores=score_table(table, epsilons=[8]), table=table, aims=AIMS)
     rows = list(csv.DictReader(open(tmp_path / WORST_CASE)))
     assert [(r["defense"], r["worst_attack"], r["aimed_attacks"]) for r in rows] == [
         ("jpeg", "bpda_jpeg", "bpda_jpeg"), ("base", "pgd", "")]
