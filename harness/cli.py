@@ -9,19 +9,21 @@ from typing import Sequence
 
 from harness import __version__, progress
 from harness.cgroups import CGROUP_LIMITS
+from harness.compare import compare_folders
 from harness.competition import CompetitionConfig, rescore, run_competition
 from harness.errors import CompetitionError, HarnessError, ReportError
 from harness.limits import LimitPolicy
 from harness.names import one_line
 from harness.parallelism import default_jobs
 from harness.report import leaderboard_tables, matrix_table
-from harness.results_folder import PER_IMAGE, ResultsFolder
+from harness.results_folder import PER_IMAGE_PARQUET, ResultsFolder
 from harness.sandboxes.base import SandboxKind
 from harness.submission import suggest
+from harness.table_files import PER_IMAGE_CSV_LIMIT
 from harness.validate import validate_submission
 from submission_kit.contract import EpsilonError, parse_epsilon
 
-COMMANDS = ("run", "validate", "score", "report")
+COMMANDS = ("run", "validate", "score", "report", "compare")
 
 
 def _epsilon(text: str) -> int:
@@ -129,6 +131,7 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
                      help="results folder (default: %(default)s)")
     run.add_argument("--max_epsilon", "--epsilon", type=_epsilon, nargs="+", default=list(_RUN.epsilons),
                      help=f"one or more integer ε in 0..255 (default: {' '.join(map(str, _RUN.epsilons))})")
+    _add_per_image_csv(run)
     run.add_argument("--batch_size", type=_positive_int, default=_RUN.batch_size,
                      help="images per run (default: %(default)s)")
     run.add_argument("--jobs", type=_positive_int, default=_RUN.jobs,
@@ -177,10 +180,36 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", help="re-score a results folder without running anything")
     score.add_argument("--output_dir", type=Path, default=root / "results")
+    _add_per_image_csv(score)
 
     report = commands.add_parser("report", help="rebuild the HTML report of a results folder, running nothing")
     report.add_argument("--output_dir", type=Path, default=root / "results")
+
+    compare = commands.add_parser("compare", help="whether two results folders hold the same results (per-image "
+                                                  "rows, referee rows, runs, score files); exit status 1 if not")
+    compare.add_argument("first", type=Path)
+    compare.add_argument("second", type=Path)
     return parser
+
+
+def _add_per_image_csv(parser: argparse.ArgumentParser) -> None:
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--per_image_csv", dest="per_image_csv", action="store_true", default=None,
+                        help="also write per_image.csv beside per_image.parquet, whatever its size (default: when "
+                             f"at most {PER_IMAGE_CSV_LIMIT:,} predictions)")
+    choice.add_argument("--no_per_image_csv", dest="per_image_csv", action="store_false",
+                        help="write per_image.parquet only")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """The ``compare`` command: print what was compared and each difference; 0 when none, 1 otherwise."""
+    comparison = compare_folders(args.first, args.second)
+    for line in comparison.differences:
+        print(one_line(f"DIFFERENT: {line}"))
+    what = ", ".join(comparison.compared)
+    print(f"same results ({what})" if not comparison.differences else
+          f"{len(comparison.differences)} difference(s) ({what} compared)")
+    return 0 if not comparison.differences else 1
 
 
 def _write_report(output_dir: Path) -> str:
@@ -211,7 +240,7 @@ def _check_run_options(args: argparse.Namespace) -> None:
               f"{ResultsFolder(args.output_dir).store_root} (use --output_dir to move them)", file=sys.stderr)
     if args.save_all_classification:
         print(f"note: --save_all_classification is always on; every classification is in "
-              f"{ResultsFolder(args.output_dir).file(PER_IMAGE)}", file=sys.stderr)
+              f"{ResultsFolder(args.output_dir).file(PER_IMAGE_PARQUET)}", file=sys.stderr)
     if args.gpu:
         print("note: --gpu is not needed; each run gets a GPU whenever nvidia-smi lists them or "
               "CUDA_VISIBLE_DEVICES is set", file=sys.stderr)
@@ -239,8 +268,10 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
     try:
         if args.command == "validate":
             return _validate(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "score":
-            scores = rescore(args.output_dir)
+            scores = rescore(args.output_dir, per_image_csv=args.per_image_csv)
             print(leaderboard_tables(scores))
             return 0
         if args.command == "report":
@@ -257,7 +288,7 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             only=tuple(args.only), num_classes=args.num_classes, dataset_metadata=args.dataset_metadata,
             only_present_images=args.only_present_images, scheduler=args.scheduler, workers=args.workers,
             allow_unenforced=args.allow_unenforced, tls_ca_file=args.tls_ca_file, tls_cert=args.tls_cert,
-            tls_key=args.tls_key)
+            tls_key=args.tls_key, per_image_csv=args.per_image_csv)
         result = run_competition(config, echo=lambda line: print(one_line(line), file=sys.stderr),
                                  progress=None if args.quiet else progress.reporter(sys.stderr))
         if not args.quiet:
