@@ -33,12 +33,14 @@ def _svg(figure: object) -> bytes:
     return buffer.getvalue()
 
 
-def _figure(width: float, height: float) -> object:
+def _figure(width: float, height: float, *, constrained: bool = True) -> object:
+    """A figure; without ``constrained`` layout (large heatmaps: its passes over hundreds of tick labels cost
+    seconds), ``bbox_inches="tight"`` alone makes room for the labels."""
     import matplotlib
     from matplotlib.figure import Figure
 
     with matplotlib.rc_context(_RC):
-        return Figure(figsize=(width, height), layout="constrained")
+        return Figure(figsize=(width, height), layout="constrained" if constrained else None)
 
 
 def _series(scores: Sequence[ScoreRow], track: str, value: str) -> dict[str, list[tuple[int, float]]]:
@@ -172,7 +174,7 @@ def heatmap(matrix: Matrix, *, title: str, colormap: str) -> bytes:
     cell_width, cell_height, label_size = (0.55, 0.3, 9.0) if annotate else (0.15, 0.15, 6.5)
     width = 2.2 + cell_width * max(1, len(matrix.columns))
     height = 1.4 + cell_height * max(1, len(rows))
-    figure = _figure(width, height)
+    figure = _figure(width, height, constrained=annotate)
     ax = figure.subplots()  # type: ignore[attr-defined]
     with matplotlib.rc_context(_RC):
         image = ax.imshow(np.ma.masked_invalid(values), cmap=colormap, vmin=0, vmax=100, aspect="auto",
@@ -187,8 +189,11 @@ def heatmap(matrix: Matrix, *, title: str, colormap: str) -> bytes:
                         ax.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center", fontsize=7,
                                 color="black" if values[i, j] > 55 else "white")
         ax.set_title(title)
-        figure.colorbar(image, ax=ax, shrink=min(0.8, 4.0 / height) if not annotate else 0.8,  # type: ignore
-                        label="%")
+        if annotate:
+            figure.colorbar(image, ax=ax, shrink=0.8, label="%")  # type: ignore[attr-defined]
+        else:
+            figure.colorbar(image, ax=ax, shrink=min(0.8, 4.0 / height), fraction=0.02, pad=0.01,  # type: ignore
+                            label="%")
     return _svg(figure)
 
 

@@ -279,3 +279,16 @@ def test_curves_of_40_defenses_stay_legible() -> None:
         svg = figures.defense_curves(rows)
     assert svg.count(b'<g id="line2d_') >= 2 * 40  # every defense drawn, 8 of them in colour
     assert layout.top_names(rows, DEFENSE, 3) == ["defense_number_1", "defense_number_2", "defense_number_3"]
+
+
+def test_a_large_heatmap_is_unannotated_deterministic_and_warning_free() -> None:
+    matrix = Matrix(epsilon=8, columns=tuple(f"a{j}" for j in range(45)),
+                    rows=tuple((f"d{i}", tuple(None if i == j else (i + j) % 10 / 10 for j in range(45)))
+                               for i in range(20)))
+    assert not figures.annotated(matrix) and figures.annotated(layout.matrix_blocks(matrix, max_columns=30)[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        svg = figures.heatmap(matrix, title="t", colormap="viridis")
+    assert svg == figures.heatmap(matrix, title="t", colormap="viridis")
+    assert b"<dc:date>" not in svg and b'<g id="text_' in svg  # labels and title, no per-cell numbers:
+    assert svg.count(b'<g id="text_') < 20 + 45 + 10
