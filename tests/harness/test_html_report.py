@@ -120,6 +120,27 @@ def test_leaderboard_rows_in_the_page_equal_leaderboard_csv(world: Path) -> None
     assert len(parser.rows) == 2 * (3 + 3 + 1)  # 2 ε × (3 defenses + 3 attacks + 1 targeted)
 
 
+def test_each_submission_has_an_anchor_a_page_and_links_that_land(world: Path) -> None:
+    """Issue 30: a folded section per submission (id ``<track>-<name>``, safe for any legal name) and a page of its
+    numbers; leaderboard names link to the section."""
+    import re
+
+    from harness.html_report import layout
+
+    page = (world / "report" / "index.html").read_text(encoding="utf-8")
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids))
+    manifest = content.load_results(world).manifest
+    for entry in manifest.submissions:
+        anchor = layout.anchor_id(entry.track, entry.name)
+        assert anchor in ids and (world / "report" / "submissions" / f"{anchor}.html").is_file()
+    assert layout.anchor_id("defense", ODD_NAME) == "defense-x.2e-_y"
+    assert set(re.findall(r'href="#([^"]+)"', page)) <= set(ids)
+    assert f'<td><a href="#defense-x.2e-_y">{ODD_NAME}</a></td>' in page
+    bucket = (world / "report" / "submissions" / "defense-bucket.html").read_text(encoding="utf-8")
+    assert "<td>fgsm</td>" in bucket and 'href="../report.css"' in bucket and "<script" not in bucket
+
+
 def test_participant_strings_are_escaped_and_the_page_has_no_script(world: Path) -> None:
     page = (world / "report" / "index.html").read_text(encoding="utf-8")
     assert f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">' \
