@@ -23,7 +23,7 @@ from tabulate import tabulate
 from harness.manifest import Manifest
 from harness.per_image import ABSENT, PerImageTable
 from harness.results_folder import WORST_CASE
-from harness.scoring import _add_per_image, blocks
+from harness.scoring import add_per_image, blocks
 from harness.table import PredictionRow
 from harness.tabulation import table_from_rows
 
@@ -133,10 +133,10 @@ def worst_cases(predictions: Iterable[PredictionRow] | PerImageTable, *, epsilon
         hits = (right & clean_present[:, images]).sum(axis=1)
         for having in np.flatnonzero(has_rows).tolist():
             accuracy[(having, name)] = int(hits[having])
-        _add_per_image(right_all, images, right.astype(np.int32))
+        add_per_image(right_all, images, right.astype(np.int32))
         if name in aimed_at:
             target = aimed_at[name]
-            _add_per_image(right_aimed[target:target + 1], images, right[target:target + 1].astype(np.int32))
+            add_per_image(right_aimed[target:target + 1], images, right[target:target + 1].astype(np.int32))
     result = []
     for defense in defenses:
         d: int = table.defenses.index(defense) if defense in table.defenses else -1

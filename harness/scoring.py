@@ -118,7 +118,7 @@ def blocks(table: PerImageTable, epsilon: int | None) -> Iterator[tuple[int, sli
         yield int(versions.attack[group[0]]), where, versions.image[group]
 
 
-def _add_per_image(counts: np.ndarray, images: np.ndarray, values: np.ndarray) -> None:
+def add_per_image(counts: np.ndarray, images: np.ndarray, values: np.ndarray) -> None:
     """counts[:, images] += values (D × R), also when an image repeats."""
     if len(images) < 2 or bool(np.all(np.diff(images) > 0)):
         counts[:, images] += values
@@ -175,7 +175,7 @@ def epsilon_stats(table: PerImageTable, epsilon: int | None) -> EpsilonStats:
         correct[:, column] = right_rows.sum(axis=1)
         hits[:, column] = on_target.sum(axis=1)
         present[:, column] = (labels != ABSENT).sum(axis=1)
-        _add_per_image(right, images, right_rows.astype(np.int32))
+        add_per_image(right, images, right_rows.astype(np.int32))
         no_answer = np.nonzero(labels == NO_PREDICTION)
         if len(no_answer[0]):
             codes = table.answer_problem[:, rows][no_answer]

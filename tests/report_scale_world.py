@@ -20,8 +20,9 @@ from harness.manifest import DatasetEntry, Manifest, SubmissionEntry
 from harness.records import AttackUnitRecord, ImageVerdict, RunRecord
 from harness.report import write_results
 from harness.results_folder import ResultsFolder
-from harness.scoring import score
+from harness.scoring import score_table
 from harness.table import AttackImageRow, PredictionRow, RunRow
+from harness.tabulation import table_from_rows
 from harness.tracks import Track
 from submission_kit import contract
 
@@ -45,11 +46,10 @@ def write_tables(root: Path, *, predictions: list[PredictionRow], attack_images:
                  runs: list[RunRow], manifest: Manifest) -> None:
     """The tables and manifest of a finished run, as ``run`` writes them today."""
     attacks = manifest.attacks
-    scores = score(predictions, attack_images, runs, epsilons=list(manifest.epsilons), defenses=manifest.defenses,
-                   attacks=[(name, track.value) for name, track in attacks])
-    write_results(root, scores=scores, predictions=predictions, attack_images=attack_images, runs=runs,
-                  defenses=manifest.defenses, attacks=[a for a, _ in attacks],
-                  targeted=[a for a, t in attacks if t is Track.TARGETED_ATTACK], aims=manifest.aims())
+    table = table_from_rows(predictions, attack_images, runs, defenses=manifest.defenses,
+                            attacks=[(name, track.value) for name, track in attacks], epsilons=manifest.epsilons)
+    write_results(root, scores=score_table(table, epsilons=list(manifest.epsilons)), table=table,
+                  aims=manifest.aims())
     ResultsFolder(root).write_manifest(manifest)
 
 

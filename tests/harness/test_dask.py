@@ -92,10 +92,13 @@ class CommandLineCluster:
                      *(("--protocol", "tls", *self.node_options) if tls else ())], "scheduler",
                     None if harness_on_scheduler else self.without_harness())
         deadline = time.monotonic() + 60
-        while not self.file.exists():
+        self.address = ""
+        while not self.address:  # the scheduler writes its file in place: wait until it is whole JSON
             assert time.monotonic() < deadline, (folder / "scheduler.log").read_text()
-            time.sleep(0.1)
-        self.address = str(json.loads(self.file.read_text())["address"])
+            try:
+                self.address = str(json.loads(self.file.read_text())["address"])
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.1)
         self.workers = 0
 
     def without_harness(self) -> dict[str, str]:

@@ -148,7 +148,8 @@ def test_referee_install_needs_no_torch_and_covers_its_imports():
     config.read(ROOT / "setup.cfg")
     required = {line.strip().lower() for line in config["options"]["install_requires"].splitlines() if line.strip()}
     # cryptography: not imported by the referee, but by distributed's Security.temporary() (local clusters' TLS)
-    assert required == {"numpy", "pillow", "joblib", "tabulate", "tqdm", "jinja2", "matplotlib", "dask[distributed]",
+    assert required == {"numpy", "pillow", "pyarrow", "joblib", "tabulate", "tqdm", "jinja2", "matplotlib",
+                        "dask[distributed]",
                         "cryptography"}
     kit = {line.strip() for line in config["options.extras_require"]["kit"].splitlines() if line.strip()}
     assert {"torch", "torchvision", "scikit-learn", "scikit-image"} <= kit

@@ -26,10 +26,12 @@ def test_paths_and_log_names(tmp_path: Path) -> None:
 
 def test_missing_tables_and_manifest(tmp_path: Path) -> None:
     folder = ResultsFolder(tmp_path)
-    assert folder.missing_tables() == ["per_image.csv", "attack_images.csv", "runs.csv", "manifest.json"]
+    assert folder.missing_tables() == ["per_image.parquet", "attack_images.csv", "runs.csv", "manifest.json"]
     assert folder.read_manifest() is None
     folder.write_manifest(Manifest(seed=7, epsilons=(16,)))
-    assert folder.missing_tables() == ["per_image.csv", "attack_images.csv", "runs.csv"]
+    assert folder.missing_tables() == ["per_image.parquet", "attack_images.csv", "runs.csv"]
+    (tmp_path / "per_image.csv").write_text("")  # a folder written before Parquet holds the CSV only
+    assert folder.missing_tables() == ["attack_images.csv", "runs.csv"]
     assert folder.read_manifest() == Manifest(seed=7, epsilons=(16,))
     assert folder.manifest.read_text().startswith('{\n "batch_size": null,\n')  # sorted keys, indent 1
     for text, word in (("{", "not JSON"), ("[]", "JSON object"), ('{"seed": "7"}', "seed")):
