@@ -184,9 +184,9 @@ class RecordStore:
         return self._get(self.image_key(sha256), self.legacy_image_key(sha256))
 
     def put_image(self, data: bytes, sha256: str) -> None:
-        """Store PNG bytes under their hash (no-op when present; not flushed to disk: a record whose image was lost
-        reads as absent and its unit is redone)."""
-        if not self.has_image(sha256):
+        """Store PNG bytes under their hash (no-op when present, by a lookup, not the memory of a listing; not
+        flushed to disk: a record whose image was lost reads as absent and its unit is redone)."""
+        if not self._exists(self.image_key(sha256), self.legacy_image_key(sha256)):
             self.objects.put(self.image_key(sha256), data, durable=False)
             self._remember(sha256)
 
