@@ -30,8 +30,8 @@ from __future__ import annotations
 import json
 import threading
 from array import array
-from bisect import bisect_left, insort
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from harness.records import (
@@ -48,7 +48,7 @@ from harness.records import (
 from harness.store import MovingStore, Store
 from harness.store_migration import move_legacy_objects
 
-__all__ = ["HEAD_BYTES", "KEY_SCHEME_KEY", "LAYOUT", "LAYOUT_KEY", "RecordStore"]
+__all__ = ["HEAD_BYTES", "KEY_SCHEME_KEY", "LAYOUT", "LAYOUT_KEY", "ImageIndex", "RecordStore"]
 
 #: Key of the marker naming the unit-key scheme.
 KEY_SCHEME_KEY = "key_scheme.json"
@@ -75,9 +75,7 @@ def _image_bits(sha256: str) -> int:
 class RecordStore:
     """Typed access to a :class:`harness.store.Store` of finished work.
 
-    One instance remembers, per image folder it looked into, which images that folder holds (8 bytes an image), so
-    that checking a record's images costs one listing per folder instead of one lookup per image; an image it does
-    not remember is looked up before it is called missing, so the memory only ever saves lookups. Thread-safe.
+    Thread-safe (it keeps no state but whether the store is marked as migrated).
 
     Args:
         objects: Where the objects live (:class:`harness.store.LocalStore` for a results folder).
@@ -85,8 +83,6 @@ class RecordStore:
 
     def __init__(self, objects: Store) -> None:
         self.objects = objects
-        self._lock = threading.Lock()
-        self._listed: dict[str, array[int]] = {}  # image folder → sorted 64-bit parts of the hashes it holds
         self._migrated = False  # True once layout.json says LAYOUT: no fallback to layout 1's keys
 
     def _json(self, key: str) -> object | None:
@@ -148,47 +144,23 @@ class RecordStore:
         """Layout 1's key of that image."""
         return f"images/{sha256[:2]}/{sha256}.png"
 
-    def _remembered(self, sha256: str) -> bool:
-        """Whether the listing of the image's folder (made now if it was not) holds it."""
-        folder = f"images/{sha256[:2]}/{sha256[2:4]}"
-        listed = self._listed.get(folder)
-        if listed is None:
-            names = self.objects.list_folder(folder)
-            listed = array("Q", sorted(_image_bits(name) for name in names
-                                       if name.endswith(".png") and len(name) == 68))
-            with self._lock:
-                listed = self._listed.setdefault(folder, listed)
-        bits = _image_bits(sha256)
-        with self._lock:
-            at = bisect_left(listed, bits)
-            return at < len(listed) and listed[at] == bits
-
-    def _remember(self, sha256: str) -> None:
-        listed = self._listed.get(f"images/{sha256[:2]}/{sha256[2:4]}")
-        if listed is not None:
-            bits = _image_bits(sha256)
-            with self._lock:
-                at = bisect_left(listed, bits)
-                if at == len(listed) or listed[at] != bits:
-                    insort(listed, bits)
-
     def has_image(self, sha256: str) -> bool:
-        """Whether the store holds the image (one folder listing per image folder, remembered; a lookup when the
-        listing does not hold it)."""
-        if self._remembered(sha256):
-            return True
+        """Whether the store holds the image (one lookup)."""
         return self._exists(self.image_key(sha256), self.legacy_image_key(sha256))
+
+    def images_held(self) -> ImageIndex:
+        """A checker of many images at once by folder listings (:class:`ImageIndex`); use one per pass."""
+        return ImageIndex(self)
 
     def image(self, sha256: str) -> bytes | None:
         """The PNG bytes of an image; None when the store does not hold it."""
         return self._get(self.image_key(sha256), self.legacy_image_key(sha256))
 
     def put_image(self, data: bytes, sha256: str) -> None:
-        """Store PNG bytes under their hash (no-op when present, by a lookup, not the memory of a listing; not
-        flushed to disk: a record whose image was lost reads as absent and its unit is redone)."""
-        if not self._exists(self.image_key(sha256), self.legacy_image_key(sha256)):
+        """Store PNG bytes under their hash (no-op when present; not flushed to disk: a record whose image was lost
+        reads as absent and its unit is redone)."""
+        if not self.has_image(sha256):
             self.objects.put(self.image_key(sha256), data, durable=False)
-            self._remember(sha256)
 
     # -- unit records -----------------------------------------------------------------------------------------
     @staticmethod
@@ -260,13 +232,27 @@ class RecordStore:
         body is unreadable or an image it points to is missing."""
         return self._head(self.attack_key(key), self.legacy_attack_key(key), AttackHead)
 
-    def attack_record(self, key: str) -> AttackUnitRecord | None:
+    def attack_record(self, key: str, images: ImageIndex | None = None) -> AttackUnitRecord | None:
         """The record of attack unit ``key``; None when absent, unreadable, of another schema, or when an image it
-        points to is missing (the unit is then redone)."""
+        points to is missing (the unit is then redone).
+
+        Args:
+            key: The unit's key.
+            images: Check its images with this index (:meth:`images_held`: one listing per image folder for many
+                records) instead of one lookup per image.
+        """
         record = self._record(self.attack_key(key), self.legacy_attack_key(key))
         if not isinstance(record, AttackUnitRecord):
             return None
-        return record if all(self.has_image(image.version) for image in record.images) else None
+        held = self.has_image if images is None else images.holds
+        return record if all(held(image.version) for image in record.images) else None
+
+    def attack_records(self, keys: Iterable[str]) -> Iterator[tuple[str, AttackUnitRecord | None]]:
+        """(key, :meth:`attack_record`) for each of ``keys``, one at a time, their images checked by one listing
+        per image folder (an :class:`ImageIndex` made for this pass): what a resume of many units reads."""
+        images = self.images_held()
+        for key in keys:
+            yield key, self.attack_record(key, images)
 
     def put_attack_record(self, record: AttackUnitRecord) -> None:
         """Store an attack unit's record (its images must be stored already)."""
@@ -319,7 +305,8 @@ class RecordStore:
         if not isinstance(value, dict):
             return None
         versions = {str(image_id): str(version) for image_id, version in value.items()}
-        return versions if all(self.has_image(v) for v in versions.values()) else None
+        images = self.images_held()
+        return versions if all(images.holds(v) for v in versions.values()) else None
 
     def put_clean_versions(self, dataset_hash: str, versions: dict[str, str]) -> None:
         """Store a dataset's clean-version map (its images must be stored already)."""
@@ -369,3 +356,40 @@ class RecordStore:
             self.objects.sync()
         self.objects.put(LAYOUT_KEY, _json_bytes({"layout": LAYOUT}))
         self._migrated = True
+
+
+class ImageIndex:
+    """Which images a store holds, checked by listing image folders: the first check of an image lists its folder
+    (``images/ab/cd``) and remembers its images (8 bytes each), later checks in that folder cost nothing, so
+    checking the images of many records costs one listing per folder instead of one lookup per image (at the NIPS
+    2017 final round's size, 65,536 listings instead of 780,000 lookups). An image the listing does not hold is
+    looked up before it is called missing (it may have been put since). An image removed after its folder was
+    listed still counts as held: use one index per pass (a resume), not for a whole run. Thread-safe.
+
+    Args:
+        store: The store whose images are checked.
+    """
+
+    def __init__(self, store: RecordStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._listed: dict[str, array[int]] = {}  # image folder → sorted 64-bit parts of the hashes it holds
+
+    def _listing(self, folder: str) -> array[int]:
+        listed = self._listed.get(folder)
+        if listed is None:
+            names = self._store.objects.list_folder(folder)
+            listed = array("Q", sorted(_image_bits(name) for name in names
+                                       if name.endswith(".png") and len(name) == 68))
+            with self._lock:
+                listed = self._listed.setdefault(folder, listed)
+        return listed
+
+    def holds(self, sha256: str) -> bool:
+        """Whether the store holds the image whose pixels hash to ``sha256`` (64 hex digits)."""
+        listed = self._listing(f"images/{sha256[:2]}/{sha256[2:4]}")
+        bits = _image_bits(sha256)
+        at = bisect_left(listed, bits)
+        if at < len(listed) and listed[at] == bits:
+            return True
+        return self._store.has_image(sha256)  # put since the listing, or under layout 1's key

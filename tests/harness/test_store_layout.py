@@ -138,15 +138,22 @@ def test_images_are_checked_by_one_listing_per_folder(tmp_path: Path) -> None:
     records = [attack(f"{n:032x}", versions[n * 100:(n + 1) * 100]) for n in range(20)]
     for record in records:
         store.put_attack_record(record)
-    fresh = RecordStore(objects)  # a resume: nothing remembered yet
     objects.lookups = 0
-    assert [fresh.attack_record(r.key) for r in records] == records
+    assert dict(store.attack_records(r.key for r in records)) == {r.key: r for r in records}
     assert objects.lookups == 0  # 2,000 images checked by listing their folders, no lookup per image
-    os.remove(tmp_path / store.image_key(versions[150]))
-    again = RecordStore(objects)
-    assert again.attack_record(records[1].key) is None and again.attack_record(records[2].key) == records[2]
-    store.put_image(b"png", versions[150])  # not in the memory of a listing made before: looked up
-    assert again.attack_record(records[1].key) == records[1]
+    assert [store.attack_record(r.key) for r in records[:2]] == records[:2] and objects.lookups == 200  # one by one
+    os.remove(tmp_path / store.image_key(versions[150]))  # lost: its record reads as absent, the unit is redone
+    assert dict(store.attack_records([records[1].key, records[2].key])) == {records[1].key: None,
+                                                                             records[2].key: records[2]}
+    assert store.attack_record(records[1].key) is None
+    index = store.images_held()
+    assert not index.holds(versions[150])
+    store.put_image(b"png", versions[150])  # put after its folder was listed: looked up, found
+    assert index.holds(versions[150]) and store.attack_record(records[1].key, index) == records[1]
+    assert store.clean_versions("d" * 64) is None
+    store.put_clean_versions("d" * 64, {f"img{n}": v for n, v in enumerate(versions)})
+    objects.lookups = 0
+    assert store.clean_versions("d" * 64) is not None and objects.lookups == 0
 
 
 # -- migration --------------------------------------------------------------------------------------------------
