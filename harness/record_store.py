@@ -39,8 +39,10 @@ from harness.records import (
     AttackUnitRecord,
     DefenseHead,
     DefenseUnitRecord,
+    Head,
     Record,
     RecordError,
+    decode_columns,
     decode_head,
     decode_record,
     encode_record,
@@ -254,6 +256,30 @@ class RecordStore:
         for key in keys:
             yield key, self.attack_record(key, images)
 
+    def _columns(self, key: str, old_key: str) -> tuple[Head, dict[str, list[Any]]] | None:
+        data = self._get(key, old_key)
+        if data is None:
+            return None
+        try:
+            return decode_columns(data)
+        except RecordError:
+            return None
+
+    def attack_columns(self, key: str, images: ImageIndex | None = None
+                       ) -> tuple[AttackHead, dict[str, list[Any]]] | None:
+        """Attack unit ``key``'s head and verdicts as columns (:func:`harness.records.decode_columns`: no object
+        per image); None when :meth:`attack_record` would be None (absent, unreadable, an image missing).
+
+        Args:
+            key: The unit's key.
+            images: As for :meth:`attack_record`.
+        """
+        found = self._columns(self.attack_key(key), self.legacy_attack_key(key))
+        if found is None or not isinstance(found[0], AttackHead):
+            return None
+        held = self.has_image if images is None else images.holds
+        return (found[0], found[1]) if all(held(version) for version in found[1]["version"]) else None
+
     def put_attack_record(self, record: AttackUnitRecord) -> None:
         """Store an attack unit's record (its images must be stored already)."""
         self.objects.put(self.attack_key(record.key), encode_record(record))
@@ -268,6 +294,14 @@ class RecordStore:
         schema."""
         record = self._record(self.defense_key(defense_version, key), self.legacy_defense_key(defense_version, key))
         return record if isinstance(record, DefenseUnitRecord) else None
+
+    def defense_columns(self, defense_version: str, key: str) -> tuple[DefenseHead, dict[str, list[Any]]] | None:
+        """Defense unit ``key``'s head and answers as columns (``versions``, ``labels``, ``problems``,
+        ``csv_notes``: :func:`harness.records.decode_columns`); None when absent or unreadable."""
+        found = self._columns(self.defense_key(defense_version, key), self.legacy_defense_key(defense_version, key))
+        if found is None or not isinstance(found[0], DefenseHead):
+            return None
+        return found[0], found[1]
 
     def put_defense_record(self, defense_version: str, record: DefenseUnitRecord) -> None:
         """Store a defense unit's record under its defense version (:meth:`harness.execution.Runner.version_of`)."""

@@ -26,8 +26,8 @@ from harness.provenance import Provenance
 from harness.tracks import Track
 
 __all__ = ["LEGACY_SCHEMA", "SCHEMA", "AttackHead", "AttackUnitRecord", "DefenseAnswer", "DefenseHead",
-           "DefenseUnitRecord", "Head", "ImageVerdict", "Outcome", "Record", "RecordError", "RunRecord", "decode_head",
-           "decode_record", "encode_record"]
+           "DefenseUnitRecord", "Head", "ImageVerdict", "Outcome", "Record", "RecordError", "RunRecord",
+           "decode_columns", "decode_head", "decode_record", "encode_record"]
 
 #: Version of the stored record layout written now (a head line and a columnar body line); bump when a field
 #: changes meaning or shape.
@@ -460,3 +460,50 @@ class Outcome:
     clean_versions: dict[str, str] = field(default_factory=dict)
     fresh_keys: set[str] = field(default_factory=set)
     reruns: list[str] = field(default_factory=list)
+
+
+#: Type of every body column: attack verdicts, then defense answers (``labels``: int or None).
+_COLUMN_TYPES: dict[str, type | tuple[type, ...]] = {
+    "image_id": str, "version": str, "problem": str, "clipped_values": int, "max_violation": int, "linf": int,
+    "note": str, "versions": str, "labels": (int, type(None)), "problems": str}
+
+
+def decode_columns(data: bytes) -> tuple[Head, dict[str, list[Any]]]:
+    """A record's head and its body as columns, without an object per image: what a table built by streaming
+    records reads (several times faster than :func:`decode_record` for a batch of 100).
+
+    Returns:
+        (head, columns): for an attack record the columns ``image_id``, ``version``, ``problem`` (str),
+        ``clipped_values``, ``max_violation``, ``linf`` (int), ``note`` (str); for a defense record ``versions``
+        (str), ``labels`` (int or None), ``problems`` (str) and ``csv_notes`` (str, its own length); every other
+        column as long as the head's count (``images``, ``predictions``). A schema-1 record is converted.
+
+    Raises:
+        RecordError: As :func:`decode_record`; a column of another length or holding a value of another type.
+    """
+    head = decode_head(data)
+    if head is None:
+        record = decode_record(data)
+        return record.head, record.body_json()
+    kind = "attack" if isinstance(head, AttackHead) else "defense"
+    try:
+        body = json.loads(data[data.index(b"\n") + 1:])
+        if not isinstance(body, dict):
+            raise TypeError(f"expected a JSON object, got {type(body).__name__}")
+        names = _VERDICT_COLUMNS if isinstance(head, AttackHead) else ("versions", "labels", "problems")
+        count = head.images if isinstance(head, AttackHead) else head.predictions
+        columns = {name: _column(body, name, count) for name in names}
+        for name, column in columns.items():
+            kinds = _COLUMN_TYPES[name]
+            if not all(isinstance(v, kinds) and v is not True and v is not False for v in column):
+                raise TypeError(f"column {name!r}: a value not of {kinds}")
+        if isinstance(head, DefenseHead):
+            notes = body["csv_notes"]
+            if not isinstance(notes, list) or not all(isinstance(note, str) for note in notes):
+                raise TypeError("csv_notes: expected a list of strings")
+            if len(set(columns["versions"])) != count:
+                raise ValueError("a version answered twice")
+            columns["csv_notes"] = notes
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError(f"{kind} record {head.key}: body: {exc!r}") from None
+    return head, columns

@@ -178,27 +178,31 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._prefix = os.path.join(root, "")  # the root as a string ending in "/"
 
-    def _path(self, key: str) -> Path:
+    def _file(self, key: str) -> str:
+        """The file of ``key`` (a string: a million lookups build no Path objects)."""
         parts = key.split("/")
         if not key or any(part in ("", ".", "..") for part in parts):
             raise ValueError(f"store key {key!r}: expected names separated by '/', none empty, '.' or '..'")
-        return self.root.joinpath(*parts)
+        return self._prefix + key
+
+    def _path(self, key: str) -> Path:
+        return Path(self._file(key))
 
     def put(self, key: str, data: bytes, *, durable: bool = True) -> None:
         atomic_write_bytes(self._path(key), data, durable=durable)
 
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes | None:
         try:
-            if max_bytes is None:
-                return self._path(key).read_bytes()
-            with self._path(key).open("rb") as handle:  # the first line only (buffered: one read)
-                return handle.readline(max_bytes)
+            with open(self._file(key), "rb") as handle:
+                # with max_bytes, the first line only (buffered: one read of the file's start)
+                return handle.read() if max_bytes is None else handle.readline(max_bytes)
         except OSError:
             return None
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return os.path.isfile(self._file(key))
 
     def list(self, prefix: str) -> list[str]:
         folder = prefix.rpartition("/")[0]
@@ -213,7 +217,7 @@ class LocalStore:
     def list_folder(self, folder: str) -> builtins.list[str]:
         names = []
         try:
-            with os.scandir(self._path(folder) if folder else self.root) as entries:
+            with os.scandir(self._file(folder) if folder else self.root) as entries:
                 for entry in entries:
                     if entry.name.startswith("."):
                         continue

@@ -15,6 +15,7 @@ from harness.records import (
     ImageVerdict,
     RecordError,
     RunRecord,
+    decode_columns,
     decode_head,
     decode_record,
     encode_record,
@@ -93,6 +94,21 @@ def test_a_label_in_a_body_must_be_an_integer():
     value["labels"][0] = "3"
     with pytest.raises(RecordError, match="defense record"):
         decode_record(f"{head}\n{json.dumps(value)}\n".encode())
+
+
+@pytest.mark.parametrize("record", [ATTACK, DEFENSE], ids=["attack", "defense"])
+def test_columns_are_read_without_an_object_per_image(record):
+    for data in (encode_record(record), json.dumps(_schema1(record)).encode()):
+        head, columns = decode_columns(data)
+        assert head == record.head and columns == record.body_json()
+    head, body = encode_record(record).decode().splitlines()
+    value = json.loads(body)
+    name = "linf" if isinstance(record, AttackUnitRecord) else "labels"
+    for wrong in ("3", True, 2.5):  # an integer column holds integers only
+        value[name][0] = wrong
+        with pytest.raises(RecordError, match=name):
+            decode_columns(f"{head}\n{json.dumps(value)}\n".encode())
+    assert decode_columns(encode_record(DEFENSE))[1]["labels"] == [3, None]
 
 
 def test_unreadable_schema_is_redone_not_misread(world):

@@ -110,6 +110,20 @@ def test_a_head_is_read_without_its_body(tmp_path: Path) -> None:
     assert head.predictions == 300 and head.key == "cd" + "2" * 30 and head.run == RUN
 
 
+def test_records_are_read_as_columns_with_their_images_checked(tmp_path: Path) -> None:
+    store = RecordStore(LocalStore(tmp_path))
+    versions = [sha(n) for n in range(4)]
+    record, other = attack("ab" + "3" * 30, versions), defense("cd" + "4" * 30, versions)
+    store.put_attack_record(record)
+    store.put_defense_record("e" * 64, other)
+    assert store.attack_columns(record.key) is None  # its images are not stored: as attack_record
+    for version in versions:
+        store.put_image(b"png", version)
+    assert store.attack_columns(record.key, store.images_held()) == (record.head, record.body_json())
+    assert store.defense_columns("e" * 64, other.key) == (other.head, other.body_json())
+    assert store.defense_columns("e" * 64, record.key) is None and store.attack_columns(other.key) is None
+
+
 def test_a_record_with_a_corrupt_body_has_a_head_but_reads_as_absent(tmp_path: Path) -> None:
     store = RecordStore(LocalStore(tmp_path))
     versions = [sha(n) for n in range(3)]
