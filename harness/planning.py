@@ -76,7 +76,8 @@ Unit = Union[AttackUnit, DefenseUnit]
 
 def log_name(unit: Unit) -> str:
     """The unit's log (stdout and stderr of its run), relative to the results folder:
-    ``logs/attacks/<attack>/eps<ε>_<key[:12]>.log`` or ``logs/defenses/<defense>/<key[:12]>.log``."""
+    :meth:`harness.results_folder.ResultsFolder.attack_log` or
+    :meth:`~harness.results_folder.ResultsFolder.defense_log`."""
     if isinstance(unit, AttackUnit):
         return ResultsFolder.attack_log(unit.attack.name, unit.epsilon, unit.key)
     return ResultsFolder.defense_log(unit.defense.name, unit.key)

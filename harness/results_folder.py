@@ -6,7 +6,9 @@ Layout (``docs/results_layout.md`` says what each file holds)::
     secret.key               the folder's secret (:mod:`harness.secret`)
     leaderboard.csv, timings.csv, accuracy_matrix.csv, targeted_hit_matrix.csv, worst_case.csv,
     per_image.parquet, per_image.csv (small competitions), attack_images.csv, runs.csv
-    logs/attacks/<attack>/eps<ε>_<key[:12]>.log, logs/defenses/<defense>/<key[:12]>.log, logs/cluster.log
+    logs/attacks/<attack>/eps<ε>/<key[:2]>/<key[:12]>.log, logs/defenses/<defense>/<key[:2]>/<key[:12]>.log,
+    logs/cluster.log         (runs stored before issue 30 keep their logs where they were written:
+                             logs/attacks/<attack>/eps<ε>_<key[:12]>.log, logs/defenses/<defense>/<key[:12]>.log)
     store/                   finished units and refereed images (:class:`harness.record_store.RecordStore` owns
                              what is below)
     report/                  the HTML report (:mod:`harness.html_report`)
@@ -135,15 +137,18 @@ class ResultsFolder:
         return self.store_root, self.logs
 
     # -- logs (names relative to the folder, as run records and ``runs.csv`` hold them) ----------------------
+    # Sharded by the key's first two hex digits (256 folders), so that no folder holds more than 4,096 logs up to
+    # a million batches of one attack at one ε, or of one defense. A run record names its log, so logs written
+    # under the earlier names (no shard folder) stay where they are and are still found.
     @staticmethod
     def attack_log(attack: str, epsilon: int, key: str) -> str:
-        """Relative name of the log of one attack batch."""
-        return f"{_LOGS}/attacks/{attack}/eps{epsilon}_{key[:12]}.log"
+        """Relative name of the log of one attack batch: ``logs/attacks/<attack>/eps<ε>/<key[:2]>/<key[:12]>.log``."""
+        return f"{_LOGS}/attacks/{attack}/eps{epsilon}/{key[:2]}/{key[:12]}.log"
 
     @staticmethod
     def defense_log(defense: str, key: str) -> str:
-        """Relative name of the log of one defense batch."""
-        return f"{_LOGS}/defenses/{defense}/{key[:12]}.log"
+        """Relative name of the log of one defense batch: ``logs/defenses/<defense>/<key[:2]>/<key[:12]>.log``."""
+        return f"{_LOGS}/defenses/{defense}/{key[:2]}/{key[:12]}.log"
 
     #: Relative name of the plain progress log of a cluster run.
     CLUSTER_LOG = f"{_LOGS}/cluster.log"

@@ -12,6 +12,7 @@ final pass sets every mode.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["FILE_MODE", "FOLDER_MODE", "LocalStore", "Store", "atomic_write_bytes", "atomic_write_json",
+__all__ = ["FILE_MODE", "FOLDER_MODE", "LocalStore", "MovingStore", "Store", "atomic_write_bytes", "atomic_write_json",
            "atomic_write_text", "key_of", "make_private"]
 
 
@@ -113,29 +114,60 @@ def atomic_write_json(path: Path, value: Any) -> None:
 
 @runtime_checkable
 class Store(Protocol):
-    """Where finished work is kept: named byte objects (keys like ``attack_runs/<key>.json``, ``/``-separated).
+    """Where finished work is kept: named byte objects (keys like ``attack_runs/ab/<key>.json``, ``/``-separated).
 
-    The four operations are all a store needs, so that it can live in a local folder (:class:`LocalStore`) or
-    in object storage. Each :meth:`put` is atomic per key (a reader sees the old object or the whole new one, as
+    These operations are all a store needs, so that it can live in a local folder (:class:`LocalStore`) or in
+    object storage. Each :meth:`put` is atomic per key (a reader sees the old object or the whole new one, as
     with object storage); a unit's work is several objects, so callers write its images first and its record
     last, in one :meth:`put`, and treat a record whose images are missing as absent (no rename of anything).
+    A folder (``a/b``) is the ``/``-separated part of keys before their last name; folders exist only through
+    the keys below them.
     """
 
     def put(self, key: str, data: bytes, *, durable: bool = True) -> None:
         """Store ``data`` under ``key`` (replacing what was there). ``durable``: also survive a power loss."""
 
-    def get(self, key: str) -> bytes | None:
-        """The bytes under ``key``; None when absent or unreadable."""
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes | None:
+        """The bytes under ``key``; None when absent or unreadable.
+
+        ``max_bytes``: read only a prefix of the object, of at most that many bytes, that holds at least its whole
+        first line when that line (its ``\n`` included) is no longer (object storage: a ranged GET); a store may
+        return fewer bytes than ``max_bytes`` but never a first line cut short below it."""
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` holds an object."""
 
     def list(self, prefix: str) -> list[str]:
-        """Every key that starts with ``prefix``, sorted."""
+        """Every key that starts with ``prefix``, sorted (every level below it: a walk)."""
+
+    def list_folder(self, folder: str) -> builtins.list[str]:
+        """The names directly in ``folder`` (``""``: the top), sorted: an object's name as is, a folder's name
+        followed by ``/`` (object storage: a listing with delimiter ``/``). [] when the folder holds nothing."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object under ``key`` (nothing when there is none)."""
+
+
+@runtime_checkable
+class MovingStore(Store, Protocol):
+    """A :class:`Store` that can also rename an object cheaply and atomically (a local folder can; object storage
+    copies then deletes, which :meth:`harness.record_store.RecordStore.migrate` does itself without this)."""
+
+    def move(self, source: str, target: str) -> None:
+        """Rename the object under ``source`` to ``target`` atomically (replacing what ``target`` held): a reader
+        sees it under one key or the other, never under neither.
+
+        Raises:
+            OSError: ``source`` holds nothing, or the rename failed (nothing changed).
+        """
+
+    def sync(self) -> None:
+        """Make every :meth:`move` so far survive a power loss."""
 
 
 class LocalStore:
-    """A :class:`Store` in a local folder: key ``a/b.json`` is the file ``root/a/b.json``.
+    """A :class:`Store` (and :class:`MovingStore`) in a local folder: key ``a/b.json`` is the file
+    ``root/a/b.json``.
 
     A put writes a temporary file beside the target and renames it (the folder's way of making one object's
     write atomic, as object storage does); temporary files (``.*.tmp``) are never listed.
@@ -146,24 +178,31 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._prefix = os.path.join(root, "")  # the root as a string ending in "/"
 
-    def _path(self, key: str) -> Path:
+    def _file(self, key: str) -> str:
+        """The file of ``key`` (a string: a million lookups build no Path objects)."""
         parts = key.split("/")
         if not key or any(part in ("", ".", "..") for part in parts):
             raise ValueError(f"store key {key!r}: expected names separated by '/', none empty, '.' or '..'")
-        return self.root.joinpath(*parts)
+        return self._prefix + key
+
+    def _path(self, key: str) -> Path:
+        return Path(self._file(key))
 
     def put(self, key: str, data: bytes, *, durable: bool = True) -> None:
         atomic_write_bytes(self._path(key), data, durable=durable)
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes | None:
         try:
-            return self._path(key).read_bytes()
+            with open(self._file(key), "rb") as handle:
+                # with max_bytes, the first line only (buffered: one read of the file's start)
+                return handle.read() if max_bytes is None else handle.readline(max_bytes)
         except OSError:
             return None
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return os.path.isfile(self._file(key))
 
     def list(self, prefix: str) -> list[str]:
         folder = prefix.rpartition("/")[0]
@@ -174,3 +213,32 @@ class LocalStore:
             if relative.startswith(prefix) and not path.name.startswith(".") and path.is_file():
                 keys.append(relative)
         return sorted(keys)
+
+    def list_folder(self, folder: str) -> builtins.list[str]:
+        names = []
+        try:
+            with os.scandir(self._file(folder) if folder else self.root) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        names.append(entry.name + "/")
+                    elif entry.is_file():
+                        names.append(entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(names)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def move(self, source: str, target: str) -> None:
+        destination = self._path(target)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._path(source), destination)
+
+    def sync(self) -> None:
+        os.sync()

@@ -141,9 +141,9 @@ def test_resume_after_lost_records(full_world: dict[str, Path]) -> None:
     run_competition(config, echo=lambda _: None)
     board = (full_world["results"] / "leaderboard.csv").read_text()
     store = full_world["results"] / "store"
-    attack_records = sorted((store / "attack_runs").glob("*.json"))
+    attack_records = sorted((store / "attack_runs").glob("*/*.json"))
     attack_records[0].unlink()
-    defense_records = sorted((store / "defense_runs").glob("*/*.json"))
+    defense_records = sorted((store / "defense_runs").glob("*/*/*.json"))
     defense_records[-1].unlink()
     (store / "defense_runs" / "garbage.json").parent.mkdir(exist_ok=True)
     resumed = run_competition(config, echo=lambda _: None)

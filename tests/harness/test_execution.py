@@ -37,9 +37,9 @@ def test_log_names_follow_one_formula(tmp_path: Path) -> None:
     attack = parse_submission(write_submission(tmp_path / "subs", "plus", "attack", PLUS))
     defense = parse_submission(write_submission(tmp_path / "subs", "bucket", "defense", BUCKET_DEFENSE))
     unit = runner.attack_units([attack], [8])[0]
-    assert log_name(unit) == f"logs/attacks/plus/eps8_{unit.key[:12]}.log"
+    assert log_name(unit) == f"logs/attacks/plus/eps8/{unit.key[:2]}/{unit.key[:12]}.log"
     defense_unit = DefenseUnit(defense, ("a" * 64,), runner.version_of(defense))
-    assert log_name(defense_unit) == f"logs/defenses/bucket/{defense_unit.key[:12]}.log"
+    assert log_name(defense_unit) == f"logs/defenses/bucket/{defense_unit.key[:2]}/{defense_unit.key[:12]}.log"
 
 
 def test_a_unit_runs_once_then_its_stored_record_comes_back(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from harness.competition import CompetitionResult, rerun_lines, run_competition
 from harness.limits import LimitPolicy
 from harness.parallelism import CpuShare
 from harness.provenance import AppliedLimits, ManifestConditions, Provenance, applied_limits
-from harness.records import AttackUnitRecord, RunRecord
+from harness.records import RunRecord, decode_record
 from harness.sandboxes.base import Protections, SandboxKind
 from harness.sandboxes.docker import image_id
 from machine import CONTAINER_IMAGE, needs_bwrap
@@ -174,7 +174,7 @@ def compete(world: dict[str, Path], **overrides: object) -> tuple[CompetitionRes
 
 
 def stored_provenance(world: dict[str, Path]) -> list[Provenance | None]:
-    return [AttackUnitRecord.from_json(json.loads(path.read_text())).run.provenance
+    return [decode_record(path.read_bytes()).run.provenance
             for path in sorted((world["results"] / "store" / "attack_runs").rglob("*.json"))]
 
 

@@ -17,9 +17,10 @@ def test_paths_and_log_names(tmp_path: Path) -> None:
     assert (folder.logs, folder.store_root, folder.report, folder.local_scratch) == (
         tmp_path / "logs", tmp_path / "store", tmp_path / "report", tmp_path / "tmp")
     assert folder.discarded_by_force() == (tmp_path / "store", tmp_path / "logs")
-    # the log names runs.csv and stored records hold (a resumed folder's records keep pointing at their logs)
-    assert ResultsFolder.attack_log("fgsm", 16, "0123456789abcdef") == "logs/attacks/fgsm/eps16_0123456789ab.log"
-    assert ResultsFolder.defense_log("jpeg", "0123456789abcdef") == "logs/defenses/jpeg/0123456789ab.log"
+    # the log names runs.csv and stored records hold (a resumed folder's records keep pointing at their logs),
+    # sharded by the key's first two hex digits
+    assert ResultsFolder.attack_log("fgsm", 16, "0123456789abcdef") == "logs/attacks/fgsm/eps16/01/0123456789ab.log"
+    assert ResultsFolder.defense_log("jpeg", "0123456789abcdef") == "logs/defenses/jpeg/01/0123456789ab.log"
     assert folder.path(ResultsFolder.CLUSTER_LOG) == tmp_path / "logs" / "cluster.log"
     assert not folder.store().holds_records()
 

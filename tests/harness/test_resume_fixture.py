@@ -16,15 +16,20 @@ import pytest
 
 from harness.competition import CompetitionConfig, run_competition
 from harness.library import Fingerprint, fingerprint
+from harness.results_folder import ResultsFolder
 from machine import needs_bwrap
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "results_4fe88fa"
 
 
 @needs_bwrap
-def test_a_results_folder_of_4fe88fa_resumes_with_zero_reruns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("migrated", [False, True], ids=["as-written", "migrated"])
+def test_a_results_folder_of_4fe88fa_resumes_with_zero_reruns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              migrated: bool) -> None:
     world = tmp_path / "world"
     shutil.copytree(FIXTURE, world)
+    if migrated:  # its store moved in place to the sharded layout (harness.record_store.RecordStore.migrate)
+        assert ResultsFolder(world / "results").store().migrate()
     recorded = json.loads((world / "results" / "manifest.json").read_text())["environment"]
     order = [name for name, _ in fingerprint().packages]  # the manifest lists them sorted; the key takes them so
     then = Fingerprint(library=recorded["library"], python=recorded["python"],

@@ -9,7 +9,7 @@ import pytest
 
 from harness import store as store_module
 from harness.record_store import RecordStore
-from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, RunRecord
+from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, RunRecord, encode_record
 from harness.report import leaderboard_csv, leaderboard_tables, matrix_csv, matrix_table, timings_csv, write_matrix
 from harness.scoring import Matrix, ScoreRow
 from harness.store import LocalStore, Store, atomic_write_bytes, atomic_write_json, atomic_write_text, key_of
@@ -176,8 +176,8 @@ def _defense(key, n):
 
 def test_store_image_layout_and_put(tmp_path):
     s = _records(tmp_path)
-    expected = tmp_path / "store" / "images" / "ab" / f"{SHA}.png"
-    assert s.image_key(SHA) == f"images/ab/{SHA}.png"
+    expected = tmp_path / "store" / "images" / "ab" / "00" / f"{SHA}.png"
+    assert s.image_key(SHA) == f"images/ab/00/{SHA}.png"
     assert not s.has_image(SHA) and s.image(SHA) is None
     s.put_image(b"png-bytes", SHA)
     assert expected.read_bytes() == b"png-bytes" and s.image(SHA) == b"png-bytes" and s.has_image(SHA)
@@ -190,12 +190,12 @@ def test_store_image_layout_and_put(tmp_path):
 def test_store_record_paths(tmp_path):
     s = _records(tmp_path)
     defense_hash = "f" * 64
-    assert s.attack_key("k" * 32) == f"attack_runs/{'k' * 32}.json"
-    assert s.defense_key(defense_hash, "key1") == f"defense_runs/{'f' * 32}/key1.json"
+    assert s.attack_key("k" * 32) == f"attack_runs/kk/{'k' * 32}.json"
+    assert s.defense_key(defense_hash, "key1") == f"defense_runs/{'f' * 32}/ke/key1.json"
     s.put_attack_record(_attack("k" * 32))
     s.put_defense_record(defense_hash, _defense("key1", 1))
-    assert (tmp_path / "store" / "attack_runs" / f"{'k' * 32}.json").is_file()
-    assert (tmp_path / "store" / "defense_runs" / ("f" * 32) / "key1.json").is_file()
+    assert (tmp_path / "store" / "attack_runs" / "kk" / f"{'k' * 32}.json").is_file()
+    assert (tmp_path / "store" / "defense_runs" / ("f" * 32) / "ke" / "key1.json").is_file()
 
 
 def test_store_write_read_round_trip(tmp_path):
@@ -209,8 +209,10 @@ def test_store_write_read_round_trip(tmp_path):
     s.put_image(b"png", SHA)
     s.put_attack_record(record)
     assert s.attack_record("k2") == record
-    stored = (tmp_path / "attack_runs" / "k2.json").read_text()
-    assert stored == json.dumps(record.to_json(), indent=1, sort_keys=True) + "\n"  # the layout records always had
+    stored = (tmp_path / "attack_runs" / "k2" / "k2.json").read_bytes()
+    assert stored == encode_record(record)  # schema 2: a head line and a body line
+    head, body = stored.decode().splitlines()
+    assert json.loads(head)["schema"] == 2 and json.loads(body)["version"] == [SHA]
 
 
 def test_an_attack_record_whose_image_is_missing_reads_as_absent(tmp_path):
@@ -229,7 +231,7 @@ def test_an_attack_record_whose_image_is_missing_reads_as_absent(tmp_path):
 @pytest.mark.parametrize("content", [b"", b"{", b'{"a": 1', b"\xff\xfe", b"[1, 2]", b"null", b'"text"'])
 def test_store_read_returns_none_for_unusable_records(tmp_path, content):
     s = _records(tmp_path)
-    path = tmp_path / "store" / "attack_runs" / "r.json"
+    path = tmp_path / "store" / "attack_runs" / "r" / "r.json"
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
     assert s.attack_record("r") is None
@@ -240,9 +242,9 @@ def test_store_read_returns_none_for_unusable_records(tmp_path, content):
 def test_store_read_missing_and_directory(tmp_path):
     s = _records(tmp_path)
     assert s.attack_record("missing") is None and s.key_scheme() is None
-    (tmp_path / "store" / "attack_runs" / "dir.json").mkdir(parents=True)
+    (tmp_path / "store" / "attack_runs" / "di" / "dir.json").mkdir(parents=True)
     assert s.attack_record("dir") is None
-    assert s.objects.get("attack_runs/dir.json") is None and not s.objects.exists("attack_runs/dir.json")
+    assert s.objects.get("attack_runs/di/dir.json") is None and not s.objects.exists("attack_runs/di/dir.json")
 
 
 def test_local_store_lists_by_prefix_and_refuses_keys_outside_it(tmp_path):
@@ -266,7 +268,8 @@ def test_defense_records_sorted_by_file_name(tmp_path):
     s.put_defense_record(h, _defense("k2", 2))
     s.put_defense_record(h, _defense("k1", 1))
     s.put_defense_record("d" * 64, _defense("k0", 0))  # another defense version
-    folder = tmp_path / "store" / "defense_runs" / ("c" * 32)
+    folder = tmp_path / "store" / "defense_runs" / ("c" * 32) / "k3"
+    folder.mkdir()
     (folder / ".k3.json.abc.tmp").write_text("{")  # leftover temp file
     assert s.defense_records(h) == [_defense("k1", 1), _defense("k2", 2)]
 
@@ -275,7 +278,9 @@ def test_defense_records_skip_corrupt_record(tmp_path):
     s = _records(tmp_path)
     h = "c" * 64
     s.put_defense_record(h, _defense("k1", 1))
-    (tmp_path / "store" / "defense_runs" / ("c" * 32) / "k2.json").write_text('{"n": ')
+    corrupt = tmp_path / "store" / "defense_runs" / ("c" * 32) / "k2" / "k2.json"
+    corrupt.parent.mkdir()
+    corrupt.write_text('{"n": ')
     assert s.defense_records(h) == [_defense("k1", 1)]
 
 
