@@ -28,7 +28,7 @@ from harness.per_image import PerImageTable
 from harness.privilege import RUN_GID, RUN_UID, staging_parent, sweep_stale_staging
 from harness.provenance import ManifestConditions
 from harness.record_store import KEY_SCHEME_KEY
-from harness.records import Outcome
+from harness.records import Outcome, RecordError
 from harness.report import write_results
 from harness.results_folder import ResultsFolder
 from harness.sandboxes.base import Protections, SandboxKind
@@ -330,8 +330,9 @@ def _discovered(config: CompetitionConfig, echo: Callable[[str], None]) -> Disco
 def _prepare_folder(folder: ResultsFolder, *, force: bool, secret: bytes | None,
                     echo: Callable[[str], None]) -> None:
     """Make the results folder ready for a run: discard what ``force`` discards, remove an earlier harness's scratch
-    folder, make it owner-only, store ``secret`` when it is new (None: one is stored), mark the key scheme and
-    delete half-written files of a harness that was killed."""
+    folder, make it owner-only, store ``secret`` when it is new (None: one is stored), bring its store to the
+    current layout (:meth:`harness.record_store.RecordStore.migrate`), mark the key scheme and delete half-written
+    files of a harness that was killed."""
     if force:
         for discarded in folder.discarded_by_force():
             _remove(discarded, echo)
@@ -340,6 +341,11 @@ def _prepare_folder(folder: ResultsFolder, *, force: bool, secret: bytes | None,
     os.chmod(folder.root, FOLDER_MODE)  # owner only from the start (make_private sets the rest at the end)
     if secret is not None:
         save_secret(folder.secret, secret)
+    try:
+        for line in folder.store().migrate():  # a store of an older layout is moved in place, nothing rerun
+            echo(one_line(line))
+    except RecordError as exc:
+        raise CompetitionError(one_line(f"{folder.store_root}: {exc}")) from None
     folder.store().put_key_scheme(KEY_SCHEME)
     for stale in folder.stale_temporaries():
         stale.unlink(missing_ok=True)

@@ -40,7 +40,16 @@ from harness.limits import LimitPolicy
 from harness.names import one_line
 from harness.planning import AttackUnit, DefenseUnit, Unit, batches, log_name, opaque_name, pack_versions
 from harness.provenance import ManifestConditions, Provenance, applied_limits
-from harness.records import AttackUnitRecord, DefenseAnswer, DefenseUnitRecord, ImageVerdict, Outcome, Record, RunRecord
+from harness.records import (
+    AttackUnitRecord,
+    DefenseAnswer,
+    DefenseUnitRecord,
+    Head,
+    ImageVerdict,
+    Outcome,
+    Record,
+    RunRecord,
+)
 from harness.results_folder import ResultsFolder
 from harness.sandboxes.base import Protections, RunRequest
 from harness.sandboxes.factory import sandbox_for
@@ -48,6 +57,7 @@ from harness.sandboxes.staging import precompile_library
 from harness.secret import derive
 from harness.store import key_of
 from harness.submission import Submission, SubmissionType
+from harness.tabulation import DefenseSource
 from harness.workspace import Workspace
 from submission_kit import contract
 
@@ -254,7 +264,7 @@ class Runner:
                           limits=applied_limits(self.policy, images, share=slot.cpu,
                                                 unenforced=self.protections.unenforced(limits)))
 
-    def rerun_reason(self, record: Record, submission: Submission, images: int) -> str:
+    def rerun_reason(self, record: Record | Head, submission: Submission, images: int) -> str:
         """Why ``record`` may not stand in for a run of its unit asked now ("" when it may): it was made under
         weaker conditions than any slot of this runner would give, or failed under stricter ones
         (:meth:`harness.provenance.Provenance.weaker_than`). A record without a provenance (made before records
@@ -277,7 +287,7 @@ class Runner:
             reasons.append(reason)
         return reasons[0]
 
-    def _reusable(self, record: Record, submission: Submission, images: int, unit: str) -> bool:
+    def _reusable(self, record: Record | Head, submission: Submission, images: int, unit: str) -> bool:
         """True when ``record`` may be reused (:meth:`rerun_reason`); else note "rerunning <unit>: <reason>"."""
         reason = self.rerun_reason(record, submission, images)
         if reason:
@@ -326,6 +336,21 @@ class Runner:
             return None
         return record if self._reusable(record, unit.attack, len(unit.images),
                                         f"{unit.attack.name} eps{unit.epsilon}") else None
+
+    def stored_attack_records(self, units: Sequence[AttackUnit]) -> list[AttackUnitRecord]:
+        """The stored records that stand in for ``units`` (as :meth:`stored_record` decides, in bulk): one listing
+        finds which units are stored at all, their heads decide reuse, and only reusable records are read whole,
+        their images checked by one listing per image folder."""
+        stored = set(self.store.attack_keys())
+        candidates = {}
+        for unit in units:
+            if unit.key not in stored:
+                continue
+            head = self.store.attack_head(unit.key)
+            if head is not None and self._reusable(head, unit.attack, len(unit.images),
+                                                   f"{unit.attack.name} eps{unit.epsilon}"):
+                candidates[unit.key] = unit
+        return [record for _, record in self.store.attack_records(candidates) if record is not None]
 
     def save_record(self, unit: Unit, record: Record) -> None:
         """Store ``unit``'s record (its images first, the record last, in one put), where :meth:`stored_record`
@@ -411,15 +436,17 @@ class Runner:
     # -- defenses -----------------------------------------------------------------------------------
     def cached_versions(self, defense: Submission) -> dict[str, str]:
         """Versions this defense version's stored records answer: version → key of the record whose answer stands
-        (the last in key order). A record of another schema, a malformed one, or one made under weaker conditions
-        than asked now (:meth:`rerun_reason`) is ignored (its images are classified again). Records are read one at
-        a time; their answers are not kept."""
+        (the last in key order). Reuse is decided on each record's head; a record of another schema, a malformed
+        one, or one made under weaker conditions than asked now (:meth:`rerun_reason`) is ignored (its images are
+        classified again) without its body being read. Bodies are read one at a time; their answers are not kept."""
+        version = self.version_of(defense)
         sources: dict[str, str] = {}
-        for record in self.store.defense_records(self.version_of(defense)):
-            if not self._reusable(record, defense, max(1, len(record.predictions)), f"defense {defense.name}"):
+        for head in self.store.defense_heads(version):
+            if not self._reusable(head, defense, max(1, head.predictions), f"defense {defense.name}"):
                 continue
-            for version in record.predictions:
-                sources[version] = record.key
+            found = self.store.defense_columns(version, head.key)
+            for answered in found[1]["versions"] if found is not None else ():
+                sources[answered] = head.key
         return sources
 
     def slim(self, unit: Unit, record: Record) -> Record:
@@ -430,15 +457,15 @@ class Runner:
             return replace(record, predictions={})
         return record
 
-    def defense_records_of(self, outcome: Outcome) -> Callable[[str], Iterator[DefenseUnitRecord]]:
-        """Defense name → its records in the order their answers apply (:attr:`Outcome.defense_records`), those
-        without answers (:meth:`slim`) read back from the store one at a time."""
-        def records(name: str) -> Iterator[DefenseUnitRecord]:
+    def defense_records_of(self, outcome: Outcome) -> Callable[[str], Iterator[DefenseSource]]:
+        """Defense name → its batches in the order their answers apply (:attr:`Outcome.defense_records`): those
+        without answers (:meth:`slim`) read back from the store as head and columns, one at a time."""
+        def records(name: str) -> Iterator[DefenseSource]:
             for record in outcome.defense_records.get(name, []):
                 if record.predictions:
                     yield record
                     continue
-                stored = self.store.defense_record(self._defense_versions[name], record.key)
+                stored = self.store.defense_columns(self._defense_versions[name], record.key)
                 if stored is not None:
                     yield stored
         return records
@@ -497,13 +524,10 @@ class Runner:
         clean_versions = self.clean_versions()
         outcome.clean_versions = clean_versions
 
-        pending_attacks = []
-        for unit in self.attack_units(attacks, epsilons):
-            record = self.stored_record(unit)
-            if record is None:
-                pending_attacks.append(unit)
-            else:
-                outcome.attack_records.append(record)
+        units = self.attack_units(attacks, epsilons)
+        outcome.attack_records = self.stored_attack_records(units)
+        reused = {record.key for record in outcome.attack_records}
+        pending_attacks = [unit for unit in units if unit.key not in reused]
         outcome.reused["attack"] = len(outcome.attack_records)
         fresh = _of_kind(AttackUnitRecord, self.executor.map(self, "attacks", pending_attacks, clean_versions))
         outcome.executed["attack"] = len(fresh)

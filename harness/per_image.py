@@ -3,16 +3,16 @@
 A competition answers, for every *version row* — a clean image, or one attack's refereed output of one image at one
 ε — one label per defense. The table keeps that shape:
 
-* :class:`ImageColumns` — the N images (ids sorted, TrueLabel and TargetClass as int16);
+* :class:`ImageColumns` — the N images (ids sorted, TrueLabel and TargetClass as int32);
 * :class:`VersionColumns` — the V version rows, clean rows first, then every (ε, attack, image) the referee judged,
   with the referee's verdict (substituted? clipped values? L∞) as columns; names and messages as small integer codes;
-* ``label`` and ``answer_problem`` — D × V int16 / int32 matrices: defense d's label on version row v
+* ``label`` and ``answer_problem`` — D × V int32 matrices: defense d's label on version row v
   (:data:`NO_PREDICTION` for "no prediction", :data:`ABSENT` where the table has no such row at all) and the code of
   the reason there is no label;
 * :class:`RunColumns` — one row per submission process.
 
 At the NIPS 2017 final round's size (107 defenses × (5,000 clean + 156 × 5,000 attacked rows)) the two matrices take
-6 bytes a prediction (≈ 0.5 GB); the long per-image rows (:class:`harness.table.PredictionRow`) are a view written
+8 bytes a prediction (≈ 0.7 GB); the long per-image rows (:class:`harness.table.PredictionRow`) are a view written
 in streamed chunks (:mod:`harness.table_files`), never held at once. Scores (:mod:`harness.scoring`) are vectorised
 over these columns.
 
@@ -71,8 +71,8 @@ class ImageColumns:
 
     Attributes:
         ids: Image ids, sorted (N of them).
-        true_label: int16 [N], TrueLabel of each image.
-        target_class: int16 [N], TargetClass of each image.
+        true_label: int32 [N], TrueLabel of each image.
+        target_class: int32 [N], TargetClass of each image.
     """
 
     ids: tuple[str, ...]
@@ -169,7 +169,8 @@ class PerImageTable:
         attacks: Attack names (A), targeted ones included, in the competition's order.
         attack_tracks: Each attack's track (:attr:`Track.ATTACK` or :attr:`Track.TARGETED_ATTACK`).
         versions: The V version rows.
-        label: int16 [D, V]: each defense's label per version row (:data:`NO_PREDICTION`, :data:`ABSENT`).
+        label: int32 [D, V]: each defense's label per version row (:data:`NO_PREDICTION`, :data:`ABSENT`); a
+            defense may answer any label of up to 9 digits, kept as given.
         answer_problem: int32 [D, V]: code of why there is no label (0 where there is one).
         runs: The processes.
         strings: The string dictionary of every code column (index 0 is "").

@@ -4,8 +4,8 @@
 ``per_image.parquet`` holds the long form, one row per (ε, attack, defense, image, draw), in the order of
 ``per_image.csv`` (clean rows first, then ε, attack, defense and image id ascending), one row group per (ε, attack)
 block; its schema is :data:`PER_IMAGE_SCHEMA` (``docs/results_layout.md``). Names and messages are dictionary
-columns, numbers int16, "no prediction" a null ``prediction``. It is written with pyarrow (Apache Arrow's Parquet
-writer: streamed row groups, dictionary encoding, zstd) so the table never exists as rows in memory.
+columns, ε int16, labels int32, "no prediction" a null ``prediction``. It is written with pyarrow (Apache Arrow's
+Parquet writer: streamed row groups, dictionary encoding, zstd) so the table never exists as rows in memory.
 
 A results folder written before Parquet (``per_image.csv`` only) is read from its CSV.
 """
@@ -50,7 +50,7 @@ _NAME = pa.dictionary(pa.int32(), pa.string())
 #: randomized defense's run).
 PER_IMAGE_SCHEMA = pa.schema([
     ("epsilon", pa.int16()), ("attack", _NAME), ("attack_type", _NAME), ("defense", _NAME), ("image_id", _NAME),
-    ("true_label", pa.int16()), ("target_class", pa.int16()), ("prediction", pa.int16()), ("problem", _NAME),
+    ("true_label", pa.int32()), ("target_class", pa.int32()), ("prediction", pa.int32()), ("problem", _NAME),
     ("draw", pa.int16())])
 _TYPES = (CLEAN, Track.ATTACK.value, Track.TARGETED_ATTACK.value)
 
@@ -84,8 +84,8 @@ def _batch(table: PerImageTable, block: np.ndarray, defense_order: np.ndarray, p
         column(np.tile(type_code, n_def)[present], "attack_type"),
         column(np.repeat(defense_order, n_rows)[present], "defense"),
         column(image, "image_id"),
-        pa.array(images.true_label[image], pa.int16()), pa.array(images.target_class[image], pa.int16()),
-        pa.array(labels, pa.int16(), mask=labels == NO_PREDICTION),
+        pa.array(images.true_label[image], pa.int32()), pa.array(images.target_class[image], pa.int32()),
+        pa.array(labels, pa.int32(), mask=labels == NO_PREDICTION),
         column(problems, "problem"),
         pa.array(np.tile(versions.draw[block], n_def)[present], pa.int16()),
     ], schema=PER_IMAGE_SCHEMA)
@@ -249,8 +249,8 @@ def _read_parquet(path: Path, attack_rows: list[AttackImageRow], run_rows: list[
     defense_names += sorted(extra_defenses)
     attack_names += sorted(set(tracks) - set(attack_names))
     ids = sorted(truth)
-    images = ImageColumns(ids=tuple(ids), true_label=np.array([truth[i][0] for i in ids], dtype=np.int16),
-                          target_class=np.array([truth[i][1] for i in ids], dtype=np.int16))
+    images = ImageColumns(ids=tuple(ids), true_label=np.array([truth[i][0] for i in ids], dtype=np.int32),
+                          target_class=np.array([truth[i][1] for i in ids], dtype=np.int32))
     pool = StringPool()
     image_lookup = {image_id: i for i, image_id in enumerate(ids)}
     attack_lookup = {"": CLEAN_CODE, **{name: i for i, name in enumerate(attack_names)}}
@@ -297,7 +297,7 @@ def _read_parquet(path: Path, attack_rows: list[AttackImageRow], run_rows: list[
                               verdict=verdict, problem=problem, clipped_values=clipped, max_violation=violation,
                               linf=linf, note=note)
     # pass 2: the answers
-    label = np.full((len(defense_names), count), ABSENT, dtype=np.int16)
+    label = np.full((len(defense_names), count), ABSENT, dtype=np.int32)
     answer_problem = np.zeros((len(defense_names), count), dtype=np.int32)
     problems = _Lookup(pool)
     for group in range(source.num_row_groups):
@@ -309,7 +309,7 @@ def _read_parquet(path: Path, attack_rows: list[AttackImageRow], run_rows: list[
         at = rows_of(keys(row_eps, row_attack, _codes(part.column("image_id"), image_lookup)))
         d = _codes(part.column("defense"), defense_lookup)
         prediction = part.column("prediction").to_numpy(zero_copy_only=False)
-        label[d, at] = np.nan_to_num(prediction.astype(np.float64), nan=NO_PREDICTION).astype(np.int16)
+        label[d, at] = np.nan_to_num(prediction.astype(np.float64), nan=NO_PREDICTION).astype(np.int32)
         answer_problem[d, at] = _codes(part.column("problem"), problems)
     table = table_from_rows((), (), run_rows)
     runs: RunColumns = table.runs

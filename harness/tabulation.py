@@ -1,9 +1,9 @@
 """Stored unit records → the columnar per-image table (:class:`harness.per_image.PerImageTable`), streamed.
 
 :func:`tabulate` reads records one at a time (attack batches, then each defense's batches in the order their answers
-apply) and keeps only columns: version rows as growing integer arrays, each defense's answers as one int16 array
+apply) and keeps only columns: version rows as growing integer arrays, each defense's answers as one int32 array
 over the distinct image versions, scattered into the D × V matrices when that defense is done. No record outlives
-its turn, so memory grows with the table (≈ 6 bytes a prediction), not with the JSON.
+its turn, so memory grows with the table (≈ 8 bytes a prediction), not with the JSON.
 
 :func:`table_from_rows` builds the same table from row lists (:class:`harness.table.PredictionRow`, ...): what
 results folders written before the columnar files hold, and what hand-made tests write.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterable, Sequence
-from typing import cast
+from typing import Any, Union, cast
 
 import numpy as np
 
@@ -30,11 +30,16 @@ from harness.per_image import (
     StringPool,
     VersionColumns,
 )
-from harness.records import AttackUnitRecord, DefenseUnitRecord, RunRecord
+from harness.records import AttackHead, AttackUnitRecord, DefenseHead, DefenseUnitRecord, RunRecord
 from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
 from harness.tracks import Track
 
-__all__ = ["NOT_CLASSIFIED", "TableBuilder", "tabulate", "table_from_rows"]
+__all__ = ["NOT_CLASSIFIED", "AttackSource", "DefenseSource", "TableBuilder", "tabulate", "table_from_rows"]
+
+#: An attack batch as :func:`tabulate` takes it: its record, or its head and verdict columns.
+AttackSource = Union[AttackUnitRecord, tuple[AttackHead, dict[str, list[Any]]]]
+#: A defense batch as :func:`tabulate` takes it: its record, or its head and answer columns.
+DefenseSource = Union[DefenseUnitRecord, tuple[DefenseHead, dict[str, list[Any]]]]
 
 #: The problem of a version no defense batch answered (its batch never ran).
 NOT_CLASSIFIED = "not classified"
@@ -65,8 +70,8 @@ class TableBuilder:
                  absent_by_default: bool = False) -> None:
         order = sorted(range(len(image_ids)), key=lambda i: image_ids[i])
         self.images = ImageColumns(ids=tuple(image_ids[i] for i in order),
-                                   true_label=np.array([true_labels[i] for i in order], dtype=np.int16),
-                                   target_class=np.array([target_classes[i] for i in order], dtype=np.int16))
+                                   true_label=np.array([true_labels[i] for i in order], dtype=np.int32),
+                                   target_class=np.array([target_classes[i] for i in order], dtype=np.int32))
         self._image_index = {image_id: i for i, image_id in enumerate(self.images.ids)}
         self.defenses = tuple(defenses)
         self._defense_index = {name: i for i, name in enumerate(self.defenses)}
@@ -128,8 +133,12 @@ class TableBuilder:
         for image_id in self.images.ids:
             self.add_row(epsilon=CLEAN_CODE, attack="", image_id=image_id, version=clean_versions[image_id])
 
-    def add_attack_record(self, record: AttackUnitRecord) -> None:
-        """An attack batch's rows (one per image, with its verdict) and its run."""
+    def add_attack_record(self, record: AttackSource) -> None:
+        """An attack batch's rows (one per image, with its verdict) and its run: a record, or its head and columns
+        (:meth:`harness.record_store.RecordStore.attack_columns`)."""
+        if not isinstance(record, AttackUnitRecord):
+            self._add_attack_columns(*record)
+            return
         for image in record.images:
             row = self.add_row(epsilon=record.epsilon, attack=record.attack, image_id=image.image_id,
                                version=image.version)
@@ -137,6 +146,16 @@ class TableBuilder:
                              max_violation=image.max_violation, linf=image.linf, note=image.note)
         self.add_run(track=record.attack_type, name=record.attack, epsilon=record.epsilon, batch=record.key,
                      images=len(record.images), run=record.run)
+
+    def _add_attack_columns(self, head: AttackHead, columns: dict[str, list[Any]]) -> None:
+        for image_id, version, problem, clipped, violation, linf, note in zip(
+                columns["image_id"], columns["version"], columns["problem"], columns["clipped_values"],
+                columns["max_violation"], columns["linf"], columns["note"], strict=True):
+            row = self.add_row(epsilon=head.epsilon, attack=head.attack, image_id=image_id, version=version)
+            self.set_verdict(row, problem=problem, clipped_values=clipped, max_violation=violation, linf=linf,
+                             note=note)
+        self.add_run(track=head.attack_type, name=head.attack, epsilon=head.epsilon, batch=head.key,
+                     images=head.images, run=head.run)
 
     def add_run(self, *, track: Track | str, name: str, epsilon: int | None, batch: str, images: int,
                 run: RunRecord | RunRow) -> None:
@@ -153,10 +172,6 @@ class TableBuilder:
         runs["problem"].append(self.strings.code(one_line(run.problem) if isinstance(run, RunRecord)
                                                  else run.problem))
         runs["log"].append(run.log)
-
-    def add_defense_run(self, record: DefenseUnitRecord) -> None:
-        self.add_run(track=Track.DEFENSE, name=record.defense, epsilon=None, batch=record.key,
-                     images=len(record.predictions), run=record.run)
 
     # -- phase 2: answers -------------------------------------------------------------------------------------
     def freeze_rows(self) -> None:
@@ -175,7 +190,7 @@ class TableBuilder:
             else np.zeros(0, dtype=np.int32)
         self._row_of_version = row_version[self._order]
         shape = (len(self.defenses), len(self._order))
-        self._label = np.full(shape, ABSENT if self._absent else NO_PREDICTION, dtype=np.int16)
+        self._label = np.full(shape, ABSENT if self._absent else NO_PREDICTION, dtype=np.int32)
         self._answer_problem = np.full(shape, 0 if self._absent else self._not_classified, dtype=np.int32)
         self._columns = {}
         self._row_keys_frozen = self._row_keys
@@ -195,28 +210,39 @@ class TableBuilder:
         self._label[d, row] = NO_PREDICTION if label is None else label
         self._answer_problem[d, row] = self.strings.code(problem)
 
-    def add_answers(self, defense: str, records: Iterable[DefenseUnitRecord]) -> None:
-        """A defense's batches, in the order their answers apply (a later answer for a version wins); each
-        batch's run is a run row. Versions that no row holds are ignored."""
+    def add_answers(self, defense: str, records: Iterable[DefenseSource]) -> None:
+        """A defense's batches, in the order their answers apply (a later answer for a version wins): records, or
+        heads with their columns (:meth:`harness.record_store.RecordStore.defense_columns`); each batch's run is a
+        run row. Versions that no row holds are ignored."""
         assert self._label is not None and self._answer_problem is not None, "freeze_rows() first"
         known = len(self._versions)
-        labels = np.full(known, NO_PREDICTION, dtype=np.int16)
+        labels = np.full(known, NO_PREDICTION, dtype=np.int32)
         problems = np.full(known, self._not_classified, dtype=np.int32)
+        version_index, code = self._versions.get, self.strings.code
         for record in records:
-            self.add_defense_run(record)
-            for version, answer in record.predictions.items():
-                index = self._versions.get(version)
-                if index is None:
-                    continue
-                labels[index] = NO_PREDICTION if answer.label is None else answer.label
-                problems[index] = self.strings.code(answer.problem)
+            if isinstance(record, DefenseUnitRecord):
+                versions = list(record.predictions)
+                answers = [(a.label, a.problem) for a in record.predictions.values()]
+                given, reasons = [a[0] for a in answers], [a[1] for a in answers]
+                self.add_run(track=Track.DEFENSE, name=record.defense, epsilon=None, batch=record.key,
+                             images=len(versions), run=record.run)
+            else:
+                head, columns = record
+                versions, given, reasons = columns["versions"], columns["labels"], columns["problems"]
+                self.add_run(track=Track.DEFENSE, name=head.defense, epsilon=None, batch=head.key,
+                             images=head.predictions, run=head.run)
+            count = len(versions)
+            index = np.fromiter((version_index(v, -1) for v in versions), dtype=np.int64, count=count)
+            keep = index >= 0
+            labels[index[keep]] = np.fromiter((NO_PREDICTION if g is None else g for g in given), dtype=np.int64,
+                                              count=count)[keep]
+            problems[index[keep]] = np.fromiter((code(r) for r in reasons), dtype=np.int64, count=count)[keep]
         d = self._defense_index[defense]
         assert self._row_of_version is not None
-        has = self._row_of_version >= 0
-        rows = np.flatnonzero(has)
-        versions = self._row_of_version[rows]
-        self._label[d, rows] = labels[versions]
-        self._answer_problem[d, rows] = problems[versions]
+        rows = np.flatnonzero(self._row_of_version >= 0)
+        versions_of_rows = self._row_of_version[rows]
+        self._label[d, rows] = labels[versions_of_rows]
+        self._answer_problem[d, rows] = problems[versions_of_rows]
 
     def build(self) -> PerImageTable:
         """The table (after :meth:`freeze_rows` and every answer)."""
@@ -244,18 +270,18 @@ class TableBuilder:
 
 
 def tabulate(*, images: Iterable[tuple[str, int, int]], clean_versions: dict[str, str],
-             attack_records: Iterable[AttackUnitRecord], defenses: Sequence[str],
-             defense_records: Callable[[str], Iterable[DefenseUnitRecord]],
+             attack_records: Iterable[AttackSource], defenses: Sequence[str],
+             defense_records: Callable[[str], Iterable[DefenseSource]],
              attacks: Sequence[tuple[str, Track]], epsilons: Sequence[int]) -> PerImageTable:
     """The per-image table of a competition, from its records, streamed.
 
     Args:
         images: (image id, TrueLabel, TargetClass) of every dataset image.
         clean_versions: Image id → pixel hash of its clean image.
-        attack_records: Every attack batch record (any order; read once).
+        attack_records: Every attack batch (any order; read once): records, or heads with columns.
         defenses: Defense names, in the competition's order.
-        defense_records: Defense name → its batch records in the order their answers apply (cached before
-            fresh); called once per defense, so it may read them from the store as it goes.
+        defense_records: Defense name → its batches (records, or heads with columns) in the order their answers
+            apply (cached before fresh); called once per defense, so it may read them from the store as it goes.
         attacks: (name, track) of every attack, in the competition's order.
         epsilons: ε values asked for.
 

@@ -25,7 +25,7 @@ def test_rows_make_a_table_whose_views_are_the_same_rows(seed: int, dense: bool)
     assert list(table.run_rows()) == sorted(world.runs, key=lambda r: (
         r.kind, r.name, r.epsilon if r.epsilon is not None else -1, r.batch))
     assert table.predictions == len(world.predictions)
-    assert table.label.dtype == np.int16 and table.versions.image.dtype == np.int32
+    assert table.label.dtype == np.int32 and table.versions.image.dtype == np.int32
     assert (table.label == ABSENT).any() == (not dense and len(world.predictions) < table.label.size)
 
 
@@ -78,7 +78,7 @@ def test_tabulate_streams_records_and_a_later_answer_wins() -> None:
     attacks = [_attack("fgsm", 8, {"i0": "f0", "i1": "c1"})]  # i1's output was its clean image again
     records = {"base": [_defense("base", "k1", {"c0": 3, "c1": 4, "f0": 5, "stray": 9}),
                         _defense("base", "k2", {"f0": 6})],
-               "jpeg": [_defense("jpeg", "k3", {"c0": None})]}
+               "jpeg": [_defense("jpeg", "k3", {"c0": None, "f0": 999_999_999})]}  # any 9-digit label is kept
     read: list[str] = []
 
     def defense_records(name: str):
@@ -93,9 +93,10 @@ def test_tabulate_streams_records_and_a_later_answer_wins() -> None:
     assert rows[("base", "", "i0")] == (3, "") and rows[("base", "fgsm", "i0")] == (6, "")  # k2 after k1
     assert rows[("base", "fgsm", "i1")] == (4, "")  # the same pixels as the clean image: the same answer
     assert rows[("jpeg", "", "i0")] == (None, "missing from the CSV")
-    assert rows[("jpeg", "fgsm", "i0")] == (None, NOT_CLASSIFIED)  # no batch of jpeg answered it
+    assert rows[("jpeg", "fgsm", "i0")] == (999_999_999, "")
+    assert rows[("jpeg", "fgsm", "i1")] == (None, NOT_CLASSIFIED)  # no batch of jpeg answered it
     assert table.predictions == 2 * 4 and (table.label != ABSENT).all()
-    assert int((table.label == NO_PREDICTION).sum()) == 4
+    assert int((table.label == NO_PREDICTION).sum()) == 3
     assert [r.batch for r in table.run_rows()] == ["k-fgsm-8", "k1", "k2", "k3"]
 
 

@@ -265,3 +265,43 @@ def test_a_new_image_under_the_same_tag_reruns_every_unit(container_engine: Prot
     finally:
         subprocess.run(["docker", "rmi", tag, rebuilt], capture_output=True, check=False)
     assert image_id("adv-harness/no-such-image:never") == ""
+
+
+@needs_bwrap
+def test_resume_decides_on_heads_and_reads_only_the_bodies_it_reuses(small_world: dict[str, Path],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.record_store import RecordStore
+
+    bodies: list[str] = []
+    attack_record, defense_columns = RecordStore.attack_record, RecordStore.defense_columns
+
+    def counted_attack(self: RecordStore, key: str, *args: object, **kwargs: object) -> object:
+        found = attack_record(self, key, *args, **kwargs)  # type: ignore[arg-type]
+        if found is not None:
+            bodies.append(f"attack {key}")
+        return found
+
+    def counted_defense(self: RecordStore, version: str, key: str) -> object:
+        bodies.append(f"defense {key}")
+        return defense_columns(self, version, key)
+
+    compete(small_world, policy=LimitPolicy(seconds_per_image=5.0, minimum_seconds=20.0))
+    monkeypatch.setattr(RecordStore, "attack_record", counted_attack)
+    monkeypatch.setattr(RecordStore, "defense_columns", counted_defense)
+    defense_record = RecordStore.defense_record
+
+    def whole_defense(self: RecordStore, version: str, key: str) -> object:
+        found = defense_record(self, version, key)
+        if found is not None:  # looking for a unit about to run finds nothing: not a read
+            bodies.append(f"whole-defense {key}")
+        return found
+
+    monkeypatch.setattr(RecordStore, "defense_record", whole_defense)
+    again, _ = compete(small_world, policy=LimitPolicy(seconds_per_image=5.0, minimum_seconds=20.0))
+    assert again.outcome.executed == {"attack": 0, "defense": 0}
+    # reused: each stored body read once to plan (attack, defense) and the defense's once more for the table
+    assert sorted(b.split()[0] for b in bodies) == ["attack", "defense", "defense"]
+    bodies.clear()
+    stricter, notes = compete(small_world, policy=LimitPolicy(seconds_per_image=1.0, minimum_seconds=10.0))
+    assert stricter.outcome.executed == {"attack": 1, "defense": 1} and len(notes) == 2
+    assert not [b for b in bodies if b.split()[1] not in stricter.outcome.fresh_keys]  # no weaker body was read
