@@ -61,6 +61,13 @@ class StringPool:
             self.strings.append(text)
         return found
 
+    def codes(self, texts: Sequence[str]) -> np.ndarray:
+        """The codes of many strings at once (int64 [len(texts)]); new ones get new codes."""
+        found = list(map(self._codes.get, texts))
+        if None in found:
+            found = [self.code(text) if code is None else code for text, code in zip(texts, found, strict=True)]
+        return np.array(found, dtype=np.int64)
+
     def frozen(self) -> tuple[str, ...]:
         return tuple(self.strings)
 

@@ -265,7 +265,7 @@ class RecordStore:
         except RecordError:
             return None
 
-    def attack_columns(self, key: str, images: ImageIndex | None = None
+    def attack_columns(self, key: str, images: ImageIndex | None = None, *, check_images: bool = True
                        ) -> tuple[AttackHead, dict[str, list[Any]]] | None:
         """Attack unit ``key``'s head and verdicts as columns (:func:`harness.records.decode_columns`: no object
         per image); None when :meth:`attack_record` would be None (absent, unreadable, an image missing).
@@ -273,10 +273,14 @@ class RecordStore:
         Args:
             key: The unit's key.
             images: As for :meth:`attack_record`.
+            check_images: False: the verdicts whether or not the images are still held (tabulating a finished
+                run needs the verdicts only; a rerun is what needs the images).
         """
         found = self._columns(self.attack_key(key), self.legacy_attack_key(key))
         if found is None or not isinstance(found[0], AttackHead):
             return None
+        if not check_images:
+            return found[0], found[1]
         held = self.has_image if images is None else images.holds
         return (found[0], found[1]) if all(held(version) for version in found[1]["version"]) else None
 

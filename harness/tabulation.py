@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import Any, Union, cast
 
 import numpy as np
@@ -218,25 +219,34 @@ class TableBuilder:
         known = len(self._versions)
         labels = np.full(known, NO_PREDICTION, dtype=np.int32)
         problems = np.full(known, self._not_classified, dtype=np.int32)
-        version_index, code = self._versions.get, self.strings.code
-        for record in records:
+        all_versions: list[str] = []
+        all_given: list[int | None] = []
+        all_reasons: list[str] = []
+        for record in records:  # gathered, then converted once: a batch costs a few list extends
             if isinstance(record, DefenseUnitRecord):
-                versions = list(record.predictions)
-                answers = [(a.label, a.problem) for a in record.predictions.values()]
-                given, reasons = [a[0] for a in answers], [a[1] for a in answers]
+                answers = record.predictions
+                all_versions.extend(answers)
+                all_given.extend(a.label for a in answers.values())
+                all_reasons.extend(a.problem for a in answers.values())
                 self.add_run(track=Track.DEFENSE, name=record.defense, epsilon=None, batch=record.key,
-                             images=len(versions), run=record.run)
+                             images=len(answers), run=record.run)
             else:
                 head, columns = record
-                versions, given, reasons = columns["versions"], columns["labels"], columns["problems"]
+                all_versions.extend(columns["versions"])
+                all_given.extend(columns["labels"])
+                all_reasons.extend(columns["problems"])
                 self.add_run(track=Track.DEFENSE, name=head.defense, epsilon=None, batch=head.key,
                              images=head.predictions, run=head.run)
-            count = len(versions)
-            index = np.fromiter((version_index(v, -1) for v in versions), dtype=np.int64, count=count)
-            keep = index >= 0
-            labels[index[keep]] = np.fromiter((NO_PREDICTION if g is None else g for g in given), dtype=np.int64,
-                                              count=count)[keep]
-            problems[index[keep]] = np.fromiter((code(r) for r in reasons), dtype=np.int64, count=count)[keep]
+        index = np.array(list(map(self._versions.get, all_versions, repeat(-1))), dtype=np.int64)
+        del all_versions
+        answered = np.array([NO_PREDICTION if g is None else g for g in all_given], dtype=np.int64)
+        codes = self.strings.codes(all_reasons)
+        # the last answer for a version wins: keep each version's last position
+        _, last_reversed = np.unique(index[::-1], return_index=True)
+        last = len(index) - 1 - last_reversed
+        last = last[index[last] >= 0]
+        labels[index[last]] = answered[last]
+        problems[index[last]] = codes[last]
         d = self._defense_index[defense]
         assert self._row_of_version is not None
         rows = np.flatnonzero(self._row_of_version >= 0)
