@@ -15,6 +15,7 @@ from harness.errors import CompetitionError, HarnessError, ReportError
 from harness.limits import LimitPolicy
 from harness.names import one_line
 from harness.parallelism import default_jobs
+from harness.per_image import PerImageTable
 from harness.report import leaderboard_tables, matrix_table
 from harness.results_folder import PER_IMAGE_PARQUET, ResultsFolder
 from harness.sandboxes.base import SandboxKind
@@ -212,11 +213,12 @@ def _compare(args: argparse.Namespace) -> int:
     return 0 if not comparison.differences else 1
 
 
-def _write_report(output_dir: Path) -> str:
-    """Build ``output_dir/report/``; return the line to print. jinja2/matplotlib load only here."""
+def _write_report(output_dir: Path, table: PerImageTable | None = None) -> str:
+    """Build ``output_dir/report/`` (from ``table`` when the caller holds it); return the line to print.
+    jinja2/matplotlib load only here."""
     from harness.html_report import build_report
 
-    return f"report: {build_report(output_dir)}"
+    return f"report: {build_report(output_dir, table=table)}"
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -299,7 +301,7 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             print(f"\nran {executed['attack']} attack and {executed['defense']} defense batches "
                   f"(reused {reused['attack']} + {reused['defense']}); results in {args.output_dir}")
         try:
-            print(_write_report(args.output_dir), file=sys.stderr)
+            print(_write_report(args.output_dir, result.table), file=sys.stderr)
         except (ReportError, OSError, ImportError) as exc:  # the results are written; only their view is missing
             print(one_line(f"warning: report not written ({exc}); rebuild it with: "
                            f"report --output_dir {args.output_dir}"), file=sys.stderr)

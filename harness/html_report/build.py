@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.html_report import content, figures, layout, sanity
+from harness.per_image import PerImageTable
 from harness.report import LEADERBOARD_COLUMNS, leaderboard_csv
 from harness.results_folder import REPORT_DIR, ResultsFolder
 from harness.scoring import TRACKS, Matrix, ScoreRow
@@ -218,7 +219,7 @@ def _render(results: content.Results, writer: _Writer) -> None:
     writer.write("report.css", (_TEMPLATES / "report.css").read_bytes())
 
 
-def build_report(output_dir: Path) -> Path:
+def build_report(output_dir: Path, *, table: PerImageTable | None = None) -> Path:
     """Build (or rebuild) the HTML report of a results folder, running nothing.
 
     The report is built in a temporary folder next to ``report/`` and swapped in by two renames, so a reader
@@ -229,6 +230,8 @@ def build_report(output_dir: Path) -> Path:
 
     Args:
         output_dir: A results folder written by ``run`` (tables, manifest, logs, store).
+        table: Its per-image table when the caller holds it already (the run that just wrote the folder); read
+            from the folder's files when None.
 
     Returns:
         Path of ``report/index.html``.
@@ -236,7 +239,7 @@ def build_report(output_dir: Path) -> Path:
     Raises:
         ReportError: The folder lacks the tables or the manifest of a finished run.
     """
-    results = content.load_results(output_dir)
+    results = content.load_results(output_dir, table=table)
     for stale in output_dir.glob(f".{REPORT_DIR}.*"):  # left by a killed build
         shutil.rmtree(stale, ignore_errors=True)
     building = Path(tempfile.mkdtemp(dir=output_dir, prefix=f".{REPORT_DIR}.new."))

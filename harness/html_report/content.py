@@ -81,8 +81,8 @@ class Results:
         return [name for name, track in self.attacks if track == TARGETED_ATTACK]
 
 
-def load_results(output_dir: Path) -> Results:
-    """Read a results folder.
+def load_results(output_dir: Path, *, table: PerImageTable | None = None) -> Results:
+    """Read a results folder (its per-image table too, unless ``table`` is given: the one the caller holds).
 
     Raises:
         ReportError: A table or the manifest is missing or unreadable.
@@ -94,7 +94,7 @@ def load_results(output_dir: Path) -> Results:
                           "(python run_competition.py --output_dir ...)")
     try:
         manifest = folder.read_manifest() or Manifest()
-        table = load_table(folder, manifest)
+        table = load_table(folder, manifest) if table is None else table
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReportError(f"{output_dir}: unreadable results ({exc}); rerun the competition into this folder") \
             from None
@@ -354,12 +354,13 @@ def _stored_versions(results: Results, wanted: set[str]) -> dict[tuple[int, str,
     table = results.table
     versions: dict[tuple[int, str, str], str] = {}
     for i in np.flatnonzero(table.runs.epsilon != CLEAN_CODE).tolist():
-        record = store.attack_record(table.runs.batch[i])
-        if record is None:
+        found = store.attack_columns(table.runs.batch[i], check_images=False)  # a lost image shows as missing
+        if found is None:
             continue
-        for image in record.images:
-            if image.image_id in wanted:
-                versions[(record.epsilon, record.attack, image.image_id)] = image.version
+        head, columns = found
+        for image_id, version in zip(columns["image_id"], columns["version"], strict=True):
+            if image_id in wanted:
+                versions[(head.epsilon, head.attack, image_id)] = version
     return versions
 
 
