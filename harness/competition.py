@@ -261,7 +261,8 @@ def run_competition(config: CompetitionConfig, *, echo: Callable[[str], None] = 
     table = tabulate(images=[(r.image_id, r.true_label, r.target_class) for r in dataset.images],
                      clean_versions=outcome.clean_versions, attack_records=outcome.attack_records,
                      defenses=[d.name for d in defenses], defense_records=runner.defense_records_of(outcome),
-                     attacks=[(a.name, a.type) for a in attacks], epsilons=epsilons)
+                     attacks=[(a.name, a.type) for a in attacks], epsilons=epsilons,
+                     processes=_reader_processes(len(defenses) * len(dataset) * (1 + len(attacks) * len(epsilons))))
     scores = score_table(table, epsilons=epsilons)
     manifest = Manifest(
         harness_version=__version__, key_scheme=KEY_SCHEME, environment=runner.environment.describe(),
@@ -478,6 +479,16 @@ def _warn(problem: str, echo: Callable[[str], None]) -> None:
     """Report a clean-up ``problem`` ("" for none) as a one-line warning."""
     if problem:
         echo(one_line(f"warning: {problem}"))
+
+
+#: Predictions from which a run's table reads the defenses' records in one process per usable core.
+PARALLEL_TABULATION = 2_000_000
+
+
+def _reader_processes(predictions: int) -> int:
+    """Processes that read the defenses' records into the table: one per usable core for a large table (the
+    reading is most of the bookkeeping's time), else 1 (forking costs more than it saves)."""
+    return default_jobs() if predictions >= PARALLEL_TABULATION else 1
 
 
 def _submission_seconds(table: PerImageTable, outcome: Outcome) -> float:

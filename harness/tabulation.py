@@ -11,8 +11,11 @@ results folders written before the columnar files hold, and what hand-made tests
 
 from __future__ import annotations
 
+import multiprocessing
 from array import array
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Union, cast
 
@@ -35,7 +38,8 @@ from harness.records import AttackHead, AttackUnitRecord, DefenseHead, DefenseUn
 from harness.table import CLEAN, AttackImageRow, PredictionRow, RunRow
 from harness.tracks import Track
 
-__all__ = ["NOT_CLASSIFIED", "AttackSource", "DefenseSource", "TableBuilder", "tabulate", "table_from_rows"]
+__all__ = ["NOT_CLASSIFIED", "Answers", "AttackSource", "DefenseSource", "TableBuilder", "gather_answers",
+           "table_from_rows", "tabulate"]
 
 #: An attack batch as :func:`tabulate` takes it: its record, or its head and verdict columns.
 AttackSource = Union[AttackUnitRecord, tuple[AttackHead, dict[str, list[Any]]]]
@@ -215,44 +219,24 @@ class TableBuilder:
         """A defense's batches, in the order their answers apply (a later answer for a version wins): records, or
         heads with their columns (:meth:`harness.record_store.RecordStore.defense_columns`); each batch's run is a
         run row. Versions that no row holds are ignored."""
+        self.apply_answers(defense, gather_answers(records, self._versions, StringPool(), NOT_CLASSIFIED))
+
+    def apply_answers(self, defense: str, answers: Answers) -> None:
+        """A defense's answers gathered by :func:`gather_answers` (here or in another process)."""
         assert self._label is not None and self._answer_problem is not None, "freeze_rows() first"
-        known = len(self._versions)
-        labels = np.full(known, NO_PREDICTION, dtype=np.int32)
-        problems = np.full(known, self._not_classified, dtype=np.int32)
-        all_versions: list[str] = []
-        all_given: list[int | None] = []
-        all_reasons: list[str] = []
-        for record in records:  # gathered, then converted once: a batch costs a few list extends
-            if isinstance(record, DefenseUnitRecord):
-                answers = record.predictions
-                all_versions.extend(answers)
-                all_given.extend(a.label for a in answers.values())
-                all_reasons.extend(a.problem for a in answers.values())
-                self.add_run(track=Track.DEFENSE, name=record.defense, epsilon=None, batch=record.key,
-                             images=len(answers), run=record.run)
-            else:
-                head, columns = record
-                all_versions.extend(columns["versions"])
-                all_given.extend(columns["labels"])
-                all_reasons.extend(columns["problems"])
-                self.add_run(track=Track.DEFENSE, name=head.defense, epsilon=None, batch=head.key,
-                             images=head.predictions, run=head.run)
-        index = np.array(list(map(self._versions.get, all_versions, repeat(-1))), dtype=np.int64)
-        del all_versions
-        answered = np.array([NO_PREDICTION if g is None else g for g in all_given], dtype=np.int64)
-        codes = self.strings.codes(all_reasons)
-        # the last answer for a version wins: keep each version's last position
-        _, last_reversed = np.unique(index[::-1], return_index=True)
-        last = len(index) - 1 - last_reversed
-        last = last[index[last] >= 0]
-        labels[index[last]] = answered[last]
-        problems[index[last]] = codes[last]
-        d = self._defense_index[defense]
         assert self._row_of_version is not None
+        codes = self.strings.codes(answers.strings).astype(np.int32)  # the gatherer's codes → the table's
+        for track, name, batch, images, run in answers.runs:
+            self.add_run(track=track, name=name, epsilon=None, batch=batch, images=images, run=run)
+        d = self._defense_index[defense]
         rows = np.flatnonzero(self._row_of_version >= 0)
         versions_of_rows = self._row_of_version[rows]
-        self._label[d, rows] = labels[versions_of_rows]
-        self._answer_problem[d, rows] = problems[versions_of_rows]
+        self._label[d, rows] = answers.labels[versions_of_rows]
+        self._answer_problem[d, rows] = codes[answers.problems[versions_of_rows]]
+
+    def version_index(self) -> dict[str, int]:
+        """Pixel hash → index of every image version the rows hold (what :func:`gather_answers` looks up)."""
+        return self._versions
 
     def build(self) -> PerImageTable:
         """The table (after :meth:`freeze_rows` and every answer)."""
@@ -279,10 +263,88 @@ class TableBuilder:
             strings=self.strings.frozen(), epsilons=self.epsilons)
 
 
+@dataclass(frozen=True, eq=False)
+class Answers:
+    """One defense's answers over the table's image versions, gathered from its batches.
+
+    Attributes:
+        labels: int32 [H]: the label per image version (:data:`harness.per_image.NO_PREDICTION` where none).
+        problems: int32 [H]: code into :attr:`strings` of why there is none.
+        strings: The codes' strings.
+        runs: (track, name, batch key, images, run record) of each batch.
+    """
+
+    labels: np.ndarray
+    problems: np.ndarray
+    strings: tuple[str, ...]
+    runs: list[tuple[Track, str, str, int, RunRecord]]
+
+
+def gather_answers(records: Iterable[DefenseSource], versions: dict[str, int], strings: StringPool,
+                   unanswered: str) -> Answers:
+    """A defense's batches, in the order their answers apply, as one array per image version: the last answer
+    for a version wins; versions not in ``versions`` are ignored; a version no batch answers has ``unanswered``.
+    Gathered in lists and converted once, so a batch costs a few list extends."""
+    known = len(versions)
+    labels = np.full(known, NO_PREDICTION, dtype=np.int32)
+    problems = np.full(known, strings.code(unanswered), dtype=np.int64)
+    all_versions: list[str] = []
+    all_given: list[int | None] = []
+    all_reasons: list[str] = []
+    runs: list[tuple[Track, str, str, int, RunRecord]] = []
+    for record in records:
+        if isinstance(record, DefenseUnitRecord):
+            answers = record.predictions
+            all_versions.extend(answers)
+            all_given.extend(a.label for a in answers.values())
+            all_reasons.extend(a.problem for a in answers.values())
+            runs.append((Track.DEFENSE, record.defense, record.key, len(answers), record.run))
+        else:
+            head, columns = record
+            all_versions.extend(columns["versions"])
+            all_given.extend(columns["labels"])
+            all_reasons.extend(columns["problems"])
+            runs.append((Track.DEFENSE, head.defense, head.key, head.predictions, head.run))
+    index = np.array(list(map(versions.get, all_versions, repeat(-1))), dtype=np.int64)
+    del all_versions
+    answered = np.array([NO_PREDICTION if g is None else g for g in all_given], dtype=np.int64)
+    codes = strings.codes(all_reasons)
+    _, last_reversed = np.unique(index[::-1], return_index=True)  # each version's last answer
+    last = len(index) - 1 - last_reversed
+    last = last[index[last] >= 0]
+    labels[index[last]] = answered[last]
+    problems[index[last]] = codes[last]
+    return Answers(labels=labels, problems=problems, strings=strings.frozen(), runs=runs)
+
+
+#: What a process reading defenses for :func:`tabulate` inherits from its parent (set before it forks).
+_INHERITED: tuple[dict[str, int], Callable[[str], Iterable[DefenseSource]]] | None = None
+
+
+def _gather_inherited(defense: str) -> Answers:
+    assert _INHERITED is not None, "a reader process started without its parent's state"
+    versions, defense_records = _INHERITED
+    return gather_answers(defense_records(defense), versions, StringPool(), NOT_CLASSIFIED)
+
+
+def _answers_in_processes(builder: TableBuilder, defenses: Sequence[str],
+                          defense_records: Callable[[str], Iterable[DefenseSource]], processes: int) -> None:
+    """Each defense's answers gathered in ``processes`` forked processes (they inherit the version index and the
+    reader), applied here in ``defenses`` order."""
+    global _INHERITED
+    _INHERITED = (builder.version_index(), defense_records)
+    try:
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+            for defense, answers in zip(defenses, pool.map(_gather_inherited, defenses), strict=True):
+                builder.apply_answers(defense, answers)
+    finally:
+        _INHERITED = None
+
+
 def tabulate(*, images: Iterable[tuple[str, int, int]], clean_versions: dict[str, str],
              attack_records: Iterable[AttackSource], defenses: Sequence[str],
              defense_records: Callable[[str], Iterable[DefenseSource]],
-             attacks: Sequence[tuple[str, Track]], epsilons: Sequence[int]) -> PerImageTable:
+             attacks: Sequence[tuple[str, Track]], epsilons: Sequence[int], processes: int = 1) -> PerImageTable:
     """The per-image table of a competition, from its records, streamed.
 
     Args:
@@ -294,6 +356,8 @@ def tabulate(*, images: Iterable[tuple[str, int, int]], clean_versions: dict[str
             apply (cached before fresh); called once per defense, so it may read them from the store as it goes.
         attacks: (name, track) of every attack, in the competition's order.
         epsilons: ε values asked for.
+        processes: Read the defenses' batches in this many processes (forked, where the platform can fork: they
+            inherit ``defense_records``; each returns one array per defense). 1: in this process.
 
     Returns:
         The table: every defense has a row for every version row; a version no batch answered is
@@ -311,8 +375,11 @@ def tabulate(*, images: Iterable[tuple[str, int, int]], clean_versions: dict[str
     for record in attack_records:
         builder.add_attack_record(record)
     builder.freeze_rows()
-    for defense in defenses:
-        builder.add_answers(defense, defense_records(defense))
+    if processes > 1 and len(defenses) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        _answers_in_processes(builder, defenses, defense_records, min(processes, len(defenses)))
+    else:
+        for defense in defenses:
+            builder.add_answers(defense, defense_records(defense))
     return builder.build()
 
 

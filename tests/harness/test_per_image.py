@@ -105,3 +105,25 @@ def test_tabulate_without_defenses_keeps_the_referee_rows() -> None:
                      defenses=[], defense_records=lambda name: iter(()), attacks=[("a", Track.ATTACK)],
                      epsilons=[4])
     assert table.label.shape == (0, 1) and [r.attack for r in table.attack_image_rows()] == ["a"]
+
+
+def test_defenses_read_in_processes_make_the_same_table() -> None:
+    clean = {"i0": "c0", "i1": "c1", "i2": "c2"}
+    attacks = [_attack("fgsm", 8, {"i0": "f0", "i1": "f1", "i2": "c2"}),
+               _attack("ll", 8, {"i0": "l0", "i1": "f1", "i2": "l2"}, Track.TARGETED_ATTACK)]
+    versions = ["c0", "c1", "c2", "f0", "f1", "l0", "l2"]
+    records = {f"d{n}": [_defense(f"d{n}", f"k{n}a", {v: (n + i) % 4 or None for i, v in enumerate(versions)}),
+                         _defense(f"d{n}", f"k{n}b", {versions[n % 7]: 9})] for n in range(5)}
+
+    def table(processes: int):
+        return tabulate(images=[("i0", 1, 2), ("i1", 2, 3), ("i2", 3, 1)], clean_versions=clean,
+                        attack_records=attacks, defenses=list(records),
+                        defense_records=lambda name: iter(records[name]),
+                        attacks=[("fgsm", Track.ATTACK), ("ll", Track.TARGETED_ATTACK)], epsilons=[8],
+                        processes=processes)
+
+    alone, forked = table(1), table(2)
+    assert list(forked.prediction_rows()) == list(alone.prediction_rows())
+    assert list(forked.run_rows()) == list(alone.run_rows())
+    assert score_table(forked) == score_table(alone)
+    assert (alone.label == 9).any(axis=1).all()  # each defense's second batch overrides one version
