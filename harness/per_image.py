@@ -65,7 +65,8 @@ class StringPool:
         """The codes of many strings at once (int64 [len(texts)]); new ones get new codes."""
         found = list(map(self._codes.get, texts))
         if None in found:
-            found = [self.code(text) if code is None else code for text, code in zip(texts, found, strict=True)]
+            for position in [i for i, code in enumerate(found) if code is None]:
+                found[position] = self.code(texts[position])
         return np.array(found, dtype=np.int64)
 
     def frozen(self) -> tuple[str, ...]:
