@@ -536,6 +536,9 @@ def main() -> None:
             print(f"  {'reused' if writing is None else f'written in {writing:.0f} s'}; timing the referee …",
                   file=sys.stderr)
             rows.append((world, writing, records, timed_child(folder)))
+            stages = rows[-1][3]["stages"]
+            print("  " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds, _ in stages)
+                  + f"; peak {rows[-1][3]['peak'] / (1 << 20):,.0f} MB", file=sys.stderr)
     finally:
         if args.store is None and not args.keep:
             shutil.rmtree(base, ignore_errors=True)
