@@ -220,6 +220,7 @@ def write_attack(world: World, folder: Path, attack: int) -> int:
     """Attack ``attack``'s images and batch records; returns how many records."""
     from harness.records import AttackUnitRecord, ImageVerdict
     from harness.results_folder import ResultsFolder
+    from harness.tracks import Track
 
     store = ResultsFolder(folder).store()
     ids, *_ = image_table(world)
@@ -248,7 +249,8 @@ def write_attack(world: World, folder: Path, attack: int) -> int:
         run = _run(float(rng.uniform(5, 60)), ("timed out after 500 s" if timed_out else "exit code 1") if failed
                    else "", log, exit_code=-9 if timed_out else 1 if failed else 0, timed_out=timed_out)
         store.put_attack_record(AttackUnitRecord(key=key, attack=name, attack_hash=_digest(f"hash:{name}"),
-                                                 attack_type=track, epsilon=world.epsilon, run=run, images=verdicts))
+                                                 attack_type=Track(track), epsilon=world.epsilon, run=run,
+                                                 images=verdicts))
     return world.images // size + (world.images % size > 0)
 
 
