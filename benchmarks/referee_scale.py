@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import inspect
 import json
 import math
 import multiprocessing
@@ -329,38 +330,65 @@ def write_clean(world: World, folder: Path, data: Path) -> int:
     return len(clean)
 
 
-def _task(job: tuple[str, int, dict[str, Any], str]) -> tuple[str, int]:
+def _task(job: tuple[str, int, dict[str, Any], str]) -> tuple[str, int, int]:
     kind, index, fields, folder = job
     world, size_folder = World(**fields), Path(folder)
     results = size_folder / "results"
     if kind == "clean":
-        return kind, write_clean(world, results, size_folder / "data")
-    if kind == "attack":
-        return kind, write_attack(world, results, index)
-    return kind, write_defense(world, results, index)
+        count = write_clean(world, results, size_folder / "data")
+    elif kind == "attack":
+        count = write_attack(world, results, index)
+    else:
+        count = write_defense(world, results, index)
+    (size_folder / "done" / f"{kind}-{index}").write_text(str(count))
+    return kind, index, count
+
+
+def store_format() -> dict[str, int]:
+    """The record schema and store layout the harness writes (a store of another format is written again)."""
+    from harness import record_store, records
+
+    return {"schema": int(records.SCHEMA), "layout": int(getattr(record_store, "LAYOUT", 1))}
 
 
 def write_world(world: World, folder: Path, writers: int) -> float | None:
-    """Write ``folder``'s store unless a finished one of the same world is there; the seconds it took (None when
-    reused)."""
-    marker = folder / "world.json"
-    if marker.is_file() and json.loads(marker.read_text()) == asdict(world):
+    """Write ``folder``'s store unless a finished one of the same world and store format is there (a writing that
+    was stopped resumes: finished tasks are not redone); the seconds it took (None when reused)."""
+    # the writers fork from here with the harness already imported: a checkout that changes while they write
+    # cannot mix two versions of it
+    from harness.html_report import content  # noqa: F401
+    from harness.manifest import Manifest  # noqa: F401
+    from harness.records import AttackUnitRecord  # noqa: F401
+    from harness.results_folder import ResultsFolder
+    from submission_kit import contract  # noqa: F401
+
+    wanted = {"world": asdict(world), "format": store_format()}
+    marker, started = folder / "world.json", folder / "writing.json"
+    if marker.is_file() and json.loads(marker.read_text()) == wanted:
         return None
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    if not (started.is_file() and json.loads(started.read_text()) == wanted):
+        shutil.rmtree(folder, ignore_errors=True)
+        (folder / "done").mkdir(parents=True)
+        started.write_text(json.dumps(wanted))
+    marker.unlink(missing_ok=True)
     start = time.perf_counter()
     jobs = ([("defense", d, asdict(world), str(folder)) for d in range(world.defenses)]
             + [("attack", a, asdict(world), str(folder)) for a in range(world.attacks + world.targeted)]
             + [("clean", 0, asdict(world), str(folder))])
-    records = {"attack": 0, "defense": 0, "clean": 0}
+    todo = [job for job in jobs if not (folder / "done" / f"{job[0]}-{job[1]}").is_file()]
     with multiprocessing.get_context("fork").Pool(writers) as pool:
-        for done, (kind, count) in enumerate(pool.imap_unordered(_task, jobs), start=1):
-            records[kind] += count
-            if done % max(1, len(jobs) // 10) == 0 or done == len(jobs):
-                print(f"  {done}/{len(jobs)} writing tasks done, {time.perf_counter() - start:.0f} s",
+        for done, _ in enumerate(pool.imap_unordered(_task, todo), start=1):
+            if done % max(1, len(todo) // 10) == 0 or done == len(todo):
+                print(f"  {done}/{len(todo)} writing tasks done, {time.perf_counter() - start:.0f} s",
                       file=sys.stderr, flush=True)
-    marker.write_text(json.dumps(asdict(world)))
+    store = ResultsFolder(folder / "results").store()
+    if hasattr(store, "mark_layout"):  # a store written whole by this harness is of its layout
+        store.mark_layout()
+    records = {"attack": 0, "defense": 0, "clean": 0}
+    for path in (folder / "done").iterdir():
+        records[path.name.split("-")[0]] += int(path.read_text())
     (folder / "records.json").write_text(json.dumps(records))
+    marker.write_text(json.dumps(wanted))
     return time.perf_counter() - start
 
 
@@ -375,14 +403,16 @@ def _status(field: str) -> int:
 
 def measure(folder: Path, out: Path) -> None:
     """Tabulate, score, write the files, build the report of ``folder``'s results; write the figures to ``out``."""
+    from harness.competition import PARALLEL_TABULATION
     from harness.html_report.build import build_report
+    from harness.parallelism import default_jobs
     from harness.report import write_results
     from harness.results_folder import ResultsFolder
     from harness.scoring import score_table
     from harness.tabulation import tabulate
     from harness.tracks import Track
 
-    world = World(**json.loads((folder / "world.json").read_text()))
+    world = World(**json.loads((folder / "world.json").read_text())["world"])
     figures: dict[str, Any] = {"rss_after_imports": _status("VmRSS")}
     start = time.perf_counter()
     results = ResultsFolder(folder / "results")
@@ -395,21 +425,37 @@ def measure(folder: Path, out: Path) -> None:
             for row in csv.DictReader(handle):
                 yield row["ImageId"], int(row["TrueLabel"]), int(row["TargetClass"])
 
-    def attack_records() -> Any:
-        for name, _ in world.attack_names:
-            for batch in range(math.ceil(world.images / world.attack_batch)):
-                record = store.attack_record(attack_key(world, name, batch))
-                if record is None:
-                    raise SystemExit(f"attack record {name} batch {batch} does not read")
-                yield record
+    keys = [attack_key(world, name, batch) for name, _ in world.attack_names
+            for batch in range(math.ceil(world.images / world.attack_batch))]
+
+    def attack_records() -> Any:  # as the runner gathers them for a resumed run: images checked per folder
+        pairs = (store.attack_records(keys) if hasattr(store, "attack_records")
+                 else ((key, store.attack_record(key)) for key in keys))
+        for key, record in pairs:
+            if record is None:
+                raise SystemExit(f"attack record {key} does not read")
+            yield record
+
+    def defense_records(name: str) -> Any:  # as the runner streams them: head and answer columns, one at a time
+        version = defense_version(world, name)
+        if not hasattr(store, "defense_columns"):
+            yield from store.defense_records(version)
+            return
+        for key in store.defense_keys(version):
+            stored = store.defense_columns(version, key)
+            if stored is not None:
+                yield stored
 
     clean = store.clean_versions(manifest.dataset.content_hash)
     assert clean is not None, "no clean versions"
+    options: dict[str, Any] = {}
+    if "processes" in inspect.signature(tabulate).parameters:  # as run_competition chooses them
+        options["processes"] = default_jobs() if world.predictions >= PARALLEL_TABULATION else 1
+    figures["processes"] = options.get("processes", 1)
     table = tabulate(images=images(), clean_versions=clean, attack_records=attack_records(),
-                     defenses=world.defense_names,
-                     defense_records=lambda name: store.defense_records(defense_version(world, name)),
+                     defenses=world.defense_names, defense_records=defense_records,
                      attacks=[(name, Track(track)) for name, track in world.attack_names],
-                     epsilons=list(manifest.epsilons))
+                     epsilons=list(manifest.epsilons), **options)
     stages = [("tabulate", time.perf_counter() - start, _status("VmHWM"))]
     start = time.perf_counter()
     scores = score_table(table, epsilons=list(manifest.epsilons))
@@ -418,7 +464,10 @@ def measure(folder: Path, out: Path) -> None:
     write_results(results.root, scores=scores, table=table, aims={})
     stages.append(("files", time.perf_counter() - start, _status("VmHWM")))
     start = time.perf_counter()
-    build_report(results.root)
+    if "table" in inspect.signature(build_report).parameters:  # the run hands the report its table
+        build_report(results.root, table=table)
+    else:
+        build_report(results.root)
     stages.append(("report", time.perf_counter() - start, _status("VmHWM")))
     figures["stages"] = stages
     predictions = table.predictions
