@@ -2,7 +2,10 @@
 
     python benchmarks/referee_scale.py                           # 1/100, 1/10, then the full size
     python benchmarks/referee_scale.py --scale 0.01 0.1          # the two small sizes only
-    python benchmarks/referee_scale.py --store /work/bench --keep    # write each size's store once, reuse it
+    python benchmarks/referee_scale.py --store /work/bench           # write each size's store once, reuse it
+
+A store under ``--store`` is reused when its world, record schema and store layout are the ones asked for; a
+writing that was stopped resumes where it was (finished tasks are kept).
 
 Synthetic stored records of (91 attacks + 65 targeted attacks) × 107 defenses × 5,000 images at one ε (16), one
 draw: 107 × (5,000 clean + 156 × 5,000 attacked) ≈ 84 M predictions. A smaller size keeps every submission and
