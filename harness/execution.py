@@ -450,11 +450,12 @@ class Runner:
         return sources
 
     def slim(self, unit: Unit, record: Record) -> Record:
-        """``record``, without its answers when it is a defense record the store holds (the table reads them back
-        from there, so a stage's records do not all sit in memory): its ``predictions`` are then empty."""
+        """``record``, without its answers, CSV notes and run provenance when it is a defense record the store
+        holds (the table reads them back from there, so a stage's records do not all sit in memory): its
+        ``predictions`` are then empty."""
         if isinstance(unit, DefenseUnit) and isinstance(record, DefenseUnitRecord) and record.predictions and \
                 self.store.objects.exists(self.store.defense_key(unit.version, record.key)):
-            return replace(record, predictions={})
+            return replace(record, predictions={}, csv_notes=(), run=replace(record.run, provenance=None))
         return record
 
     def defense_records_of(self, outcome: Outcome) -> Callable[[str], Iterator[DefenseSource]]:
