@@ -149,12 +149,15 @@ def main() -> None:
         start = time.time()
         result = run_competition(config, echo=lambda _: None)
         peak_run = _status("VmHWM")
+        runs = sum(result.outcome.executed.values())
+        table = result.table
+        del result  # as ``python run_competition.py`` does: the report gets the run's table, not its records
         if not args.no_report:  # as ``python run_competition.py`` does after the run, in the same process
-            build_report(config.output_dir)
+            build_report(config.output_dir, table=table)
+        del table
         end = time.time()
         peak = _status("VmHWM")
         predictions = args.defenses * args.images * (1 + args.attacks)
-        runs = sum(result.outcome.executed.values())
         after_last = end - last_record_time(config.output_dir)
     mb = 1 << 20
     print(f"| attacks × defenses × images | predictions | runs | wall | after the last record | RSS after imports "

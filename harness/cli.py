@@ -300,8 +300,10 @@ def main(argv: Sequence[str] | None = None, *, root: Path | None = None) -> int:
             executed, reused = result.outcome.executed, result.outcome.reused
             print(f"\nran {executed['attack']} attack and {executed['defense']} defense batches "
                   f"(reused {reused['attack']} + {reused['defense']}); results in {args.output_dir}")
+        table = result.table
+        del result  # the report draws the table; the run's records need not stay in memory meanwhile
         try:
-            print(_write_report(args.output_dir, result.table), file=sys.stderr)
+            print(_write_report(args.output_dir, table), file=sys.stderr)
         except (ReportError, OSError, ImportError) as exc:  # the results are written; only their view is missing
             print(one_line(f"warning: report not written ({exc}); rebuild it with: "
                            f"report --output_dir {args.output_dir}"), file=sys.stderr)

@@ -194,12 +194,19 @@ class TableBuilder:
         row_version = np.frombuffer(self._row_version, dtype=np.int32) if len(self._row_version) \
             else np.zeros(0, dtype=np.int32)
         self._row_of_version = row_version[self._order]
-        shape = (len(self.defenses), len(self._order))
-        self._label = np.full(shape, ABSENT if self._absent else NO_PREDICTION, dtype=np.int32)
-        self._answer_problem = np.full(shape, 0 if self._absent else self._not_classified, dtype=np.int32)
+        self._shape = (len(self.defenses), len(self._order))
         self._columns = {}
         self._row_keys_frozen = self._row_keys
         self._row_keys = {}
+
+    def _matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """The D × V answer matrices, made on first use (after :meth:`freeze_rows`; after any reader process forked,
+        so that it does not map them)."""
+        if self._label is None or self._answer_problem is None:
+            assert hasattr(self, "_shape"), "freeze_rows() first"
+            self._label = np.full(self._shape, ABSENT if self._absent else NO_PREDICTION, dtype=np.int32)
+            self._answer_problem = np.full(self._shape, 0 if self._absent else self._not_classified, dtype=np.int32)
+        return self._label, self._answer_problem
 
     def row(self, *, epsilon: int | None, attack: str, image_id: str) -> int:
         """Index (after :meth:`freeze_rows`) of the row of (ε, attack, image); raises ``KeyError`` if none."""
@@ -210,10 +217,10 @@ class TableBuilder:
 
     def set_prediction(self, defense: str, row: int, label: int | None, problem: str) -> None:
         """One defense's answer on one row (after :meth:`freeze_rows`)."""
-        assert self._label is not None and self._answer_problem is not None, "freeze_rows() first"
+        label_matrix, problem_matrix = self._matrices()
         d = self._defense_index[defense]
-        self._label[d, row] = NO_PREDICTION if label is None else label
-        self._answer_problem[d, row] = self.strings.code(problem)
+        label_matrix[d, row] = NO_PREDICTION if label is None else label
+        problem_matrix[d, row] = self.strings.code(problem)
 
     def add_answers(self, defense: str, records: Iterable[DefenseSource]) -> None:
         """A defense's batches, in the order their answers apply (a later answer for a version wins): records, or
@@ -223,7 +230,7 @@ class TableBuilder:
 
     def apply_answers(self, defense: str, answers: Answers) -> None:
         """A defense's answers gathered by :func:`gather_answers` (here or in another process)."""
-        assert self._label is not None and self._answer_problem is not None, "freeze_rows() first"
+        label_matrix, problem_matrix = self._matrices()
         assert self._row_of_version is not None
         codes = self.strings.codes(answers.strings).astype(np.int32)  # the gatherer's codes → the table's
         for track, name, batch, images, run in answers.runs:
@@ -231,8 +238,8 @@ class TableBuilder:
         d = self._defense_index[defense]
         rows = np.flatnonzero(self._row_of_version >= 0)
         versions_of_rows = self._row_of_version[rows]
-        self._label[d, rows] = answers.labels[versions_of_rows]
-        self._answer_problem[d, rows] = codes[answers.problems[versions_of_rows]]
+        label_matrix[d, rows] = answers.labels[versions_of_rows]
+        problem_matrix[d, rows] = codes[answers.problems[versions_of_rows]]
 
     def version_index(self) -> dict[str, int]:
         """Pixel hash → index of every image version the rows hold (what :func:`gather_answers` looks up)."""
@@ -240,7 +247,7 @@ class TableBuilder:
 
     def build(self) -> PerImageTable:
         """The table (after :meth:`freeze_rows` and every answer)."""
-        assert self._label is not None and self._answer_problem is not None, "freeze_rows() first"
+        label_matrix, problem_matrix = self._matrices()
         runs = self._runs
         tracks, names = cast(list[int], runs["track"]), cast(list[int], runs["name"])
         order = sorted(range(len(tracks)), key=lambda i: (  # runs.csv's order: kind, name, ε, batch
@@ -249,7 +256,7 @@ class TableBuilder:
         runs = {name: [values[i] for i in order] for name, values in runs.items()}
         return PerImageTable(
             images=self.images, defenses=self.defenses, attacks=self.attacks, attack_tracks=self.attack_tracks,
-            versions=self.versions, label=self._label, answer_problem=self._answer_problem,
+            versions=self.versions, label=label_matrix, answer_problem=problem_matrix,
             runs=RunColumns(track=np.array(runs["track"], dtype=np.int8),
                             name=np.array(runs["name"], dtype=np.int32),
                             epsilon=np.array(runs["epsilon"], dtype=np.int16),
