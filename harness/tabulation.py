@@ -324,13 +324,19 @@ def gather_answers(records: Iterable[DefenseSource], versions: dict[str, int], s
     return Answers(labels=labels, problems=problems, strings=strings.frozen(), runs=runs)
 
 
-#: What a process reading defenses for :func:`tabulate` inherits from its parent (set before it forks).
-_INHERITED: tuple[dict[str, int], Callable[[str], Iterable[DefenseSource]]] | None = None
+#: A reader process's state, set in that process only by :func:`_reader_state` when it starts (forked: the version
+#: index and the reader come from its parent's memory, nothing is pickled); the parent never sets it.
+_READER: tuple[dict[str, int], Callable[[str], Iterable[DefenseSource]]] | None = None
 
 
-def _gather_inherited(defense: str) -> Answers:
-    assert _INHERITED is not None, "a reader process started without its parent's state"
-    versions, defense_records = _INHERITED
+def _reader_state(versions: dict[str, int], defense_records: Callable[[str], Iterable[DefenseSource]]) -> None:
+    global _READER
+    _READER = (versions, defense_records)
+
+
+def _gather_in_reader(defense: str) -> Answers:
+    assert _READER is not None, "a reader process started without its parent's state"
+    versions, defense_records = _READER
     return gather_answers(defense_records(defense), versions, StringPool(), NOT_CLASSIFIED)
 
 
@@ -338,14 +344,10 @@ def _answers_in_processes(builder: TableBuilder, defenses: Sequence[str],
                           defense_records: Callable[[str], Iterable[DefenseSource]], processes: int) -> None:
     """Each defense's answers gathered in ``processes`` forked processes (they inherit the version index and the
     reader), applied here in ``defenses`` order."""
-    global _INHERITED
-    _INHERITED = (builder.version_index(), defense_records)
-    try:
-        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
-            for defense, answers in zip(defenses, pool.map(_gather_inherited, defenses), strict=True):
-                builder.apply_answers(defense, answers)
-    finally:
-        _INHERITED = None
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"), initializer=_reader_state,
+                             initargs=(builder.version_index(), defense_records)) as pool:
+        for defense, answers in zip(defenses, pool.map(_gather_in_reader, defenses), strict=True):
+            builder.apply_answers(defense, answers)
 
 
 def tabulate(*, images: Iterable[tuple[str, int, int]], clean_versions: dict[str, str],

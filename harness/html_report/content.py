@@ -68,11 +68,6 @@ class Results:
         return self._stats[epsilon]
 
     @property
-    def runs(self) -> list[RunRow]:
-        """``runs.csv`` rows."""
-        return list(self.table.run_rows())
-
-    @property
     def epsilons(self) -> list[int]:
         return sorted(self.manifest.epsilons)
 
